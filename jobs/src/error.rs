@@ -1,0 +1,80 @@
+//! Errors of the job crate: one enum, lowercase messages naming the object,
+//! the cause kept as `source`.
+
+use datafusion::error::DataFusionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid location {location:?}: {reason}")]
+    Location { location: String, reason: String },
+
+    #[error("object store for {location} could not be built")]
+    StoreBuild {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("{op} {location} failed")]
+    Store {
+        op: &'static str,
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("no input files found at {location} (check the path; names starting with '_' or '.' are skipped)")]
+    NoInput { location: String },
+
+    #[error("sql {name} failed")]
+    Sql {
+        name: String,
+        #[source]
+        source: DataFusionError,
+    },
+
+    #[error("no sql file named {name:?} (known: {known})")]
+    UnknownSql { name: String, known: String },
+
+    #[error("query failed")]
+    Query {
+        #[source]
+        source: DataFusionError,
+    },
+
+    #[error("parquet file {location} could not be written")]
+    ParquetWrite {
+        location: String,
+        #[source]
+        source: datafusion::parquet::errors::ParquetError,
+    },
+
+    #[error("arrow data for {what} is invalid")]
+    Arrow {
+        what: String,
+        #[source]
+        source: datafusion::arrow::error::ArrowError,
+    },
+
+    #[error("invalid argument: {0}")]
+    Argument(String),
+
+    #[error("io on {path} failed")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn query(source: DataFusionError) -> Self {
+        Error::Query { source }
+    }
+
+    pub(crate) fn arrow(what: impl Into<String>, source: datafusion::arrow::error::ArrowError) -> Self {
+        Error::Arrow { what: what.into(), source }
+    }
+}

@@ -1,0 +1,22 @@
+//! sentiflow jobs: generate, score and aggregate tweets with DataFusion.
+//!
+//! Each job is `async fn run(ctx, args) -> Result<Report>`; the binary only
+//! parses arguments and dispatches.
+
+pub mod aggregate;
+pub mod bench;
+pub mod context;
+mod error;
+pub mod generate;
+pub mod pipeline;
+mod progress;
+pub mod read;
+pub mod schema;
+pub mod score;
+pub mod sql;
+pub mod store;
+pub mod tables;
+pub mod write;
+
+pub use context::{ContextOptions, JobContext, ScorerKind};
+pub use error::{Error, Result};

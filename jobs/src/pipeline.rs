@@ -1,0 +1,70 @@
+//! `sentiflow run`: generate → score → aggregate on the embedded default.
+
+use std::time::{Duration, Instant};
+
+use crate::aggregate::{self, AggregateArgs, AggregateReport, WindowSpec};
+use crate::context::JobContext;
+use crate::generate::{self, GenerateArgs, GenerateReport};
+use crate::read::DEFAULT_MAX_TEXT_BYTES;
+use crate::schema::Table;
+use crate::score::{self, ScoreArgs, ScoreReport};
+use crate::store::Location;
+use crate::Result;
+
+#[derive(Debug, Clone)]
+pub struct RunArgs {
+    /// Output root: raw/, scored/, windows/, windows_by_source/, _rejected/.
+    pub out: String,
+    /// Read raw tweets from here instead of generating the sample data set.
+    pub input: Option<String>,
+    pub generate: GenerateArgs,
+    pub spec: WindowSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub out: String,
+    pub generate: Option<(GenerateReport, Duration)>,
+    pub score: (ScoreReport, Duration),
+    pub aggregate: (AggregateReport, Duration),
+}
+
+pub async fn run(jc: &JobContext, scorer: sentiflow_udfs::SharedScorer, args: RunArgs) -> Result<RunReport> {
+    let out = Location::parse(&args.out)?;
+    let raw = out.child(Table::Raw.dir());
+    let generated = match &args.input {
+        Some(_) => None,
+        None => {
+            let t = Instant::now();
+            let g = generate::run(&jc.stores, GenerateArgs { to: raw.display.clone(), ..args.generate.clone() }).await?;
+            Some((g, t.elapsed()))
+        }
+    };
+    let t = Instant::now();
+    let score = score::run(
+        jc,
+        scorer,
+        ScoreArgs {
+            input: args.input.clone().unwrap_or_else(|| raw.display.clone()),
+            output: out.child(Table::Scored.dir()).display,
+            rejected: out.child(Table::Rejected.dir()).display,
+            format: None,
+            max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
+        },
+    )
+    .await?;
+    let score = (score, t.elapsed());
+    let t = Instant::now();
+    let agg = aggregate::run(
+        jc,
+        AggregateArgs {
+            input: out.child(Table::Scored.dir()).display,
+            out: out.display.clone(),
+            spec: args.spec,
+            from: None,
+            to: None,
+        },
+    )
+    .await?;
+    Ok(RunReport { out: out.display, generate: generated, score, aggregate: (agg, t.elapsed()) })
+}

@@ -1,0 +1,212 @@
+//! The single source of truth for every table sentiflow reads or writes.
+//!
+//! Arrow schemas, the input validation of raw records, the output layout
+//! (directory and Hive partition keys) and the Athena/Glue column types are
+//! all derived from the column lists below.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Column types used by sentiflow tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    String,
+    /// Timestamp, microseconds, UTC.
+    Timestamp,
+    Float64,
+    Int64,
+}
+
+impl ColType {
+    pub fn arrow(self) -> DataType {
+        match self {
+            ColType::String => DataType::Utf8,
+            ColType::Timestamp => timestamp_type(),
+            ColType::Float64 => DataType::Float64,
+            ColType::Int64 => DataType::Int64,
+        }
+    }
+
+    /// The type Athena (Glue/Hive DDL) uses for this column in Parquet.
+    pub fn athena(self) -> &'static str {
+        match self {
+            ColType::String => "string",
+            ColType::Timestamp => "timestamp",
+            ColType::Float64 => "double",
+            ColType::Int64 => "bigint",
+        }
+    }
+}
+
+/// `Timestamp(Microsecond, "UTC")`, the type of every time column.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColType,
+    pub nullable: bool,
+    pub doc: &'static str,
+}
+
+const fn col(name: &'static str, ty: ColType, nullable: bool, doc: &'static str) -> Column {
+    Column { name, ty, nullable, doc }
+}
+
+use ColType::*;
+
+/// A raw tweet, as produced by the generators and ingested from files or streams.
+/// Non-nullable columns are required in every input record.
+pub const RAW: &[Column] = &[
+    col("tweet_id", String, false, "tweet id (string; integer ids in input are accepted)"),
+    col("created_at", Timestamp, false, "event time: when the post was written (UTC)"),
+    col("text", String, false, "post text"),
+    col("source", String, false, "platform or feed the post came from"),
+    col("user_id", String, true, "author id"),
+    col("lang", String, true, "language code (BCP 47, e.g. en, es)"),
+    col("ingested_at", Timestamp, true, "when the record entered the pipeline (UTC)"),
+    col("truth_label", String, true, "ground-truth polarity of synthetic posts (negative/neutral/positive); NULL for real data"),
+];
+
+/// Columns the score job adds to a raw tweet.
+pub const SCORE_COLUMNS: &[Column] = &[
+    col("sentiment_score", Float64, true, "score in [-1, 1]; NULL when unscorable"),
+    col("sentiment_label", String, true, "negative, neutral or positive; NULL when unscorable"),
+    col("scorer", String, false, "model and version that scored the row"),
+    col("scored_at", Timestamp, false, "when the row was scored (UTC)"),
+    col("score_error", String, true, "why the row could not be scored; NULL when scored"),
+];
+
+/// Aggregate columns shared by `windows` and `windows_by_source`.
+pub const WINDOW_METRICS: &[Column] = &[
+    col("n", Int64, false, "rows with a score in the window"),
+    col("n_unscored", Int64, false, "rows in the window whose score is NULL"),
+    col("avg_score", Float64, true, "mean score"),
+    col("min_score", Float64, true, "lowest score"),
+    col("max_score", Float64, true, "highest score"),
+    col("n_negative", Int64, false, "rows labelled negative"),
+    col("n_positive", Int64, false, "rows labelled positive"),
+    col("share_negative", Float64, true, "n_negative / n"),
+];
+
+pub const WINDOW_BOUNDS: &[Column] = &[
+    col("window_start", Timestamp, false, "window start, inclusive (UTC)"),
+    col("window_end", Timestamp, false, "window end, exclusive (UTC)"),
+];
+
+pub const REJECTED: &[Column] = &[
+    col("job", String, false, "job that rejected the record"),
+    col("file", String, false, "input file (URL or path)"),
+    col("line", Int64, true, "1-based line (NDJSON/CSV) or row (Parquet); NULL when the whole file was rejected"),
+    col("reason", String, false, "why the record was rejected"),
+    col("record", String, true, "the record's text, lossily decoded, at most 4 KiB"),
+    col("record_bytes", Int64, false, "the record's full size in bytes"),
+    col("rejected_at", Timestamp, false, "when it was rejected (UTC)"),
+];
+
+/// A table sentiflow writes, with its directory under the data root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Raw,
+    Scored,
+    Windows,
+    WindowsBySource,
+    Rejected,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] =
+        [Table::Raw, Table::Scored, Table::Windows, Table::WindowsBySource, Table::Rejected];
+
+    /// Name of the table in `sentiflow sql` and in Athena.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            Table::Raw => "raw_tweets",
+            Table::Scored => "scored_tweets",
+            Table::Windows => "windows",
+            Table::WindowsBySource => "windows_by_source",
+            Table::Rejected => "rejected",
+        }
+    }
+
+    /// Directory under the data root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Table::Raw => "raw",
+            Table::Scored => "scored",
+            Table::Windows => "windows",
+            Table::WindowsBySource => "windows_by_source",
+            Table::Rejected => "_rejected",
+        }
+    }
+
+    /// Hive partition keys (string columns, not stored in the files).
+    pub fn partition_keys(self) -> &'static [&'static str] {
+        match self {
+            Table::Raw | Table::Scored => &["dt", "hour"],
+            Table::Windows | Table::WindowsBySource => &["dt"],
+            Table::Rejected => &["job"],
+        }
+    }
+
+    /// Columns stored in the Parquet files, in order.
+    pub fn columns(self) -> Vec<Column> {
+        match self {
+            Table::Raw => RAW.to_vec(),
+            Table::Scored => RAW.iter().chain(SCORE_COLUMNS).copied().collect(),
+            Table::Windows => WINDOW_BOUNDS.iter().chain(WINDOW_METRICS).copied().collect(),
+            Table::WindowsBySource => WINDOW_BOUNDS
+                .iter()
+                .copied()
+                .chain([col("source", String, false, "platform or feed")])
+                .chain(WINDOW_METRICS.iter().copied())
+                .collect(),
+            Table::Rejected => {
+                REJECTED.iter().filter(|c| c.name != "job").copied().collect()
+            }
+        }
+    }
+
+    /// Arrow schema of the files (partition keys excluded).
+    pub fn schema(self) -> SchemaRef {
+        static CACHE: LazyLock<Vec<SchemaRef>> = LazyLock::new(|| {
+            Table::ALL.iter().map(|t| Arc::new(to_schema(&t.columns()))).collect()
+        });
+        let idx = Table::ALL.iter().position(|t| *t == self).unwrap_or_default();
+        CACHE[idx].clone()
+    }
+}
+
+pub fn to_schema(cols: &[Column]) -> Schema {
+    Schema::new(
+        cols.iter()
+            .map(|c| Field::new(c.name, c.ty.arrow(), c.nullable))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scored_extends_raw() {
+        let scored = Table::Scored.schema();
+        for (i, f) in Table::Raw.schema().fields().iter().enumerate() {
+            assert_eq!(scored.field(i), f.as_ref());
+        }
+        assert!(scored.field_with_name("sentiment_score").unwrap().is_nullable());
+    }
+
+    #[test]
+    fn partition_keys_are_not_file_columns() {
+        for t in Table::ALL {
+            for k in t.partition_keys() {
+                assert!(t.schema().field_with_name(k).is_err(), "{t:?}.{k}");
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! SQL files of `sql/`, loaded by name, with values passed as `$params`.
+//!
+//! The files are compiled into the binary so it runs from any directory;
+//! `SENTIFLOW_SQL_DIR` points at a directory to use edited copies instead.
+
+use datafusion::common::ScalarValue;
+use datafusion::dataframe::DataFrame;
+use datafusion::prelude::SessionContext;
+
+use crate::{Error, Result};
+
+const FILES: &[(&str, &str)] = &[
+    ("score", include_str!("../../sql/score.sql")),
+    ("window_source_aggs", include_str!("../../sql/window_source_aggs.sql")),
+    ("windows_by_source", include_str!("../../sql/windows_by_source.sql")),
+    ("windows", include_str!("../../sql/windows.sql")),
+    ("bench_scored_view", include_str!("../../sql/bench_scored_view.sql")),
+    ("bench_scan", include_str!("../../sql/bench_scan.sql")),
+];
+
+/// Returns the text of `sql/<name>.sql`.
+pub fn load(name: &str) -> Result<String> {
+    if let Some(dir) = std::env::var_os("SENTIFLOW_SQL_DIR") {
+        let path = std::path::Path::new(&dir).join(format!("{name}.sql"));
+        return std::fs::read_to_string(&path)
+            .map_err(|source| Error::Io { path: path.display().to_string(), source });
+    }
+    FILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| s.to_string())
+        .ok_or_else(|| Error::UnknownSql {
+            name: name.to_string(),
+            known: FILES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+        })
+}
+
+/// Plans `sql/<name>.sql` with named parameters (`$name` in the file).
+pub async fn query(ctx: &SessionContext, name: &str, params: Vec<(&str, ScalarValue)>) -> Result<DataFrame> {
+    let text = load(name)?;
+    let sql_err = |source| Error::Sql { name: format!("sql/{name}.sql"), source };
+    let df = ctx.sql(&text).await.map_err(sql_err)?;
+    if params.is_empty() {
+        return Ok(df);
+    }
+    df.with_param_values(params).map_err(sql_err)
+}

@@ -1,0 +1,52 @@
+//! Registering sentiflow's tables (and any other path) with a session.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+
+use crate::context::JobContext;
+use crate::read::{ReadOptions, parse_file};
+use crate::schema::Table;
+use crate::store::{Location, list_files};
+use crate::{Error, Result};
+
+/// Registers a Parquet table written by sentiflow (Hive partitions as string
+/// columns) under `name`. The schema comes from the schema module, so an
+/// empty or missing directory is an empty table, not an error.
+pub fn register_parquet_table(jc: &JobContext, name: &str, table: Table, loc: &Location) -> Result<()> {
+    let url = ListingTableUrl::parse(loc.dir_url()).map_err(|source| Error::Sql { name: format!("table {name}"), source })?;
+    let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(table.partition_keys().iter().map(|k| (k.to_string(), DataType::Utf8)).collect());
+    let config = ListingTableConfig::new(url).with_listing_options(opts).with_schema(table.schema());
+    let provider = ListingTable::try_new(config).map_err(|source| Error::Sql { name: format!("table {name}"), source })?;
+    let _ = jc.ctx.deregister_table(name);
+    jc.ctx
+        .register_table(name, Arc::new(provider))
+        .map_err(|source| Error::Sql { name: format!("table {name}"), source })?;
+    Ok(())
+}
+
+/// Registers raw tweets: a Parquet layout as a listing table; NDJSON/CSV
+/// (Firehose layout, gzip or not) through the validating reader into memory,
+/// so ad-hoc SQL sees exactly the records the score job accepts.
+pub async fn register_raw_table(jc: &JobContext, name: &str, loc: &Location) -> Result<usize> {
+    let store = jc.stores.store(&loc.store_url)?;
+    let files = list_files(store.as_ref(), loc).await?;
+    if !files.is_empty() && files.iter().all(|f| f.location.as_ref().ends_with(".parquet")) {
+        register_parquet_table(jc, name, Table::Raw, loc)?;
+        return Ok(files.len());
+    }
+    let mut batches = Vec::new();
+    for f in &files {
+        let bytes = crate::score::fetch(store.as_ref(), loc, &f.location).await?;
+        batches.extend(parse_file(&loc.url_of(&f.location), bytes, ReadOptions::default()).batches);
+    }
+    let mem = MemTable::try_new(Table::Raw.schema(), vec![batches]).map_err(Error::query)?;
+    let _ = jc.ctx.deregister_table(name);
+    jc.ctx.register_table(name, Arc::new(mem)).map_err(Error::query)?;
+    Ok(files.len())
+}

@@ -1,0 +1,161 @@
+//! Hive-partitioned Parquet output with deterministic file names.
+//!
+//! Jobs name their files after what they were computed from, so re-running a
+//! job overwrites its own files instead of adding duplicates; partition
+//! replacement deletes the strays after the new files are durable.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use object_store::buffered::BufWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use futures::StreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use std::sync::Arc;
+
+use crate::schema::Table;
+use crate::store::Location;
+use crate::{Error, Result};
+
+/// Writer settings for every Parquet file sentiflow writes.
+pub fn parquet_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(256 * 1024))
+        .build()
+}
+
+/// A file written by a [`PartitionedWriter`].
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    pub path: Path,
+    /// `dt=…/hour=…` (the partition directory, relative to the table root).
+    pub partition: String,
+    pub rows: usize,
+}
+
+/// Splits batches by the table's partition keys and writes one file per
+/// partition, named `file_name`, under `root/k=v/…`.
+pub struct PartitionedWriter {
+    store: Arc<dyn ObjectStore>,
+    root: Location,
+    table: Table,
+    file_name: String,
+    open: BTreeMap<String, (Path, usize, AsyncArrowWriter<BufWriter>)>,
+}
+
+impl PartitionedWriter {
+    pub fn new(store: Arc<dyn ObjectStore>, root: Location, table: Table, file_name: impl Into<String>) -> Self {
+        Self { store, root, table, file_name: file_name.into(), open: BTreeMap::new() }
+    }
+
+    /// Writes a batch that holds the table's columns plus its partition keys.
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let keys: Vec<StringArray> = self
+            .table
+            .partition_keys()
+            .iter()
+            .map(|k| {
+                let col = batch.column_by_name(k).ok_or_else(|| {
+                    Error::Argument(format!("query result for {} lacks partition column {k}", self.table.sql_name()))
+                })?;
+                let s = cast(col, &DataType::Utf8).map_err(|e| Error::arrow(format!("partition column {k}"), e))?;
+                Ok(s.as_any().downcast_ref::<StringArray>().cloned().unwrap_or_else(|| StringArray::from(Vec::<&str>::new())))
+            })
+            .collect::<Result<_>>()?;
+        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for row in 0..batch.num_rows() {
+            let mut dir = String::new();
+            for (k, col) in self.table.partition_keys().iter().zip(&keys) {
+                if col.is_null(row) {
+                    return Err(Error::Argument(format!("partition column {k} is NULL in row {row}")));
+                }
+                if !dir.is_empty() {
+                    dir.push('/');
+                }
+                dir.push_str(&format!("{k}={}", col.value(row)));
+            }
+            groups.entry(dir).or_default().push(row as u32);
+        }
+        let schema = self.table.schema();
+        for (dir, rows) in groups {
+            let idx = UInt32Array::from(rows);
+            let cols: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let c = batch.column_by_name(f.name()).ok_or_else(|| {
+                        Error::Argument(format!("query result for {} lacks column {}", self.table.sql_name(), f.name()))
+                    })?;
+                    let c = take(c.as_ref(), &idx, None).map_err(|e| Error::arrow(f.name().to_string(), e))?;
+                    cast(&c, f.data_type()).map_err(|e| Error::arrow(f.name().to_string(), e))
+                })
+                .collect::<Result<_>>()?;
+            let part = RecordBatch::try_new(schema.clone(), cols)
+                .map_err(|e| Error::arrow(format!("{} rows for {dir}", self.table.sql_name()), e))?;
+            if !self.open.contains_key(&dir) {
+                let mut path = self.root.path.clone();
+                for seg in dir.split('/') {
+                    path = path.join(seg);
+                }
+                let path = path.join(self.file_name.as_str());
+                let w = AsyncArrowWriter::try_new(
+                    BufWriter::new(self.store.clone(), path.clone()),
+                    schema.clone(),
+                    Some(parquet_props()),
+                )
+                .map_err(|source| Error::ParquetWrite { location: self.root.url_of(&path), source })?;
+                self.open.insert(dir.clone(), (path, 0, w));
+            }
+            if let Some((path, n, w)) = self.open.get_mut(&dir) {
+                *n += part.num_rows();
+                w.write(&part)
+                    .await
+                    .map_err(|source| Error::ParquetWrite { location: self.root.url_of(path), source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every batch of a DataFrame.
+    pub async fn write_dataframe(&mut self, df: datafusion::dataframe::DataFrame) -> Result<()> {
+        let mut stream = df.execute_stream().await.map_err(Error::query)?;
+        while let Some(batch) = stream.next().await {
+            self.write(&batch.map_err(Error::query)?).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes every file; they are durable when this returns.
+    pub async fn finish(self) -> Result<Vec<WrittenFile>> {
+        let mut out = Vec::with_capacity(self.open.len());
+        for (partition, (path, rows, w)) in self.open {
+            w.close().await.map_err(|source| Error::ParquetWrite { location: self.root.url_of(&path), source })?;
+            out.push(WrittenFile { path, partition, rows });
+        }
+        Ok(out)
+    }
+}
+
+/// Writes one whole batch as a single Parquet file (no partitioning).
+pub async fn write_file(store: &dyn ObjectStore, loc: &Location, path: &Path, batch: &RecordBatch) -> Result<()> {
+    let mut buf = Vec::new();
+    let perr = |source| Error::ParquetWrite { location: loc.url_of(path), source };
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(parquet_props())).map_err(perr)?;
+    w.write(batch).map_err(perr)?;
+    w.close().map_err(perr)?;
+    crate::store::put(store, loc, path, buf).await
+}
+
+/// Returns the `null_count` of a column, 0 when absent.
+pub fn null_count(batch: &RecordBatch, name: &str) -> usize {
+    batch.column_by_name(name).map(|c| c.null_count()).unwrap_or(0)
+}

@@ -1,0 +1,28 @@
+-- sql/score.sql: score raw tweets.
+--
+-- Reads table raw_tweets (the raw schema). score_sentiment(text) is the
+-- scorer the job selected (--scorer); it returns STRUCT<score, label, error>:
+-- an unscorable text gets a NULL score and label and an error reason.
+-- dt/hour are the Hive partition keys, from the event time (created_at, UTC).
+--
+-- Params: $scorer (model/version, text), $scored_at (timestamp, UTC).
+SELECT
+    tweet_id,
+    created_at,
+    text,
+    source,
+    user_id,
+    lang,
+    ingested_at,
+    truth_label,
+    get_field(s, 'score')                                          AS sentiment_score,
+    get_field(s, 'label')                                          AS sentiment_label,
+    arrow_cast($scorer, 'Utf8')                                    AS scorer,
+    arrow_cast($scored_at, 'Timestamp(Microsecond, Some("UTC"))')  AS scored_at,
+    get_field(s, 'error')                                          AS score_error,
+    to_char(created_at, '%Y-%m-%d')                                AS dt,
+    to_char(created_at, '%H')                                      AS hour
+FROM (
+    SELECT *, score_sentiment(text) AS s
+    FROM raw_tweets
+) AS t

@@ -1,0 +1,420 @@
+//! The `sentiflow` command line: parses arguments and dispatches to the jobs.
+
+mod cli_sql;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use sentiflow_jobs::aggregate::{self, AggregateArgs, WindowSpec, fmt_duration};
+use sentiflow_jobs::bench::{self, BenchTask};
+use sentiflow_jobs::generate::{self, GenerateArgs, OutputFormat};
+use sentiflow_jobs::pipeline::{self, RunArgs};
+use sentiflow_jobs::read::{DEFAULT_MAX_TEXT_BYTES, Format};
+use sentiflow_jobs::schema::Table;
+use sentiflow_jobs::score::{self, ScoreArgs};
+use sentiflow_jobs::store::Location;
+use sentiflow_jobs::{ContextOptions, JobContext, ScorerKind};
+
+const DEFAULT_OUT: &str = "./sentiflow-out";
+
+#[derive(Parser, Debug)]
+#[command(name = "sentiflow", version, about = "Sentiment dataflow jobs on Apache DataFusion")]
+struct Cli {
+    /// Query worker threads (0 = all cores).
+    #[arg(long, global = true, default_value_t = 0, env = "SENTIFLOW_THREADS")]
+    threads: usize,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Generate synthetic tweets (seeded, deterministic) to files or S3.
+    Generate(GenerateCli),
+    /// Score raw tweets (NDJSON/CSV/Parquet, local or s3://) into partitioned Parquet.
+    Score(ScoreCli),
+    /// Aggregate scored tweets over event-time windows.
+    Aggregate(AggregateCli),
+    /// Generate, score and aggregate the embedded sample data set, then print a summary.
+    Run(RunCli),
+    /// Ad-hoc SQL over the tables of a data root (REPL, -c or -f).
+    Sql(cli_sql::SqlCli),
+    /// The peer benchmark contract: --input DIR --out DIR --task scan|window.
+    Bench(BenchCli),
+}
+
+#[derive(clap::Args, Debug)]
+struct GenerateCli {
+    /// Number of tweets.
+    #[arg(long, default_value_t = 5_000)]
+    rows: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// First event time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, default_value = "2025-02-10T00:00:00Z", value_parser = parse_time)]
+    start: DateTime<Utc>,
+    /// Event times spread over this span (e.g. 24h, 7d, 90m).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    span: chrono::Duration,
+    /// Comma-separated source names.
+    #[arg(long, value_delimiter = ',', default_values_t = generate::DEFAULT_SOURCES.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
+    sources: Vec<String>,
+    #[arg(long, default_value = "bitcoin")]
+    topic: String,
+    /// Output directory or s3://bucket/prefix.
+    #[arg(long, default_value = "./sentiflow-out/raw")]
+    to: String,
+    #[arg(long, value_enum, default_value_t = GenFormat::Ndjson)]
+    format: GenFormat,
+    /// Gzip NDJSON files (as Firehose's GZIP compression does).
+    #[arg(long)]
+    gzip: bool,
+    #[arg(long, default_value_t = 100_000)]
+    max_rows_per_file: usize,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum GenFormat {
+    /// Newline-delimited JSON in Firehose's YYYY/MM/DD/HH/ layout.
+    Ndjson,
+    /// Parquet partitioned dt=/hour=.
+    Parquet,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum InFormat {
+    Ndjson,
+    Csv,
+    Parquet,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default)]
+enum ScorerCli {
+    /// VADER lexicon: rule-based baseline.
+    #[default]
+    Lexicon,
+}
+
+impl From<ScorerCli> for ScorerKind {
+    fn from(s: ScorerCli) -> Self {
+        match s {
+            ScorerCli::Lexicon => ScorerKind::Lexicon,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct ScoreCli {
+    /// Raw tweets: a file, a directory or a glob, local or s3://.
+    #[arg(long)]
+    input: String,
+    /// Data root: writes scored/ and _rejected/ below it.
+    #[arg(long, default_value = DEFAULT_OUT)]
+    out: String,
+    /// Input format (default: from each file's name; no extension = NDJSON).
+    #[arg(long, value_enum)]
+    format: Option<InFormat>,
+    /// Longer texts are rejected to _rejected/ instead of scored.
+    #[arg(long, default_value_t = DEFAULT_MAX_TEXT_BYTES)]
+    max_text_bytes: usize,
+    #[arg(long, value_enum, default_value_t = ScorerCli::Lexicon)]
+    scorer: ScorerCli,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct WindowCli {
+    /// Window size (e.g. 5m, 1h).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    window: chrono::Duration,
+    /// Slide for sliding windows (a divisor of --window); tumbling when absent.
+    #[arg(long, value_parser = parse_duration)]
+    slide: Option<chrono::Duration>,
+}
+
+#[derive(clap::Args, Debug)]
+struct AggregateCli {
+    /// Scored tweets (default: <out>/scored).
+    #[arg(long)]
+    input: Option<String>,
+    /// Data root: writes windows/ and windows_by_source/ below it.
+    #[arg(long, default_value = DEFAULT_OUT)]
+    out: String,
+    #[command(flatten)]
+    window: WindowCli,
+    /// Recompute windows from this time (widened to the UTC day); default: everything.
+    #[arg(long, value_parser = parse_time)]
+    from: Option<DateTime<Utc>>,
+    /// Recompute windows before this time (widened to the UTC day).
+    #[arg(long, value_parser = parse_time)]
+    to: Option<DateTime<Utc>>,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunCli {
+    /// Output root (local or s3://).
+    #[arg(long, default_value = DEFAULT_OUT)]
+    out: String,
+    /// Score these raw tweets instead of generating the sample data set.
+    #[arg(long)]
+    input: Option<String>,
+    #[command(flatten)]
+    window: WindowCli,
+    #[arg(long, value_enum, default_value_t = ScorerCli::Lexicon)]
+    scorer: ScorerCli,
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchCli {
+    #[arg(long)]
+    input: String,
+    #[arg(long)]
+    out: String,
+    #[arg(long, value_enum)]
+    task: BenchTaskCli,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum BenchTaskCli {
+    Scan,
+    Window,
+}
+
+/// `30s`, `5m`, `1h30m`, `7d`, `500ms`.
+fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 30s, 5m, 1h30m or 7d");
+    let mut total = chrono::Duration::zero();
+    let mut num = String::new();
+    let mut chars = s.trim().chars().peekable();
+    if chars.peek().is_none() {
+        return Err(bad());
+    }
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: i64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                chrono::Duration::milliseconds(n)
+            }
+            ('s', _) => chrono::Duration::seconds(n),
+            ('m', _) => chrono::Duration::minutes(n),
+            ('h', _) => chrono::Duration::hours(n),
+            ('d', _) => chrono::Duration::days(n),
+            _ => return Err(bad()),
+        };
+        total += unit;
+    }
+    if !num.is_empty() {
+        return Err(format!("{s:?} needs a unit (s, m, h, d, ms)"));
+    }
+    Ok(total)
+}
+
+/// RFC 3339 or a plain date (midnight UTC).
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{s:?} is not a time: use RFC 3339 (2025-02-10T13:00:00Z) or a date (2025-02-10)"))
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "warn,sentiflow=info,sentiflow_jobs=info,sentiflow_udfs=info",
+        _ => "info,sentiflow=debug,sentiflow_jobs=debug,sentiflow_udfs=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let jc = JobContext::new(ContextOptions { threads: cli.threads }).context("cannot start the query engine")?;
+    match cli.cmd {
+        Cmd::Generate(g) => {
+            let r = generate::run(
+                &jc.stores,
+                GenerateArgs {
+                    rows: g.rows,
+                    seed: g.seed,
+                    start: g.start,
+                    span: g.span,
+                    sources: g.sources,
+                    topic: g.topic,
+                    to: g.to,
+                    format: match g.format {
+                        GenFormat::Ndjson => OutputFormat::Ndjson,
+                        GenFormat::Parquet => OutputFormat::Parquet,
+                    },
+                    gzip: g.gzip,
+                    max_rows_per_file: g.max_rows_per_file.max(1),
+                },
+            )
+            .await?;
+            println!(
+                "generated {} tweets ({} negative, {} neutral, {} positive) in {} files, {} bytes, to {}",
+                r.rows, r.negative, r.neutral, r.positive, r.files, r.bytes, r.to
+            );
+        }
+        Cmd::Score(s) => {
+            let out = Location::parse(&s.out)?;
+            let r = score::run(
+                &jc,
+                ScorerKind::from(s.scorer).build(),
+                ScoreArgs {
+                    input: s.input,
+                    output: out.child(Table::Scored.dir()).display,
+                    rejected: out.child(Table::Rejected.dir()).display,
+                    format: s.format.map(|f| match f {
+                        InFormat::Ndjson => Format::Ndjson,
+                        InFormat::Csv => Format::Csv,
+                        InFormat::Parquet => Format::Parquet,
+                    }),
+                    max_text_bytes: s.max_text_bytes,
+                },
+            )
+            .await?;
+            print_score(&r);
+        }
+        Cmd::Aggregate(a) => {
+            let out = Location::parse(&a.out)?;
+            let input = a.input.unwrap_or_else(|| out.child(Table::Scored.dir()).display);
+            let spec = WindowSpec::new(a.window.window, a.window.slide)?;
+            let r = aggregate::run(&jc, AggregateArgs { input, out: a.out, spec, from: a.from, to: a.to }).await?;
+            println!(
+                "{} windows and {} (window, source) rows of {} sliding every {} in {} partitions{}",
+                r.windows,
+                r.windows_by_source,
+                fmt_duration(spec.window),
+                fmt_duration(spec.slide),
+                r.partitions.len(),
+                match r.replaced {
+                    Some((f, t)) => format!(", replaced days {} .. {}", f.format("%Y-%m-%d"), t.format("%Y-%m-%d")),
+                    None => ", whole table replaced".into(),
+                }
+            );
+        }
+        Cmd::Run(r) => {
+            let spec = WindowSpec::new(r.window.window, r.window.slide)?;
+            let rep = pipeline::run(
+                &jc,
+                ScorerKind::from(r.scorer).build(),
+                RunArgs { out: r.out, input: r.input, generate: GenerateArgs::default(), spec },
+            )
+            .await?;
+            print_run(&rep, spec);
+        }
+        Cmd::Sql(s) => cli_sql::run(&jc, s).await?,
+        Cmd::Bench(b) => {
+            let task = match b.task {
+                BenchTaskCli::Scan => BenchTask::Scan,
+                BenchTaskCli::Window => BenchTask::Window,
+            };
+            let r = bench::run(&jc, &b.input, &b.out, task).await?;
+            let mut j = serde_json::json!({
+                "engine": "sentiflow",
+                "version": env!("CARGO_PKG_VERSION"),
+                "task": r.task,
+                "query_s": r.query_s,
+            });
+            if let Some(c) = r.count { j["count"] = c.into(); }
+            if let Some(a) = r.avg { j["avg"] = a.into(); }
+            if let Some(w) = r.windows_rows { j["windows_rows"] = w.into(); }
+            if let Some(w) = r.by_source_rows { j["by_source_rows"] = w.into(); }
+            println!("RESULT {j}");
+        }
+    }
+    Ok(())
+}
+
+fn print_score(r: &score::ScoreReport) {
+    println!("scorer            {}", r.scorer);
+    println!("input files       {}{}", r.files, if r.empty_files.is_empty() { String::new() } else { format!(" ({} empty)", r.empty_files.len()) });
+    println!("records read      {}", r.rows_read);
+    println!("scored            {}", r.rows_scored);
+    println!("unscorable        {} (NULL score, reason in score_error)", r.rows_unscorable);
+    println!("rejected          {} (see _rejected/job=score/)", r.rows_rejected);
+    if !r.extra_fields.is_empty() {
+        println!("ignored fields    {}", r.extra_fields.iter().cloned().collect::<Vec<_>>().join(", "));
+    }
+    println!("partitions        {}  files {}", r.partitions.len(), r.output_files);
+}
+
+fn print_run(r: &pipeline::RunReport, spec: WindowSpec) {
+    let (s, st) = &r.score;
+    let (a, at) = &r.aggregate;
+    println!("sentiflow run → {}   scorer {}", r.out, s.scorer);
+    println!();
+    println!("{:<10} {:<22} {:>9} {:>9}  {:>7}  detail", "step", "output", "rows", "files", "time");
+    if let Some((g, gt)) = &r.generate {
+        println!(
+            "{:<10} {:<22} {:>9} {:>9}  {:>7}  {} neg / {} neu / {} pos (ground truth)",
+            "generate", "raw/", g.rows, g.files, secs(*gt), g.negative, g.neutral, g.positive
+        );
+    }
+    println!(
+        "{:<10} {:<22} {:>9} {:>9}  {:>7}  {} unscorable, {} partitions",
+        "score", "scored/", s.rows_scored + s.rows_unscorable, s.output_files, secs(*st), s.rows_unscorable, s.partitions.len()
+    );
+    println!("{:<10} {:<22} {:>9} {:>9}  {:>7}  {}", "", "_rejected/", s.rows_rejected, "", "", "records that failed validation");
+    println!(
+        "{:<10} {:<22} {:>9} {:>9}  {:>7}  {} windows, slide {}",
+        "aggregate", "windows/", a.windows, "", secs(*at), fmt_duration(spec.window), fmt_duration(spec.slide)
+    );
+    println!("{:<10} {:<22} {:>9}", "", "windows_by_source/", a.windows_by_source);
+    println!();
+    println!("query it:  sentiflow sql --data {} -c \"SELECT * FROM windows ORDER BY window_start LIMIT 10\"", r.out);
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(parse_duration("5m").unwrap(), chrono::Duration::minutes(5));
+        assert_eq!(parse_duration("1h30m").unwrap(), chrono::Duration::minutes(90));
+        assert_eq!(parse_duration("250ms").unwrap(), chrono::Duration::milliseconds(250));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert_eq!(parse_time("2025-02-10").unwrap().to_rfc3339(), "2025-02-10T00:00:00+00:00");
+        assert!(parse_time("feb 10").is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! Sentiment scoring UDFs for DataFusion.
+//!
+//! Every scorer implements [`Scorer`]: it turns a batch of texts into one
+//! [`Outcome`] per text, either a score in [-1, 1] with a label, or an error
+//! reason (never a made-up score). Two kinds of UDF are built on top:
+//!
+//! * a plain function per scorer for ad-hoc SQL, e.g. `sentiment_lexicon(text)
+//!   -> DOUBLE` (NULL when the text is unscorable);
+//! * `score_sentiment(text) -> STRUCT<score DOUBLE, label VARCHAR, error VARCHAR>`,
+//!   bound to the scorer a job selected. `sql/score.sql` calls it, so every
+//!   scorer plugs into the same SQL by name.
+
+mod lexicon;
+mod udf;
+
+pub use lexicon::LexiconScorer;
+pub use udf::{ScoreSentimentUdf, ScorerFloatUdf, register_scorer_udfs, score_struct_type};
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// Errors of the scoring crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("scorer {scorer} failed")]
+    Scorer {
+        scorer: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Sentiment label, the same three classes for every scorer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Label {
+    Negative,
+    Neutral,
+    Positive,
+}
+
+impl Label {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Label::Negative => "negative",
+            Label::Neutral => "neutral",
+            Label::Positive => "positive",
+        }
+    }
+}
+
+/// What a scorer says about one text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Scored { score: f64, label: Label },
+    /// The text could not be scored; the reason is stored in `score_error`.
+    Unscorable(String),
+}
+
+/// A sentiment model usable from SQL.
+pub trait Scorer: Debug + Send + Sync {
+    /// Short name used in UDF names (`sentiment_<name>`) and on the CLI.
+    fn name(&self) -> &str;
+    /// Model and version, written to the `scorer` column of scored rows.
+    fn id(&self) -> &str;
+    /// Scores a batch. `None` texts (SQL NULL) must yield an `Unscorable` outcome.
+    fn score_batch(&self, texts: &[Option<&str>]) -> Result<Vec<Outcome>>;
+}
+
+pub type SharedScorer = Arc<dyn Scorer>;
