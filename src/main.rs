@@ -397,15 +397,37 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
 }
 
+/// The error chain as `{:#}` prints it, on one line: whitespace collapsed, and
+/// a cause skipped when its parent's message already quotes it (DataFusion
+/// and object_store errors embed their sources).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let msg = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        if parts.last().is_some_and(|p| p.contains(&msg)) {
+            continue;
+        }
+        parts.push(msg);
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_print_on_one_line_without_repeats() {
+        let inner = std::io::Error::other("disk\nfull");
+        let e = anyhow::Error::new(inner).context("write x failed: disk full").context("job failed");
+        assert_eq!(one_line(&e), "job failed: write x failed: disk full");
+    }
 
     #[test]
     fn durations_and_times() {

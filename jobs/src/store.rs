@@ -17,7 +17,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload,
+    BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload,
     RetryConfig,
 };
 use url::Url;
@@ -62,7 +62,6 @@ pub fn build_object_store(url: &Url) -> Result<Arc<dyn ObjectStore>> {
             };
             let store = b
                 .with_retry(retry)
-                .with_client_options(ClientOptions::new().with_timeout(Duration::from_secs(120)))
                 .build()
                 .map_err(|source| Error::StoreBuild { location: url.to_string(), source })?;
             Ok(Arc::new(store))

@@ -1,1 +1,9 @@
+//! The one integration test binary: each module tests a job through the real
+//! `sentiflow` binary and checks its output with independent code.
 
+mod common;
+mod cli;
+mod pipeline;
+mod rejected;
+mod s3;
+mod windows;

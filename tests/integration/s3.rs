@@ -1,0 +1,46 @@
+//! The S3 path against a real S3 server on 127.0.0.1 (SeaweedFS, started by
+//! scripts/test.sh). Without a server the test fails, unless
+//! SENTIFLOW_SKIP_S3=1 says to skip it out loud.
+
+use crate::common::*;
+
+fn s3_root(test: &str) -> Option<String> {
+    if std::env::var_os("SENTIFLOW_TEST_S3_BUCKET").is_none() {
+        if std::env::var_os("SENTIFLOW_SKIP_S3").is_some() {
+            eprintln!("SKIPPED {test}: SENTIFLOW_SKIP_S3 is set and no S3 server was started");
+            return None;
+        }
+        panic!("no S3 server: run the tests with scripts/test.sh (it starts SeaweedFS), or set SENTIFLOW_SKIP_S3=1");
+    }
+    let bucket = std::env::var("SENTIFLOW_TEST_S3_BUCKET").unwrap();
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    Some(format!("s3://{bucket}/{test}-{nonce}"))
+}
+
+#[test]
+fn run_score_and_sql_on_s3() {
+    let Some(root) = s3_root("run") else { return };
+    let out = ok(&["run", "--out", &root]);
+    assert!(out.contains("aggregate  windows/                     288"), "{out}");
+    let csv = ok(&["sql", "--data", &root, "--format", "csv", "-c",
+        "SELECT count(*) AS n FROM scored_tweets; SELECT count(*) AS n FROM windows_by_source; SELECT count(DISTINCT hour) AS h FROM scored_tweets"]);
+    assert_eq!(csv, "n\n5000\nn\n1075\nh\n24\n");
+
+    // a glob over the Firehose layout on S3, into another root
+    let other = format!("{root}-glob");
+    let out = ok(&["score", "--input", &format!("{root}/raw/2025/02/10/0*/*"), "--out", &other]);
+    assert!(out.contains("input files       10"), "{out}");
+    // and the same data from local disk gives the same scores
+    let d = tmp();
+    ok(&["score", "--input", &format!("{}/2025/02/10/0*/*", sample_tweets()), "--out", &s(d.path())]);
+    let q = "SELECT tweet_id, sentiment_score FROM scored_tweets ORDER BY tweet_id";
+    assert_eq!(
+        ok(&["sql", "--data", &other, "--format", "csv", "-c", q]),
+        ok(&["sql", "--data", &s(d.path()), "--format", "csv", "-c", q])
+    );
+
+    // a missing bucket is a clear error
+    let (code, err) = fails(&["score", "--input", "s3://no-such-bucket-sentiflow/x", "--out", &root]);
+    assert_eq!(code, 2);
+    assert!(err.contains("s3://no-such-bucket-sentiflow/x"), "{err}");
+}
