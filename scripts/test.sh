@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: starts a local S3 server (SeaweedFS on 127.0.0.1), runs
+# `cargo test` (unit tests + the one integration test binary), stops the server.
+#   bash scripts/test.sh [extra cargo test args]
+# SENTIFLOW_SKIP_S3=1 skips the S3 test out loud instead of starting a server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sentiflow/target}
+
+if [ -z "${SENTIFLOW_SKIP_S3:-}" ]; then
+  # shellcheck source=scripts/s3-local.sh
+  source scripts/s3-local.sh
+  trap stop_s3_local EXIT
+  set -euo pipefail
+fi
+
+cargo test --workspace "$@"
