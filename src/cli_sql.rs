@@ -119,13 +119,13 @@ fn print(batches: &[RecordBatch], format: OutFormat, out: &mut impl Write) -> Re
 }
 
 async fn execute(jc: &JobContext, sql: &str, format: OutFormat) -> Result<()> {
-    let df = jc.ctx.sql(sql).await.with_context(|| format!("sql failed: {}", one_line(sql)))?;
-    let batches = df.collect().await.with_context(|| format!("query failed: {}", one_line(sql)))?;
+    let df = jc.ctx.sql(sql).await.with_context(|| format!("sql failed: {}", short_sql(sql)))?;
+    let batches = df.collect().await.with_context(|| format!("query failed: {}", short_sql(sql)))?;
     let stdout = std::io::stdout();
     print(&batches, format, &mut stdout.lock())
 }
 
-fn one_line(sql: &str) -> String {
+fn short_sql(sql: &str) -> String {
     let s: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if s.len() > 120 { format!("{}…", &s[..s.floor_char_boundary(120)]) } else { s }
 }
@@ -172,7 +172,7 @@ async fn repl(jc: &JobContext, root: &Location, tables: &[(&str, usize)], format
                     let _ = rl.add_history_entry(t);
                     let sql = match t.split_whitespace().collect::<Vec<_>>().as_slice() {
                         ["\\q"] => break,
-                        ["\\d"] => "SHOW TABLES".to_string(),
+                        ["\\d"] => "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name".to_string(),
                         ["\\d", name] => format!("DESCRIBE {name}"),
                         _ => {
                             println!("unknown command {t}: \\d, \\d NAME, \\q");
@@ -180,7 +180,7 @@ async fn repl(jc: &JobContext, root: &Location, tables: &[(&str, usize)], format
                         }
                     };
                     if let Err(e) = execute(jc, &sql, format).await {
-                        eprintln!("error: {e:#}");
+                        eprintln!("error: {}", crate::one_line(&e));
                     }
                     continue;
                 }
@@ -192,7 +192,7 @@ async fn repl(jc: &JobContext, root: &Location, tables: &[(&str, usize)], format
                 let _ = rl.add_history_entry(buf.trim());
                 for stmt in statements(&buf) {
                     if let Err(e) = execute(jc, &stmt, format).await {
-                        eprintln!("error: {e:#}");
+                        eprintln!("error: {}", crate::one_line(&e));
                     }
                 }
                 buf.clear();

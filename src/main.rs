@@ -406,7 +406,7 @@ fn main() -> ExitCode {
 /// The error chain as `{:#}` prints it, on one line: whitespace collapsed, and
 /// a cause skipped when its parent's message already quotes it (DataFusion
 /// and object_store errors embed their sources).
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let msg = cause.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
