@@ -12,6 +12,7 @@ use sentiflow_jobs::bench::{self, BenchTask};
 use sentiflow_jobs::generate::{self, GenerateArgs, OutputFormat};
 use sentiflow_jobs::pipeline::{self, RunArgs};
 use sentiflow_jobs::read::{DEFAULT_MAX_TEXT_BYTES, Format};
+use sentiflow_jobs::report::{self, ReportArgs};
 use sentiflow_jobs::schema::Table;
 use sentiflow_jobs::score::{self, ScoreArgs};
 use sentiflow_jobs::store::Location;
@@ -42,6 +43,8 @@ enum Cmd {
     Aggregate(AggregateCli),
     /// Generate, score and aggregate the embedded sample data set, then print a summary.
     Run(RunCli),
+    /// Write an HTML report (charts, extremes, alerts) of a data root, optionally a PNG chart.
+    Report(ReportCli),
     /// Ad-hoc SQL over the tables of a data root (REPL, -c or -f).
     Sql(cli_sql::SqlCli),
     /// The peer benchmark contract: --input DIR --out DIR --task scan|window.
@@ -166,6 +169,25 @@ struct RunCli {
     window: WindowCli,
     #[arg(long, value_enum, default_value_t = ScorerCli::Lexicon)]
     scorer: ScorerCli,
+}
+
+#[derive(clap::Args, Debug)]
+struct ReportCli {
+    /// Data root with scored/ and windows/ (local or s3://).
+    #[arg(long, default_value = DEFAULT_OUT)]
+    data: String,
+    /// Report on windows/tweets from this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_time)]
+    from: Option<DateTime<Utc>>,
+    /// ... until before this time.
+    #[arg(long, value_parser = parse_time)]
+    to: Option<DateTime<Utc>>,
+    /// The HTML file to write (default: <data>/report.html).
+    #[arg(long)]
+    out: Option<String>,
+    /// Also write the sentiment-over-time chart as PNG here.
+    #[arg(long)]
+    png: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -322,6 +344,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
             .await?;
             print_run(&rep, spec);
         }
+        Cmd::Report(r) => {
+            let data = Location::parse(&r.data)?;
+            let out = r.out.unwrap_or_else(|| data.child("report.html").display);
+            let rep = report::run(&jc, ReportArgs { data: r.data, from: r.from, to: r.to, out, png: r.png }).await?;
+            println!("report: {} ({} windows, {} tweets, {} alerts, {} KiB)", rep.out, rep.windows, rep.tweets, rep.alerts, rep.bytes / 1024);
+            if let Some(p) = rep.png {
+                println!("chart:  {p}");
+            }
+        }
         Cmd::Sql(s) => cli_sql::run(&jc, s).await?,
         Cmd::Bench(b) => {
             let task = match b.task {
@@ -380,7 +411,10 @@ fn print_run(r: &pipeline::RunReport, spec: WindowSpec) {
         "aggregate", "windows/", a.windows, "", secs(*at), fmt_duration(spec.window), fmt_duration(spec.slide)
     );
     println!("{:<10} {:<22} {:>9}", "", "windows_by_source/", a.windows_by_source);
+    let (rep, rt) = &r.report;
+    println!("{:<10} {:<22} {:>9} {:>9}  {:>7}  {} KiB, open it in a browser", "report", "report.html", "", 1, secs(*rt), rep.bytes / 1024);
     println!();
+    println!("report:    {}", rep.out);
     println!("query it:  sentiflow sql --data {} -c \"SELECT * FROM windows ORDER BY window_start LIMIT 10\"", r.out);
 }
 

@@ -14,13 +14,12 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use datafusion::arrow::datatypes::IntervalMonthDayNano;
 use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
-use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::context::JobContext;
 use crate::schema::Table;
-use crate::store::{Location, delete_except, list_files};
+use crate::store::{Location, delete_except, list_below, list_files};
 use crate::tables::register_parquet_table;
 use crate::write::PartitionedWriter;
 use crate::{Error, Result, sql};
@@ -201,18 +200,9 @@ async fn replace_partitions(
     range: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) -> Result<usize> {
     let keep: Vec<Path> = written.iter().map(|f| f.path.clone()).collect();
-    let existing: Vec<Path> = store
-        .list(Some(&root.path))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .or_else(|e| match e {
-            object_store::Error::NotFound { .. } => Ok(vec![]),
-            source => Err(Error::Store { op: "list", location: root.display.clone(), source }),
-        })?;
     let mut dirs: BTreeSet<String> = BTreeSet::new();
-    for p in &existing {
-        if let Some(dt) = p.parts().find_map(|s| s.as_ref().strip_prefix("dt=").map(str::to_string)) {
+    for m in list_below(store, root, &root.path).await? {
+        if let Some(dt) = m.location.parts().find_map(|s| s.as_ref().strip_prefix("dt=").map(str::to_string)) {
             dirs.insert(dt);
         }
     }

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod pipeline;
 mod progress;
 pub mod read;
+pub mod report;
 pub mod schema;
 pub mod score;
 pub mod sql;

@@ -6,6 +6,7 @@ use crate::aggregate::{self, AggregateArgs, AggregateReport, WindowSpec};
 use crate::context::JobContext;
 use crate::generate::{self, GenerateArgs, GenerateReport};
 use crate::read::DEFAULT_MAX_TEXT_BYTES;
+use crate::report::{self, ReportArgs, ReportSummary};
 use crate::schema::Table;
 use crate::score::{self, ScoreArgs, ScoreReport};
 use crate::store::Location;
@@ -27,6 +28,7 @@ pub struct RunReport {
     pub generate: Option<(GenerateReport, Duration)>,
     pub score: (ScoreReport, Duration),
     pub aggregate: (AggregateReport, Duration),
+    pub report: (ReportSummary, Duration),
 }
 
 pub async fn run(jc: &JobContext, scorer: sentiflow_udfs::SharedScorer, args: RunArgs) -> Result<RunReport> {
@@ -66,5 +68,12 @@ pub async fn run(jc: &JobContext, scorer: sentiflow_udfs::SharedScorer, args: Ru
         },
     )
     .await?;
-    Ok(RunReport { out: out.display, generate: generated, score, aggregate: (agg, t.elapsed()) })
+    let agg = (agg, t.elapsed());
+    let t = Instant::now();
+    let rep = report::run(
+        jc,
+        ReportArgs { data: out.display.clone(), from: None, to: None, out: out.child("report.html").display, png: None },
+    )
+    .await?;
+    Ok(RunReport { out: out.display, generate: generated, score, aggregate: agg, report: (rep, t.elapsed()) })
 }

@@ -97,6 +97,19 @@ pub const WINDOW_BOUNDS: &[Column] = &[
     col("window_end", Timestamp, false, "window end, exclusive (UTC)"),
 ];
 
+/// Fired alerts (written by streaming mode; read by the report).
+pub const ALERTS: &[Column] = &[
+    col("window_start", Timestamp, false, "start of the window the alert is about (UTC)"),
+    col("window_end", Timestamp, false, "end of that window (UTC)"),
+    col("rule", String, false, "name of the rule that fired"),
+    col("source", String, true, "source the alert is about; NULL for all sources"),
+    col("metric", String, false, "metric the rule checks, e.g. share_negative"),
+    col("value", Float64, false, "the metric's value in the window"),
+    col("threshold", Float64, false, "the rule's threshold"),
+    col("message", String, false, "human-readable description"),
+    col("fired_at", Timestamp, false, "when the alert fired (UTC)"),
+];
+
 pub const REJECTED: &[Column] = &[
     col("job", String, false, "job that rejected the record"),
     col("file", String, false, "input file (URL or path)"),
@@ -115,11 +128,12 @@ pub enum Table {
     Windows,
     WindowsBySource,
     Rejected,
+    Alerts,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] =
-        [Table::Raw, Table::Scored, Table::Windows, Table::WindowsBySource, Table::Rejected];
+    pub const ALL: [Table; 6] =
+        [Table::Raw, Table::Scored, Table::Windows, Table::WindowsBySource, Table::Rejected, Table::Alerts];
 
     /// Name of the table in `sentiflow sql` and in Athena.
     pub fn sql_name(self) -> &'static str {
@@ -129,6 +143,7 @@ impl Table {
             Table::Windows => "windows",
             Table::WindowsBySource => "windows_by_source",
             Table::Rejected => "rejected",
+            Table::Alerts => "alerts",
         }
     }
 
@@ -140,6 +155,7 @@ impl Table {
             Table::Windows => "windows",
             Table::WindowsBySource => "windows_by_source",
             Table::Rejected => "_rejected",
+            Table::Alerts => "alerts",
         }
     }
 
@@ -147,7 +163,7 @@ impl Table {
     pub fn partition_keys(self) -> &'static [&'static str] {
         match self {
             Table::Raw | Table::Scored => &["dt", "hour"],
-            Table::Windows | Table::WindowsBySource => &["dt"],
+            Table::Windows | Table::WindowsBySource | Table::Alerts => &["dt"],
             Table::Rejected => &["job"],
         }
     }
@@ -167,6 +183,7 @@ impl Table {
             Table::Rejected => {
                 REJECTED.iter().filter(|c| c.name != "job").copied().collect()
             }
+            Table::Alerts => ALERTS.to_vec(),
         }
     }
 

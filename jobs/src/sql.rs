@@ -16,6 +16,12 @@ const FILES: &[(&str, &str)] = &[
     ("windows", include_str!("../../sql/windows.sql")),
     ("bench_scored_view", include_str!("../../sql/bench_scored_view.sql")),
     ("bench_scan", include_str!("../../sql/bench_scan.sql")),
+    ("report_windows", include_str!("../../sql/report_windows.sql")),
+    ("report_summary", include_str!("../../sql/report_summary.sql")),
+    ("report_sources", include_str!("../../sql/report_sources.sql")),
+    ("report_distribution", include_str!("../../sql/report_distribution.sql")),
+    ("report_extremes", include_str!("../../sql/report_extremes.sql")),
+    ("report_alerts", include_str!("../../sql/report_alerts.sql")),
 ];
 
 /// Returns the text of `sql/<name>.sql`.

@@ -216,22 +216,25 @@ pub async fn list_files(store: &dyn ObjectStore, loc: &Location) -> Result<Vec<O
             Err(source) => return Err(Error::Store { op: "head", location: loc.display.clone(), source }),
         }
     }
-    let prefix = if loc.path.as_ref().is_empty() { None } else { Some(&loc.path) };
-    let mut out: Vec<ObjectMeta> = store
-        .list(prefix)
-        .try_filter(|m| {
-            let keep = !is_hidden(&loc.path, &m.location)
-                && loc.glob.as_ref().is_none_or(|(_, g)| g.is_match(m.location.as_ref()));
-            futures::future::ready(keep)
+    let mut out: Vec<ObjectMeta> = list_below(store, loc, &loc.path)
+        .await?
+        .into_iter()
+        .filter(|m| {
+            !is_hidden(&loc.path, &m.location)
+                && loc.glob.as_ref().is_none_or(|(_, g)| g.is_match(m.location.as_ref()))
         })
-        .try_collect()
-        .await
-        .or_else(|e| match e {
-            object_store::Error::NotFound { .. } => Ok(vec![]),
-            source => Err(Error::Store { op: "list", location: loc.display.clone(), source }),
-        })?;
+        .collect();
     out.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(out)
+}
+
+/// Every object below `dir`, hidden ones included; a missing directory is empty.
+pub async fn list_below(store: &dyn ObjectStore, loc: &Location, dir: &Path) -> Result<Vec<ObjectMeta>> {
+    let prefix = if dir.as_ref().is_empty() { None } else { Some(dir) };
+    store.list(prefix).try_collect().await.or_else(|e| match e {
+        object_store::Error::NotFound { .. } => Ok(vec![]),
+        source => Err(Error::Store { op: "list", location: loc.url_of(dir), source }),
+    })
 }
 
 /// Writes bytes to a path (atomically: S3 PUT, or a rename into place locally).
@@ -251,16 +254,8 @@ pub async fn delete_except(
     dir: &Path,
     keep: &[Path],
 ) -> Result<usize> {
-    let files: Vec<ObjectMeta> = store
-        .list(Some(dir))
-        .try_collect()
-        .await
-        .or_else(|e| match e {
-            object_store::Error::NotFound { .. } => Ok(vec![]),
-            source => Err(Error::Store { op: "list", location: loc.url_of(dir), source }),
-        })?;
     let mut n = 0;
-    for f in files {
+    for f in list_below(store, loc, dir).await? {
         if keep.contains(&f.location) || is_hidden(dir, &f.location) {
             continue;
         }

@@ -4,6 +4,7 @@
 mod common;
 mod cli;
 mod pipeline;
+mod report;
 mod rejected;
 mod s3;
 mod windows;

@@ -1,0 +1,9 @@
+-- sql/report_distribution.sql: histogram of scores in 20 bins of width 0.1 over [-1, 1].
+-- Params: $from, $to (timestamps).
+SELECT
+    CAST(least(greatest(floor((sentiment_score + 1.0) * 10.0), 0.0), 19.0) AS BIGINT) AS bin,
+    count(*) AS n
+FROM scored_tweets
+WHERE sentiment_score IS NOT NULL AND created_at >= $from AND created_at < $to
+GROUP BY 1
+ORDER BY 1

@@ -1,0 +1,16 @@
+-- sql/report_summary.sql: totals of the scored tweets in the report's period.
+-- Params: $from, $to (timestamps): tweets created in [$from, $to).
+SELECT
+    count(*)                                                AS n_rows,
+    count(sentiment_score)                                  AS n_scored,
+    count(*) - count(sentiment_score)                       AS n_unscorable,
+    min(created_at)                                         AS first_at,
+    max(created_at)                                         AS last_at,
+    avg(sentiment_score)                                    AS avg_score,
+    count(*) FILTER (WHERE sentiment_label = 'negative')    AS n_negative,
+    count(*) FILTER (WHERE sentiment_label = 'neutral')     AS n_neutral,
+    count(*) FILTER (WHERE sentiment_label = 'positive')    AS n_positive,
+    array_to_string(array_sort(array_agg(DISTINCT scorer)), ', ') AS scorers,
+    count(DISTINCT source)                                  AS n_sources
+FROM scored_tweets
+WHERE created_at >= $from AND created_at < $to
