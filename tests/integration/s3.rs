@@ -42,8 +42,8 @@ fn run_score_and_sql_on_s3() {
     // the report reads S3 data and writes to S3
     let out = ok(&["report", "--data", &root, "--out", &format!("{root}/r.html"), "--png", &format!("{root}/chart.png")]);
     assert!(out.contains("288 windows, 5000 tweets"), "{out}");
-    let html = ok(&["sql", "--format", "csv", "-c", &format!("SELECT count(*) AS n FROM '{root}/windows/'")]);
-    assert_eq!(html, "n\n288\n", "windows on S3 are queryable by path");
+    let by_path = ok(&["sql", "--format", "csv", "-c", &format!("SELECT count(*) AS n FROM '{root}/windows/'")]);
+    assert_eq!(by_path, "n\n288\n", "windows on S3 are queryable by path");
 
     // a missing bucket is a clear error
     let (code, err) = fails(&["score", "--input", "s3://no-such-bucket-sentiflow/x", "--out", &root]);

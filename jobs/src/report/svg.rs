@@ -470,7 +470,9 @@ mod tests {
             .collect();
         let svg = sentiment_over_time(&pts, &[AlertMark { at_us: 900_000_000, label: "neg > 40% <x>".into() }], "T");
         assert_eq!(svg.matches("<rect x=").count(), 10);
-        assert_eq!(svg.matches(" M").count() + svg.matches("\"M").count(), 2, "line breaks at the unscored window");
+        let line = svg.split("class=\"avg-line\" d=\"").nth(1).and_then(|r| r.split('"').next()).expect("avg line");
+        assert_eq!(line.matches('M').count(), 2, "line breaks at the unscored window: {line}");
+        assert_eq!(line.matches('L').count(), 7);
         assert!(svg.contains("neg &gt; 40% &lt;x&gt;"));
         assert!(svg.contains("UTC"));
     }
