@@ -1,13 +1,11 @@
 -- sql/bench_scored_view.sql: the peer benchmark's data as scored_tweets.
 --
--- ../shared/peers/ generates tweets with a `score` in [-10, 10] and no label;
--- this view maps them onto the columns window_source_aggs.sql reads, with the
--- peers' rule for a negative tweet (score < 0).
+-- ../shared/peers/ generates tweets with a `score` in [-10, 10] and no label.
+-- The view only maps columns: with no label, window_source_aggs.sql counts a
+-- score as negative when it is below zero, the peers' rule.
 SELECT
     created_at,
     source,
-    score AS sentiment_score,
-    CASE WHEN score < 0 THEN 'negative'
-         WHEN score > 0 THEN 'positive'
-         ELSE 'neutral' END AS sentiment_label
+    score                    AS sentiment_score,
+    CAST(NULL AS VARCHAR)    AS sentiment_label
 FROM peer_tweets

@@ -7,7 +7,9 @@
 -- $slide). Tumbling windows are $window = $slide: one window per pane. One
 -- scan of the rows serves both output tables (windows.sql rolls these up).
 --
--- Rows with a NULL score (unscorable) count in n_unscored only.
+-- Rows with a NULL score (unscorable) count in n_unscored only. A row counts
+-- as negative/positive by its label; a score without a label (data scored by
+-- another system) counts by its sign.
 -- sum_score is kept so averages can be re-aggregated exactly.
 --
 -- Params: $slide, $lookback (intervals); $origin (timestamp);
@@ -24,8 +26,8 @@ WITH panes AS (
         sum(sentiment_score)                                     AS sum_score,
         min(sentiment_score)                                     AS min_score,
         max(sentiment_score)                                     AS max_score,
-        count(*) FILTER (WHERE sentiment_label = 'negative')     AS n_negative,
-        count(*) FILTER (WHERE sentiment_label = 'positive')     AS n_positive
+        count(*) FILTER (WHERE coalesce(sentiment_label = 'negative', sentiment_score < 0)) AS n_negative,
+        count(*) FILTER (WHERE coalesce(sentiment_label = 'positive', sentiment_score > 0)) AS n_positive
     FROM scored_tweets
     WHERE created_at >= $from AND created_at < $rows_to
     GROUP BY 1, 2

@@ -286,7 +286,6 @@ impl Generator {
         let r = self.rng.f64();
         let (mut text, label, lang): (String, &'static str, &'static str) = if self.rng.chance(0.08) {
             let (lang, label, t) = *self.rng.pick(FOREIGN);
-            let label = match label { "positive" => "positive", "negative" => "negative", _ => "neutral" };
             (self.fill(t), label, lang)
         } else if r < p_neg * 0.85 {
             let t = *self.rng.pick(NEGATIVE);

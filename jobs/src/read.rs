@@ -565,10 +565,6 @@ pub fn rejects_batch(rejects: &[Reject], rejected_at_micros: i64) -> Result<Reco
     RecordBatch::try_new(schema, cols).map_err(|e| Error::arrow("rejected records", e))
 }
 
-/// The string value of `tweet_id`-like columns, for tests and reports.
-pub fn string_column<'a>(b: &'a RecordBatch, name: &str) -> Option<&'a StringArray> {
-    b.column_by_name(name)?.as_any().downcast_ref::<StringArray>()
-}
 
 #[cfg(test)]
 mod tests {
