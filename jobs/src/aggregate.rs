@@ -97,6 +97,16 @@ pub struct AggregateReport {
     pub replaced: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
+/// The default bounds of a time range: far enough to hold any real data,
+/// near enough that window arithmetic cannot overflow.
+pub fn far_past() -> DateTime<Utc> {
+    DateTime::from_timestamp(-2_208_988_800, 0).unwrap_or_default() // 1900-01-01
+}
+
+pub fn far_future() -> DateTime<Utc> {
+    DateTime::from_timestamp(7_258_118_400, 0).unwrap_or_default() // 2200-01-01
+}
+
 fn interval(d: Duration) -> ScalarValue {
     let nanos = d.num_nanoseconds().unwrap_or(i64::MAX);
     ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, nanos)))
@@ -117,14 +127,17 @@ pub async fn run(jc: &JobContext, args: AggregateArgs) -> Result<AggregateReport
         (None, None) => None,
         (from, to) => {
             let day = Duration::days(1);
-            let from = from.unwrap_or(DateTime::<Utc>::MIN_UTC).duration_trunc(day).unwrap_or(DateTime::<Utc>::MIN_UTC);
-            let to = match to {
-                Some(t) => {
-                    let d = t.duration_trunc(day).unwrap_or(t);
-                    if d == t { d } else { d + day }
-                }
-                None => DateTime::<Utc>::MAX_UTC.duration_trunc(day).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            let from = from.unwrap_or_else(far_past);
+            let from = from.duration_trunc(day).unwrap_or(from);
+            let to = to.unwrap_or_else(far_future);
+            let to = match to.duration_trunc(day) {
+                Ok(d) if d == to => d,
+                Ok(d) => d + day,
+                Err(_) => to,
             };
+            if from < far_past() || to > far_future() {
+                return Err(Error::Argument("--from/--to must lie between 1900 and 2200".into()));
+            }
             if from >= to {
                 return Err(Error::Argument("--from must be before --to".into()));
             }
@@ -144,11 +157,7 @@ pub async fn compute_and_write(
     range: Option<(DateTime<Utc>, DateTime<Utc>)>,
     out: &Location,
 ) -> Result<AggregateReport> {
-    // far enough to hold any real data, near enough that date arithmetic cannot overflow
-    let (from, to) = range.unwrap_or((
-        DateTime::from_timestamp(-2_208_988_800, 0).unwrap_or_default(), // 1900-01-01
-        DateTime::from_timestamp(7_258_118_400, 0).unwrap_or_default(),  // 2200-01-01
-    ));
+    let (from, to) = range.unwrap_or((far_past(), far_future()));
     let params = vec![
         ("slide", interval(spec.slide)),
         ("lookback", interval(spec.window - spec.slide)),

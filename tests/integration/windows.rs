@@ -175,6 +175,16 @@ async fn rerunning_a_range_replaces_its_partitions_only() {
     assert!(w.join("dt=2025-02-10/old-run.parquet").exists(), "outside the range: untouched");
     assert!(!w.join("dt=2025-02-11/old-run.parquet").exists(), "inside the range: replaced");
     assert_eq!(total(root.clone()).await, n + 288);
+    // open-ended ranges: from a day on, and up to a day
+    let out = ok(&["aggregate", "--out", &root, "--from", "2025-02-12"]);
+    assert!(out.contains("replaced days 2025-02-12 .. 2200-01-01"), "{out}");
+    let out = ok(&["aggregate", "--out", &root, "--to", "2025-02-10T06:00:00Z"]);
+    assert!(out.contains("replaced days 1900-01-01 .. 2025-02-11"), "{out}");
+    assert!(!w.join("dt=2025-02-10/old-run.parquet").exists(), "--to widened to the whole day 2025-02-10");
+    assert_eq!(total(root.clone()).await, n, "open ranges replace, never add");
+    let (code, err) = fails(&["aggregate", "--out", &root, "--from", "1800-01-01"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("between 1900 and 2200"), "{err}");
     ok(&["aggregate", "--out", &root]);
     assert_eq!(total(root.clone()).await, n, "a full run replaces every partition");
     assert_matches_oracle(&root, 5, 5).await;

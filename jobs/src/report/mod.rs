@@ -147,8 +147,8 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
         register_parquet_table(jc, "alerts", Table::Alerts, &alerts_loc)?;
     }
 
-    let from = args.from.unwrap_or(DateTime::from_timestamp(-2_208_988_800, 0).unwrap_or_default());
-    let to = args.to.unwrap_or(DateTime::from_timestamp(7_258_118_400, 0).unwrap_or_default());
+    let from = args.from.unwrap_or_else(crate::aggregate::far_past);
+    let to = args.to.unwrap_or_else(crate::aggregate::far_future);
     if from >= to {
         return Err(Error::Argument("--from must be before --to".into()));
     }
