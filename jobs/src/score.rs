@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
 use object_store::path::Path;
@@ -52,6 +53,27 @@ pub struct ScoreReport {
 pub async fn fetch(store: &dyn ObjectStore, loc: &Location, path: &Path) -> Result<Bytes> {
     let get = |source| Error::Store { op: "get", location: loc.url_of(path), source };
     store.get(path).await.map_err(get)?.bytes().await.map_err(get)
+}
+
+/// Slices a file's rows into up to `n` partitions so the scoring UDF runs on
+/// every core (slices are zero-copy; at least 256 rows each).
+fn spread(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
+    let n = n.max(1);
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let chunk = total.div_ceil(n).max(256);
+    let mut parts: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+    let mut k = 0;
+    for b in batches {
+        let mut off = 0;
+        while off < b.num_rows() {
+            let len = chunk.min(b.num_rows() - off);
+            parts[k % n].push(b.slice(off, len));
+            k += 1;
+            off += len;
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts
 }
 
 /// Output file name for an input file: stable across runs.
@@ -105,7 +127,8 @@ pub async fn run(jc: &JobContext, scorer: sentiflow_udfs::SharedScorer, args: Sc
         }
 
         if parsed.rows > 0 {
-            let mem = MemTable::try_new(Table::Raw.schema(), vec![parsed.batches]).map_err(Error::query)?;
+            let parts = spread(parsed.batches, jc.ctx.state().config().target_partitions());
+            let mem = MemTable::try_new(Table::Raw.schema(), parts).map_err(Error::query)?;
             let _ = jc.ctx.deregister_table("raw_tweets");
             jc.ctx.register_table("raw_tweets", Arc::new(mem)).map_err(Error::query)?;
             let df = sql::query(
@@ -145,4 +168,33 @@ pub async fn run(jc: &JobContext, scorer: sentiflow_udfs::SharedScorer, args: Sc
         "scored tweets"
     );
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use std::sync::Arc;
+
+    #[test]
+    fn spread_keeps_every_row_once() {
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+            "x",
+            datafusion::arrow::datatypes::DataType::Int64,
+            false,
+        )]));
+        let batch = |r: std::ops::Range<i64>| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(r.collect::<Vec<_>>()))]).unwrap()
+        };
+        let parts = spread(vec![batch(0..5000), batch(5000..5100)], 2);
+        assert_eq!(parts.len(), 2);
+        let mut all: Vec<i64> = parts
+            .iter()
+            .flatten()
+            .flat_map(|b| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect();
+        all.sort();
+        assert_eq!(all, (0..5100).collect::<Vec<_>>());
+        assert_eq!(spread(vec![batch(0..100)], 4).len(), 1, "small files stay in one partition");
+    }
 }
