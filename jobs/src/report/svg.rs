@@ -158,6 +158,29 @@ fn y_label(out: &mut String, x: f64, y: f64, text: &str) {
     );
 }
 
+/// Horizontal grid lines with left-axis labels at `ticks` (the zero line
+/// drawn stronger when `strong_zero`).
+fn y_grid(o: &mut String, ticks: &[f64], y: impl Fn(f64) -> f64, label: impl Fn(f64) -> String, strong_zero: bool) {
+    let plot_w = WIDTH - LEFT - RIGHT;
+    for &v in ticks {
+        let yy = y(v);
+        let stroke = if strong_zero && v == 0.0 { "#aab4bf" } else { C_GRID };
+        let _ = write!(
+            o,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="{stroke}"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="{C_AXIS}">{}</text>"##,
+            LEFT + plot_w,
+            LEFT - 8.0,
+            yy + 4.0,
+            label(v)
+        );
+    }
+}
+
+/// 0, step, 2·step … up to `top`.
+fn steps(top: f64, step: f64) -> Vec<f64> {
+    (0..).map(|i| i as f64 * step).take_while(|v| *v <= top + 1e-9).collect()
+}
+
 /// Average sentiment per window (line, left axis) over volume (bars, right
 /// axis), with alerts as vertical markers.
 pub fn sentiment_over_time(points: &[WindowPoint], alerts: &[AlertMark], title: &str) -> String {
@@ -179,22 +202,9 @@ pub fn sentiment_over_time(points: &[WindowPoint], alerts: &[AlertMark], title: 
     let vol_h = plot_h * 0.33;
     let y_n = |v: f64| TOP + plot_h - v / n_top * vol_h;
 
-    // grid and left axis (score)
-    for v in [-1.0, -0.5, 0.0, 0.5, 1.0] {
-        let y = y_score(v);
-        let stroke = if v == 0.0 { "#aab4bf" } else { C_GRID };
-        let _ = write!(
-            o,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{stroke}"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="{C_AXIS}">{}</text>"##,
-            LEFT + plot_w,
-            LEFT - 8.0,
-            y + 4.0,
-            fmt_num(v)
-        );
-    }
+    y_grid(&mut o, &[-1.0, -0.5, 0.0, 0.5, 1.0], y_score, fmt_num, true);
     // right axis (volume)
-    let mut v = 0.0;
-    while v <= n_top + 1e-9 {
+    for v in steps(n_top, n_step) {
         let _ = write!(
             o,
             r##"<text x="{:.1}" y="{:.1}" fill="{C_AXIS}">{}</text>"##,
@@ -202,7 +212,6 @@ pub fn sentiment_over_time(points: &[WindowPoint], alerts: &[AlertMark], title: 
             y_n(v) + 4.0,
             fmt_num(v)
         );
-        v += n_step;
     }
     axis.draw(&mut o, TOP + plot_h, TOP);
     // volume bars
@@ -268,17 +277,7 @@ pub fn share_negative(points: &[WindowPoint], title: &str) -> String {
     };
     let axis = TimeAxis { t0: first.start_us, t1: last.end_us, plot_w };
     let y = |v: f64| TOP + plot_h - v * plot_h;
-    for v in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let _ = write!(
-            o,
-            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="{C_GRID}"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="{C_AXIS}">{}%</text>"##,
-            LEFT + plot_w,
-            LEFT - 8.0,
-            y(v) + 4.0,
-            (v * 100.0) as i64,
-            yy = y(v)
-        );
-    }
+    y_grid(&mut o, &[0.0, 0.25, 0.5, 0.75, 1.0], y, |v| format!("{}%", (v * 100.0) as i64), false);
     axis.draw(&mut o, TOP + plot_h, TOP);
     let mut d = String::new();
     let mut pen_down = false;
@@ -311,19 +310,7 @@ pub fn distribution(bins: &[(f64, f64, i64)], title: &str) -> String {
     let step = nice_step(max, 4.0);
     let top = (max / step).ceil() * step;
     let y = |v: f64| TOP + plot_h - v / top * plot_h;
-    let mut v = 0.0;
-    while v <= top + 1e-9 {
-        let _ = write!(
-            o,
-            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="{C_GRID}"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="{C_AXIS}">{}</text>"##,
-            LEFT + plot_w,
-            LEFT - 8.0,
-            y(v) + 4.0,
-            fmt_num(v),
-            yy = y(v)
-        );
-        v += step;
-    }
+    y_grid(&mut o, &steps(top, step), y, fmt_num, false);
     o.push_str(r##"<g class="histogram-bars">"##);
     for (lo, hi, n) in bins {
         let mid = (lo + hi) / 2.0;
