@@ -11,17 +11,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use datafusion::arrow::datatypes::IntervalMonthDayNano;
 use datafusion::catalog::MemTable;
-use datafusion::common::ScalarValue;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::context::JobContext;
 use crate::schema::Table;
-use crate::store::{Location, delete_except, list_below, list_files};
+use crate::store::{Location, delete_except, list_below};
 use crate::tables::register_parquet_table;
 use crate::write::PartitionedWriter;
+use crate::sql::{interval_param, timestamp_param};
 use crate::{Error, Result, sql};
 
 /// Window size and slide. Tumbling when `slide == window`.
@@ -107,19 +106,9 @@ pub fn far_future() -> DateTime<Utc> {
     DateTime::from_timestamp(7_258_118_400, 0).unwrap_or_default() // 2200-01-01
 }
 
-fn interval(d: Duration) -> ScalarValue {
-    let nanos = d.num_nanoseconds().unwrap_or(i64::MAX);
-    ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, nanos)))
-}
-
-fn ts(t: DateTime<Utc>) -> ScalarValue {
-    ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()))
-}
-
 pub async fn run(jc: &JobContext, args: AggregateArgs) -> Result<AggregateReport> {
     let input = Location::parse(&args.input)?;
-    let store = jc.stores.store(&input.store_url)?;
-    if list_files(store.as_ref(), &input).await?.is_empty() {
+    if !jc.has_files(&input).await? {
         return Err(Error::NoInput { location: input.display.clone() });
     }
     register_parquet_table(jc, "scored_tweets", Table::Scored, &input)?;
@@ -159,12 +148,12 @@ pub async fn compute_and_write(
 ) -> Result<AggregateReport> {
     let (from, to) = range.unwrap_or((far_past(), far_future()));
     let params = vec![
-        ("slide", interval(spec.slide)),
-        ("lookback", interval(spec.window - spec.slide)),
-        ("origin", ts(DateTime::UNIX_EPOCH)),
-        ("from", ts(from)),
-        ("to", ts(to)),
-        ("rows_to", ts(to + spec.window)),
+        ("slide", interval_param(spec.slide)),
+        ("lookback", interval_param(spec.window - spec.slide)),
+        ("origin", timestamp_param(DateTime::UNIX_EPOCH)),
+        ("from", timestamp_param(from)),
+        ("to", timestamp_param(to)),
+        ("rows_to", timestamp_param(to + spec.window)),
     ];
     let partials = sql::query(&jc.ctx, "window_source_aggs", params).await?;
     let schema = Arc::new(partials.schema().as_arrow().clone());
@@ -177,7 +166,7 @@ pub async fn compute_and_write(
     let mut report = AggregateReport { replaced: range, ..Default::default() };
     for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {
         let root = out.child(table.dir());
-        let df = sql::query(&jc.ctx, sql_name, vec![("window", interval(spec.window))]).await?;
+        let df = sql::query(&jc.ctx, sql_name, vec![("window", interval_param(spec.window))]).await?;
         let mut writer = PartitionedWriter::new(store.clone(), root.clone(), table, "part-00000.parquet");
         writer.write_dataframe(df).await?;
         let written = writer.finish().await?;

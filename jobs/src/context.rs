@@ -7,7 +7,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sentiflow_udfs::{LexiconScorer, SharedScorer, register_scorer_udfs};
 
-use crate::store::StoreRegistry;
+use crate::store::{Location, StoreRegistry, list_files};
 use crate::{Error, Result};
 
 /// Which scorer a job uses.
@@ -54,6 +54,12 @@ impl JobContext {
         let ctx = SessionContext::new_with_config_rt(config, runtime).enable_url_table();
         register_scorer_udfs(&ctx, ScorerKind::Lexicon.build(), false);
         Ok(Self { ctx, stores })
+    }
+
+    /// Whether a location holds any (visible) file.
+    pub async fn has_files(&self, loc: &Location) -> Result<bool> {
+        let store = self.stores.store(&loc.store_url)?;
+        Ok(!list_files(store.as_ref(), loc).await?.is_empty())
     }
 
     /// Binds `score_sentiment()` to the scorer a job selected.

@@ -3,6 +3,8 @@
 //! The files are compiled into the binary so it runs from any directory;
 //! `SENTIFLOW_SQL_DIR` points at a directory to use edited copies instead.
 
+use chrono::{DateTime, Utc};
+use datafusion::arrow::datatypes::IntervalMonthDayNano;
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
@@ -22,7 +24,19 @@ const FILES: &[(&str, &str)] = &[
     ("report_distribution", include_str!("../../sql/report_distribution.sql")),
     ("report_extremes", include_str!("../../sql/report_extremes.sql")),
     ("report_alerts", include_str!("../../sql/report_alerts.sql")),
+    ("report_rejected", include_str!("../../sql/report_rejected.sql")),
 ];
+
+/// A timestamp `$param` value (µs, UTC), the type of every time column.
+pub fn timestamp_param(t: DateTime<Utc>) -> ScalarValue {
+    ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()))
+}
+
+/// An interval `$param` value.
+pub fn interval_param(d: chrono::Duration) -> ScalarValue {
+    let nanos = d.num_nanoseconds().unwrap_or(i64::MAX);
+    ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(0, 0, nanos)))
+}
 
 /// Returns the text of `sql/<name>.sql`.
 pub fn load(name: &str) -> Result<String> {

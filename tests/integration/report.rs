@@ -80,6 +80,7 @@ fn report_renders_in_a_browser_with_every_section() {
         r#"{"tweet_id":"x1","created_at":"2025-02-10T12:00:00Z","text":"<script>alert('pwned')</script> LOVE it!!! Best, most amazing, wonderful, awesome, happy day ever!!!","source":"twitter"}"#,
     )
     .unwrap();
+    std::fs::write(raw.join("bad.json"), "{not json\n").unwrap();
     let out = ok(&["run", "--out", &s(&root), "--input", &s(&raw)]);
     assert!(out.contains("report:    "), "{out}");
     write_alert(&root);
@@ -91,6 +92,8 @@ fn report_renders_in_a_browser_with_every_section() {
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert!(!html.to_lowercase().contains("<script"), "no script tags at all, and the tweet's is escaped");
     assert!(html.contains("&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"));
+    assert!(html.contains("<b>1</b><span>input records rejected"), "the rejected record is counted");
+    assert!(html.contains("Rejected records</dt><dd>1 (all runs"));
     for loader in [" src=", " href=", "<link", "url(", "@import", "<iframe", "<img"] {
         assert!(!html.contains(loader), "self-contained: nothing is loaded ({loader} found)");
     }

@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
 
 use crate::context::JobContext;
 use crate::schema::{Table, timestamp_type};
-use crate::store::{Location, list_files, put};
+use crate::sql::timestamp_param;
+use crate::store::{Location, put};
 use crate::tables::register_parquet_table;
 use crate::{Error, Result, sql};
 use svg::{AlertMark, SourceRow, WindowPoint, esc};
@@ -75,10 +75,6 @@ fn strs(b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
     Ok(strings(column(b, name)?)?.iter().map(|v| v.map(str::to_string)).collect())
 }
 
-fn ts(t: DateTime<Utc>) -> ScalarValue {
-    ScalarValue::TimestampMicrosecond(Some(t.timestamp_micros()), Some("UTC".into()))
-}
-
 fn fmt_ts(us: Option<i64>) -> String {
     us.and_then(DateTime::<Utc>::from_timestamp_micros)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -90,16 +86,11 @@ fn pct(n: i64, d: i64) -> String {
 }
 
 async fn rows(jc: &JobContext, name: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RecordBatch>> {
-    sql::query(&jc.ctx, name, vec![("from", ts(from)), ("to", ts(to))])
+    sql::query(&jc.ctx, name, vec![("from", timestamp_param(from)), ("to", timestamp_param(to))])
         .await?
         .collect()
         .await
         .map_err(Error::query)
-}
-
-async fn has_files(jc: &JobContext, loc: &Location) -> Result<bool> {
-    let store = jc.stores.store(&loc.store_url)?;
-    Ok(!list_files(store.as_ref(), loc).await?.is_empty())
 }
 
 /// Renders an SVG document to PNG with the embedded font.
@@ -122,10 +113,10 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
     let root = Location::parse(&args.data)?;
     let scored = root.child(Table::Scored.dir());
     let windows = root.child(Table::Windows.dir());
-    if !has_files(jc, &scored).await? {
+    if !jc.has_files(&scored).await? {
         return Err(Error::NoInput { location: scored.display });
     }
-    if !has_files(jc, &windows).await? {
+    if !jc.has_files(&windows).await? {
         return Err(Error::Argument(format!(
             "no windows at {}: run `sentiflow aggregate --out {}` first",
             windows.display, root.display
@@ -134,15 +125,15 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
     register_parquet_table(jc, "scored_tweets", Table::Scored, &scored)?;
     register_parquet_table(jc, "windows", Table::Windows, &windows)?;
     let rejected = root.child(Table::Rejected.dir());
-    let n_rejected = if has_files(jc, &rejected).await? {
+    let n_rejected = if jc.has_files(&rejected).await? {
         register_parquet_table(jc, "rejected", Table::Rejected, &rejected)?;
-        let b = jc.ctx.sql("SELECT count(*) FROM rejected").await.map_err(Error::query)?.collect().await.map_err(Error::query)?;
-        b.first().map(|b| i64s(b, "count(*)")).transpose()?.and_then(|v| v.first().copied().flatten()).unwrap_or(0)
+        let b = sql::query(&jc.ctx, "report_rejected", vec![]).await?.collect().await.map_err(Error::query)?;
+        b.first().map(|b| i64s(b, "n")).transpose()?.and_then(|v| v.first().copied().flatten()).unwrap_or(0)
     } else {
         0
     };
     let alerts_loc = root.child(Table::Alerts.dir());
-    let has_alerts = has_files(jc, &alerts_loc).await?;
+    let has_alerts = jc.has_files(&alerts_loc).await?;
     if has_alerts {
         register_parquet_table(jc, "alerts", Table::Alerts, &alerts_loc)?;
     }
