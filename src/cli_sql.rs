@@ -23,6 +23,9 @@ pub struct SqlCli {
     file: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value_t = OutFormat::Table)]
     format: OutFormat,
+    /// The scorer behind sentiment(), sentiment_label(), sentiment_probs(), score_sentiment().
+    #[command(flatten)]
+    pub scorer: crate::cli_scorer::ScorerArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]

@@ -1,5 +1,6 @@
 //! The `sentiflow` command line: parses arguments and dispatches to the jobs.
 
+mod cli_scorer;
 mod cli_sql;
 
 use std::process::ExitCode;
@@ -16,7 +17,9 @@ use sentiflow_jobs::report::{self, ReportArgs};
 use sentiflow_jobs::schema::Table;
 use sentiflow_jobs::score::{self, ScoreArgs};
 use sentiflow_jobs::store::Location;
-use sentiflow_jobs::{ContextOptions, JobContext, ScorerKind};
+use sentiflow_jobs::{ContextOptions, JobContext};
+
+use crate::cli_scorer::ScorerArgs;
 
 const DEFAULT_OUT: &str = "./sentiflow-out";
 
@@ -47,6 +50,8 @@ enum Cmd {
     Report(ReportCli),
     /// Ad-hoc SQL over the tables of a data root (REPL, -c or -f).
     Sql(cli_sql::SqlCli),
+    /// A scorer's accuracy, macro-F1, confusion matrix and throughput on labelled data.
+    Eval(cli_scorer::EvalCli),
     /// The peer benchmark contract: --input DIR --out DIR --task scan|window.
     Bench(BenchCli),
 }
@@ -96,21 +101,6 @@ enum InFormat {
     Parquet,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, Default)]
-enum ScorerCli {
-    /// VADER lexicon: rule-based baseline.
-    #[default]
-    Lexicon,
-}
-
-impl From<ScorerCli> for ScorerKind {
-    fn from(s: ScorerCli) -> Self {
-        match s {
-            ScorerCli::Lexicon => ScorerKind::Lexicon,
-        }
-    }
-}
-
 #[derive(clap::Args, Debug)]
 struct ScoreCli {
     /// Raw tweets: a file, a directory or a glob, local or s3://.
@@ -125,8 +115,8 @@ struct ScoreCli {
     /// Longer texts are rejected to _rejected/ instead of scored.
     #[arg(long, default_value_t = DEFAULT_MAX_TEXT_BYTES)]
     max_text_bytes: usize,
-    #[arg(long, value_enum, default_value_t = ScorerCli::Lexicon)]
-    scorer: ScorerCli,
+    #[command(flatten)]
+    scorer: ScorerArgs,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -167,8 +157,8 @@ struct RunCli {
     input: Option<String>,
     #[command(flatten)]
     window: WindowCli,
-    #[arg(long, value_enum, default_value_t = ScorerCli::Lexicon)]
-    scorer: ScorerCli,
+    #[command(flatten)]
+    scorer: ScorerArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -300,7 +290,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let out = Location::parse(&s.out)?;
             let r = score::run(
                 &jc,
-                ScorerKind::from(s.scorer).build(),
+                s.scorer.build()?,
                 ScoreArgs {
                     input: s.input,
                     output: out.child(Table::Scored.dir()).display,
@@ -338,7 +328,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let spec = WindowSpec::new(r.window.window, r.window.slide)?;
             let rep = pipeline::run(
                 &jc,
-                ScorerKind::from(r.scorer).build(),
+                r.scorer.build()?,
                 RunArgs { out: r.out, input: r.input, generate: GenerateArgs::default(), spec },
             )
             .await?;
@@ -353,7 +343,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 println!("chart:  {p}");
             }
         }
-        Cmd::Sql(s) => cli_sql::run(&jc, s).await?,
+        Cmd::Sql(s) => {
+            jc.select_scorer(s.scorer.build()?);
+            cli_sql::run(&jc, s).await?
+        }
+        Cmd::Eval(e) => cli_scorer::eval(&jc, e).await?,
         Cmd::Bench(b) => {
             let task = match b.task {
                 BenchTaskCli::Scan => BenchTask::Scan,

@@ -56,6 +56,9 @@ pub enum Error {
         source: datafusion::arrow::error::ArrowError,
     },
 
+    #[error("scorer could not be loaded")]
+    Scorer(#[from] sentiflow_udfs::Error),
+
     #[error("invalid argument: {0}")]
     Argument(String),
 

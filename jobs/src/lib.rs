@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod bench;
 pub mod context;
 mod error;
+pub mod eval;
 pub mod generate;
 pub mod pipeline;
 mod progress;
@@ -19,5 +20,5 @@ pub mod store;
 pub mod tables;
 pub mod write;
 
-pub use context::{ContextOptions, JobContext, ScorerKind};
+pub use context::{ContextOptions, DEFAULT_MODEL, JobContext, ScorerKind, default_model_dir};
 pub use error::{Error, Result};

@@ -165,6 +165,7 @@ pub async fn run(jc: &JobContext, scorer: sentiflow_udfs::SharedScorer, args: Sc
         scored = report.rows_scored,
         unscorable = report.rows_unscorable,
         rejected = report.rows_rejected,
+        scorer_stats = ?scorer.stats(),
         "scored tweets"
     );
     Ok(report)

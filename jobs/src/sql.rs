@@ -25,6 +25,8 @@ const FILES: &[(&str, &str)] = &[
     ("report_extremes", include_str!("../../sql/report_extremes.sql")),
     ("report_alerts", include_str!("../../sql/report_alerts.sql")),
     ("report_rejected", include_str!("../../sql/report_rejected.sql")),
+    ("eval_probs", include_str!("../../sql/eval_probs.sql")),
+    ("eval_labels", include_str!("../../sql/eval_labels.sql")),
 ];
 
 /// A timestamp `$param` value (µs, UTC), the type of every time column.

@@ -145,7 +145,9 @@ def main():
     m.ir_version = 10  # ONNX Runtime 1.31 rejects IR 14, the default of onnx >= 1.23
     onnx.save(m, fp32)
     int8 = os.path.join(a.out, "model_quantized.onnx")
-    quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+    # per-channel weights with reduce_range (7-bit) lost no SST-2 dev accuracy on the one-epoch model
+    # (0.8956 vs fp32 0.8945), where per-tensor int8 lost 0.9 points (0.8853)
+    quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
     m = onnx.load(int8)
     m.ir_version = 10
     onnx.save(m, int8)
@@ -187,7 +189,7 @@ A binary sentiment classifier (negative / positive) for sentiflow's ONNX scorer,
   sentences, seed {a.seed}; {train_s / 60:.1f} min on {a.threads} CPU threads.
 - **Data**: GLUE SST-2 train/dev (Stanford Sentiment Treebank; Socher et al. 2013) and TweetEval
   sentiment validation (SemEval-2017 task 4; Barbieri et al. 2020), as in `../shared/data/`.
-- **Files**: `model_quantized.onnx` (int8 dynamic quantization, {results['int8']['bytes'] / 2**20:.1f} MiB),
+- **Files**: `model_quantized.onnx` (int8 dynamic quantization, per-channel weights, {results['int8']['bytes'] / 2**20:.1f} MiB),
   `tokenizer.json`, `config.json` (`id2label`), `training.json` (arguments and figures). The fp32
   export ({results['fp32']['bytes'] / 2**20:.1f} MiB) is rebuilt by the script and not committed.
 

@@ -99,7 +99,7 @@ fn report_renders_in_a_browser_with_every_section() {
     }
     for needle in ["chart-sentiment", "chart-negative", "chart-distribution", "chart-sources", "Most positive tweets",
         "Most negative tweets", "negative_share_high", "71 % negative &lt;in&gt; 14 tweets", "alert-mark", "UTC",
-        "vader-lexicon", "Tweets per window", "Average sentiment score"] {
+        "onnx:sentiment-minilm@", "Tweets per window", "Average sentiment score"] {
         assert!(html.contains(needle), "report lacks {needle}");
     }
 

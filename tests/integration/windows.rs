@@ -132,7 +132,8 @@ async fn assert_matches_oracle(root: &str, window_min: i64, slide_min: i64) {
 fn three_days(d: &Path) -> String {
     let root = s(d);
     ok(&["generate", "--rows", "3000", "--span", "3d", "--to", &s(&d.join("raw"))]);
-    ok(&["score", "--input", &s(&d.join("raw")), "--out", &root]);
+    // the lexicon: fast in debug builds; the window logic does not depend on the scorer
+    ok(&["score", "--scorer", "lexicon", "--input", &s(&d.join("raw")), "--out", &root]);
     root
 }
 
@@ -196,7 +197,8 @@ async fn rerunning_a_range_replaces_its_partitions_only() {
 fn golden_outputs_on_sample_data() {
     let d = tmp();
     let root = s(d.path());
-    ok(&["run", "--out", &root]);
+    // goldens of the lexicon baseline (the ONNX model has its own accuracy tests)
+    ok(&["run", "--scorer", "lexicon", "--out", &root]);
     let cases = [
         ("windows.csv", "SELECT * FROM windows ORDER BY window_start"),
         ("windows_by_source.csv", "SELECT * FROM windows_by_source ORDER BY window_start, source"),

@@ -11,10 +11,12 @@
 //!   scorer plugs into the same SQL by name.
 
 mod lexicon;
+pub mod onnx;
 mod udf;
 
 pub use lexicon::LexiconScorer;
-pub use udf::{ScoreSentimentUdf, ScorerFloatUdf, register_scorer_udfs, score_struct_type};
+pub use onnx::{Device, OnnxOptions, OnnxScorer, OnnxStats};
+pub use udf::{ScorerUdf, register_scorer_udfs, score_struct_type};
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -28,6 +30,19 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("onnx runtime library not found (looked at {looked}); {fix}")]
+    RuntimeMissing { looked: String, fix: &'static str },
+    #[error("cannot load onnx runtime from {path}: {reason}; {fix}")]
+    RuntimeLoad { path: String, reason: String, fix: &'static str },
+    #[error("onnx model {path}: {reason}")]
+    Model { path: String, reason: String },
+    #[error(
+        "cuda execution provider unavailable: {reason}; it needs the onnxruntime-gpu library \
+         (pip install onnxruntime-gpu, ORT_DYLIB_PATH at its libonnxruntime.so) and a GPU; or use --device cpu"
+    )]
+    Cuda { reason: String },
+    #[error("onnx inference failed: {reason}")]
+    Inference { reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -66,6 +81,19 @@ pub trait Scorer: Debug + Send + Sync {
     fn id(&self) -> &str;
     /// Scores a batch. `None` texts (SQL NULL) must yield an `Unscorable` outcome.
     fn score_batch(&self, texts: &[Option<&str>]) -> Result<Vec<Outcome>>;
+    /// Counters since the scorer was loaded (e.g. texts, time in inference), for job summaries.
+    fn stats(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+    /// A classifier's label names, in the order of [`Scorer::probabilities`].
+    fn labels(&self) -> Option<Vec<String>> {
+        None
+    }
+    /// A classifier's per-label probabilities (`None` inside for NULL/empty
+    /// texts); `None` for scorers that are not classifiers.
+    fn probabilities(&self, _texts: &[Option<&str>]) -> Option<Result<Vec<Option<Vec<f32>>>>> {
+        None
+    }
 }
 
 pub type SharedScorer = Arc<dyn Scorer>;

@@ -1,0 +1,345 @@
+//! `sentiflow eval`: a scorer's accuracy, macro-F1, confusion matrix and
+//! throughput on a labelled data set, scored through the SQL UDFs.
+//!
+//! Data: `.tsv` (header row, tab-separated, no quoting: GLUE's SST-2),
+//! `.csv`, `.jsonl`/`.ndjson`, `.parquet`, or a `.txt` file of one text per
+//! line with `--labels-file` holding one label per line (TweetEval). Gold
+//! labels are names (`negative`, `pos`, …) or class indices; an index means
+//! `--label-names[i]` when given, else the model's `id2label[i]`. Rows whose
+//! gold class the scorer cannot predict (neutral, for a 2-class model) are
+//! counted as skipped, not scored.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float32Array, RecordBatch, StringArray, StructArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
+use sentiflow_udfs::{Label, SharedScorer};
+
+use crate::context::JobContext;
+use crate::{Error, Result, sql};
+
+#[derive(Debug, Clone)]
+pub struct EvalArgs {
+    pub data: PathBuf,
+    pub labels_file: Option<PathBuf>,
+    pub text_col: String,
+    pub label_col: String,
+    /// Names for integer gold labels, by index.
+    pub label_names: Option<Vec<String>>,
+    /// Score at most this many rows (0 = all).
+    pub limit: usize,
+}
+
+/// One scored row.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub gold: Option<Label>,
+    pub predicted: Option<Label>,
+    /// Per-label probabilities, for classifiers.
+    pub probs: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EvalReport {
+    pub scorer: String,
+    pub data: String,
+    pub rows: usize,
+    /// Rows counted in accuracy (gold class one the scorer can predict, text scorable).
+    pub evaluated: usize,
+    pub skipped: Vec<(String, usize)>,
+    pub unscorable: usize,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    /// Classes of the matrix, in order.
+    pub classes: Vec<Label>,
+    /// confusion[gold][predicted]
+    pub confusion: Vec<Vec<usize>>,
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    /// Model labels (classifiers), the order of `Prediction::probs`.
+    pub model_labels: Option<Vec<String>>,
+    pub predictions: Vec<Prediction>,
+    /// The scorer's own counters after the run (see `Scorer::stats`).
+    pub scorer_stats: Vec<(&'static str, f64)>,
+}
+
+impl EvalReport {
+    pub fn per_second(&self) -> f64 {
+        self.rows as f64 / self.wall_s.max(1e-9)
+    }
+    pub fn per_cpu_second(&self) -> f64 {
+        self.rows as f64 / self.cpu_s.max(1e-9)
+    }
+}
+
+/// CPU time (user + system) this process has used, in seconds (Linux).
+pub fn process_cpu_seconds() -> f64 {
+    // fields 14 and 15 of /proc/self/stat, in USER_HZ (100 on Linux) ticks,
+    // counted after the parenthesised command name
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return f64::NAN };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Maps a gold label name onto a sentiment class.
+pub fn parse_label(name: &str) -> Option<Label> {
+    let l = name.trim().to_ascii_lowercase();
+    if l.starts_with("neg") {
+        Some(Label::Negative)
+    } else if l.starts_with("neu") {
+        Some(Label::Neutral)
+    } else if l.starts_with("pos") {
+        Some(Label::Positive)
+    } else {
+        None
+    }
+}
+
+fn data_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Argument(format!("eval data {}: {}", path.display(), reason.into()))
+}
+
+/// Reads (text, gold label string) pairs.
+async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String)>> {
+    let path = &a.data;
+    let io = |p: &Path, source| Error::Io { path: p.display().to_string(), source };
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if let Some(lf) = &a.labels_file {
+        let texts = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+        let labels = std::fs::read_to_string(lf).map_err(|e| io(lf, e))?;
+        let (t, l): (Vec<&str>, Vec<&str>) = (texts.lines().collect(), labels.lines().collect());
+        if t.len() != l.len() {
+            return Err(data_err(path, format!("{} texts but {} labels in {}", t.len(), l.len(), lf.display())));
+        }
+        return Ok(t.into_iter().zip(l).map(|(t, l)| (t.to_string(), l.to_string())).collect());
+    }
+    if ext == "tsv" {
+        let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
+        let col = |name: &str| {
+            header.iter().position(|h| h.trim() == name).ok_or_else(|| {
+                data_err(path, format!("no column {name:?} in the header {header:?} (use --text-col/--label-col)"))
+            })
+        };
+        let (ti, li) = (col(&a.text_col)?, col(&a.label_col)?);
+        return lines
+            .enumerate()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(n, line)| {
+                let f: Vec<&str> = line.split('\t').collect();
+                match (f.get(ti), f.get(li)) {
+                    (Some(t), Some(l)) => Ok((t.to_string(), l.trim().to_string())),
+                    _ => Err(data_err(path, format!("line {} has {} fields, expected {}", n + 2, f.len(), header.len()))),
+                }
+            })
+            .collect();
+    }
+    if matches!(ext.as_str(), "jsonl" | "ndjson" | "json") {
+        let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+        let field = |v: &serde_json::Value, name: &str, line: usize| -> Result<String> {
+            match v.get(name) {
+                Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+                _ => Err(data_err(path, format!("line {line}: no string or number field {name:?} (use --text-col/--label-col)"))),
+            }
+        };
+        return text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(n, line)| {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .map_err(|e| data_err(path, format!("line {}: not JSON: {e}", n + 1)))?;
+                Ok((field(&v, &a.text_col, n + 1)?, field(&v, &a.label_col, n + 1)?))
+            })
+            .collect();
+    }
+    let p = path.to_str().ok_or_else(|| data_err(path, "path is not UTF-8"))?;
+    let df = match ext.as_str() {
+        "csv" => jc.ctx.read_csv(p, CsvReadOptions::new()).await,
+        "parquet" => jc.ctx.read_parquet(p, ParquetReadOptions::default()).await,
+        _ => return Err(data_err(path, "unknown format: use .tsv, .csv, .jsonl, .parquet, or .txt with --labels-file")),
+    }
+    .map_err(|source| Error::Sql { name: format!("eval data {p}"), source })?;
+    let batches = df.collect().await.map_err(Error::query)?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let col = |name: &str| -> Result<ArrayRef> {
+            let c = b.column_by_name(name).ok_or_else(|| {
+                data_err(path, format!("no column {name:?} (columns: {:?}; use --text-col/--label-col)", b.schema().fields().iter().map(|f| f.name()).collect::<Vec<_>>()))
+            })?;
+            cast(c, &DataType::Utf8).map_err(|e| Error::arrow(format!("column {name}"), e))
+        };
+        let (t, l) = (col(&a.text_col)?, col(&a.label_col)?);
+        let (t, l) = (t.as_string::<i32>(), l.as_string::<i32>());
+        for i in 0..b.num_rows() {
+            out.push((t.is_valid(i).then(|| t.value(i).to_string()).unwrap_or_default(), l.value(i).to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Scores the data set through the SQL UDFs and compares with the gold labels.
+pub async fn run(jc: &JobContext, scorer: SharedScorer, args: EvalArgs) -> Result<EvalReport> {
+    let mut pairs = read_pairs(jc, &args).await?;
+    if args.limit > 0 {
+        pairs.truncate(args.limit);
+    }
+    if pairs.is_empty() {
+        return Err(data_err(&args.data, "no rows"));
+    }
+    jc.select_scorer(scorer.clone());
+    let model_labels = scorer.labels();
+    let names = args.label_names.clone().or_else(|| model_labels.clone());
+    let gold: Vec<std::result::Result<Label, String>> = pairs
+        .iter()
+        .map(|(_, l)| {
+            let name = match (l.parse::<usize>(), &names) {
+                (Ok(i), Some(n)) => n.get(i).cloned().unwrap_or_else(|| l.clone()),
+                _ => l.clone(),
+            };
+            parse_label(&name).ok_or(name)
+        })
+        .collect();
+    if let Some((_, bad)) = gold.iter().zip(&pairs).find_map(|(g, p)| g.as_ref().err().map(|e| (p, e))) {
+        return Err(data_err(
+            &args.data,
+            format!("gold label {bad:?} is not a sentiment class (map indices with --label-names negative,neutral,positive)"),
+        ));
+    }
+
+    let texts = StringArray::from_iter_values(pairs.iter().map(|(t, _)| t.as_str()));
+    let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(texts)]).map_err(|e| Error::arrow("eval texts", e))?;
+    let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(Error::query)?;
+    let _ = jc.ctx.deregister_table("eval_texts");
+    jc.ctx.register_table("eval_texts", Arc::new(table)).map_err(Error::query)?;
+
+    let name = if model_labels.is_some() { "eval_probs" } else { "eval_labels" };
+    let (cpu0, t0) = (process_cpu_seconds(), Instant::now());
+    let batches = sql::query(&jc.ctx, name, vec![]).await?.collect().await.map_err(Error::query)?;
+    let (wall_s, cpu_s) = (t0.elapsed().as_secs_f64(), process_cpu_seconds() - cpu0);
+
+    let mut predictions = Vec::with_capacity(pairs.len());
+    for b in &batches {
+        let col = b.column(0);
+        if let Some(labels) = &model_labels {
+            let st: &StructArray = col.as_struct();
+            let cols: Vec<&Float32Array> = (0..labels.len()).map(|c| st.column(c).as_primitive()).collect();
+            for i in 0..st.len() {
+                let probs = st.is_valid(i).then(|| cols.iter().map(|c| c.value(i)).collect::<Vec<f32>>());
+                let predicted = probs.as_ref().and_then(|p| {
+                    let best = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k)?;
+                    parse_label(&labels[best])
+                });
+                predictions.push(Prediction { gold: None, predicted, probs });
+            }
+        } else {
+            let l = col.as_string::<i32>();
+            for i in 0..l.len() {
+                predictions.push(Prediction { gold: None, predicted: l.is_valid(i).then(|| parse_label(l.value(i))).flatten(), probs: None });
+            }
+        }
+    }
+    if predictions.len() != pairs.len() {
+        return Err(Error::Argument(format!("scored {} rows of {}", predictions.len(), pairs.len())));
+    }
+    for (p, g) in predictions.iter_mut().zip(&gold) {
+        p.gold = g.as_ref().ok().copied();
+    }
+
+    // the classes the scorer can predict
+    let predictable: Vec<Label> = match &model_labels {
+        Some(l) => l.iter().filter_map(|n| parse_label(n)).collect(),
+        None => vec![Label::Negative, Label::Neutral, Label::Positive],
+    };
+    let mut classes: Vec<Label> = [Label::Negative, Label::Neutral, Label::Positive]
+        .into_iter()
+        .filter(|c| predictable.contains(c) || predictions.iter().any(|p| p.gold == Some(*c) && predictable.contains(c)))
+        .collect();
+    classes.dedup();
+    let idx = |l: Label| classes.iter().position(|c| *c == l);
+    let mut confusion = vec![vec![0usize; classes.len()]; classes.len()];
+    let (mut evaluated, mut correct, mut unscorable) = (0, 0, 0);
+    let mut skipped: Vec<(String, usize)> = Vec::new();
+    for p in &predictions {
+        let g = p.gold.expect("gold labels checked above");
+        let Some(gi) = idx(g) else {
+            match skipped.iter_mut().find(|(n, _)| n == g.as_str()) {
+                Some((_, c)) => *c += 1,
+                None => skipped.push((g.as_str().to_string(), 1)),
+            }
+            continue;
+        };
+        let Some(pi) = p.predicted.and_then(idx) else {
+            unscorable += 1;
+            continue;
+        };
+        evaluated += 1;
+        correct += usize::from(gi == pi);
+        confusion[gi][pi] += 1;
+    }
+    // macro-F1 over the gold classes present
+    let mut f1s = Vec::new();
+    for k in 0..classes.len() {
+        let tp = confusion[k][k] as f64;
+        let gold_k: usize = confusion[k].iter().sum();
+        if gold_k == 0 {
+            continue;
+        }
+        let pred_k: usize = confusion.iter().map(|r| r[k]).sum();
+        let (p, r) = (tp / (pred_k as f64).max(1.0), tp / gold_k as f64);
+        f1s.push(if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 });
+    }
+    Ok(EvalReport {
+        scorer: scorer.id().to_string(),
+        data: args.data.display().to_string(),
+        rows: pairs.len(),
+        evaluated,
+        skipped,
+        unscorable,
+        accuracy: correct as f64 / (evaluated as f64).max(1.0),
+        macro_f1: f1s.iter().sum::<f64>() / (f1s.len() as f64).max(1.0),
+        classes,
+        confusion,
+        wall_s,
+        cpu_s,
+        model_labels,
+        predictions,
+        scorer_stats: scorer.stats(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gold_label_names() {
+        assert_eq!(parse_label("Negative"), Some(Label::Negative));
+        assert_eq!(parse_label(" pos"), Some(Label::Positive));
+        assert_eq!(parse_label("neutral"), Some(Label::Neutral));
+        assert_eq!(parse_label("2"), None);
+    }
+
+    #[test]
+    fn cpu_seconds_grow_with_work() {
+        let a = process_cpu_seconds();
+        let mut x = 0u64;
+        let t = Instant::now();
+        while t.elapsed().as_millis() < 150 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let b = process_cpu_seconds();
+        assert!(b - a >= 0.05, "{a} -> {b}");
+    }
+}

@@ -1,0 +1,201 @@
+//! Scorer options shared by `score`, `run`, `sql` and `eval`, and the `eval` command.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use sentiflow_jobs::eval::{self, EvalArgs, EvalReport};
+use sentiflow_jobs::{JobContext, ScorerKind, default_model_dir};
+use sentiflow_udfs::{Device, OnnxOptions};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScorerCli {
+    /// Transformer classifier in ONNX (default: the shipped sentiment-minilm model).
+    Onnx,
+    /// VADER lexicon: rule-based baseline.
+    Lexicon,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum DeviceCli {
+    Cpu,
+    /// CUDA execution provider (needs onnxruntime-gpu's library and a GPU).
+    Cuda,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ScorerArgs {
+    /// Sentiment scorer.
+    #[arg(long, value_enum, default_value_t = ScorerCli::Onnx)]
+    pub scorer: ScorerCli,
+    /// ONNX model directory (model.onnx or model_quantized.onnx, tokenizer.json, config.json);
+    /// default: the shipped sample_data/models/sentiment-minilm.
+    #[arg(long, env = "SENTIFLOW_MODEL")]
+    pub model: Option<PathBuf>,
+    /// ONNX Runtime library (default: $ORT_DYLIB_PATH, beside the binary, or where
+    /// scripts/setup-ort.sh puts it).
+    #[arg(long)]
+    pub ort_lib: Option<PathBuf>,
+    /// Where the ONNX model runs.
+    #[arg(long, value_enum, default_value_t = DeviceCli::Cpu)]
+    pub device: DeviceCli,
+    /// ONNX Runtime intra-op threads per session (0 = 1 with automatic sessions, else all cores).
+    #[arg(long, default_value_t = 0, env = "SENTIFLOW_ONNX_THREADS")]
+    pub onnx_threads: usize,
+    /// ONNX sessions run side by side on separate batches (0 = one per --onnx-threads cores).
+    #[arg(long, default_value_t = 0, env = "SENTIFLOW_ONNX_SESSIONS")]
+    pub onnx_sessions: usize,
+    /// Texts per ONNX session run (texts are sorted by length into batches of this size).
+    #[arg(long, default_value_t = 32)]
+    pub onnx_batch: usize,
+}
+
+impl ScorerArgs {
+    pub fn kind(&self) -> ScorerKind {
+        match self.scorer {
+            ScorerCli::Lexicon => ScorerKind::Lexicon,
+            ScorerCli::Onnx => ScorerKind::Onnx(OnnxOptions {
+                model_dir: self.model.clone().unwrap_or_else(default_model_dir),
+                ort_lib: self.ort_lib.clone(),
+                device: match self.device {
+                    DeviceCli::Cpu => Device::Cpu,
+                    DeviceCli::Cuda => Device::Cuda,
+                },
+                threads: self.onnx_threads,
+                sessions: self.onnx_sessions,
+                batch_size: self.onnx_batch.max(1),
+            }),
+        }
+    }
+
+    /// Loads the selected scorer.
+    pub fn build(&self) -> Result<sentiflow_udfs::SharedScorer> {
+        Ok(self.kind().build()?)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalCli {
+    /// Labelled data: .tsv (header, no quoting), .csv, .jsonl, .parquet, or .txt (one text a
+    /// line) with --labels-file.
+    #[arg(long)]
+    data: PathBuf,
+    /// One gold label a line, beside a .txt --data (TweetEval's layout).
+    #[arg(long)]
+    labels_file: Option<PathBuf>,
+    #[arg(long, default_value = "text")]
+    text_col: String,
+    #[arg(long, default_value = "label")]
+    label_col: String,
+    /// Names of integer gold labels by index, e.g. negative,neutral,positive
+    /// (default: the model's id2label).
+    #[arg(long, value_delimiter = ',')]
+    label_names: Option<Vec<String>>,
+    /// Score only the first N rows (0 = all).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Write one JSON line per row (gold, predicted, probs) here.
+    #[arg(long)]
+    predictions: Option<PathBuf>,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    scorer: ScorerArgs,
+}
+
+pub async fn eval(jc: &JobContext, a: EvalCli) -> Result<()> {
+    let scorer = a.scorer.build()?;
+    let r = eval::run(
+        jc,
+        scorer,
+        EvalArgs {
+            data: a.data,
+            labels_file: a.labels_file,
+            text_col: a.text_col,
+            label_col: a.label_col,
+            label_names: a.label_names,
+            limit: a.limit,
+        },
+    )
+    .await?;
+    if let Some(p) = &a.predictions {
+        write_predictions(p, &r).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if a.json {
+        println!("{}", summary_json(&r, &a.scorer));
+    } else {
+        print_eval(&r);
+    }
+    Ok(())
+}
+
+fn write_predictions(path: &PathBuf, r: &EvalReport) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (i, p) in r.predictions.iter().enumerate() {
+        let j = serde_json::json!({
+            "row": i,
+            "gold": p.gold.map(|l| l.as_str()),
+            "predicted": p.predicted.map(|l| l.as_str()),
+            "probs": p.probs,
+        });
+        writeln!(w, "{j}")?;
+    }
+    w.flush()
+}
+
+fn summary_json(r: &EvalReport, s: &ScorerArgs) -> serde_json::Value {
+    serde_json::json!({
+        "scorer": r.scorer,
+        "data": r.data,
+        "rows": r.rows,
+        "evaluated": r.evaluated,
+        "unscorable": r.unscorable,
+        "skipped": r.skipped.iter().map(|(k, n)| serde_json::json!({"label": k, "rows": n})).collect::<Vec<_>>(),
+        "accuracy": r.accuracy,
+        "macro_f1": r.macro_f1,
+        "classes": r.classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "confusion": r.confusion,
+        "wall_s": r.wall_s,
+        "cpu_s": r.cpu_s,
+        "sentences_per_s": r.per_second(),
+        "sentences_per_cpu_s": r.per_cpu_second(),
+        "onnx_threads": s.onnx_threads,
+        "onnx_batch": s.onnx_batch,
+        "onnx_sessions": s.onnx_sessions,
+        "scorer_stats": r.scorer_stats.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+fn print_eval(r: &EvalReport) {
+    println!("scorer        {}", r.scorer);
+    println!("data          {} ({} rows)", r.data, r.rows);
+    for (label, n) in &r.skipped {
+        println!("skipped       {n} rows labelled {label} (not a class of this scorer)");
+    }
+    if r.unscorable > 0 {
+        println!("unscorable    {} (NULL score: empty text)", r.unscorable);
+    }
+    println!("accuracy      {:.4}  ({} rows)", r.accuracy, r.evaluated);
+    println!("macro-F1      {:.4}", r.macro_f1);
+    println!("throughput    {:.1} sentences/s, {:.1} per CPU-second ({:.2} s wall, {:.2} CPU-s)", r.per_second(), r.per_cpu_second(), r.wall_s, r.cpu_s);
+    if !r.scorer_stats.is_empty() {
+        let s: Vec<String> = r.scorer_stats.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+        println!("scorer stats  {}", s.join(", "));
+    }
+    println!();
+    let names: Vec<&str> = r.classes.iter().map(|c| c.as_str()).collect();
+    print!("{:>16}", "gold \\ predicted");
+    for n in &names {
+        print!(" {n:>9}");
+    }
+    println!();
+    for (g, row) in names.iter().zip(&r.confusion) {
+        print!("{g:>16}");
+        for v in row {
+            print!(" {v:>9}");
+        }
+        println!();
+    }
+}

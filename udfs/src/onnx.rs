@@ -1,0 +1,628 @@
+//! ONNX sentiment classifier: a Hugging Face sequence-classification model
+//! exported to ONNX, run by ONNX Runtime through `ort`, tokenized by
+//! `tokenizers`, with no download at any time.
+//!
+//! A model directory holds `model.onnx` (or `model_quantized.onnx`),
+//! `tokenizer.json` and `config.json`, whose `id2label` decides the label
+//! order (2-class negative/positive and 3-class negative/neutral/positive
+//! models both work). The score is P(positive) − P(negative), in [-1, 1], as
+//! Snowflake's SENTIMENT() defines it; the label is the most probable class.
+//!
+//! Speed: texts are tokenized once (no padding, truncation at the model's
+//! max length), sorted by token count and cut into batches of `batch_size`,
+//! each padded only to its own longest text, so one `session.run` per batch
+//! does little wasted work. Sessions are created once and shared; with
+//! `sessions > 1` several run side by side, each taking the next batch (on
+//! few cores, two 1-thread sessions keep the cores busier than one 2-thread
+//! session, whose threads wait for each other inside every small operator).
+//!
+//! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`): the library
+//! that the PyPI `onnxruntime` wheel ships. [`find_runtime`] says where it
+//! looked and how to install it when it is missing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::Tensor;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+use crate::{Error, Label, Outcome, Result, Scorer};
+
+/// The ONNX Runtime version whose C API this build uses (`ort` feature `api-31`);
+/// the library must be this version or newer.
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// What to tell a user whose ONNX Runtime is missing or too old.
+pub const ORT_FIX: &str = "install it with `bash scripts/setup-ort.sh` (the PyPI wheel onnxruntime==1.31.1, no other \
+     download) or `pip install onnxruntime==1.31.1`, then set ORT_DYLIB_PATH to its \
+     onnxruntime/capi/libonnxruntime.so.1.31.1 (or pass --ort-lib); or score with --scorer lexicon";
+
+/// Where the ONNX model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// CUDA execution provider (needs the onnxruntime-gpu build of the library).
+    Cuda,
+}
+
+/// How to load and run the model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OnnxOptions {
+    pub model_dir: PathBuf,
+    /// The ONNX Runtime library; `None` searches (see [`find_runtime`]).
+    pub ort_lib: Option<PathBuf>,
+    pub device: Device,
+    /// Intra-op threads of each session; 0 = 1 when `sessions` is automatic,
+    /// else ONNX Runtime's default (all cores).
+    pub threads: usize,
+    /// Sessions run side by side, each on its own batches; 0 = automatic:
+    /// one per `threads` cores.
+    pub sessions: usize,
+    /// Texts per `session.run`.
+    pub batch_size: usize,
+}
+
+impl OnnxOptions {
+    pub fn new(model_dir: impl Into<PathBuf>) -> Self {
+        Self { model_dir: model_dir.into(), ort_lib: None, device: Device::Cpu, threads: 0, sessions: 0, batch_size: 32 }
+    }
+}
+
+/// The candidates for the ONNX Runtime library, in the order they are tried:
+/// `ORT_DYLIB_PATH`; beside the executable (`./`, `../lib/`: the container
+/// layout); what `scripts/setup-ort.sh` installs under
+/// `$SENTIFLOW_TOOLS` (default `~/.cache/sentiflow/tools`).
+fn runtime_candidates() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(d) = exe.parent()
+    {
+        dirs.push(d.to_path_buf());
+        dirs.push(d.join("../lib"));
+    }
+    let tools = std::env::var_os("SENTIFLOW_TOOLS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/sentiflow/tools")));
+    if let Some(t) = tools {
+        dirs.push(t.join("onnxruntime"));
+    }
+    dirs.iter()
+        .flat_map(|d| [d.join(format!("libonnxruntime.so.{ORT_VERSION}")), d.join("libonnxruntime.so")])
+        .collect()
+}
+
+/// Finds the ONNX Runtime library: `explicit` (from `--ort-lib`), else
+/// `ORT_DYLIB_PATH`, else the places in [`runtime_candidates`].
+pub fn find_runtime(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(Error::RuntimeMissing { looked: p.display().to_string(), fix: ORT_FIX })
+        };
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Error::RuntimeMissing { looked: format!("ORT_DYLIB_PATH={}", p.display()), fix: ORT_FIX })
+        };
+    }
+    let candidates = runtime_candidates();
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| Error::RuntimeMissing {
+        looked: candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        fix: ORT_FIX,
+    })
+}
+
+/// The process-wide ONNX Runtime environment, loaded once from the first
+/// library path asked for.
+fn environment(lib: &Path) -> Result<&'static ort::environment::Environment> {
+    static ENV: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
+    let env = ENV.get_or_init(|| {
+        let builder = ort::init_from(lib).map_err(|e| e.to_string())?;
+        builder.with_name("sentiflow").build().map_err(|e| e.to_string())
+    });
+    env.as_ref().map_err(|reason| Error::RuntimeLoad {
+        path: lib.display().to_string(),
+        reason: reason.clone(),
+        fix: ORT_FIX,
+    })
+}
+
+/// `config.json`: the parts the scorer reads.
+#[derive(Debug, Clone)]
+struct ModelConfig {
+    /// Label names, by class index.
+    labels: Vec<String>,
+    max_length: usize,
+}
+
+fn read_config(dir: &Path) -> Result<ModelConfig> {
+    let path = dir.join("config.json");
+    let bad = |reason: String| Error::Model { path: path.display().to_string(), reason };
+    let text = std::fs::read_to_string(&path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let id2label = v
+        .get("id2label")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("no id2label object (which class index is which label)".into()))?;
+    let mut by_index = BTreeMap::new();
+    for (k, name) in id2label {
+        let i: usize = k.parse().map_err(|_| bad(format!("id2label key {k:?} is not a class index")))?;
+        let name = name.as_str().ok_or_else(|| bad(format!("id2label[{k}] is not a string")))?;
+        by_index.insert(i, name.to_string());
+    }
+    let labels: Vec<String> = by_index.values().cloned().collect();
+    if by_index.keys().copied().ne(0..labels.len()) || labels.len() < 2 {
+        return Err(bad(format!("id2label must number 2 or more classes 0..n, got {:?}", by_index.keys())));
+    }
+    // the model's own limit: max_length (written by our training script), else
+    // max_position_embeddings; BERT-style models stop at 512
+    let max_length = ["max_length", "max_position_embeddings"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(|x| x.as_u64()))
+        .unwrap_or(512)
+        .min(512) as usize;
+    Ok(ModelConfig { labels, max_length })
+}
+
+/// Maps a model's label name onto the three sentiment classes.
+/// Understands names like `negative`/`NEG`/`LABEL_0`; `LABEL_i` follows the
+/// usual order (2 classes: negative, positive; 3: negative, neutral, positive).
+fn classify_label(name: &str, index: usize, n: usize) -> Option<Label> {
+    let l = name.to_ascii_lowercase();
+    if l.starts_with("neg") {
+        Some(Label::Negative)
+    } else if l.starts_with("pos") {
+        Some(Label::Positive)
+    } else if l.starts_with("neu") {
+        Some(Label::Neutral)
+    } else if l.starts_with("label_") {
+        match (n, index) {
+            (2, 0) | (3, 0) => Some(Label::Negative),
+            (2, 1) | (3, 2) => Some(Label::Positive),
+            (3, 1) => Some(Label::Neutral),
+            _ => None,
+        }
+    } else {
+        None
+    }
+}
+
+/// Picks the model file of a directory.
+fn model_file(dir: &Path) -> Result<PathBuf> {
+    for name in ["model.onnx", "model_quantized.onnx", "onnx/model.onnx", "onnx/model_quantized.onnx"] {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Error::Model {
+        path: dir.display().to_string(),
+        reason: "no model.onnx or model_quantized.onnx in it (a model directory holds the ONNX file, \
+                 tokenizer.json and config.json)"
+            .into(),
+    })
+}
+
+/// Class probabilities of one text, in the model's label order.
+pub type Probs = Vec<f32>;
+
+/// A loaded model: session, tokenizer and labels.
+pub struct OnnxScorer {
+    sessions: Vec<Mutex<Session>>,
+    tokenizer: Tokenizer,
+    labels: Vec<String>,
+    classes: Vec<Label>,
+    positive: usize,
+    negative: usize,
+    needs_type_ids: bool,
+    output: String,
+    batch_size: usize,
+    id: String,
+    options: OnnxOptions,
+    stats: [AtomicU64; 4],
+}
+
+/// Where the scorer's time went since it was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OnnxStats {
+    pub texts: u64,
+    pub runs: u64,
+    pub tokenize_s: f64,
+    pub inference_s: f64,
+}
+
+impl std::fmt::Debug for OnnxScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxScorer").field("id", &self.id).field("labels", &self.labels).finish()
+    }
+}
+
+impl OnnxScorer {
+    /// Loads the model directory: checks it, starts ONNX Runtime, builds the session.
+    pub fn load(options: OnnxOptions) -> Result<Self> {
+        let dir = &options.model_dir;
+        if !dir.is_dir() {
+            return Err(Error::Model {
+                path: dir.display().to_string(),
+                reason: "not a directory (pass --model DIR with model.onnx, tokenizer.json, config.json)".into(),
+            });
+        }
+        let config = read_config(dir)?;
+        let n = config.labels.len();
+        let classes = config
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                classify_label(name, i, n).ok_or_else(|| Error::Model {
+                    path: dir.join("config.json").display().to_string(),
+                    reason: format!(
+                        "label {name:?} (class {i}) is not negative, neutral or positive; \
+                         sentiflow needs a sentiment model"
+                    ),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let find = |want: Label| classes.iter().position(|c| *c == want);
+        let (Some(positive), Some(negative)) = (find(Label::Positive), find(Label::Negative)) else {
+            return Err(Error::Model {
+                path: dir.join("config.json").display().to_string(),
+                reason: format!("id2label {:?} lacks a positive or a negative class", config.labels),
+            });
+        };
+
+        let tok_path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| Error::Model {
+            path: tok_path.display().to_string(),
+            reason: format!("cannot load the tokenizer: {e}"),
+        })?;
+        // dynamic padding happens per batch here; a tokenizer.json that pads to
+        // a fixed length would waste most of the compute
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: config.max_length,
+                strategy: TruncationStrategy::LongestFirst,
+                stride: 0,
+                direction: TruncationDirection::Right,
+            }))
+            .map_err(|e| Error::Model { path: tok_path.display().to_string(), reason: e.to_string() })?;
+
+        let file = model_file(dir)?;
+        let lib = find_runtime(options.ort_lib.as_deref())?;
+        let env = environment(&lib)?;
+        let model_err = |e: String| Error::Model { path: file.display().to_string(), reason: e };
+        let (threads, n_sessions) = session_layout(options.threads, options.sessions);
+        let mut builder = Session::builder(env)
+            .map_err(|e| model_err(e.to_string()))?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| model_err(e.to_string()))?
+            // no busy-waiting between runs: it burns CPU-seconds the rest of the job needs
+            .with_intra_op_spinning(false)
+            .map_err(|e| model_err(e.to_string()))?;
+        if threads > 0 {
+            builder = builder.with_intra_threads(threads).map_err(|e| model_err(e.to_string()))?;
+        }
+        if options.device == Device::Cuda {
+            builder = builder
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(|e| Error::Cuda { reason: e.to_string() })?;
+        }
+        let sessions = (0..n_sessions)
+            .map(|_| builder.commit_from_file(&file).map(Mutex::new).map_err(|e| model_err(e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let session = sessions[0].lock().map_err(|_| model_err("session lock".into()))?;
+        let input_names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+        for need in ["input_ids", "attention_mask"] {
+            if !input_names.contains(&need) {
+                return Err(model_err(format!("the model has no {need} input (inputs: {input_names:?})")));
+            }
+        }
+        let needs_type_ids = input_names.contains(&"token_type_ids");
+        let output = session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .find(|n| n == "logits")
+            .or_else(|| session.outputs().first().map(|o| o.name().to_string()))
+            .ok_or_else(|| model_err("the model has no output".into()))?;
+        drop(session);
+
+        let bytes = std::fs::read(&file).map_err(|e| model_err(e.to_string()))?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        let id = format!("onnx:{name}@{:016x}", fnv1a(&bytes));
+        tracing::info!(model = %file.display(), runtime = %lib.display(), labels = ?config.labels,
+            max_length = config.max_length, device = ?options.device, sessions = n_sessions,
+            threads_per_session = threads, "onnx model loaded");
+        Ok(Self {
+            sessions,
+            tokenizer,
+            labels: config.labels,
+            classes,
+            positive,
+            negative,
+            needs_type_ids,
+            output,
+            batch_size: options.batch_size.max(1),
+            id,
+            options,
+            stats: Default::default(),
+        })
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    pub fn options(&self) -> &OnnxOptions {
+        &self.options
+    }
+
+    /// Texts scored, session runs, and the time spent tokenizing and in `session.run`.
+    pub fn stats(&self) -> OnnxStats {
+        let [texts, runs, tok, inf] = &self.stats;
+        OnnxStats {
+            texts: texts.load(Ordering::Relaxed),
+            runs: runs.load(Ordering::Relaxed),
+            tokenize_s: tok.load(Ordering::Relaxed) as f64 / 1e9,
+            inference_s: inf.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+
+    fn add_stat(&self, i: usize, v: u64) {
+        self.stats[i].fetch_add(v, Ordering::Relaxed);
+    }
+
+    /// Class probabilities for each text; `None` for a NULL or empty text.
+    pub fn predict(&self, texts: &[Option<&str>]) -> Result<Vec<Option<Probs>>> {
+        let mut out: Vec<Option<Probs>> = vec![None; texts.len()];
+        let todo: Vec<(usize, &str)> = texts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.filter(|t| !t.trim().is_empty()).map(|t| (i, t)))
+            .collect();
+        if todo.is_empty() {
+            return Ok(out);
+        }
+        let t0 = Instant::now();
+        let encodings = self
+            .tokenizer
+            .encode_batch(todo.iter().map(|(_, t)| *t).collect::<Vec<_>>(), true)
+            .map_err(|e| Error::Inference { reason: format!("tokenizer: {e}") })?;
+        // sort by token count so each batch pads to little more than its own texts
+        let mut order: Vec<usize> = (0..todo.len()).collect();
+        order.sort_by_key(|&k| encodings[k].get_ids().len());
+        self.add_stat(0, todo.len() as u64);
+        self.add_stat(2, t0.elapsed().as_nanos() as u64);
+        let chunks: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let results: Vec<Result<Vec<(usize, Probs)>>> = if self.sessions.len() == 1 || chunks.len() == 1 {
+            vec![self.run_chunks(0, &chunks, &AtomicUsize::new(0), &encodings)]
+        } else {
+            // one worker per session; each takes the next batch until none is left
+            let next = AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..self.sessions.len().min(chunks.len()))
+                    .map(|w| {
+                        let (chunks, next, encodings) = (&chunks, &next, &encodings);
+                        scope.spawn(move || self.run_chunks(w, chunks, next, encodings))
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(Error::Inference { reason: "a scoring thread panicked".into() })))
+                    .collect()
+            })
+        };
+        for r in results {
+            for (k, probs) in r? {
+                out[todo[k].0] = Some(probs);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs batches `chunks[next..]` on session `w` until none is left.
+    fn run_chunks(
+        &self,
+        w: usize,
+        chunks: &[&[usize]],
+        next: &AtomicUsize,
+        encodings: &[tokenizers::Encoding],
+    ) -> Result<Vec<(usize, Probs)>> {
+        let mut session = self.sessions[w]
+            .lock()
+            .map_err(|_| Error::Inference { reason: "an earlier run panicked".into() })?;
+        let n_classes = self.labels.len();
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(chunk) = chunks.get(i) else { break };
+            let width = chunk.iter().map(|&k| encodings[k].get_ids().len()).max().unwrap_or(0).max(1);
+            let rows = chunk.len();
+            let mut ids = vec![0i64; rows * width];
+            let mut mask = vec![0i64; rows * width];
+            let mut types = vec![0i64; rows * width];
+            for (r, &k) in chunk.iter().enumerate() {
+                let e = &encodings[k];
+                for (j, ((&id, &m), &t)) in
+                    e.get_ids().iter().zip(e.get_attention_mask()).zip(e.get_type_ids()).enumerate()
+                {
+                    ids[r * width + j] = id as i64;
+                    mask[r * width + j] = m as i64;
+                    types[r * width + j] = t as i64;
+                }
+            }
+            let shape = [rows as i64, width as i64];
+            let tensor = |v: Vec<i64>| {
+                Tensor::from_array((shape, v)).map_err(|e| Error::Inference { reason: e.to_string() })
+            };
+            let mut inputs = ort::inputs![
+                "input_ids" => tensor(ids)?,
+                "attention_mask" => tensor(mask)?,
+            ];
+            if self.needs_type_ids {
+                inputs.push(("token_type_ids".into(), tensor(types)?.into()));
+            }
+            let t1 = Instant::now();
+            let outputs = session.run(inputs).map_err(|e| Error::Inference { reason: e.to_string() })?;
+            self.add_stat(3, t1.elapsed().as_nanos() as u64);
+            self.add_stat(1, 1);
+            let (oshape, logits) = outputs[self.output.as_str()]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| Error::Inference { reason: format!("output {}: {e}", self.output) })?;
+            if oshape.len() != 2 || oshape[0] as usize != rows || oshape[1] as usize != n_classes {
+                return Err(Error::Inference {
+                    reason: format!(
+                        "output {} has shape {oshape:?}, expected [{rows}, {n_classes}] (id2label has {n_classes} classes)",
+                        self.output
+                    ),
+                });
+            }
+            for (r, &k) in chunk.iter().enumerate() {
+                out.push((k, softmax(&logits[r * n_classes..(r + 1) * n_classes])));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The score (P(positive) − P(negative)) and label of one probability vector.
+    pub fn outcome(&self, probs: &[f32]) -> Outcome {
+        let best = probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        let score = f64::from(probs[self.positive]) - f64::from(probs[self.negative]);
+        Outcome::Scored { score, label: self.classes[best] }
+    }
+}
+
+/// (intra-op threads per session, sessions) for the options: with `sessions`
+/// automatic, one session per `threads` cores (1 thread each by default).
+fn session_layout(threads: usize, sessions: usize) -> (usize, usize) {
+    if sessions > 0 {
+        return (threads, sessions);
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let per = threads.max(1);
+    (per, (cores / per).max(1))
+}
+
+fn softmax(logits: &[f32]) -> Probs {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// FNV-1a over the model bytes: a stable id for the `scorer` column.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+impl Scorer for OnnxScorer {
+    fn name(&self) -> &str {
+        "onnx"
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn score_batch(&self, texts: &[Option<&str>]) -> Result<Vec<Outcome>> {
+        let probs = self.predict(texts)?;
+        Ok(texts
+            .iter()
+            .zip(probs)
+            .map(|(t, p)| match (t, p) {
+                (_, Some(p)) => self.outcome(&p),
+                (None, None) => Outcome::Unscorable("text is null".into()),
+                (Some(_), None) => Outcome::Unscorable("text is empty".into()),
+            })
+            .collect())
+    }
+
+    fn labels(&self) -> Option<Vec<String>> {
+        Some(self.labels.clone())
+    }
+
+    fn stats(&self) -> Vec<(&'static str, f64)> {
+        let s = OnnxScorer::stats(self);
+        vec![
+            ("texts", s.texts as f64),
+            ("session_runs", s.runs as f64),
+            ("tokenize_s", s.tokenize_s),
+            ("inference_s", s.inference_s),
+        ]
+    }
+
+    fn probabilities(&self, texts: &[Option<&str>]) -> Option<Result<Vec<Option<Probs>>>> {
+        Some(self.predict(texts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_map_onto_sentiment_classes() {
+        assert_eq!(classify_label("NEGATIVE", 0, 2), Some(Label::Negative));
+        assert_eq!(classify_label("positive", 1, 2), Some(Label::Positive));
+        assert_eq!(classify_label("LABEL_1", 1, 3), Some(Label::Neutral));
+        assert_eq!(classify_label("LABEL_2", 2, 3), Some(Label::Positive));
+        assert_eq!(classify_label("LABEL_2", 2, 2), None);
+        assert_eq!(classify_label("joy", 0, 6), None);
+    }
+
+    #[test]
+    fn automatic_sessions_fill_the_cores() {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        assert_eq!(session_layout(0, 0), (1, cores));
+        assert_eq!(session_layout(2, 0), (2, (cores / 2).max(1)));
+        assert_eq!(session_layout(0, 1), (0, 1));
+        assert_eq!(session_layout(3, 2), (3, 2));
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_keeps_order() {
+        let p = softmax(&[1.0, 3.0, -2.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(p[1] > p[0] && p[0] > p[2]);
+        // large logits do not overflow
+        let p = softmax(&[1000.0, 0.0]);
+        assert!((p[0] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn missing_runtime_names_the_fix() {
+        let e = find_runtime(Some(Path::new("/nonexistent/libonnxruntime.so"))).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/libonnxruntime.so") && e.contains("onnxruntime==1.31.1"), "{e}");
+    }
+
+    #[test]
+    fn bad_model_dirs_are_named() {
+        let dir = std::env::temp_dir().join(format!("sentiflow-onnx-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = OnnxScorer::load(OnnxOptions::new(&dir)).unwrap_err().to_string();
+        assert!(e.contains("config.json"), "{e}");
+        std::fs::write(dir.join("config.json"), r#"{"id2label": {"0": "joy", "1": "anger"}}"#).unwrap();
+        let e = OnnxScorer::load(OnnxOptions::new(&dir)).unwrap_err().to_string();
+        assert!(e.contains("\"joy\""), "{e}");
+        std::fs::write(dir.join("config.json"), r#"{"id2label": {"0": "negative", "2": "positive"}}"#).unwrap();
+        let e = OnnxScorer::load(OnnxOptions::new(&dir)).unwrap_err().to_string();
+        assert!(e.contains("0..n"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
