@@ -18,6 +18,7 @@ tokenizers==0.23.2, numpy (scripts/setup-ort.sh installs them).
 import argparse
 import json
 import os
+import resource
 import time
 
 import numpy as np
@@ -103,6 +104,7 @@ def main():
     print(json.dumps({"engine": "python onnxruntime " + ort.__version__ + " + tokenizers", "rows": len(texts),
                       "accuracy": acc, "wall_s": wall, "cpu_s": cpu, "sentences_per_s": len(texts) / wall,
                       "sentences_per_cpu_s": len(texts) / max(cpu, 1e-9), "batch": a.batch, "threads": a.threads,
+                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                       "sort": a.sort}))
 
 

@@ -95,6 +95,9 @@ pub struct EvalCli {
     /// Score only the first N rows (0 = all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
+    /// Score the data N times and report the fastest pass (for benchmarks).
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Write one JSON line per row (gold, predicted, probs) here.
     #[arg(long)]
     predictions: Option<PathBuf>,
@@ -117,6 +120,7 @@ pub async fn eval(jc: &JobContext, a: EvalCli) -> Result<()> {
             label_col: a.label_col,
             label_names: a.label_names,
             limit: a.limit,
+            repeat: a.repeat,
         },
     )
     .await?;
@@ -161,6 +165,7 @@ fn summary_json(r: &EvalReport, s: &ScorerArgs) -> serde_json::Value {
         "cpu_s": r.cpu_s,
         "sentences_per_s": r.per_second(),
         "sentences_per_cpu_s": r.per_cpu_second(),
+        "peak_rss_bytes": eval::peak_rss_bytes(),
         "onnx_threads": s.onnx_threads,
         "onnx_batch": s.onnx_batch,
         "onnx_sessions": s.onnx_sessions,

@@ -33,6 +33,8 @@ pub struct EvalArgs {
     pub label_names: Option<Vec<String>>,
     /// Score at most this many rows (0 = all).
     pub limit: usize,
+    /// Score the data this many times and report the fastest pass (benchmarks).
+    pub repeat: usize,
 }
 
 /// One scored row.
@@ -86,6 +88,14 @@ pub fn process_cpu_seconds() -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
     (tick(11) + tick(12)) / 100.0
+}
+
+/// Peak resident memory of this process so far, in bytes (Linux VmHWM).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Maps a gold label name onto a sentiment class.
@@ -224,9 +234,16 @@ pub async fn run(jc: &JobContext, scorer: SharedScorer, args: EvalArgs) -> Resul
     jc.ctx.register_table("eval_texts", Arc::new(table)).map_err(Error::query)?;
 
     let name = if model_labels.is_some() { "eval_probs" } else { "eval_labels" };
-    let (cpu0, t0) = (process_cpu_seconds(), Instant::now());
-    let batches = sql::query(&jc.ctx, name, vec![]).await?.collect().await.map_err(Error::query)?;
-    let (wall_s, cpu_s) = (t0.elapsed().as_secs_f64(), process_cpu_seconds() - cpu0);
+    let (mut batches, mut wall_s, mut cpu_s) = (Vec::new(), f64::INFINITY, f64::INFINITY);
+    for _ in 0..args.repeat.max(1) {
+        let (cpu0, t0) = (process_cpu_seconds(), Instant::now());
+        let b = sql::query(&jc.ctx, name, vec![]).await?.collect().await.map_err(Error::query)?;
+        let (w, c) = (t0.elapsed().as_secs_f64(), process_cpu_seconds() - cpu0);
+        if w < wall_s {
+            (wall_s, cpu_s) = (w, c);
+        }
+        batches = b;
+    }
 
     let mut predictions = Vec::with_capacity(pairs.len());
     for b in &batches {

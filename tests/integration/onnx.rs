@@ -193,6 +193,11 @@ fn missing_or_broken_runtime_and_model_errors_name_the_fix() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("cannot load onnx runtime from") && err.contains("onnxruntime==1.31.1"), "{err}");
 
+    // the CPU wheel has no CUDA execution provider: --device cuda says so, it does not fall back
+    let (code, err) = fails(&["sql", "--device", "cuda", "-c", "SELECT 1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cuda execution provider unavailable") && err.contains("--device cpu"), "{err}");
+
     let (code, err) = fails(&["sql", "--model", &s(d.path()), "-c", "SELECT 1"]);
     assert_eq!(code, 2);
     assert!(err.contains("config.json"), "{err}");

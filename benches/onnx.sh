@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# ONNX scorer throughput: sentiflow's UDF (through DataFusion SQL, `sentiflow eval`) side by
+# side with the Python reference pipeline (onnxruntime + tokenizers, scripts/onnx_reference.py)
+# on the same model, the same ONNX Runtime library, the same sentences (SST-2 dev, 872) and the
+# same number of threads, for batch sizes 1/8/32/128 and 1/2 threads. Each figure is the
+# fastest of --repeat passes after the model is loaded; CPU-s is the process's user+system
+# time over that pass; peak RSS is the process's.
+#   bash benches/onnx.sh [--repeat 3] [--binary PATH]
+# Needs scripts/setup-ort.sh (run here) and a built binary (default: the dev profile that
+# `cargo run` and the tests use; pass --binary target/release/sentiflow for release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPEAT=3
+BIN=${CARGO_TARGET_DIR:-$HOME/.cache/sentiflow/target}/debug/sentiflow
+while [ $# -gt 0 ]; do
+  case $1 in
+    --repeat) REPEAT=$2; shift 2 ;;
+    --binary) BIN=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+# shellcheck source=scripts/setup-ort.sh
+source scripts/setup-ort.sh 2>/dev/null
+set -euo pipefail
+[ -x "$BIN" ] || { echo "no binary at $BIN: cargo build first" >&2; exit 1; }
+DATA=${SENTIFLOW_SHARED:-../shared}/data/sst2/dev.tsv
+MODEL=sample_data/models/sentiment-minilm
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+
+run_rust() { # threads batch sessions
+  "$BIN" eval --data "$DATA" --model "$MODEL" --onnx-threads "$1" --onnx-batch "$2" --onnx-sessions "$3" \
+    --repeat "$REPEAT" --json
+}
+run_py() { # threads batch [--sort]
+  "$SENTIFLOW_PYTHON" scripts/onnx_reference.py --model "$MODEL" --data "$DATA" --threads "$1" --batch "$2" \
+    --repeat "$REPEAT" ${3:-}
+}
+
+echo "# ONNX scorer throughput, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, binary $BIN"
+echo "# sentences/s (sentences per CPU-second) [peak RSS MiB]; ratio = sentiflow / Python of the same row"
+printf '%-8s %-6s | %-30s | %-30s | %-30s | %s\n' threads batch "sentiflow UDF (1 session)" "Python, length-sorted batches" "Python, input order" "ratio sorted / input order (CPU)"
+fmt() { python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("%.0f (%.0f) [%.0f]" % (j["sentences_per_s"], j["sentences_per_cpu_s"], j["peak_rss_bytes"]/2**20))' "$1"; }
+ratio() { python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); print("%.2f (%.2f)" % (a["sentences_per_s"]/b["sentences_per_s"], a["sentences_per_cpu_s"]/b["sentences_per_cpu_s"]))' "$1" "$2"; }
+for t in 1 2; do
+  for b in 1 8 32 128; do
+    r=$(run_rust "$t" "$b" 1); ps=$(run_py "$t" "$b" --sort); pu=$(run_py "$t" "$b")
+    printf '%-8s %-6s | %-30s | %-30s | %-30s | %s / %s\n' "$t" "$b" "$(fmt "$r")" "$(fmt "$ps")" "$(fmt "$pu")" "$(ratio "$r" "$ps")" "$(ratio "$r" "$pu")"
+    echo "$r" >>"$OUT/rust.jsonl"
+  done
+done
+# the default layout: one 1-thread session per core, each on its own batches
+n=$(nproc)
+r=$(run_rust 1 32 "$n"); ps=$(run_py "$n" 32 --sort); pu=$(run_py "$n" 32)
+printf '%-8s %-6s | %-30s | %-30s | %-30s | %s / %s\n' "${n}x1" 32 "$(fmt "$r") default" "$(fmt "$ps")" "$(fmt "$pu")" "$(ratio "$r" "$ps")" "$(ratio "$r" "$pu")"
+acc=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["accuracy"])' "$r")
+echo "# SST-2 dev accuracy of the run above: $acc"
