@@ -20,3 +20,6 @@ if [ -z "${SENTIFLOW_SKIP_S3:-}" ]; then
 fi
 
 cargo test --workspace "$@"
+
+# infra/ and sql/athena/: HCL parses, checkov, hadolint, Athena queries on DuckDB and DataFusion
+bash infra/check/run.sh "$CARGO_TARGET_DIR/debug/sentiflow"

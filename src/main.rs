@@ -54,6 +54,19 @@ enum Cmd {
     Eval(cli_scorer::EvalCli),
     /// The peer benchmark contract: --input DIR --out DIR --task scan|window.
     Bench(BenchCli),
+    /// Print the table schemas for Glue/Terraform (--glue-json) or Athena (--athena-ddl).
+    Schema(SchemaCli),
+}
+
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+struct SchemaCli {
+    /// The JSON infra/terraform/glue_schema.json holds.
+    #[arg(long)]
+    glue_json: bool,
+    /// The CREATE EXTERNAL TABLE statements of sql/athena/ddl.sql.
+    #[arg(long)]
+    athena_ddl: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -75,7 +88,7 @@ struct GenerateCli {
     #[arg(long, default_value = "bitcoin")]
     topic: String,
     /// Output directory or s3://bucket/prefix.
-    #[arg(long, default_value = "./sentiflow-out/raw")]
+    #[arg(long, default_value = "./sentiflow-out/raw", value_parser = expand_location)]
     to: String,
     #[arg(long, value_enum, default_value_t = GenFormat::Ndjson)]
     format: GenFormat,
@@ -103,11 +116,12 @@ enum InFormat {
 
 #[derive(clap::Args, Debug)]
 struct ScoreCli {
-    /// Raw tweets: a file, a directory or a glob, local or s3://.
-    #[arg(long)]
+    /// Raw tweets: a file, a directory or a glob, local or s3://; time templates like
+    /// dt={now-1h|%Y-%m-%d} are expanded.
+    #[arg(long, value_parser = expand_location)]
     input: String,
     /// Data root: writes scored/ and _rejected/ below it.
-    #[arg(long, default_value = DEFAULT_OUT)]
+    #[arg(long, default_value = DEFAULT_OUT, value_parser = expand_location)]
     out: String,
     /// Input format (default: from each file's name; no extension = NDJSON).
     #[arg(long, value_enum)]
@@ -132,10 +146,10 @@ struct WindowCli {
 #[derive(clap::Args, Debug)]
 struct AggregateCli {
     /// Scored tweets (default: <out>/scored).
-    #[arg(long)]
+    #[arg(long, value_parser = expand_location)]
     input: Option<String>,
     /// Data root: writes windows/ and windows_by_source/ below it.
-    #[arg(long, default_value = DEFAULT_OUT)]
+    #[arg(long, default_value = DEFAULT_OUT, value_parser = expand_location)]
     out: String,
     #[command(flatten)]
     window: WindowCli,
@@ -196,43 +210,17 @@ enum BenchTaskCli {
     Window,
 }
 
-/// `30s`, `5m`, `1h30m`, `7d`, `500ms`.
-fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
-    let bad = || format!("{s:?} is not a duration like 30s, 5m, 1h30m or 7d");
-    let mut total = chrono::Duration::zero();
-    let mut num = String::new();
-    let mut chars = s.trim().chars().peekable();
-    if chars.peek().is_none() {
-        return Err(bad());
-    }
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: i64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        let unit = match (c, chars.peek()) {
-            ('m', Some('s')) => {
-                chars.next();
-                chrono::Duration::milliseconds(n)
-            }
-            ('s', _) => chrono::Duration::seconds(n),
-            ('m', _) => chrono::Duration::minutes(n),
-            ('h', _) => chrono::Duration::hours(n),
-            ('d', _) => chrono::Duration::days(n),
-            _ => return Err(bad()),
-        };
-        total += unit;
-    }
-    if !num.is_empty() {
-        return Err(format!("{s:?} needs a unit (s, m, h, d, ms)"));
-    }
-    Ok(total)
+use sentiflow_jobs::timeexpr::parse_duration;
+
+/// A location argument with its time templates expanded (see timeexpr).
+fn expand_location(s: &str) -> Result<String, String> {
+    sentiflow_jobs::timeexpr::expand(s).map_err(|e| e.to_string())
 }
 
-/// RFC 3339 or a plain date (midnight UTC).
+/// RFC 3339 or a plain date (midnight UTC), after expanding time templates
+/// (`{now-1h}`, `{${BACKFILL_START}+${AWS_BATCH_JOB_ARRAY_INDEX}d}`: see timeexpr).
 fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = &sentiflow_jobs::timeexpr::expand(s).map_err(|e| e.to_string())?;
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -348,6 +336,13 @@ async fn dispatch(cli: Cli) -> Result<()> {
             cli_sql::run(&jc, s).await?
         }
         Cmd::Eval(e) => cli_scorer::eval(&jc, e).await?,
+        Cmd::Schema(s) => {
+            if s.glue_json {
+                println!("{}", serde_json::to_string_pretty(&sentiflow_jobs::schema::glue_json())?);
+            } else {
+                print!("{}", sentiflow_jobs::schema::athena_ddl());
+            }
+        }
         Cmd::Bench(b) => {
             let task = match b.task {
                 BenchTaskCli::Scan => BenchTask::Scan,

@@ -18,6 +18,7 @@ pub mod score;
 pub mod sql;
 pub mod store;
 pub mod tables;
+pub mod timeexpr;
 pub mod write;
 
 pub use context::{ContextOptions, DEFAULT_MODEL, JobContext, ScorerKind, default_model_dir};

@@ -3,6 +3,7 @@
 
 mod common;
 mod cli;
+mod infra;
 mod onnx;
 mod pipeline;
 mod report;

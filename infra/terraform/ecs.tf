@@ -1,0 +1,140 @@
+# One Fargate task definition per job; the image's entrypoint is `sentiflow`, so a task passes
+# a subcommand. Scheduled runs name their hour/day with time templates that sentiflow expands
+# when it starts ({now-1h|%Y-%m-%d}: jobs/src/timeexpr.rs), so no shell is involved.
+locals {
+  last_hour = "dt={now-1h|%Y-%m-%d}/hour={now-1h|%H}"
+
+  commands = {
+    # a demo feed of synthetic tweets (the LLM generator: add --llm --topic ..., issue 5)
+    generate = ["generate", "--rows", "5000", "--to", "${local.roots.raw}/generated/"]
+    # drain the stream into raw Parquet and stop (`sentiflow ingest`, issue 4)
+    ingest = ["ingest", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--to", "${local.roots.raw}/raw/", "--until-caught-up"]
+    # score last hour's Firehose delivery (Firehose buffers up to 5 minutes; the schedule runs at :20)
+    score = ["score", "--scorer", var.scorer, "--input", "${local.roots.raw}/firehose/tweets/${local.last_hour}/", "--out", local.roots.scored]
+    # recompute the windows of last hour's UTC day (aggregate replaces whole days)
+    aggregate = ["aggregate", "--input", "${local.roots.scored}/scored", "--out", local.roots.aggregates, "--window", var.window, "--from", "{now-1h}", "--to", "{now-1h+1d}"]
+    # always-on micro-batch streaming (`sentiflow stream`, issue 6)
+    stream = ["stream", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--scorer", var.scorer, "--window", var.window, "--to", local.roots.aggregates]
+  }
+
+  scheduled = { for k, v in var.schedules : k => v if v != "" }
+}
+
+resource "aws_ecs_cluster" "sentiflow" {
+  name = local.prefix
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+resource "aws_security_group" "tasks" {
+  name        = "${local.prefix}-tasks"
+  description = "sentiflow tasks: no inbound, HTTPS out (S3, Kinesis, ECR, Logs, Secrets Manager, OpenAI)"
+  vpc_id      = var.vpc_id
+
+  egress {
+    description = "HTTPS to AWS APIs and the LLM endpoint"
+    from_port   = 443
+    to_port     = 443
+    protocol    = "tcp"
+    cidr_blocks = ["0.0.0.0/0"]
+  }
+}
+
+resource "aws_ecs_task_definition" "job" {
+  for_each                 = local.commands
+  family                   = "${local.prefix}-${each.key}"
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = var.task_size[each.key].cpu
+  memory                   = var.task_size[each.key].memory
+  execution_role_arn       = aws_iam_role.execution.arn
+  task_role_arn            = aws_iam_role.job[each.key].arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  volume {
+    name = "tmp"
+  }
+
+  container_definitions = jsonencode([{
+    name                   = each.key
+    image                  = local.image
+    essential              = true
+    command                = each.value
+    user                   = "10001"
+    readonlyRootFilesystem = true
+    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+    environment = [
+      { name = "AWS_REGION", value = var.region },
+      { name = "OPENAI_BASE_URL", value = var.openai_base_url },
+      { name = "OPENAI_MODEL", value = var.openai_model },
+      { name = "SENTIFLOW_NO_PROGRESS", value = "1" },
+      { name = "RUST_LOG", value = "warn,sentiflow=info,sentiflow_jobs=info,sentiflow_udfs=info" },
+    ]
+    secrets = [{ name = "OPENAI_API_KEY", valueFrom = aws_secretsmanager_secret.openai_api_key.arn }]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.job[each.key].name
+        awslogs-region        = var.region
+        awslogs-stream-prefix = each.key
+      }
+    }
+  }])
+}
+
+resource "aws_ecs_service" "stream" {
+  count           = var.run_stream_service ? 1 : 0
+  name            = "${local.prefix}-stream"
+  cluster         = aws_ecs_cluster.sentiflow.id
+  task_definition = aws_ecs_task_definition.job["stream"].arn
+  desired_count   = 1
+  launch_type     = "FARGATE"
+
+  # one consumer: stream keeps its checkpoint in S3 and must not run twice during deploys
+  deployment_maximum_percent         = 100
+  deployment_minimum_healthy_percent = 0
+
+  network_configuration {
+    subnets          = var.subnet_ids
+    security_groups  = [aws_security_group.tasks.id]
+    assign_public_ip = false
+  }
+}
+
+resource "aws_scheduler_schedule" "job" {
+  for_each                     = local.scheduled
+  name                         = "${local.prefix}-${each.key}"
+  schedule_expression          = each.value
+  schedule_expression_timezone = "UTC"
+  kms_key_arn                  = aws_kms_key.data.arn
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_ecs_cluster.sentiflow.arn
+    role_arn = aws_iam_role.scheduler.arn
+
+    ecs_parameters {
+      task_definition_arn = aws_ecs_task_definition.job[each.key].arn
+      launch_type         = "FARGATE"
+      network_configuration {
+        subnets          = var.subnet_ids
+        security_groups  = [aws_security_group.tasks.id]
+        assign_public_ip = false
+      }
+    }
+
+    retry_policy {
+      maximum_retry_attempts       = 2
+      maximum_event_age_in_seconds = 3600
+    }
+  }
+}
