@@ -14,7 +14,7 @@ and writes a Hugging Face-style model directory with a model card:
     README.md             model card: data, method, accuracy, licenses
 
     python scripts/train/train_sentiment_model.py --data ../shared/data --out sample_data/models/sentiment-minilm
-        [--epochs 1] [--max-train N] [--threads 2] [--seed 13]
+        [--epochs 2] [--max-train N] [--threads 2] [--seed 13]
 
 Versions (pinned in requirements.txt beside this file). On a 2-core CPU one
 epoch over SST-2 train took about 22 minutes (52 sentences/s measured); on a GPU
@@ -85,7 +85,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--out", default="sample_data/models/sentiment-minilm")
-    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--max-train", type=int, default=0, help="0 = all of SST-2 train")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=5e-5)
@@ -187,8 +187,11 @@ A binary sentiment classifier (negative / positive) for sentiflow's ONNX scorer,
   cross-entropy, AdamW (lr {a.lr}, weight decay 0.01, 10 % warm-up then linear decay), batch
   {a.batch}, max length {a.max_length}, {a.epochs} epoch(s) over {len(order):,} SST-2 train
   sentences, seed {a.seed}; {train_s / 60:.1f} min on {a.threads} CPU threads.
-- **Data**: GLUE SST-2 train/dev (Stanford Sentiment Treebank; Socher et al. 2013) and TweetEval
-  sentiment validation (SemEval-2017 task 4; Barbieri et al. 2020), as in `../shared/data/`.
+- **Data**: trained on GLUE SST-2 train only (Stanford Sentiment Treebank, Socher et al. 2013,
+  distributed with GLUE for research use); evaluated on SST-2 dev and on TweetEval sentiment
+  validation (SemEval-2017 task 4; Barbieri et al. 2020; the tweeteval repository is MIT-licensed,
+  the tweets remain under X/Twitter's terms), as in `../shared/data/`. The model inherits these terms;
+  its own files are Apache-2.0 like sentiflow.
 - **Files**: `model_quantized.onnx` (int8 dynamic quantization, per-channel weights, {results['int8']['bytes'] / 2**20:.1f} MiB),
   `tokenizer.json`, `config.json` (`id2label`), `training.json` (arguments and figures). The fp32
   export ({results['fp32']['bytes'] / 2**20:.1f} MiB) is rebuilt by the script and not committed.
