@@ -140,7 +140,7 @@ fn write_predictions(path: &PathBuf, r: &EvalReport) -> std::io::Result<()> {
     for (i, p) in r.predictions.iter().enumerate() {
         let j = serde_json::json!({
             "row": i,
-            "gold": p.gold.map(|l| l.as_str()),
+            "gold": p.gold.as_str(),
             "predicted": p.predicted.map(|l| l.as_str()),
             "probs": p.probs,
         });

@@ -40,7 +40,7 @@ pub struct EvalArgs {
 /// One scored row.
 #[derive(Debug, Clone)]
 pub struct Prediction {
-    pub gold: Option<Label>,
+    pub gold: Label,
     pub predicted: Option<Label>,
     /// Per-label probabilities, for classifiers.
     pub probs: Option<Vec<f32>>,
@@ -96,20 +96,6 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
-}
-
-/// Maps a gold label name onto a sentiment class.
-pub fn parse_label(name: &str) -> Option<Label> {
-    let l = name.trim().to_ascii_lowercase();
-    if l.starts_with("neg") {
-        Some(Label::Negative)
-    } else if l.starts_with("neu") {
-        Some(Label::Neutral)
-    } else if l.starts_with("pos") {
-        Some(Label::Positive)
-    } else {
-        None
-    }
 }
 
 fn data_err(path: &Path, reason: impl Into<String>) -> Error {
@@ -209,22 +195,22 @@ pub async fn run(jc: &JobContext, scorer: SharedScorer, args: EvalArgs) -> Resul
     jc.select_scorer(scorer.clone());
     let model_labels = scorer.labels();
     let names = args.label_names.clone().or_else(|| model_labels.clone());
-    let gold: Vec<std::result::Result<Label, String>> = pairs
+    let gold: Vec<Label> = pairs
         .iter()
         .map(|(_, l)| {
             let name = match (l.parse::<usize>(), &names) {
                 (Ok(i), Some(n)) => n.get(i).cloned().unwrap_or_else(|| l.clone()),
                 _ => l.clone(),
             };
-            parse_label(&name).ok_or(name)
+            Label::from_name(&name).ok_or(name)
         })
-        .collect();
-    if let Some((_, bad)) = gold.iter().zip(&pairs).find_map(|(g, p)| g.as_ref().err().map(|e| (p, e))) {
-        return Err(data_err(
-            &args.data,
-            format!("gold label {bad:?} is not a sentiment class (map indices with --label-names negative,neutral,positive)"),
-        ));
-    }
+        .collect::<std::result::Result<_, String>>()
+        .map_err(|bad| {
+            data_err(
+                &args.data,
+                format!("gold label {bad:?} is not a sentiment class (map indices with --label-names negative,neutral,positive)"),
+            )
+        })?;
 
     let texts = StringArray::from_iter_values(pairs.iter().map(|(t, _)| t.as_str()));
     let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::Utf8, false)]));
@@ -245,7 +231,8 @@ pub async fn run(jc: &JobContext, scorer: SharedScorer, args: EvalArgs) -> Resul
         batches = b;
     }
 
-    let mut predictions = Vec::with_capacity(pairs.len());
+    // (predicted class, probabilities) per row, in input order
+    let mut scored: Vec<(Option<Label>, Option<Vec<f32>>)> = Vec::with_capacity(pairs.len());
     for b in &batches {
         let col = b.column(0);
         if let Some(labels) = &model_labels {
@@ -255,40 +242,39 @@ pub async fn run(jc: &JobContext, scorer: SharedScorer, args: EvalArgs) -> Resul
                 let probs = st.is_valid(i).then(|| cols.iter().map(|c| c.value(i)).collect::<Vec<f32>>());
                 let predicted = probs.as_ref().and_then(|p| {
                     let best = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k)?;
-                    parse_label(&labels[best])
+                    Label::from_name(&labels[best])
                 });
-                predictions.push(Prediction { gold: None, predicted, probs });
+                scored.push((predicted, probs));
             }
         } else {
             let l = col.as_string::<i32>();
             for i in 0..l.len() {
-                predictions.push(Prediction { gold: None, predicted: l.is_valid(i).then(|| parse_label(l.value(i))).flatten(), probs: None });
+                scored.push((l.is_valid(i).then(|| Label::from_name(l.value(i))).flatten(), None));
             }
         }
     }
-    if predictions.len() != pairs.len() {
-        return Err(Error::Argument(format!("scored {} rows of {}", predictions.len(), pairs.len())));
+    if scored.len() != pairs.len() {
+        return Err(Error::Argument(format!("scored {} rows of {}", scored.len(), pairs.len())));
     }
-    for (p, g) in predictions.iter_mut().zip(&gold) {
-        p.gold = g.as_ref().ok().copied();
-    }
+    let predictions: Vec<Prediction> = gold
+        .into_iter()
+        .zip(scored)
+        .map(|(gold, (predicted, probs))| Prediction { gold, predicted, probs })
+        .collect();
 
     // the classes the scorer can predict
     let predictable: Vec<Label> = match &model_labels {
-        Some(l) => l.iter().filter_map(|n| parse_label(n)).collect(),
+        Some(l) => l.iter().filter_map(|n| Label::from_name(n)).collect(),
         None => vec![Label::Negative, Label::Neutral, Label::Positive],
     };
-    let mut classes: Vec<Label> = [Label::Negative, Label::Neutral, Label::Positive]
-        .into_iter()
-        .filter(|c| predictable.contains(c) || predictions.iter().any(|p| p.gold == Some(*c) && predictable.contains(c)))
-        .collect();
-    classes.dedup();
+    let classes: Vec<Label> =
+        [Label::Negative, Label::Neutral, Label::Positive].into_iter().filter(|c| predictable.contains(c)).collect();
     let idx = |l: Label| classes.iter().position(|c| *c == l);
     let mut confusion = vec![vec![0usize; classes.len()]; classes.len()];
     let (mut evaluated, mut correct, mut unscorable) = (0, 0, 0);
     let mut skipped: Vec<(String, usize)> = Vec::new();
     for p in &predictions {
-        let g = p.gold.expect("gold labels checked above");
+        let g = p.gold;
         let Some(gi) = idx(g) else {
             match skipped.iter_mut().find(|(n, _)| n == g.as_str()) {
                 Some((_, c)) => *c += 1,
@@ -338,14 +324,6 @@ pub async fn run(jc: &JobContext, scorer: SharedScorer, args: EvalArgs) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gold_label_names() {
-        assert_eq!(parse_label("Negative"), Some(Label::Negative));
-        assert_eq!(parse_label(" pos"), Some(Label::Positive));
-        assert_eq!(parse_label("neutral"), Some(Label::Neutral));
-        assert_eq!(parse_label("2"), None);
-    }
 
     #[test]
     fn cpu_seconds_grow_with_work() {

@@ -271,12 +271,7 @@ pub async fn delete_except(
 /// Stable 64-bit FNV-1a hash, for deterministic output file names
 /// (std's hasher is not stable across Rust versions).
 pub fn stable_hash(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    sentiflow_udfs::stable_hash(s.as_bytes())
 }
 
 #[cfg(test)]

@@ -56,6 +56,21 @@ pub enum Label {
 }
 
 impl Label {
+    /// The class a label name means: `negative`/`NEG`, `neutral`, `Positive`, ...
+    /// (case-insensitive prefix, surrounding spaces ignored); `None` for other names.
+    pub fn from_name(name: &str) -> Option<Label> {
+        let l = name.trim().to_ascii_lowercase();
+        if l.starts_with("neg") {
+            Some(Label::Negative)
+        } else if l.starts_with("neu") {
+            Some(Label::Neutral)
+        } else if l.starts_with("pos") {
+            Some(Label::Positive)
+        } else {
+            None
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Label::Negative => "negative",
@@ -97,3 +112,22 @@ pub trait Scorer: Debug + Send + Sync {
 }
 
 pub type SharedScorer = Arc<dyn Scorer>;
+
+/// FNV-1a, 64 bit: a hash that stays the same across runs, machines and
+/// versions (output file names, the model id in the `scorer` column).
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names() {
+        assert_eq!(Label::from_name("Negative"), Some(Label::Negative));
+        assert_eq!(Label::from_name(" pos"), Some(Label::Positive));
+        assert_eq!(Label::from_name("neutral"), Some(Label::Neutral));
+        assert_eq!(Label::from_name("2"), None);
+    }
+}

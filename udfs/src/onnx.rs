@@ -31,7 +31,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::{Error, Label, Outcome, Result, Scorer};
+use crate::{Error, Label, Outcome, Result, Scorer, stable_hash};
 
 /// The ONNX Runtime version whose C API this build uses (`ort` feature `api-31`);
 /// the library must be this version or newer.
@@ -178,22 +178,17 @@ fn read_config(dir: &Path) -> Result<ModelConfig> {
 /// Understands names like `negative`/`NEG`/`LABEL_0`; `LABEL_i` follows the
 /// usual order (2 classes: negative, positive; 3: negative, neutral, positive).
 fn classify_label(name: &str, index: usize, n: usize) -> Option<Label> {
-    let l = name.to_ascii_lowercase();
-    if l.starts_with("neg") {
-        Some(Label::Negative)
-    } else if l.starts_with("pos") {
-        Some(Label::Positive)
-    } else if l.starts_with("neu") {
-        Some(Label::Neutral)
-    } else if l.starts_with("label_") {
-        match (n, index) {
-            (2, 0) | (3, 0) => Some(Label::Negative),
-            (2, 1) | (3, 2) => Some(Label::Positive),
-            (3, 1) => Some(Label::Neutral),
-            _ => None,
-        }
-    } else {
-        None
+    if let Some(label) = Label::from_name(name) {
+        return Some(label);
+    }
+    if !name.to_ascii_lowercase().starts_with("label_") {
+        return None;
+    }
+    match (n, index) {
+        (2, 0) | (3, 0) => Some(Label::Negative),
+        (2, 1) | (3, 2) => Some(Label::Positive),
+        (3, 1) => Some(Label::Neutral),
+        _ => None,
     }
 }
 
@@ -340,7 +335,7 @@ impl OnnxScorer {
 
         let bytes = std::fs::read(&file).map_err(|e| model_err(e.to_string()))?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-        let id = format!("onnx:{name}@{:016x}", fnv1a(&bytes));
+        let id = format!("onnx:{name}@{:016x}", stable_hash(&bytes));
         tracing::info!(model = %file.display(), runtime = %lib.display(), labels = ?config.labels,
             max_length = config.max_length, device = ?options.device, sessions = n_sessions,
             threads_per_session = threads, "onnx model loaded");
@@ -524,11 +519,6 @@ fn softmax(logits: &[f32]) -> Probs {
     let exp: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
     let sum: f32 = exp.iter().sum();
     exp.into_iter().map(|e| e / sum).collect()
-}
-
-/// FNV-1a over the model bytes: a stable id for the `scorer` column.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl Scorer for OnnxScorer {
