@@ -8,15 +8,8 @@
 #        --job-name backfill-aggregate --array-properties size=<days> --depends-on jobId=$s,type=N_TO_N \
 #        --container-overrides 'environment=[{name=BACKFILL_START,value=2025-02-01}]'
 resource "aws_iam_role" "batch_service" {
-  name = "${local.prefix}-batch-service"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Action    = "sts:AssumeRole"
-      Principal = { Service = "batch.amazonaws.com" }
-    }]
-  })
+  name               = "${local.prefix}-batch-service"
+  assume_role_policy = data.aws_iam_policy_document.assume["batch"].json
 }
 
 resource "aws_iam_role_policy_attachment" "batch_service" {

@@ -1,5 +1,37 @@
 # Least privilege: one task role per job with exactly the buckets/streams it touches; one
 # execution role (pull the image, write logs, read the one secret it injects).
+#
+# Who may assume each role: one trust policy per AWS service, each limited to this account
+# (Firehose by the external id it sends, the others by aws:SourceAccount; Batch's service role
+# keeps AWS's documented trust policy without a condition).
+locals {
+  trusted_services = {
+    ecs_tasks = { service = "ecs-tasks.amazonaws.com", condition = "aws:SourceAccount" }
+    firehose  = { service = "firehose.amazonaws.com", condition = "sts:ExternalId" }
+    scheduler = { service = "scheduler.amazonaws.com", condition = "aws:SourceAccount" }
+    batch     = { service = "batch.amazonaws.com", condition = null }
+  }
+}
+
+data "aws_iam_policy_document" "assume" {
+  for_each = local.trusted_services
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = [each.value.service]
+    }
+    dynamic "condition" {
+      for_each = each.value.condition == null ? [] : [each.value.condition]
+      content {
+        test     = "StringEquals"
+        variable = condition.value
+        values   = [local.account]
+      }
+    }
+  }
+}
+
 locals {
   jobs = {
     generate  = { s3_read = [], s3_write = ["raw"], kinesis_read = false, kinesis_write = true }
@@ -10,24 +42,9 @@ locals {
   }
 }
 
-data "aws_iam_policy_document" "ecs_tasks_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ecs-tasks.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account]
-    }
-  }
-}
-
 resource "aws_iam_role" "execution" {
   name               = "${local.prefix}-execution"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["ecs_tasks"].json
 }
 
 data "aws_iam_policy_document" "execution" {
@@ -67,7 +84,7 @@ resource "aws_iam_role_policy" "execution" {
 resource "aws_iam_role" "job" {
   for_each           = local.jobs
   name               = "${local.prefix}-${each.key}"
-  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["ecs_tasks"].json
 }
 
 data "aws_iam_policy_document" "job" {
@@ -121,24 +138,10 @@ resource "aws_iam_role_policy" "job" {
 }
 
 # Firehose: read the stream, write the raw/scored buckets, log delivery errors.
-data "aws_iam_policy_document" "firehose_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["firehose.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "sts:ExternalId"
-      values   = [local.account]
-    }
-  }
-}
 
 resource "aws_iam_role" "firehose" {
   name               = "${local.prefix}-firehose"
-  assume_role_policy = data.aws_iam_policy_document.firehose_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["firehose"].json
 }
 
 data "aws_iam_policy_document" "firehose" {
@@ -167,24 +170,10 @@ resource "aws_iam_role_policy" "firehose" {
 }
 
 # EventBridge Scheduler: run the scheduled task definitions and pass their roles.
-data "aws_iam_policy_document" "scheduler_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["scheduler.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account]
-    }
-  }
-}
 
 resource "aws_iam_role" "scheduler" {
   name               = "${local.prefix}-scheduler"
-  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+  assume_role_policy = data.aws_iam_policy_document.assume["scheduler"].json
 }
 
 data "aws_iam_policy_document" "scheduler" {
