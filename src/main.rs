@@ -11,6 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sentiflow_jobs::aggregate::{self, AggregateArgs, WindowSpec, fmt_duration};
 use sentiflow_jobs::bench::{self, BenchTask};
 use sentiflow_jobs::generate::{self, GenerateArgs, OutputFormat};
+use sentiflow_jobs::ingest::{self, IngestArgs};
+use sentiflow_jobs::kinesis::StartPosition;
+use sentiflow_jobs::retry::RetryPolicy;
 use sentiflow_jobs::pipeline::{self, RunArgs};
 use sentiflow_jobs::read::{DEFAULT_MAX_TEXT_BYTES, Format};
 use sentiflow_jobs::report::{self, ReportArgs};
@@ -44,6 +47,8 @@ enum Cmd {
     Score(ScoreCli),
     /// Aggregate scored tweets over event-time windows.
     Aggregate(AggregateCli),
+    /// Read a Kinesis data stream into raw Parquet (dt=/hour=), exactly once, with checkpoints.
+    Ingest(IngestCli),
     /// Generate, score and aggregate the embedded sample data set, then print a summary.
     Run(RunCli),
     /// Write an HTML report (charts, extremes, alerts) of a data root, optionally a PNG chart.
@@ -87,9 +92,16 @@ struct GenerateCli {
     sources: Vec<String>,
     #[arg(long, default_value = "bitcoin")]
     topic: String,
-    /// Output directory or s3://bucket/prefix.
+    /// Output directory or s3://bucket/prefix, or a stream: kinesis://STREAM (PutRecords,
+    /// partition key = tweet id) or firehose://DELIVERY_STREAM (PutRecordBatch, NDJSON).
     #[arg(long, default_value = "./sentiflow-out/raw", value_parser = expand_location)]
     to: String,
+    /// Streams: records per second (default: as fast as the stream takes them).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Streams: retries of a throttled or failed put (full-jitter exponential backoff).
+    #[arg(long, default_value_t = 10)]
+    max_retries: u32,
     #[arg(long, value_enum, default_value_t = GenFormat::Ndjson)]
     format: GenFormat,
     /// Gzip NDJSON files (as Firehose's GZIP compression does).
@@ -97,6 +109,59 @@ struct GenerateCli {
     gzip: bool,
     #[arg(long, default_value_t = 100_000)]
     max_rows_per_file: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct IngestCli {
+    /// The stream: kinesis://STREAM.
+    #[arg(long)]
+    from: String,
+    /// The raw table's directory, local or s3://bucket/prefix/raw/ (checkpoints go to its
+    /// _checkpoints/, bad records to its _rejected/).
+    #[arg(long, value_parser = expand_location)]
+    to: String,
+    /// Where shards without a checkpoint start.
+    #[arg(long, value_enum, default_value_t = StartCli::TrimHorizon)]
+    start: StartCli,
+    /// With --start at-timestamp: the time (RFC 3339 or a date).
+    #[arg(long, value_parser = parse_time)]
+    start_time: Option<DateTime<Utc>>,
+    /// Records per file (per shard) at most.
+    #[arg(long, default_value_t = 100_000)]
+    max_rows: usize,
+    /// A file is cut once its oldest record was read this many seconds ago.
+    #[arg(long, default_value_t = 60.0)]
+    max_seconds: f64,
+    /// Exit once every shard is read to its tip (for scheduled runs); otherwise run until
+    /// SIGTERM/SIGINT (the current files are finished and checkpointed first).
+    #[arg(long)]
+    until_caught_up: bool,
+    /// This worker's id, unique among concurrent workers (default: host-pid-random). A restarted
+    /// worker with the same id takes its shards back without waiting for the lease to expire.
+    #[arg(long, env = "SENTIFLOW_WORKER_ID")]
+    worker_id: Option<String>,
+    /// Shard lease length; a crashed worker's shards are taken over after this.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    lease: chrono::Duration,
+    /// How often the shard list is refreshed (resharding, other workers' shards).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    list_every: chrono::Duration,
+    /// Wait between reads of a shard that is at its tip.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    idle_poll: chrono::Duration,
+    /// Retries of a throttled or failed call (full-jitter exponential backoff).
+    #[arg(long, default_value_t = 10)]
+    max_retries: u32,
+    /// Longer texts are rejected to _rejected/.
+    #[arg(long, default_value_t = DEFAULT_MAX_TEXT_BYTES)]
+    max_text_bytes: usize,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum StartCli {
+    TrimHorizon,
+    Latest,
+    AtTimestamp,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -242,6 +307,32 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
+/// Turns true on SIGTERM or SIGINT (Ctrl-C): long-running jobs finish their
+/// current work, checkpoint and exit 0.
+fn stop_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await
+                }
+            }
+        };
+        tokio::select! {
+            _ = term => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("stopping: finishing the current files and checkpointing");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
 fn secs(d: std::time::Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
@@ -266,12 +357,54 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     },
                     gzip: g.gzip,
                     max_rows_per_file: g.max_rows_per_file.max(1),
+                    rate: g.rate,
+                    retry: RetryPolicy { max_retries: g.max_retries, ..Default::default() },
                 },
             )
             .await?;
+            match &r.producer {
+                None => println!(
+                    "generated {} tweets ({} negative, {} neutral, {} positive) in {} files, {} bytes, to {}",
+                    r.rows, r.negative, r.neutral, r.positive, r.files, r.bytes, r.to
+                ),
+                Some(p) => println!(
+                    "generated {} tweets ({} negative, {} neutral, {} positive), {} bytes, to {}: {} requests, {} retries, {} throttled, {} failed entries retried",
+                    r.rows, r.negative, r.neutral, r.positive, r.bytes, r.to, p.requests, p.retries, p.throttled, p.failed_entries
+                ),
+            }
+        }
+        Cmd::Ingest(i) => {
+            let start = match (i.start, i.start_time) {
+                (StartCli::TrimHorizon, None) => StartPosition::TrimHorizon,
+                (StartCli::Latest, None) => StartPosition::Latest,
+                (StartCli::AtTimestamp, Some(t)) => StartPosition::AtTimestamp(t.timestamp_millis()),
+                (StartCli::AtTimestamp, None) => anyhow::bail!("--start at-timestamp needs --start-time"),
+                (_, Some(_)) => anyhow::bail!("--start-time goes with --start at-timestamp"),
+            };
+            let std = |d: chrono::Duration| d.to_std().unwrap_or_default();
+            let args = IngestArgs {
+                from: i.from,
+                to: i.to,
+                start,
+                max_rows: i.max_rows,
+                max_seconds: i.max_seconds,
+                until_caught_up: i.until_caught_up,
+                worker_id: i.worker_id,
+                lease: std(i.lease),
+                idle_poll: std(i.idle_poll),
+                list_every: std(i.list_every),
+                max_text_bytes: i.max_text_bytes,
+                retry: RetryPolicy { max_retries: i.max_retries, ..Default::default() },
+                ..Default::default()
+            };
+            let r = ingest::run(&jc.stores, args, stop_signal()).await?;
             println!(
-                "generated {} tweets ({} negative, {} neutral, {} positive) in {} files, {} bytes, to {}",
-                r.rows, r.negative, r.neutral, r.positive, r.files, r.bytes, r.to
+                "ingested {} records ({} rows, {} rejected, {} bytes) from kinesis://{} into {} files, {} commits, in {}",
+                r.records, r.rows, r.rejected, r.bytes, r.stream, r.files, r.commits, secs(r.elapsed)
+            );
+            println!(
+                "shards: {} read, {} closed and finished, {} leased by other workers; worker {}; {} requests, {} retries, {} throttled, {} replays, {} leases lost",
+                r.shards_read, r.shards_closed, r.shards_leased_elsewhere, r.worker_id, r.requests, r.retries, r.throttled, r.replays, r.leases_lost
             );
         }
         Cmd::Score(s) => {

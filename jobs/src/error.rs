@@ -59,6 +59,15 @@ pub enum Error {
     #[error("scorer could not be loaded")]
     Scorer(#[from] sentiflow_udfs::Error),
 
+    #[error("kinesis {op} on stream {stream} failed: {reason}")]
+    Kinesis { op: &'static str, stream: String, reason: String },
+
+    #[error("firehose {op} on delivery stream {stream} failed: {reason}")]
+    Firehose { op: &'static str, stream: String, reason: String },
+
+    #[error("checkpoint {location} is unusable: {reason}")]
+    Checkpoint { location: String, reason: String },
+
     #[error("invalid argument: {0}")]
     Argument(String),
 

@@ -16,6 +16,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicr
 use datafusion::parquet::arrow::ArrowWriter;
 use object_store::path::Path;
 
+use crate::kinesis::{Entry, FirehoseProducer, KinesisProducer, StreamUrl};
 use crate::progress::Progress;
 use crate::schema::Table;
 use crate::store::{Location, StoreRegistry, put, stable_hash};
@@ -44,6 +45,10 @@ pub struct GenerateArgs {
     pub gzip: bool,
     /// At most this many rows per output file (files are also cut at each hour).
     pub max_rows_per_file: usize,
+    /// Stream sinks: records per second (None: as fast as the stream takes them).
+    pub rate: Option<f64>,
+    /// Stream sinks: retries of throttled or failed puts.
+    pub retry: crate::retry::RetryPolicy,
 }
 
 impl Default for GenerateArgs {
@@ -62,6 +67,8 @@ impl Default for GenerateArgs {
             format: OutputFormat::Ndjson,
             gzip: false,
             max_rows_per_file: 100_000,
+            rate: None,
+            retry: crate::retry::RetryPolicy::default(),
         }
     }
 }
@@ -77,6 +84,8 @@ pub struct GenerateReport {
     pub negative: u64,
     pub neutral: u64,
     pub positive: u64,
+    /// Stream sinks: what the producer did (requests, retries, throttles).
+    pub producer: Option<crate::kinesis::ProducerStats>,
 }
 
 /// One generated post.
@@ -458,13 +467,28 @@ fn encode(args: &GenerateArgs, tweets: &[Tweet]) -> Result<Vec<u8>> {
     }
 }
 
-/// Runs the generator into files (local or S3).
+impl GenerateReport {
+    fn count(&mut self, t: &Tweet) {
+        match t.truth_label {
+            "negative" => self.negative += 1,
+            "positive" => self.positive += 1,
+            _ => self.neutral += 1,
+        }
+        self.rows += 1;
+    }
+}
+
+/// Runs the generator into files (local or S3) or onto a stream
+/// (`kinesis://STREAM`, `firehose://DELIVERY_STREAM`).
 pub async fn run(stores: &StoreRegistry, args: GenerateArgs) -> Result<GenerateReport> {
     if args.sources.is_empty() {
         return Err(Error::Argument("--sources needs at least one source".into()));
     }
     if args.span <= chrono::Duration::zero() {
         return Err(Error::Argument("--span must be positive".into()));
+    }
+    if let Some(stream) = StreamUrl::parse(&args.to) {
+        return run_stream(stream?, args).await;
     }
     let loc = Location::parse(&args.to)?;
     let store = stores.store(&loc.store_url)?;
@@ -503,12 +527,7 @@ pub async fn run(stores: &StoreRegistry, args: GenerateArgs) -> Result<GenerateR
             part = if bucket_hour == Some(h) { part + 1 } else { 0 };
             bucket_hour = Some(h);
         }
-        match t.truth_label {
-            "negative" => report.negative += 1,
-            "positive" => report.positive += 1,
-            _ => report.neutral += 1,
-        }
-        report.rows += 1;
+        report.count(&t);
         bucket.push(t);
         if report.rows % 4096 == 0 {
             progress.set(report.rows);
@@ -519,6 +538,64 @@ pub async fn run(stores: &StoreRegistry, args: GenerateArgs) -> Result<GenerateR
     }
     progress.finish(report.rows);
     tracing::info!(rows = report.rows, files = report.files, bytes = report.bytes, to = %report.to, "generated tweets");
+    Ok(report)
+}
+
+/// Records per producer call: one PutRecords/PutRecordBatch holds at most 500.
+const STREAM_CHUNK: usize = 500;
+
+/// Puts the tweets on a Kinesis stream (partition key = tweet id) or a
+/// Firehose delivery stream (one NDJSON line per record), paced by `rate`.
+async fn run_stream(stream: StreamUrl, args: GenerateArgs) -> Result<GenerateReport> {
+    if args.rate.is_some_and(|r| !(r > 0.0)) {
+        return Err(Error::Argument("--rate must be positive".into()));
+    }
+    enum Producer {
+        Kinesis(KinesisProducer),
+        Firehose(FirehoseProducer),
+    }
+    let mut producer = match &stream {
+        StreamUrl::Kinesis(n) => Producer::Kinesis(KinesisProducer::new(n, args.retry).await),
+        StreamUrl::Firehose(n) => Producer::Firehose(FirehoseProducer::new(n, args.retry).await),
+    };
+    let mut report = GenerateReport { to: stream.to_string(), ..Default::default() };
+    let progress = Progress::rows("generate", args.rows);
+    let started = std::time::Instant::now();
+    // with a rate, send small chunks often (about 10 per second) so the feed is steady
+    let chunk = args.rate.map(|r| ((r / 10.0).ceil() as usize).clamp(1, STREAM_CHUNK)).unwrap_or(STREAM_CHUNK);
+    let mut tweets = Generator::new(args.clone()).peekable();
+    while tweets.peek().is_some() {
+        let mut entries = Vec::with_capacity(chunk);
+        for t in tweets.by_ref().take(chunk) {
+            report.count(&t);
+            let mut data = t.to_json().into_bytes();
+            if matches!(stream, StreamUrl::Firehose(_)) {
+                data.push(b'\n');
+            }
+            report.bytes += data.len() as u64;
+            entries.push(Entry { key: t.tweet_id.clone(), data });
+        }
+        if let Some(rate) = args.rate {
+            // pace: the records sent so far are due at rows / rate seconds
+            let due = std::time::Duration::from_secs_f64((report.rows - entries.len() as u64) as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        match &mut producer {
+            Producer::Kinesis(p) => p.send(entries).await?,
+            Producer::Firehose(p) => p.send(entries).await?,
+        }
+        progress.set(report.rows);
+    }
+    progress.finish(report.rows);
+    let stats = match producer {
+        Producer::Kinesis(p) => p.stats,
+        Producer::Firehose(p) => p.stats,
+    };
+    report.files = 0;
+    tracing::info!(rows = report.rows, requests = stats.requests, retries = stats.retries, throttled = stats.throttled, to = %report.to, "generated tweets onto a stream");
+    report.producer = Some(stats);
     Ok(report)
 }
 

@@ -4,15 +4,20 @@
 //! parses arguments and dispatches.
 
 pub mod aggregate;
+pub mod aws;
 pub mod bench;
+pub mod checkpoint;
 pub mod context;
 mod error;
 pub mod eval;
 pub mod generate;
+pub mod ingest;
+pub mod kinesis;
 pub mod pipeline;
 mod progress;
 pub mod read;
 pub mod report;
+pub mod retry;
 pub mod schema;
 pub mod score;
 pub mod sql;

@@ -59,18 +59,79 @@ pub struct Reject {
     pub reason: String,
     pub record: Option<String>,
     pub record_bytes: i64,
+    /// Kinesis records: the shard and sequence number.
+    pub shard_id: Option<String>,
+    pub sequence_number: Option<String>,
 }
 
 impl Reject {
     fn new(file: &str, line: Option<i64>, reason: String, record: &[u8]) -> Self {
         let cut = record.len().min(REJECT_EXCERPT_BYTES);
+        let text = String::from_utf8_lossy(&record[..cut]).into_owned();
         Reject {
             file: file.to_string(),
             line,
             reason,
-            record: if record.is_empty() { None } else { Some(String::from_utf8_lossy(&record[..cut]).into_owned()) },
+            record: if record.is_empty() { None } else { Some(text) },
             record_bytes: record.len() as i64,
+            shard_id: None,
+            sequence_number: None,
         }
+    }
+}
+
+/// Parses stream records one at a time (a Kinesis record's bytes are one
+/// JSON object, or NDJSON). Rejects carry the shard and sequence number.
+pub struct RecordParser {
+    b: RawBuilder,
+    out: ParsedFile,
+    origin: String,
+}
+
+impl RecordParser {
+    /// `origin` names the source in rejects, e.g. `kinesis://tweets/shardId-000000000000`.
+    pub fn new(origin: impl Into<String>, max_text_bytes: usize) -> Self {
+        Self { b: RawBuilder::new(max_text_bytes), out: ParsedFile::default(), origin: origin.into() }
+    }
+
+    /// Adds one record; `arrival_micros` fills `ingested_at` when the record has none.
+    pub fn push(&mut self, shard_id: &str, sequence_number: &str, data: &[u8], arrival_micros: Option<i64>) {
+        let before_rows = self.b.total;
+        let before_rejects = self.out.rejects.len();
+        self.b.default_ingested_at = arrival_micros;
+        if data.iter().all(u8::is_ascii_whitespace) {
+            self.out.rejects.push(Reject::new(&self.origin, None, "empty record; producers must put one JSON object per record".into(), data));
+        } else {
+            parse_ndjson(&self.origin, data, &mut self.b, &mut self.out);
+        }
+        self.b.default_ingested_at = None;
+        // one reject per record: a binary blob has many "lines", each unreadable
+        let problems = self.out.rejects.len() - before_rejects;
+        if problems > 0 {
+            self.out.rejects.truncate(before_rejects + 1);
+            let mut r = Reject::new(&self.origin, None, self.out.rejects[before_rejects].reason.clone(), data);
+            if problems > 1 {
+                r.reason.push_str(&format!(" (and {} more problems in this record)", problems - 1));
+            }
+            r.shard_id = Some(shard_id.to_string());
+            r.sequence_number = Some(sequence_number.to_string());
+            self.out.rejects[before_rejects] = r;
+        }
+        debug_assert!(problems > 0 || self.b.total > before_rows);
+    }
+
+    /// Good rows so far.
+    pub fn rows(&self) -> usize {
+        self.b.total
+    }
+
+    pub fn rejects(&self) -> usize {
+        self.out.rejects.len()
+    }
+
+    pub fn finish(mut self) -> ParsedFile {
+        self.b.finish_into(&mut self.out);
+        self.out
     }
 }
 
@@ -418,6 +479,8 @@ struct RawBuilder {
     ingested_at: TimestampMicrosecondBuilder,
     pending: usize,
     total: usize,
+    /// `ingested_at` for records that lack one (stream arrival time).
+    default_ingested_at: Option<i64>,
 }
 
 // positions of the string columns in `strings`
@@ -441,6 +504,7 @@ impl RawBuilder {
             ingested_at: ts_builder(),
             pending: 0,
             total: 0,
+            default_ingested_at: None,
         }
     }
 
@@ -507,7 +571,7 @@ impl RawBuilder {
             b.append_option(v);
         }
         self.created_at.append_option(created_at);
-        self.ingested_at.append_option(ingested_at);
+        self.ingested_at.append_option(ingested_at.or(self.default_ingested_at));
         self.pending += 1;
         self.total += 1;
         Ok(())
@@ -560,8 +624,18 @@ pub fn rejects_batch(rejects: &[Reject], rejected_at_micros: i64) -> Result<Reco
     let bytes: datafusion::arrow::array::Int64Array = rejects.iter().map(|r| Some(r.record_bytes)).collect();
     let at = datafusion::arrow::array::TimestampMicrosecondArray::from(vec![rejected_at_micros; rejects.len()])
         .with_timezone("UTC");
-    let cols: Vec<ArrayRef> =
-        vec![Arc::new(file), Arc::new(line), Arc::new(reason), Arc::new(record), Arc::new(bytes), Arc::new(at)];
+    let shard: StringArray = rejects.iter().map(|r| r.shard_id.as_deref()).collect();
+    let seq: StringArray = rejects.iter().map(|r| r.sequence_number.as_deref()).collect();
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(file),
+        Arc::new(line),
+        Arc::new(reason),
+        Arc::new(record),
+        Arc::new(bytes),
+        Arc::new(at),
+        Arc::new(shard),
+        Arc::new(seq),
+    ];
     RecordBatch::try_new(schema, cols).map_err(|e| Error::arrow("rejected records", e))
 }
 

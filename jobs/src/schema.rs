@@ -118,6 +118,8 @@ pub const REJECTED: &[Column] = &[
     col("record", String, true, "the record's text, lossily decoded, at most 4 KiB"),
     col("record_bytes", Int64, false, "the record's full size in bytes"),
     col("rejected_at", Timestamp, false, "when it was rejected (UTC)"),
+    col("shard_id", String, true, "Kinesis shard the record came from; NULL for files"),
+    col("sequence_number", String, true, "the record's Kinesis sequence number; NULL for files"),
 ];
 
 /// A table sentiflow writes, with its directory under the data root.

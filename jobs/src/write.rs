@@ -159,3 +159,35 @@ pub async fn write_file(store: &dyn ObjectStore, loc: &Location, path: &Path, ba
 pub fn null_count(batch: &RecordBatch, name: &str) -> usize {
     batch.column_by_name(name).map(|c| c.null_count()).unwrap_or(0)
 }
+
+/// Appends the `dt` (YYYY-MM-DD) and `hour` (HH) partition columns computed
+/// from a UTC microsecond timestamp column, as `sql/score.sql` does in SQL.
+pub fn with_hour_partitions(batch: &RecordBatch, ts_col: &str) -> Result<RecordBatch> {
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let ts = batch
+        .column_by_name(ts_col)
+        .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
+        .ok_or_else(|| Error::Argument(format!("batch lacks a microsecond timestamp column {ts_col}")))?;
+    let mut dt = datafusion::arrow::array::StringBuilder::new();
+    let mut hour = datafusion::arrow::array::StringBuilder::new();
+    for v in ts.iter() {
+        match v.and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_micros) {
+            Some(t) => {
+                dt.append_value(t.format("%Y-%m-%d").to_string());
+                hour.append_value(t.format("%H").to_string());
+            }
+            None => {
+                dt.append_null();
+                hour.append_null();
+            }
+        }
+    }
+    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("dt", DataType::Utf8, true));
+    fields.push(Field::new("hour", DataType::Utf8, true));
+    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+    cols.push(Arc::new(dt.finish()));
+    cols.push(Arc::new(hour.finish()));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).map_err(|e| Error::arrow("partition columns", e))
+}

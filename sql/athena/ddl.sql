@@ -125,7 +125,9 @@ CREATE EXTERNAL TABLE IF NOT EXISTS ${DATABASE}.rejected (
   `reason` string COMMENT 'why the record was rejected',
   `record` string COMMENT 'the record''s text, lossily decoded, at most 4 KiB',
   `record_bytes` bigint COMMENT 'the record''s full size in bytes',
-  `rejected_at` timestamp COMMENT 'when it was rejected (UTC)'
+  `rejected_at` timestamp COMMENT 'when it was rejected (UTC)',
+  `shard_id` string COMMENT 'Kinesis shard the record came from; NULL for files',
+  `sequence_number` string COMMENT 'the record''s Kinesis sequence number; NULL for files'
 )
 COMMENT 'input records that failed validation, with file, line and reason'
 PARTITIONED BY (`job` string)

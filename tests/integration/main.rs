@@ -4,6 +4,7 @@
 mod common;
 mod cli;
 mod infra;
+mod kinesis;
 mod onnx;
 mod pipeline;
 mod report;

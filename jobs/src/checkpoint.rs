@@ -1,0 +1,285 @@
+//! Per-shard state of a Kinesis consumer, kept in the object store next to
+//! the data (`<out>/_checkpoints/<job>/<stream>/<shard>.json`).
+//!
+//! One small JSON object per shard holds both the lease (which worker reads
+//! the shard, until when) and the progress (the last committed sequence
+//! number, and the range being written). Every write is a compare-and-swap
+//! on the version the writer last saw: S3 conditional PUT (`If-Match` /
+//! `If-None-Match`) or, on a local disk, an OS file lock around a
+//! read-compare-write. A worker that lost its lease therefore cannot commit,
+//! and two workers never both own a shard.
+//!
+//! Commit protocol (exactly-once files across crashes):
+//! 1. write the state with `pending = {first, last}` (the records about to be written);
+//! 2. write the data files, named after (shard, first sequence number);
+//! 3. write the state with `committed = last`, `pending = None`.
+//!
+//! A restart that finds `pending` re-reads exactly that range and rewrites
+//! the same files (same names, same content) before going on; one that finds
+//! none resumes AFTER `committed`.
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde_json::{Value, json};
+
+use crate::store::Location;
+use crate::{Error, Result};
+
+/// The range being written when a worker stopped between steps 1 and 3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub first: String,
+    pub last: String,
+    pub records: u64,
+}
+
+/// What the state object holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShardState {
+    pub shard_id: String,
+    pub owner: Option<String>,
+    /// Lease end, epoch milliseconds.
+    pub lease_until_ms: i64,
+    pub committed: Option<String>,
+    pub pending: Option<Pending>,
+    /// The shard is closed (split or merged) and every record of it is committed.
+    pub closed: bool,
+    /// For a first start at `latest`: the time that start resolved to, so a
+    /// restart before the first commit resumes there instead of skipping records.
+    pub start_at_ms: Option<i64>,
+    pub records_committed: u64,
+    /// Local stores only: the compare-and-swap counter.
+    rev: u64,
+}
+
+impl ShardState {
+    pub fn new(shard_id: &str) -> Self {
+        Self { shard_id: shard_id.into(), ..Default::default() }
+    }
+
+    fn to_json(&self) -> Vec<u8> {
+        let v = json!({
+            "shard_id": self.shard_id,
+            "owner": self.owner,
+            "lease_until_ms": self.lease_until_ms,
+            "committed": self.committed,
+            "pending": self.pending.as_ref().map(|p| json!({"first": p.first, "last": p.last, "records": p.records})),
+            "closed": self.closed,
+            "start_at_ms": self.start_at_ms,
+            "records_committed": self.records_committed,
+            "rev": self.rev,
+            "updated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        });
+        let mut b = serde_json::to_vec_pretty(&v).unwrap_or_default();
+        b.push(b'\n');
+        b
+    }
+
+    fn from_json(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let pending = match v.get("pending") {
+            Some(Value::Object(p)) => Some(Pending {
+                first: p.get("first").and_then(Value::as_str).ok_or("pending.first missing")?.to_string(),
+                last: p.get("last").and_then(Value::as_str).ok_or("pending.last missing")?.to_string(),
+                records: p.get("records").and_then(Value::as_u64).unwrap_or(0),
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            shard_id: s("shard_id").ok_or("shard_id missing")?,
+            owner: s("owner"),
+            lease_until_ms: v.get("lease_until_ms").and_then(Value::as_i64).unwrap_or(0),
+            committed: s("committed"),
+            pending,
+            closed: v.get("closed").and_then(Value::as_bool).unwrap_or(false),
+            start_at_ms: v.get("start_at_ms").and_then(Value::as_i64),
+            records_committed: v.get("records_committed").and_then(Value::as_u64).unwrap_or(0),
+            rev: v.get("rev").and_then(Value::as_u64).unwrap_or(0),
+        })
+    }
+
+    /// Whether `worker` may take the shard at `now_ms`.
+    pub fn available_to(&self, worker: &str, now_ms: i64) -> bool {
+        match &self.owner {
+            None => true,
+            Some(o) if o == worker => true,
+            Some(_) => self.lease_until_ms < now_ms,
+        }
+    }
+}
+
+/// The version a state was read at: what a conditional write compares against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    e_tag: Option<String>,
+    rev: u64,
+}
+
+/// A conditional write lost: someone else wrote the state since we read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict;
+
+/// Reads and conditionally writes shard states below a directory.
+#[derive(Clone)]
+pub struct StateStore {
+    store: Arc<dyn ObjectStore>,
+    dir: Location,
+}
+
+impl StateStore {
+    pub fn new(store: Arc<dyn ObjectStore>, dir: Location) -> Self {
+        Self { store, dir }
+    }
+
+    fn path(&self, shard: &str) -> Path {
+        self.dir.path.clone().join(format!("{shard}.json"))
+    }
+
+    fn local_file(&self, shard: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/{}", self.path(shard)))
+    }
+
+    fn bad(&self, shard: &str, reason: String) -> Error {
+        Error::Checkpoint { location: self.dir.url_of(&self.path(shard)), reason }
+    }
+
+    /// The state of a shard and its version, or `None` when it has none yet.
+    pub async fn load(&self, shard: &str) -> Result<Option<(ShardState, Version)>> {
+        let path = self.path(shard);
+        let got = match self.store.get(&path).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(Error::Store { op: "get", location: self.dir.url_of(&path), source }),
+        };
+        // local stores compare the rev counter, not the file's e_tag
+        let e_tag = if self.dir.is_s3() { got.meta.e_tag.clone() } else { None };
+        let bytes = got.bytes().await.map_err(|source| Error::Store { op: "get", location: self.dir.url_of(&path), source })?;
+        let state = ShardState::from_json(&bytes)
+            .map_err(|r| self.bad(shard, format!("{r}; delete the file to restart the shard from --start (records may be read twice)")))?;
+        let rev = state.rev;
+        Ok(Some((state, Version { e_tag, rev })))
+    }
+
+    /// Writes `state` if the stored one is still at `prev` (`None`: if there is none).
+    pub async fn save(
+        &self,
+        state: &ShardState,
+        prev: Option<&Version>,
+    ) -> Result<std::result::Result<Version, Conflict>> {
+        let mut state = state.clone();
+        state.rev = prev.map(|v| v.rev + 1).unwrap_or(1);
+        if !self.dir.is_s3() {
+            return self.save_local(state, prev.cloned()).await;
+        }
+        let path = self.path(&state.shard_id);
+        let mode = match prev {
+            None => PutMode::Create,
+            Some(v) => PutMode::Update(UpdateVersion { e_tag: v.e_tag.clone(), version: None }),
+        };
+        let opts = PutOptions { mode, ..Default::default() };
+        match self.store.put_opts(&path, PutPayload::from(state.to_json()), opts).await {
+            Ok(r) => Ok(Ok(Version { e_tag: r.e_tag, rev: state.rev })),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(Err(Conflict)),
+            Err(source) => Err(Error::Store { op: "conditional put", location: self.dir.url_of(&path), source }),
+        }
+    }
+
+    /// Local disk: an exclusive OS lock on `<shard>.json.lock` (released if the
+    /// process dies) around read, compare and an atomic rename into place.
+    async fn save_local(&self, state: ShardState, prev: Option<Version>) -> Result<std::result::Result<Version, Conflict>> {
+        let file = self.local_file(&state.shard_id);
+        let shard = state.shard_id.clone();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let io = |source: std::io::Error| Error::Io { path: file.display().to_string(), source };
+            if let Some(d) = file.parent() {
+                std::fs::create_dir_all(d).map_err(io)?;
+            }
+            let lock_path = file.with_extension("json.lock");
+            let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
+            lock.lock().map_err(io)?;
+            let current = match std::fs::read(&file) {
+                Ok(b) => Some(ShardState::from_json(&b).map_err(|r| this.bad(&shard, r))?.rev),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(io(e)),
+            };
+            if current != prev.as_ref().map(|v| v.rev) {
+                return Ok(Err(Conflict));
+            }
+            let tmp = file.with_extension(format!("json.{}.tmp", std::process::id()));
+            std::fs::write(&tmp, state.to_json()).map_err(io)?;
+            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+            std::fs::rename(&tmp, &file).map_err(io)?;
+            drop(lock);
+            Ok(Ok(Version { e_tag: None, rev: state.rev }))
+        })
+        .await
+        .map_err(|e| Error::Checkpoint { location: self.dir.display.clone(), reason: format!("state writer failed: {e}") })?
+    }
+
+    /// Every shard state below the directory (for reports and tests).
+    pub async fn all(&self) -> Result<Vec<ShardState>> {
+        let mut out = Vec::new();
+        for m in crate::store::list_below(self.store.as_ref(), &self.dir, &self.dir.path).await? {
+            let name = m.location.filename().unwrap_or_default();
+            if let Some(shard) = name.strip_suffix(".json") {
+                if let Some((s, _)) = self.load(shard).await? {
+                    out.push(s);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip() {
+        let s = ShardState {
+            shard_id: "shardId-000000000001".into(),
+            owner: Some("w1".into()),
+            lease_until_ms: 5,
+            committed: Some("4959".into()),
+            pending: Some(Pending { first: "4960".into(), last: "4999".into(), records: 40 }),
+            closed: false,
+            start_at_ms: Some(7),
+            records_committed: 12,
+            rev: 3,
+        };
+        assert_eq!(ShardState::from_json(&s.to_json()).unwrap(), s);
+        assert!(ShardState::from_json(b"{}").is_err());
+        assert!(s.available_to("w1", 100));
+        assert!(s.available_to("w2", 100), "expired lease");
+        assert!(!s.available_to("w2", 1));
+    }
+
+    #[tokio::test]
+    async fn local_compare_and_swap() {
+        let d = tempfile_dir();
+        let loc = Location::parse(&d).unwrap();
+        let st = StateStore::new(Arc::new(object_store::local::LocalFileSystem::new()), loc);
+        assert!(st.load("s1").await.unwrap().is_none());
+        let a = ShardState::new("s1");
+        let v1 = st.save(&a, None).await.unwrap().unwrap();
+        assert_eq!(st.save(&a, None).await.unwrap(), Err(Conflict), "create twice");
+        let v2 = st.save(&a, Some(&v1)).await.unwrap().unwrap();
+        assert_eq!(st.save(&a, Some(&v1)).await.unwrap(), Err(Conflict), "stale version");
+        let (_, v) = st.load("s1").await.unwrap().unwrap();
+        assert_eq!(v, v2);
+        assert_eq!(st.all().await.unwrap().len(), 1);
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    fn tempfile_dir() -> String {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let d = std::env::temp_dir().join(format!("sentiflow-ckpt-{n}"));
+        std::fs::create_dir_all(&d).unwrap();
+        d.display().to_string()
+    }
+}

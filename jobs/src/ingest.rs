@@ -1,0 +1,670 @@
+//! `sentiflow ingest`: Kinesis Data Streams → raw Parquet (`dt=/hour=`),
+//! exactly once across crashes, scaled out over shards.
+//!
+//! A coordinator lists the shards (ListShards, re-listed so splits and
+//! merges are followed; a child is read only after its parents are read to
+//! their end), takes a lease on each free shard in the object store (see
+//! [`crate::checkpoint`]) and runs one reader task per leased shard. A task
+//! buffers records into a file of at most `--max-rows` records or
+//! `--max-seconds` age, then commits: intent → files named
+//! `<shard>-<first sequence number>.parquet` → checkpoint. Bad records go to
+//! `_rejected/job=ingest/` with their shard, sequence number and reason.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::types::Record;
+use object_store::ObjectStore;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::checkpoint::{Pending, ShardState, StateStore, Version};
+use crate::kinesis::{KinesisReader, Position, ReadError, ShardInfo, StartPosition, StreamUrl, sleep_or_stop};
+use crate::read::{RecordParser, rejects_batch};
+use crate::retry::RetryPolicy;
+use crate::schema::Table;
+use crate::store::{Location, StoreRegistry};
+use crate::write::{PartitionedWriter, with_hour_partitions, write_file};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct IngestArgs {
+    /// `kinesis://STREAM`.
+    pub from: String,
+    /// The raw table's directory (local or s3://); `_checkpoints/` and
+    /// `_rejected/` go below it (hidden from readers).
+    pub to: String,
+    /// Where shards without a checkpoint start.
+    pub start: StartPosition,
+    /// Records per file (per shard) at most.
+    pub max_rows: usize,
+    /// A file is cut once its first record was read this long ago.
+    pub max_seconds: f64,
+    /// Exit once every shard this worker could take is read to its tip.
+    pub until_caught_up: bool,
+    /// Unique among concurrently running workers; a restarted worker with the
+    /// same id takes its shards back at once instead of waiting for the lease.
+    pub worker_id: Option<String>,
+    pub lease: Duration,
+    /// Wait between GetRecords calls on a shard that is at its tip.
+    pub idle_poll: Duration,
+    /// How often the shard list is refreshed.
+    pub list_every: Duration,
+    pub get_limit: i32,
+    pub max_text_bytes: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Default for IngestArgs {
+    fn default() -> Self {
+        Self {
+            from: String::new(),
+            to: String::new(),
+            start: StartPosition::TrimHorizon,
+            max_rows: 100_000,
+            max_seconds: 60.0,
+            until_caught_up: false,
+            worker_id: None,
+            lease: Duration::from_secs(30),
+            idle_poll: Duration::from_secs(1),
+            list_every: Duration::from_secs(10),
+            get_limit: 10_000,
+            max_text_bytes: crate::read::DEFAULT_MAX_TEXT_BYTES,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// What an ingest run did.
+#[derive(Debug, Clone, Default)]
+pub struct IngestReport {
+    pub stream: String,
+    pub to: String,
+    pub worker_id: String,
+    /// Records read and committed (rows + rejected).
+    pub records: u64,
+    pub rows: u64,
+    pub rejected: u64,
+    /// Bytes of record data committed.
+    pub bytes: u64,
+    pub files: u64,
+    pub commits: u64,
+    /// Shards this worker read (took a lease on).
+    pub shards_read: usize,
+    /// Shards found closed and finished by this run.
+    pub shards_closed: usize,
+    /// Shards skipped because another worker holds their lease.
+    pub shards_leased_elsewhere: usize,
+    /// Pending ranges re-written after a crash.
+    pub replays: u64,
+    pub leases_lost: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    pub elapsed: Duration,
+}
+
+/// Largest amount of record data buffered per shard before a file is cut.
+const MAX_BUFFER_BYTES: usize = 128 * 1024 * 1024;
+/// Kinesis allows 5 GetRecords calls per second per shard.
+const MIN_GET_INTERVAL: Duration = Duration::from_millis(200);
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A worker id unique per process: host, pid and a random suffix.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| "host".into());
+    let mut rng = crate::retry::jitter_rng();
+    format!("{host}-{}-{:04x}", std::process::id(), rng.next_u64() & 0xffff)
+}
+
+/// Orders Kinesis sequence numbers (decimal strings of up to 128 digits).
+pub fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Everything the shard tasks share.
+struct Shared {
+    reader: KinesisReader,
+    states: StateStore,
+    store: Arc<dyn ObjectStore>,
+    out: Location,
+    args: IngestArgs,
+    worker: String,
+    stream: String,
+    totals: Totals,
+}
+
+#[derive(Default)]
+struct Totals {
+    records: std::sync::atomic::AtomicU64,
+    rows: std::sync::atomic::AtomicU64,
+    rejected: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+    files: std::sync::atomic::AtomicU64,
+    commits: std::sync::atomic::AtomicU64,
+    replays: std::sync::atomic::AtomicU64,
+}
+
+/// How a shard task ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Read to its end: the shard was closed by a reshard.
+    Closed,
+    /// Stopped (signal, or caught up in --until-caught-up mode); lease released.
+    Released,
+    /// Another worker took the lease; uncommitted records were dropped (it re-reads them).
+    Lost,
+}
+
+/// Runs ingest until stopped (`stop` turns true) or, with `until_caught_up`,
+/// until every shard it could take is read to its tip.
+pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Receiver<bool>) -> Result<IngestReport> {
+    let started = Instant::now();
+    let stream = match StreamUrl::parse(&args.from) {
+        Some(Ok(StreamUrl::Kinesis(s))) => s,
+        Some(Ok(StreamUrl::Firehose(_))) => {
+            return Err(Error::Argument(
+                "ingest reads Kinesis data streams; Firehose delivers to S3 by itself: score its S3 prefix instead".into(),
+            ));
+        }
+        Some(Err(e)) => return Err(e),
+        None => return Err(Error::Argument(format!("--from {:?}: use kinesis://STREAM", args.from))),
+    };
+    if args.max_rows == 0 || args.max_seconds <= 0.0 {
+        return Err(Error::Argument("--max-rows and --max-seconds must be positive".into()));
+    }
+    let out = Location::parse(&args.to)?;
+    let store = stores.store(&out.store_url)?;
+    let states = StateStore::new(store.clone(), out.child(&format!("_checkpoints/ingest/{stream}")));
+    let worker = args.worker_id.clone().unwrap_or_else(default_worker_id);
+    let reader = KinesisReader::new(&stream, args.retry).await;
+    let shared = Arc::new(Shared {
+        reader,
+        states,
+        store,
+        out: out.clone(),
+        args: args.clone(),
+        worker: worker.clone(),
+        stream: stream.clone(),
+        totals: Totals::default(),
+    });
+    tracing::info!(stream = %stream, to = %out.display, worker = %worker, "ingest starting");
+
+    // tasks see this channel; the caller's stop is forwarded to it
+    let (task_stop_tx, task_stop) = watch::channel(false);
+    let mut tasks: JoinSet<(String, Result<Outcome>)> = JoinSet::new();
+    let mut running: HashSet<String> = HashSet::new();
+    let mut report = IngestReport { stream: stream.clone(), to: out.display.clone(), worker_id: worker.clone(), ..Default::default() };
+    let mut leased_elsewhere: HashSet<String> = HashSet::new();
+    let mut failure: Option<Error> = None;
+    let mut read_ever: HashSet<String> = HashSet::new();
+    // shards this run finished with (caught up, or lost to another worker): not taken again
+    let mut done_here: HashSet<String> = HashSet::new();
+
+    loop {
+        let stopping = *stop.borrow() || failure.is_some();
+        if !stopping {
+            match acquire_free_shards(&shared, &running, &done_here).await {
+                Ok(acq) => {
+                    leased_elsewhere = acq.leased_elsewhere;
+                    for (shard, state, version, has_parent) in acq.taken {
+                        running.insert(shard.id.clone());
+                        read_ever.insert(shard.id.clone());
+                        let sh = shared.clone();
+                        let st = task_stop.clone();
+                        tasks.spawn(async move {
+                            let id = shard.id.clone();
+                            let r = read_shard(sh, shard, state, version, has_parent, st).await;
+                            (id, r)
+                        });
+                    }
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        if tasks.is_empty() && (args.until_caught_up || stopping) {
+            break;
+        }
+        if stopping {
+            let _ = task_stop_tx.send(true);
+        }
+        tokio::select! {
+            done = tasks.join_next(), if !tasks.is_empty() => {
+                if let Some(done) = done {
+                    match done {
+                        Ok((id, Ok(outcome))) => {
+                            running.remove(&id);
+                            if outcome != Outcome::Lost {
+                                done_here.insert(id.clone());
+                            }
+                            match outcome {
+                                Outcome::Closed => report.shards_closed += 1,
+                                Outcome::Lost => report.leases_lost += 1,
+                                Outcome::Released => {}
+                            }
+                            tracing::info!(shard = %id, outcome = ?outcome, "shard task ended");
+                        }
+                        Ok((id, Err(e))) => {
+                            running.remove(&id);
+                            tracing::error!(shard = %id, error = %e, "shard task failed; stopping");
+                            failure.get_or_insert(e);
+                        }
+                        Err(join) => {
+                            failure.get_or_insert(Error::Checkpoint {
+                                location: shared.out.display.clone(),
+                                reason: format!("a shard task panicked: {join}"),
+                            });
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep(args.list_every), if !stopping => {}
+            _ = stop.changed(), if !stopping => {}
+        }
+    }
+    let _ = task_stop_tx.send(true);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((_, Err(e))) = done {
+            failure.get_or_insert(e);
+        }
+    }
+    let t = &shared.totals;
+    report.records = t.records.load(Relaxed);
+    report.rows = t.rows.load(Relaxed);
+    report.rejected = t.rejected.load(Relaxed);
+    report.bytes = t.bytes.load(Relaxed);
+    report.files = t.files.load(Relaxed);
+    report.commits = t.commits.load(Relaxed);
+    report.replays = t.replays.load(Relaxed);
+    report.shards_read = read_ever.len();
+    report.shards_leased_elsewhere = leased_elsewhere.len();
+    let c = &shared.reader.counters;
+    report.requests = c.requests.load(Relaxed);
+    report.retries = c.retries.load(Relaxed);
+    report.throttled = c.throttled.load(Relaxed);
+    report.elapsed = started.elapsed();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    tracing::info!(records = report.records, rows = report.rows, rejected = report.rejected, files = report.files, "ingest done");
+    Ok(report)
+}
+
+struct Acquired {
+    taken: Vec<(ShardInfo, ShardState, Version, bool)>,
+    leased_elsewhere: HashSet<String>,
+}
+
+/// Lists the shards and leases those that are not finished, whose parents
+/// are finished, and that are free (or held by a worker above its share of
+/// ceil(readable shards / live workers): one such lease per call is taken
+/// over; its old owner notices at its next conditional write and lets go).
+/// `done` are shards this run already finished with.
+async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &HashSet<String>) -> Result<Acquired> {
+    let shards = sh.reader.list_shards().await?;
+    let ids: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
+    let mut states: HashMap<String, Option<(ShardState, Version)>> = HashMap::new();
+    for s in &shards {
+        if !running.contains(&s.id) {
+            states.insert(s.id.clone(), sh.states.load(&s.id).await?);
+        }
+    }
+    let finished = |id: &str, states: &HashMap<String, Option<(ShardState, Version)>>| -> bool {
+        // a parent that has expired out of the stream is as good as finished
+        !ids.contains(id) || states.get(id).and_then(|s| s.as_ref()).is_some_and(|(st, _)| st.closed)
+    };
+    let mut out = Acquired { taken: Vec::new(), leased_elsewhere: HashSet::new() };
+    let now = now_ms();
+    // live leases per worker, to balance: each of n workers aims at ceil(open shards / n)
+    let mut load: HashMap<String, usize> = HashMap::new();
+    let mut readable = 0usize;
+    let mut candidates: Vec<(&ShardInfo, Option<(ShardState, Version)>, bool)> = Vec::new();
+    for s in &shards {
+        if done.contains(&s.id) {
+            continue;
+        }
+        let current = states.get(&s.id).cloned().flatten();
+        if current.as_ref().is_some_and(|(st, _)| st.closed) {
+            continue;
+        }
+        let parents: Vec<&String> = s.parent.iter().chain(s.adjacent_parent.iter()).collect();
+        if !parents.iter().all(|p| finished(p, &states)) {
+            continue;
+        }
+        readable += 1;
+        if running.contains(&s.id) {
+            *load.entry(sh.worker.clone()).or_default() += 1;
+            continue;
+        }
+        if let Some((st, _)) = &current {
+            if let Some(o) = st.owner.as_ref().filter(|_| st.lease_until_ms >= now) {
+                if o != &sh.worker {
+                    *load.entry(o.clone()).or_default() += 1;
+                }
+            }
+        }
+        candidates.push((s, current, !parents.is_empty()));
+    }
+    load.entry(sh.worker.clone()).or_default();
+    let target = readable.div_ceil(load.len().max(1));
+    let mut mine = load.get(&sh.worker).copied().unwrap_or(0);
+    let mut stole = false;
+    for (s, current, has_parent) in candidates {
+        let (mut state, prev) = match current {
+            Some((st, v)) => (st, Some(v)),
+            None => (ShardState::new(&s.id), None),
+        };
+        if !state.available_to(&sh.worker, now) {
+            // another worker's live lease: take one (per listing) from a worker above its share
+            let owner = state.owner.clone().unwrap_or_default();
+            let over = load.get(&owner).copied().unwrap_or(0) > target;
+            if stole || mine >= target || !over {
+                out.leased_elsewhere.insert(s.id.clone());
+                continue;
+            }
+            tracing::info!(shard = %s.id, from = %owner, mine, target, "taking a lease to balance the shards");
+            stole = true;
+            if let Some(n) = load.get_mut(&owner) {
+                *n -= 1;
+            }
+        } else if mine >= target && load.len() > 1 {
+            // free, but this worker has its share: leave it for the others this round
+            continue;
+        }
+        state.owner = Some(sh.worker.clone());
+        state.lease_until_ms = now + sh.args.lease.as_millis() as i64;
+        if state.committed.is_none() && state.pending.is_none() && state.start_at_ms.is_none() && !has_parent {
+            if let StartPosition::Latest = sh.args.start {
+                // pin "latest" to a time so a restart before the first commit loses nothing
+                state.start_at_ms = Some(now);
+            }
+        }
+        match sh.states.save(&state, prev.as_ref()).await? {
+            Ok(v) => {
+                tracing::info!(shard = %s.id, worker = %sh.worker, committed = ?state.committed, "lease taken");
+                mine += 1;
+                out.taken.push((s.clone(), state, v, has_parent));
+            }
+            Err(_) => {
+                out.leased_elsewhere.insert(s.id.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Records read from a shard and not yet committed.
+struct Buffer {
+    parser: RecordParser,
+    first: Option<String>,
+    last: Option<String>,
+    records: u64,
+    bytes: usize,
+    since: Option<Instant>,
+}
+
+impl Buffer {
+    fn new(origin: &str, max_text_bytes: usize) -> Self {
+        Self { parser: RecordParser::new(origin, max_text_bytes), first: None, last: None, records: 0, bytes: 0, since: None }
+    }
+
+    fn push(&mut self, shard: &str, r: &Record) {
+        let seq = r.sequence_number();
+        let arrival = r.approximate_arrival_timestamp().and_then(|t| t.to_millis().ok()).map(|ms| ms * 1000);
+        self.parser.push(shard, seq, r.data().as_ref(), arrival);
+        if self.first.is_none() {
+            self.first = Some(seq.to_string());
+            self.since = Some(Instant::now());
+        }
+        self.last = Some(seq.to_string());
+        self.records += 1;
+        self.bytes += r.data().as_ref().len();
+    }
+}
+
+/// Reads one leased shard until it ends, the lease is lost, or a stop.
+async fn read_shard(
+    sh: Arc<Shared>,
+    shard: ShardInfo,
+    mut state: ShardState,
+    mut version: Version,
+    has_parent: bool,
+    stop: watch::Receiver<bool>,
+) -> Result<Outcome> {
+    let id = shard.id.clone();
+    let origin = format!("kinesis://{}/{}", sh.stream, id);
+    let mut replay_until: Option<String> = state.pending.as_ref().map(|p| p.last.clone());
+    if replay_until.is_some() {
+        sh.totals.replays.fetch_add(1, Relaxed);
+        tracing::info!(shard = %id, pending = ?state.pending, "re-writing the range a previous run did not commit");
+    }
+    let mut pos = match (&state.pending, &state.committed) {
+        (_, Some(c)) => Position::After(c.clone()),
+        (Some(p), None) => Position::At(p.first.clone()),
+        (None, None) if has_parent => Position::TrimHorizon,
+        (None, None) => match (sh.args.start, state.start_at_ms) {
+            (_, Some(ms)) => Position::AtTimestamp(ms),
+            (StartPosition::TrimHorizon, None) => Position::TrimHorizon,
+            (StartPosition::Latest, None) => Position::Latest,
+            (StartPosition::AtTimestamp(ms), None) => Position::AtTimestamp(ms),
+        },
+    };
+    let mut iter = sh.reader.iterator(&id, &pos).await?;
+    let mut buf = Buffer::new(&origin, sh.args.max_text_bytes);
+    let mut renew_at = Instant::now() + sh.args.lease / 3;
+    let mut last_call: Option<Instant> = None;
+
+    loop {
+        let stopping = *stop.borrow();
+        if stopping && replay_until.is_none() {
+            if !commit(&sh, &mut state, &mut version, &mut buf).await? {
+                return Ok(Outcome::Lost);
+            }
+            return release(&sh, &mut state, &version, false).await;
+        }
+        if stopping {
+            // a replay is cut short: leave the intent for the next run, free the shard
+            return release(&sh, &mut state, &version, false).await;
+        }
+        let Some(it) = iter.clone() else {
+            // the shard is closed and every record of it has been read
+            if !commit(&sh, &mut state, &mut version, &mut buf).await? {
+                return Ok(Outcome::Lost);
+            }
+            return release(&sh, &mut state, &version, true).await;
+        };
+        if let Some(t) = last_call {
+            let since = t.elapsed();
+            if since < MIN_GET_INTERVAL {
+                tokio::time::sleep(MIN_GET_INTERVAL - since).await;
+            }
+        }
+        last_call = Some(Instant::now());
+        let page = match sh.reader.get_records(&it, sh.args.get_limit).await {
+            Ok(p) => p,
+            Err(ReadError::Expired) => {
+                if let Some(l) = &buf.last {
+                    pos = Position::After(l.clone());
+                }
+                tracing::debug!(shard = %id, "iterator expired; reopening");
+                iter = sh.reader.iterator(&id, &pos).await?;
+                continue;
+            }
+            Err(ReadError::Fatal(e)) => return Err(e),
+        };
+        let empty = page.records.is_empty();
+        for r in &page.records {
+            let seq = r.sequence_number();
+            if let Some(last) = &replay_until {
+                if seq_cmp(seq, last) == std::cmp::Ordering::Greater {
+                    // the intent's last record is gone (trimmed?): commit what was re-read
+                    tracing::warn!(shard = %id, expected = %last, found = %seq, "pending range ended early");
+                    replay_until = None;
+                    if !commit(&sh, &mut state, &mut version, &mut buf).await? {
+                        return Ok(Outcome::Lost);
+                    }
+                }
+            }
+            buf.push(&id, r);
+            let cut = match &replay_until {
+                Some(last) if seq == last => {
+                    replay_until = None;
+                    true
+                }
+                Some(_) => false,
+                None => buf.records >= sh.args.max_rows as u64 || buf.bytes >= MAX_BUFFER_BYTES,
+            };
+            if cut && !commit(&sh, &mut state, &mut version, &mut buf).await? {
+                return Ok(Outcome::Lost);
+            }
+        }
+        if let Some(l) = &buf.last {
+            pos = Position::After(l.clone());
+        } else if let Some(c) = &state.committed {
+            pos = Position::After(c.clone());
+        }
+        iter = page.next;
+        let caught_up = empty && page.millis_behind.unwrap_or(0) == 0 && iter.is_some();
+        let old = buf.since.is_some_and(|t| t.elapsed().as_secs_f64() >= sh.args.max_seconds);
+        if replay_until.is_none() && (old || (caught_up && sh.args.until_caught_up)) {
+            if !commit(&sh, &mut state, &mut version, &mut buf).await? {
+                return Ok(Outcome::Lost);
+            }
+        }
+        if caught_up && sh.args.until_caught_up && replay_until.is_none() {
+            return release(&sh, &mut state, &version, false).await;
+        }
+        if Instant::now() >= renew_at {
+            state.lease_until_ms = now_ms() + sh.args.lease.as_millis() as i64;
+            match sh.states.save(&state, Some(&version)).await? {
+                Ok(v) => version = v,
+                Err(_) => {
+                    tracing::warn!(shard = %id, "lease lost to another worker; dropping uncommitted records");
+                    return Ok(Outcome::Lost);
+                }
+            }
+            renew_at = Instant::now() + sh.args.lease / 3;
+        }
+        if caught_up {
+            sleep_or_stop(sh.args.idle_poll, &stop).await;
+        }
+    }
+}
+
+/// Commits the buffer: intent, files, checkpoint. Returns false when the
+/// lease was lost (nothing more may be written for this shard).
+async fn commit(sh: &Shared, state: &mut ShardState, version: &mut Version, buf: &mut Buffer) -> Result<bool> {
+    let (Some(first), Some(last)) = (buf.first.clone(), buf.last.clone()) else {
+        return Ok(true);
+    };
+    let id = state.shard_id.clone();
+    let taken = std::mem::replace(buf, Buffer::new(&format!("kinesis://{}/{}", sh.stream, id), sh.args.max_text_bytes));
+    let records = taken.records;
+    let bytes = taken.bytes as u64;
+    let range = Pending { first: first.clone(), last: last.clone(), records };
+    let lease_until = now_ms() + sh.args.lease.as_millis() as i64;
+    // 1. intent (a replay finds it already there)
+    if state.pending.as_ref().is_none_or(|p| p.first != range.first || p.last != range.last) {
+        let mut next = state.clone();
+        next.pending = Some(range.clone());
+        next.lease_until_ms = lease_until;
+        match sh.states.save(&next, Some(version)).await? {
+            Ok(v) => {
+                *version = v;
+                *state = next;
+            }
+            Err(_) => return Ok(false),
+        }
+    }
+    crash_point("intent");
+    // 2. files, named after (shard, first sequence number): a replay overwrites them
+    let parsed = taken.parser.finish();
+    let name = format!("{id}-{first}.parquet");
+    let mut writer = PartitionedWriter::new(sh.store.clone(), sh.out.clone(), Table::Raw, name.clone());
+    for b in &parsed.batches {
+        writer.write(&with_hour_partitions(b, "created_at")?).await?;
+    }
+    let written = writer.finish().await?;
+    let mut files = written.len() as u64;
+    if !parsed.rejects.is_empty() {
+        let rej = sh.out.child(&format!("{}/job=ingest", Table::Rejected.dir()));
+        let batch = rejects_batch(&parsed.rejects, chrono::Utc::now().timestamp_micros())?;
+        write_file(sh.store.as_ref(), &rej, &rej.path.clone().join(name.as_str()), &batch).await?;
+        files += 1;
+    }
+    crash_point("files");
+    // 3. checkpoint
+    let mut next = state.clone();
+    next.committed = Some(last.clone());
+    next.pending = None;
+    next.records_committed += records;
+    next.lease_until_ms = lease_until;
+    match sh.states.save(&next, Some(version)).await? {
+        Ok(v) => {
+            *version = v;
+            *state = next;
+        }
+        Err(_) => return Ok(false),
+    }
+    let t = &sh.totals;
+    t.records.fetch_add(records, Relaxed);
+    t.rows.fetch_add(parsed.rows as u64, Relaxed);
+    t.rejected.fetch_add(parsed.rejects.len() as u64, Relaxed);
+    t.bytes.fetch_add(bytes, Relaxed);
+    t.files.fetch_add(files, Relaxed);
+    t.commits.fetch_add(1, Relaxed);
+    tracing::info!(shard = %id, first = %first, last = %last, records, rows = parsed.rows, rejected = parsed.rejects.len(), files, "committed");
+    Ok(true)
+}
+
+/// Crash injection for the exactly-once tests: `SENTIFLOW_TEST_CRASH=files:3`
+/// aborts the process (as kill -9 would) right after the 3rd commit's data
+/// files are written, before its checkpoint; `intent:N` after the Nth intent.
+fn crash_point(stage: &str) {
+    static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Ok(spec) = std::env::var("SENTIFLOW_TEST_CRASH") else { return };
+    let Some((at, n)) = spec.split_once(':') else { return };
+    if at == stage && SEEN.fetch_add(1, Relaxed) + 1 == n.parse::<u64>().unwrap_or(0) {
+        eprintln!("SENTIFLOW_TEST_CRASH: aborting after {stage} #{n}");
+        std::process::abort();
+    }
+}
+
+/// Gives the shard up (and marks it finished when `closed`).
+async fn release(sh: &Shared, state: &mut ShardState, version: &Version, closed: bool) -> Result<Outcome> {
+    let mut next = state.clone();
+    next.owner = None;
+    next.lease_until_ms = 0;
+    next.closed = closed;
+    match sh.states.save(&next, Some(version)).await? {
+        Ok(_) => {
+            *state = next;
+            Ok(if closed { Outcome::Closed } else { Outcome::Released })
+        }
+        Err(_) => Ok(Outcome::Lost),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_order_numerically() {
+        use std::cmp::Ordering::*;
+        assert_eq!(seq_cmp("9", "10"), Less);
+        assert_eq!(seq_cmp("49590338271490256608559692538361571095921575989136588898", "49590338271490256608559692538361571095921575989136588899"), Less);
+        assert_eq!(seq_cmp("007", "7"), Equal);
+        assert_eq!(seq_cmp("100", "99"), Greater);
+    }
+}

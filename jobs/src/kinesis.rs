@@ -1,0 +1,606 @@
+//! Kinesis Data Streams and Firehose: producers (PutRecords /
+//! PutRecordBatch within the services' limits, retrying only the failed
+//! entries with full-jitter backoff) and the shard-level reads ingest uses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+
+use crate::aws::{Failure, classify};
+use crate::retry::{Jitter, RetryPolicy};
+use crate::{Error, Result};
+
+/// Kinesis PutRecords: at most 500 records and 5 MiB per call, 1 MiB per
+/// record (data + partition key).
+pub const KINESIS_MAX_RECORDS: usize = 500;
+pub const KINESIS_MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
+pub const KINESIS_MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Firehose PutRecordBatch: at most 500 records and 4 MiB per call, 1,000 KiB per record.
+pub const FIREHOSE_MAX_RECORDS: usize = 500;
+pub const FIREHOSE_MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+pub const FIREHOSE_MAX_RECORD_BYTES: usize = 1000 * 1024;
+
+/// A stream named in a URL: `kinesis://NAME` or `firehose://NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamUrl {
+    Kinesis(String),
+    Firehose(String),
+}
+
+impl StreamUrl {
+    /// Returns `None` when `s` is not a stream URL (a path or s3:// URL).
+    pub fn parse(s: &str) -> Option<Result<Self>> {
+        let (kind, rest) = if let Some(r) = s.strip_prefix("kinesis://") {
+            (0, r)
+        } else if let Some(r) = s.strip_prefix("firehose://") {
+            (1, r)
+        } else {
+            return None;
+        };
+        let name = rest.trim_end_matches('/');
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Some(Err(Error::Location {
+                location: s.to_string(),
+                reason: "a stream name is 1-128 characters of A-Z a-z 0-9 _ . - (kinesis://NAME or firehose://NAME)"
+                    .into(),
+            }));
+        }
+        Some(Ok(if kind == 0 { StreamUrl::Kinesis(name.into()) } else { StreamUrl::Firehose(name.into()) }))
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            StreamUrl::Kinesis(n) | StreamUrl::Firehose(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for StreamUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamUrl::Kinesis(n) => write!(f, "kinesis://{n}"),
+            StreamUrl::Firehose(n) => write!(f, "firehose://{n}"),
+        }
+    }
+}
+
+/// What a producer did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerStats {
+    pub records: u64,
+    pub bytes: u64,
+    pub requests: u64,
+    /// Calls repeated after a throttle or transient error (whole call or some entries).
+    pub retries: u64,
+    /// Entries the service refused in an otherwise successful call (then retried).
+    pub failed_entries: u64,
+    pub throttled: u64,
+}
+
+/// One record to put: partition key (ignored by Firehose) and bytes.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub data: Vec<u8>,
+}
+
+/// The outcome of one put call.
+enum PutOutcome {
+    /// Indices (into the call's entries) that failed, with the first error code.
+    Partial(Vec<usize>, String),
+    Done,
+}
+
+/// Sends `entries` in calls of at most `max_records` / `max_bytes`, retrying
+/// failed calls and failed entries with backoff. `call` sends a slice.
+async fn put_all<F, Fut>(
+    what: &str,
+    entries: Vec<Entry>,
+    max_records: usize,
+    max_bytes: usize,
+    max_record: usize,
+    key_counts: bool,
+    policy: &RetryPolicy,
+    jitter: &Jitter,
+    stats: &mut ProducerStats,
+    mut call: F,
+) -> std::result::Result<(), String>
+where
+    F: FnMut(Vec<Entry>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<PutOutcome, Failure>>,
+{
+    let size = |e: &Entry| e.data.len() + if key_counts { e.key.len() } else { 0 };
+    if let Some((i, e)) = entries.iter().enumerate().find(|(_, e)| size(e) > max_record) {
+        return Err(format!(
+            "record {i} (key {:?}) is {} bytes, over the {what} limit of {max_record} bytes per record",
+            e.key,
+            size(e)
+        ));
+    }
+    let mut start = 0;
+    while start < entries.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < entries.len() && end - start < max_records && bytes + size(&entries[end]) <= max_bytes {
+            bytes += size(&entries[end]);
+            end += 1;
+        }
+        let mut pending: Vec<Entry> = entries[start..end].to_vec();
+        let mut retry = 0u32;
+        loop {
+            stats.requests += 1;
+            let failure = match call(pending.clone()).await {
+                Ok(PutOutcome::Done) => break,
+                Ok(PutOutcome::Partial(failed, code)) => {
+                    stats.failed_entries += failed.len() as u64;
+                    if crate::aws::is_throttle_code(&code) {
+                        stats.throttled += 1;
+                    }
+                    pending = failed.into_iter().filter_map(|i| pending.get(i).cloned()).collect();
+                    Failure::Throttled(format!("{} of the records failed with {code}", pending.len()))
+                }
+                Err(f) => {
+                    if matches!(f, Failure::Throttled(_)) {
+                        stats.throttled += 1;
+                    }
+                    f
+                }
+            };
+            if !failure.is_retryable() || retry >= policy.max_retries {
+                return Err(format!(
+                    "{} (after {retry} retries{})",
+                    failure.message(),
+                    if failure.is_retryable() { "; raise --max-retries or slow down with --rate" } else { "" }
+                ));
+            }
+            retry += 1;
+            stats.retries += 1;
+            let d = jitter.delay(policy, retry);
+            tracing::debug!(what, retry, delay_ms = d.as_millis() as u64, reason = failure.message(), "retrying put");
+            tokio::time::sleep(d).await;
+        }
+        stats.records += (end - start) as u64;
+        stats.bytes += entries[start..end].iter().map(|e| e.data.len() as u64).sum::<u64>();
+        start = end;
+    }
+    Ok(())
+}
+
+/// Puts records on a Kinesis data stream.
+pub struct KinesisProducer {
+    client: aws_sdk_kinesis::Client,
+    stream: String,
+    pub policy: RetryPolicy,
+    jitter: Jitter,
+    pub stats: ProducerStats,
+}
+
+impl KinesisProducer {
+    pub async fn new(stream: &str, policy: RetryPolicy) -> Self {
+        Self::with_client(crate::aws::kinesis_client().await, stream, policy)
+    }
+
+    pub fn with_client(client: aws_sdk_kinesis::Client, stream: &str, policy: RetryPolicy) -> Self {
+        Self { client, stream: stream.into(), policy, jitter: Jitter::default(), stats: ProducerStats::default() }
+    }
+
+    /// Sends the entries; returns once every one is stored (or the retries ran out).
+    pub async fn send(&mut self, entries: Vec<Entry>) -> Result<()> {
+        let client = &self.client;
+        let stream = &self.stream;
+        put_all(
+            "Kinesis",
+            entries,
+            KINESIS_MAX_RECORDS,
+            KINESIS_MAX_BATCH_BYTES,
+            KINESIS_MAX_RECORD_BYTES,
+            true,
+            &self.policy,
+            &self.jitter,
+            &mut self.stats,
+            |batch| async move {
+                let records = batch
+                    .into_iter()
+                    .map(|e| {
+                        PutRecordsRequestEntry::builder()
+                            .data(Blob::new(e.data))
+                            .partition_key(e.key)
+                            .build()
+                            .map_err(|b| Failure::Fatal(b.to_string()))
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let out = client
+                    .put_records()
+                    .stream_name(stream)
+                    .set_records(Some(records))
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                if out.failed_record_count().unwrap_or(0) == 0 {
+                    return Ok(PutOutcome::Done);
+                }
+                let mut code = String::new();
+                let failed = out
+                    .records()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.error_code().is_some())
+                    .map(|(i, r)| {
+                        if code.is_empty() {
+                            code = r.error_code().unwrap_or_default().to_string();
+                        }
+                        i
+                    })
+                    .collect();
+                Ok(PutOutcome::Partial(failed, code))
+            },
+        )
+        .await
+        .map_err(|reason| Error::Kinesis { op: "PutRecords", stream: self.stream.clone(), reason })
+    }
+}
+
+/// Puts records on a Firehose delivery stream.
+pub struct FirehoseProducer {
+    client: aws_sdk_firehose::Client,
+    stream: String,
+    pub policy: RetryPolicy,
+    jitter: Jitter,
+    pub stats: ProducerStats,
+}
+
+impl FirehoseProducer {
+    pub async fn new(stream: &str, policy: RetryPolicy) -> Self {
+        Self {
+            client: crate::aws::firehose_client().await,
+            stream: stream.into(),
+            policy,
+            jitter: Jitter::default(),
+            stats: ProducerStats::default(),
+        }
+    }
+
+    pub async fn send(&mut self, entries: Vec<Entry>) -> Result<()> {
+        let client = &self.client;
+        let stream = &self.stream;
+        put_all(
+            "Firehose",
+            entries,
+            FIREHOSE_MAX_RECORDS,
+            FIREHOSE_MAX_BATCH_BYTES,
+            FIREHOSE_MAX_RECORD_BYTES,
+            false,
+            &self.policy,
+            &self.jitter,
+            &mut self.stats,
+            |batch| async move {
+                let records = batch
+                    .into_iter()
+                    .map(|e| {
+                        aws_sdk_firehose::types::Record::builder()
+                            .data(aws_sdk_firehose::primitives::Blob::new(e.data))
+                            .build()
+                            .map_err(|b| Failure::Fatal(b.to_string()))
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let out = client
+                    .put_record_batch()
+                    .delivery_stream_name(stream)
+                    .set_records(Some(records))
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                if out.failed_put_count() == 0 {
+                    return Ok(PutOutcome::Done);
+                }
+                let mut code = String::new();
+                let failed = out
+                    .request_responses()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.error_code().is_some())
+                    .map(|(i, r)| {
+                        if code.is_empty() {
+                            code = r.error_code().unwrap_or_default().to_string();
+                        }
+                        i
+                    })
+                    .collect();
+                Ok(PutOutcome::Partial(failed, code))
+            },
+        )
+        .await
+        .map_err(|reason| Error::Firehose { op: "PutRecordBatch", stream: self.stream.clone(), reason })
+    }
+}
+
+/// A shard as ListShards describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub id: String,
+    pub parent: Option<String>,
+    pub adjacent_parent: Option<String>,
+    /// The shard was closed by a split or merge: it has an ending sequence number.
+    pub closed: bool,
+}
+
+/// Where to start reading a shard that has no checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    TrimHorizon,
+    Latest,
+    /// Records that arrived at or after this time (epoch milliseconds).
+    AtTimestamp(i64),
+}
+
+/// Where to (re)open a shard iterator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    TrimHorizon,
+    Latest,
+    AtTimestamp(i64),
+    At(String),
+    After(String),
+}
+
+/// One GetRecords page.
+pub struct Page {
+    pub records: Vec<aws_sdk_kinesis::types::Record>,
+    /// `None` when the shard is closed and every record has been read.
+    pub next: Option<String>,
+    pub millis_behind: Option<i64>,
+}
+
+/// Why a read failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The iterator expired (older than 5 minutes): open a new one.
+    Expired,
+    Fatal(Error),
+}
+
+/// Shard-level reads with retries: what ingest builds on.
+#[derive(Clone)]
+pub struct KinesisReader {
+    pub client: aws_sdk_kinesis::Client,
+    pub stream: String,
+    pub policy: RetryPolicy,
+    jitter: Arc<Jitter>,
+    pub counters: Arc<ReadCounters>,
+}
+
+/// Shared counters of a reader's calls.
+#[derive(Debug, Default)]
+pub struct ReadCounters {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub retries: std::sync::atomic::AtomicU64,
+    pub throttled: std::sync::atomic::AtomicU64,
+}
+
+impl KinesisReader {
+    pub async fn new(stream: &str, policy: RetryPolicy) -> Self {
+        Self::with_client(crate::aws::kinesis_client().await, stream, policy)
+    }
+
+    pub fn with_client(client: aws_sdk_kinesis::Client, stream: &str, policy: RetryPolicy) -> Self {
+        Self {
+            client,
+            stream: stream.into(),
+            policy,
+            jitter: Arc::new(Jitter::default()),
+            counters: Arc::new(ReadCounters::default()),
+        }
+    }
+
+    fn err(&self, op: &'static str, reason: String) -> Error {
+        Error::Kinesis { op, stream: self.stream.clone(), reason }
+    }
+
+    /// Retries `f` on throttles and transient faults; `Ok(Err(code))` from `f`
+    /// is a service error it wants to handle itself.
+    async fn retrying<T, F, Fut>(&self, op: &'static str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, Failure>>,
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut retry = 0u32;
+        loop {
+            self.counters.requests.fetch_add(1, Relaxed);
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(failure) => {
+                    if matches!(failure, Failure::Throttled(_)) {
+                        self.counters.throttled.fetch_add(1, Relaxed);
+                    }
+                    if !failure.is_retryable() || retry >= self.policy.max_retries {
+                        return Err(self.err(op, format!("{} (after {retry} retries)", failure.message())));
+                    }
+                    retry += 1;
+                    self.counters.retries.fetch_add(1, Relaxed);
+                    let d = self.jitter.delay(&self.policy, retry);
+                    tracing::debug!(op, retry, delay_ms = d.as_millis() as u64, reason = failure.message(), "retrying");
+                    tokio::time::sleep(d).await;
+                }
+            }
+        }
+    }
+
+    /// Every shard of the stream, open and closed (paginated ListShards).
+    pub async fn list_shards(&self) -> Result<Vec<ShardInfo>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .retrying("ListShards", || {
+                    let mut req = self.client.list_shards().max_results(1000);
+                    // ListShards rejects a stream name together with a next token
+                    req = match &token {
+                        Some(t) => req.next_token(t),
+                        None => req.stream_name(&self.stream),
+                    };
+                    async move { req.send().await.map_err(|e| classify(&e)) }
+                })
+                .await?;
+            for s in page.shards() {
+                out.push(ShardInfo {
+                    id: s.shard_id().to_string(),
+                    parent: s.parent_shard_id().map(str::to_string),
+                    adjacent_parent: s.adjacent_parent_shard_id().map(str::to_string),
+                    closed: s.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_some(),
+                });
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens an iterator on a shard.
+    pub async fn iterator(&self, shard: &str, pos: &Position) -> Result<Option<String>> {
+        self.retrying("GetShardIterator", || {
+            let mut req = self.client.get_shard_iterator().stream_name(&self.stream).shard_id(shard);
+            req = match pos {
+                Position::TrimHorizon => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+                Position::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
+                Position::AtTimestamp(ms) => req
+                    .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                    .timestamp(aws_sdk_kinesis::primitives::DateTime::from_millis(*ms)),
+                Position::At(s) => {
+                    req.shard_iterator_type(ShardIteratorType::AtSequenceNumber).starting_sequence_number(s)
+                }
+                Position::After(s) => {
+                    req.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).starting_sequence_number(s)
+                }
+            };
+            async move { req.send().await.map(|o| o.shard_iterator().map(str::to_string)).map_err(|e| classify(&e)) }
+        })
+        .await
+    }
+
+    /// One GetRecords call (retried on throttles and transient faults).
+    pub async fn get_records(&self, iterator: &str, limit: i32) -> std::result::Result<Page, ReadError> {
+        let r = self
+            .retrying("GetRecords", || {
+                let req = self.client.get_records().shard_iterator(iterator).limit(limit);
+                async move {
+                    match req.send().await {
+                        Ok(o) => Ok(Ok(o)),
+                        Err(e) if e.as_service_error().is_some_and(|s| s.is_expired_iterator_exception()) => {
+                            Ok(Err(ReadError::Expired))
+                        }
+                        Err(e) => Err(classify(&e)),
+                    }
+                }
+            })
+            .await
+            .map_err(ReadError::Fatal)?;
+        let o = r?;
+        Ok(Page {
+            next: o.next_shard_iterator().map(str::to_string),
+            millis_behind: o.millis_behind_latest(),
+            records: o.records,
+        })
+    }
+}
+
+/// Sleeps that a stop request cuts short.
+pub async fn sleep_or_stop(d: Duration, stop: &tokio::sync::watch::Receiver<bool>) {
+    let mut stop = stop.clone();
+    if *stop.borrow() {
+        return;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_urls() {
+        assert_eq!(StreamUrl::parse("kinesis://tweets").unwrap().unwrap(), StreamUrl::Kinesis("tweets".into()));
+        assert_eq!(StreamUrl::parse("firehose://a.b-c_d/").unwrap().unwrap(), StreamUrl::Firehose("a.b-c_d".into()));
+        assert!(StreamUrl::parse("s3://b/x").is_none());
+        assert!(StreamUrl::parse("kinesis://").unwrap().is_err());
+        assert!(StreamUrl::parse("kinesis://a/b").unwrap().is_err());
+    }
+
+    fn entries(n: usize, size: usize) -> Vec<Entry> {
+        (0..n).map(|i| Entry { key: format!("k{i}"), data: vec![b'x'; size] }).collect()
+    }
+
+    #[tokio::test]
+    async fn batches_respect_limits_and_failed_entries_are_retried() {
+        let policy = RetryPolicy { max_retries: 5, base: Duration::from_millis(1), cap: Duration::from_millis(2) };
+        let jitter = Jitter::default();
+        let mut stats = ProducerStats::default();
+        let mut calls: Vec<usize> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        // 1,200 records of 10 KiB: the 5 MiB cap (not the 500-record cap) cuts the calls;
+        // every third call fails its first two entries once.
+        let r = put_all("Kinesis", entries(1200, 10 * 1024), 500, 5 << 20, 1 << 20, true, &policy, &jitter, &mut stats, |b| {
+            calls.push(b.len());
+            let fail = calls.len() % 3 == 0 && b.len() > 2;
+            if !fail {
+                seen.extend(b.iter().map(|e| e.key.clone()));
+            } else {
+                seen.extend(b[2..].iter().map(|e| e.key.clone()));
+            }
+            async move {
+                if fail {
+                    Ok(PutOutcome::Partial(vec![0, 1], "ProvisionedThroughputExceededException".into()))
+                } else {
+                    Ok(PutOutcome::Done)
+                }
+            }
+        })
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert!(calls.iter().all(|&n| n <= 500 && n * (10 * 1024 + 5) <= 5 << 20), "{calls:?}");
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 1200, "every record was stored once");
+        assert_eq!(stats.records, 1200);
+        assert!(stats.retries >= 1 && stats.failed_entries >= 2 && stats.throttled >= 1, "{stats:?}");
+    }
+
+    #[tokio::test]
+    async fn retries_are_bounded_and_fatal_errors_stop() {
+        let policy = RetryPolicy { max_retries: 3, base: Duration::from_millis(1), cap: Duration::from_millis(2) };
+        let jitter = Jitter::default();
+        let mut stats = ProducerStats::default();
+        let mut n = 0;
+        let r = put_all("Kinesis", entries(3, 10), 500, 5 << 20, 1 << 20, true, &policy, &jitter, &mut stats, |_| {
+            n += 1;
+            async { Err::<PutOutcome, _>(Failure::Transient("HTTP 500".into())) }
+        })
+        .await;
+        assert_eq!(n, 4, "1 try + 3 retries");
+        assert!(r.unwrap_err().contains("after 3 retries"));
+        let mut n = 0;
+        let r = put_all("Kinesis", entries(3, 10), 500, 5 << 20, 1 << 20, true, &policy, &jitter, &mut stats, |_| {
+            n += 1;
+            async { Err::<PutOutcome, _>(Failure::Fatal("ResourceNotFoundException".into())) }
+        })
+        .await;
+        assert_eq!(n, 1);
+        assert!(r.unwrap_err().contains("ResourceNotFoundException"));
+        // an oversized record is refused before any call
+        let r = put_all("Kinesis", entries(1, (1 << 20) + 1), 500, 5 << 20, 1 << 20, true, &policy, &jitter, &mut stats, |_| async {
+            Ok(PutOutcome::Done)
+        })
+        .await;
+        assert!(r.unwrap_err().contains("over the Kinesis limit"));
+    }
+}
