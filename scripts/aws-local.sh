@@ -8,6 +8,8 @@
 # Quirks (measured in ../shared/aws-local/README.md): kinesalite's CLI binds all interfaces,
 # so it is started through its API on 127.0.0.1; moto's DescribeDeliveryStream lacks
 # compression_format unless the stream is created with it; moto delivers one object per call.
+# Measured here: kinesalite never answers GetShardIterator AT_TIMESTAMP for a time after the
+# shard's last record (and rejects a future time), which AWS serves as an empty iterator.
 set -euo pipefail
 SENTIFLOW_TOOLS=${SENTIFLOW_TOOLS:-$HOME/.cache/sentiflow/tools}
 KINESIS_PORT=${SENTIFLOW_KINESIS_PORT:-4567}

@@ -7,7 +7,7 @@ locals {
   commands = {
     # a demo feed of synthetic tweets (the LLM generator: add --llm --topic ..., issue 5)
     generate = ["generate", "--rows", "5000", "--to", "${local.roots.raw}/generated/"]
-    # drain the stream into raw Parquet and stop (`sentiflow ingest`, issue 4)
+    # drain the stream into raw Parquet, exactly once, and stop (`sentiflow ingest --until-caught-up`)
     ingest = ["ingest", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--to", "${local.roots.raw}/raw/", "--until-caught-up"]
     # score last hour's Firehose delivery (Firehose buffers up to 5 minutes; the schedule runs at :20)
     score = ["score", "--scorer", var.scorer, "--input", "${local.roots.raw}/firehose/tweets/${local.last_hour}/", "--out", local.roots.scored]

@@ -79,7 +79,7 @@ variable "window" {
 }
 
 variable "schedules" {
-  description = "EventBridge Scheduler expressions (UTC) of the batch jobs; an empty string disables one. ingest is off by default until `sentiflow ingest` ships (issue 4); raw data arrives through Firehose meanwhile."
+  description = "EventBridge Scheduler expressions (UTC) of the batch jobs; an empty string disables one. ingest is off by default because Firehose already lands the stream in S3; enable it (e.g. rate(15 minutes)) to land it with sentiflow's exactly-once checkpoints instead."
   type = object({
     ingest    = string
     score     = string

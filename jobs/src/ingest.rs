@@ -217,14 +217,14 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
             match acquire_free_shards(&shared, &running, &done_here).await {
                 Ok(acq) => {
                     leased_elsewhere = acq.leased_elsewhere;
-                    for (shard, state, version, has_parent) in acq.taken {
+                    for (shard, state, version, has_parent, pinned_now) in acq.taken {
                         running.insert(shard.id.clone());
                         read_ever.insert(shard.id.clone());
                         let sh = shared.clone();
                         let st = task_stop.clone();
                         tasks.spawn(async move {
                             let id = shard.id.clone();
-                            let r = read_shard(sh, shard, state, version, has_parent, st).await;
+                            let r = read_shard(sh, shard, state, version, has_parent, pinned_now, st).await;
                             (id, r)
                         });
                     }
@@ -301,7 +301,8 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
 }
 
 struct Acquired {
-    taken: Vec<(ShardInfo, ShardState, Version, bool)>,
+    /// (shard, state, version, has a parent, "latest" was pinned just now)
+    taken: Vec<(ShardInfo, ShardState, Version, bool, bool)>,
     leased_elsewhere: HashSet<String>,
 }
 
@@ -383,17 +384,19 @@ async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &Hash
         }
         state.owner = Some(sh.worker.clone());
         state.lease_until_ms = now + sh.args.lease.as_millis() as i64;
+        let mut pinned_now = false;
         if state.committed.is_none() && state.pending.is_none() && state.start_at_ms.is_none() && !has_parent {
             if let StartPosition::Latest = sh.args.start {
                 // pin "latest" to a time so a restart before the first commit loses nothing
                 state.start_at_ms = Some(now);
+                pinned_now = true;
             }
         }
         match sh.states.save(&state, prev.as_ref()).await? {
             Ok(v) => {
                 tracing::info!(shard = %s.id, worker = %sh.worker, committed = ?state.committed, "lease taken");
                 mine += 1;
-                out.taken.push((s.clone(), state, v, has_parent));
+                out.taken.push((s.clone(), state, v, has_parent, pinned_now));
             }
             Err(_) => {
                 out.leased_elsewhere.insert(s.id.clone());
@@ -439,6 +442,7 @@ async fn read_shard(
     mut state: ShardState,
     mut version: Version,
     has_parent: bool,
+    pinned_now: bool,
     stop: watch::Receiver<bool>,
 ) -> Result<Outcome> {
     let id = shard.id.clone();
@@ -452,6 +456,9 @@ async fn read_shard(
         (_, Some(c)) => Position::After(c.clone()),
         (Some(p), None) => Position::At(p.first.clone()),
         (None, None) if has_parent => Position::TrimHorizon,
+        // the run that pinned "latest" opens LATEST (the pin is a moment earlier, so a
+        // restart from the pin re-reads a superset of what this run saw and did not commit)
+        (None, None) if pinned_now => Position::Latest,
         (None, None) => match (sh.args.start, state.start_at_ms) {
             (_, Some(ms)) => Position::AtTimestamp(ms),
             (StartPosition::TrimHorizon, None) => Position::TrimHorizon,

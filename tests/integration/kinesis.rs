@@ -564,3 +564,30 @@ fn firehose_delivery_is_scored_from_s3() {
     let c = |i: usize| b.column(i).as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0);
     assert_eq!((c(0), c(1)), (1200, 1200));
 }
+
+#[test]
+fn start_latest_is_pinned_so_a_restart_misses_nothing() {
+    let Some(_) = kinesis_endpoint("kinesis --start latest") else { return };
+    let rt = rt();
+    let stream = create_stream(&rt, "latest", 1);
+    produce(&stream, 300, 21, "2025-02-10T00:00:00Z");
+    let d = tmp();
+    let raw = format!("{}/raw", s(d.path()));
+    let args = ["--start", "latest", "--until-caught-up", "--worker-id", "l1"];
+    let out = run_ok(ingest_cmd(&stream, &raw, &args));
+    assert!(out.contains("ingested 0 records"), "records before the first start are skipped: {out}");
+    // records that arrive between two runs are read by the second, not skipped as "latest" would
+    std::thread::sleep(Duration::from_millis(50));
+    let later = produce(&stream, 200, 22, "2025-02-11T00:00:00Z");
+    let out = run_ok(ingest_cmd(&stream, &raw, &args));
+    assert!(out.contains("ingested 200 records"), "{out}");
+    let (rows, n) = ingested(&raw);
+    assert_eq!(n, 200);
+    assert!(rows == later);
+    // at-timestamp needs its time, and a typo in the stream URL is a clear error
+    let (code, err) = fails(&["ingest", "--from", &format!("kinesis://{stream}"), "--to", &raw, "--start", "at-timestamp"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--start-time"), "{err}");
+    let (_, err) = fails(&["ingest", "--from", "kinesis://no-such-stream", "--to", &raw, "--until-caught-up"]);
+    assert!(err.contains("no-such-stream") && err.contains("ResourceNotFoundException"), "{err}");
+}
