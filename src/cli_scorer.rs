@@ -6,7 +6,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use sentiflow_jobs::eval::{self, EvalArgs, EvalReport};
-use sentiflow_jobs::{JobContext, ScorerKind, default_model_dir};
+use std::sync::Arc;
+
+use sentiflow_jobs::llm::cache::AnswerCache;
+use sentiflow_jobs::llm::udf::LlmScorer;
+use sentiflow_jobs::llm::{LlmClient, LlmOptions, Prices, SCORE_PROMPT_VERSION, load_api_key};
+use sentiflow_jobs::retry::RetryPolicy;
+use sentiflow_jobs::{JobContext, JobScorer, ScorerKind, default_model_dir};
 use sentiflow_udfs::{Device, OnnxOptions};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +21,8 @@ pub enum ScorerCli {
     Onnx,
     /// VADER lexicon: rule-based baseline.
     Lexicon,
+    /// A chat model (OpenAI or any OpenAI-compatible server) asked for a -10..10 score.
+    Llm,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -49,13 +57,82 @@ pub struct ScorerArgs {
     /// Texts per ONNX session run (texts are sorted by length into batches of this size).
     #[arg(long, default_value_t = 32)]
     pub onnx_batch: usize,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+}
+
+/// The chat model behind `--scorer llm` and `generate --llm`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LlmArgs {
+    /// OpenAI or any OpenAI-compatible server (llama.cpp, vLLM, Ollama: http://HOST:PORT/v1).
+    #[arg(long, env = "SENTIFLOW_LLM_BASE_URL", default_value = "https://api.openai.com/v1")]
+    pub llm_base_url: String,
+    #[arg(long, env = "SENTIFLOW_LLM_MODEL", default_value = "gpt-4o-mini")]
+    pub llm_model: String,
+    /// Read the API key from this AWS Secrets Manager secret (plain, or JSON with api_key);
+    /// otherwise from OPENAI_API_KEY or SENTIFLOW_LLM_API_KEY. Never logged.
+    #[arg(long, env = "SENTIFLOW_LLM_API_KEY_SECRET")]
+    pub api_key_secret: Option<String>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "30s", value_parser = sentiflow_jobs::timeexpr::parse_duration)]
+    pub llm_timeout: chrono::Duration,
+    /// Retries of 429/5xx/timeouts (full-jitter backoff, Retry-After honoured).
+    #[arg(long, default_value_t = 6)]
+    pub llm_max_retries: u32,
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 8)]
+    pub llm_concurrency: usize,
+    /// Requests per minute at most.
+    #[arg(long)]
+    pub llm_rpm: Option<u32>,
+    /// Tokens per minute at most (estimated from the prompt length plus --llm-max-tokens).
+    #[arg(long)]
+    pub llm_tpm: Option<u32>,
+    /// Answer length cap for scoring (max_tokens).
+    #[arg(long, default_value_t = 8)]
+    pub llm_max_tokens: u32,
+    /// Answer cache directory (local or s3://); default: <out>/_cache/llm for score and run.
+    #[arg(long)]
+    pub llm_cache: Option<String>,
+    /// Ask the model even for texts whose answer is cached.
+    #[arg(long)]
+    pub no_llm_cache: bool,
+    /// USD per million prompt tokens for the cost estimate (default: list price of known models, else 0).
+    #[arg(long)]
+    pub llm_price_in: Option<f64>,
+    /// USD per million completion tokens.
+    #[arg(long)]
+    pub llm_price_out: Option<f64>,
+}
+
+impl LlmArgs {
+    pub async fn client(&self) -> Result<LlmClient> {
+        let key = load_api_key(self.api_key_secret.as_deref()).await?;
+        let known = Prices::for_model(&self.llm_model);
+        Ok(LlmClient::new(LlmOptions {
+            base_url: self.llm_base_url.clone(),
+            model: self.llm_model.clone(),
+            api_key: key,
+            timeout: self.llm_timeout.to_std().unwrap_or(std::time::Duration::from_secs(30)),
+            retry: RetryPolicy { max_retries: self.llm_max_retries, ..Default::default() },
+            concurrency: self.llm_concurrency.max(1),
+            requests_per_minute: self.llm_rpm,
+            tokens_per_minute: self.llm_tpm,
+            max_tokens: self.llm_max_tokens.max(1),
+            cache: None,
+            prices: Prices {
+                input_per_m: self.llm_price_in.unwrap_or(known.input_per_m),
+                output_per_m: self.llm_price_out.unwrap_or(known.output_per_m),
+            },
+        })?)
+    }
 }
 
 impl ScorerArgs {
     pub fn kind(&self) -> ScorerKind {
         match self.scorer {
             ScorerCli::Lexicon => ScorerKind::Lexicon,
-            ScorerCli::Onnx => ScorerKind::Onnx(OnnxOptions {
+            ScorerCli::Onnx | ScorerCli::Llm => ScorerKind::Onnx(OnnxOptions {
                 model_dir: self.model.clone().unwrap_or_else(default_model_dir),
                 ort_lib: self.ort_lib.clone(),
                 device: match self.device {
@@ -69,9 +146,19 @@ impl ScorerArgs {
         }
     }
 
-    /// Loads the selected scorer.
-    pub fn build(&self) -> Result<sentiflow_udfs::SharedScorer> {
-        Ok(self.kind().build()?)
+    /// Loads the selected scorer; an LLM scorer caches answers in `--llm-cache`,
+    /// else in `default_cache` (None: no cache).
+    pub async fn build(&self, jc: &JobContext, default_cache: Option<String>) -> Result<JobScorer> {
+        if self.scorer != ScorerCli::Llm {
+            return Ok(JobScorer::Local(self.kind().build()?));
+        }
+        let client = self.llm.client().await?;
+        let cache_dir = if self.llm.no_llm_cache { None } else { self.llm.llm_cache.clone().or(default_cache) };
+        let cache = match cache_dir {
+            Some(d) => Some(AnswerCache::open(&jc.stores, &d, &self.llm.llm_model, SCORE_PROMPT_VERSION)?),
+            None => None,
+        };
+        Ok(JobScorer::Llm(Arc::new(LlmScorer::new(client, cache))))
     }
 }
 
@@ -109,7 +196,7 @@ pub struct EvalCli {
 }
 
 pub async fn eval(jc: &JobContext, a: EvalCli) -> Result<()> {
-    let scorer = a.scorer.build()?;
+    let scorer = a.scorer.build(jc, None).await?;
     let r = eval::run(
         jc,
         scorer,

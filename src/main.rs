@@ -109,6 +109,12 @@ struct GenerateCli {
     gzip: bool,
     #[arg(long, default_value_t = 100_000)]
     max_rows_per_file: usize,
+    /// Ask a chat model (--llm-base-url, --llm-model) for the posts instead of the offline
+    /// generator; event times, sources and users still come from the seed.
+    #[arg(long)]
+    llm: bool,
+    #[command(flatten)]
+    llm_args: cli_scorer::LlmArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -341,9 +347,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
     let jc = JobContext::new(ContextOptions { threads: cli.threads }).context("cannot start the query engine")?;
     match cli.cmd {
         Cmd::Generate(g) => {
-            let r = generate::run(
-                &jc.stores,
-                GenerateArgs {
+            let llm = if g.llm { Some(g.llm_args.client().await?) } else { None };
+            let args = GenerateArgs {
                     rows: g.rows,
                     seed: g.seed,
                     start: g.start,
@@ -359,17 +364,31 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     max_rows_per_file: g.max_rows_per_file.max(1),
                     rate: g.rate,
                     retry: RetryPolicy { max_retries: g.max_retries, ..Default::default() },
-                },
-            )
-            .await?;
+            };
+            let r = match &llm {
+                None => generate::run(&jc.stores, args).await?,
+                Some(client) => {
+                    let (posts, dropped) = sentiflow_jobs::llm::generate::posts(client, &args.topic, args.rows as usize).await?;
+                    let tweets = sentiflow_jobs::llm::generate::as_tweets(posts, &args);
+                    let r = generate::write_tweets(&jc.stores, args, tweets.into_iter()).await?;
+                    let m = client.summary();
+                    println!(
+                        "llm: {} requests, {} retries, {} near-duplicates dropped, {} prompt + {} completion tokens, estimated cost ${:.4}",
+                        m.requests, m.retries, dropped, m.prompt_tokens, m.completion_tokens, m.cost_usd
+                    );
+                    r
+                }
+            };
+            let truth = if r.unlabelled > 0 {
+                format!("{} written by the LLM, no ground truth", r.unlabelled)
+            } else {
+                format!("{} negative, {} neutral, {} positive", r.negative, r.neutral, r.positive)
+            };
             match &r.producer {
-                None => println!(
-                    "generated {} tweets ({} negative, {} neutral, {} positive) in {} files, {} bytes, to {}",
-                    r.rows, r.negative, r.neutral, r.positive, r.files, r.bytes, r.to
-                ),
+                None => println!("generated {} tweets ({truth}) in {} files, {} bytes, to {}", r.rows, r.files, r.bytes, r.to),
                 Some(p) => println!(
-                    "generated {} tweets ({} negative, {} neutral, {} positive), {} bytes, to {}: {} requests, {} retries, {} throttled, {} failed entries retried",
-                    r.rows, r.negative, r.neutral, r.positive, r.bytes, r.to, p.requests, p.retries, p.throttled, p.failed_entries
+                    "generated {} tweets ({truth}), {} bytes, to {}: {} requests, {} retries, {} throttled, {} failed entries retried",
+                    r.rows, r.bytes, r.to, p.requests, p.retries, p.throttled, p.failed_entries
                 ),
             }
         }
@@ -409,9 +428,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Score(s) => {
             let out = Location::parse(&s.out)?;
+            let cache = out.child("_cache/llm").display;
             let r = score::run(
                 &jc,
-                s.scorer.build()?,
+                s.scorer.build(&jc, Some(cache)).await?,
                 ScoreArgs {
                     input: s.input,
                     output: out.child(Table::Scored.dir()).display,
@@ -447,9 +467,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Run(r) => {
             let spec = WindowSpec::new(r.window.window, r.window.slide)?;
+            let cache = Location::parse(&r.out)?.child("_cache/llm").display;
             let rep = pipeline::run(
                 &jc,
-                r.scorer.build()?,
+                r.scorer.build(&jc, Some(cache)).await?,
                 RunArgs { out: r.out, input: r.input, generate: GenerateArgs::default(), spec },
             )
             .await?;
@@ -465,7 +486,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Sql(s) => {
-            jc.select_scorer(s.scorer.build()?);
+            jc.select_scorer(&s.scorer.build(&jc, None).await?);
             cli_sql::run(&jc, s).await?
         }
         Cmd::Eval(e) => cli_scorer::eval(&jc, e).await?,
@@ -509,6 +530,16 @@ fn print_score(r: &score::ScoreReport) {
         println!("ignored fields    {}", r.extra_fields.iter().cloned().collect::<Vec<_>>().join(", "));
     }
     println!("partitions        {}  files {}", r.partitions.len(), r.output_files);
+    if let Some(l) = &r.llm {
+        println!(
+            "llm               {} requests, {} cache hits, {} deduplicated, {} retries ({} throttled), {} failures",
+            l.requests, l.cache_hits, l.deduplicated, l.retries, l.throttled, l.failures
+        );
+        println!(
+            "llm tokens        {} prompt + {} completion, estimated cost ${:.4}",
+            l.prompt_tokens, l.completion_tokens, l.cost_usd
+        );
+    }
 }
 
 fn print_run(r: &pipeline::RunReport, spec: WindowSpec) {

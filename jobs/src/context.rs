@@ -31,6 +31,65 @@ impl ScorerKind {
     }
 }
 
+/// The scorer a job runs: a local model (sync UDFs) or an LLM (async UDFs
+/// that call a server).
+#[derive(Debug, Clone)]
+pub enum JobScorer {
+    Local(SharedScorer),
+    Llm(Arc<crate::llm::udf::LlmScorer>),
+}
+
+impl From<SharedScorer> for JobScorer {
+    fn from(s: SharedScorer) -> Self {
+        JobScorer::Local(s)
+    }
+}
+
+impl JobScorer {
+    /// Model and version, for the `scorer` column.
+    pub fn id(&self) -> String {
+        match self {
+            JobScorer::Local(s) => s.id().to_string(),
+            JobScorer::Llm(l) => l.id().to_string(),
+        }
+    }
+
+    /// A classifier's label names (None for lexicon and LLM scorers).
+    pub fn labels(&self) -> Option<Vec<String>> {
+        match self {
+            JobScorer::Local(s) => s.labels(),
+            JobScorer::Llm(_) => None,
+        }
+    }
+
+    /// A local scorer's counters (texts, time in inference); the LLM's, as figures.
+    pub fn stats(&self) -> Vec<(&'static str, f64)> {
+        match self {
+            JobScorer::Local(s) => s.stats(),
+            JobScorer::Llm(l) => {
+                let m = l.client.summary();
+                vec![
+                    ("requests", m.requests as f64),
+                    ("cache_hits", m.cache_hits as f64),
+                    ("retries", m.retries as f64),
+                    ("failures", m.failures as f64),
+                    ("prompt_tokens", m.prompt_tokens as f64),
+                    ("completion_tokens", m.completion_tokens as f64),
+                    ("cost_usd", m.cost_usd),
+                ]
+            }
+        }
+    }
+
+    /// What the LLM client did so far (None for local scorers).
+    pub fn llm_summary(&self) -> Option<crate::llm::LlmSummary> {
+        match self {
+            JobScorer::Local(_) => None,
+            JobScorer::Llm(l) => Some(l.client.summary()),
+        }
+    }
+}
+
 /// The project's shipped model, relative to a checkout.
 pub const DEFAULT_MODEL: &str = "sample_data/models/sentiment-minilm";
 
@@ -91,7 +150,10 @@ impl JobContext {
 
     /// Binds `sentiment()`, `sentiment_label()`, `sentiment_probs()` and
     /// `score_sentiment()` to the scorer a job selected.
-    pub fn select_scorer(&self, scorer: SharedScorer) {
-        register_scorer_udfs(&self.ctx, scorer, true);
+    pub fn select_scorer(&self, scorer: &JobScorer) {
+        match scorer {
+            JobScorer::Local(s) => register_scorer_udfs(&self.ctx, s.clone(), true),
+            JobScorer::Llm(l) => crate::llm::udf::register_llm_udfs(&self.ctx, l.clone()),
+        }
     }
 }

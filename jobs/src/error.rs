@@ -68,6 +68,12 @@ pub enum Error {
     #[error("checkpoint {location} is unusable: {reason}")]
     Checkpoint { location: String, reason: String },
 
+    #[error("llm at {base_url} (model {model}) failed: {reason}")]
+    Llm { base_url: String, model: String, reason: String },
+
+    #[error("secret {secret} could not be read: {reason}")]
+    Secret { secret: String, reason: String },
+
     #[error("invalid argument: {0}")]
     Argument(String),
 

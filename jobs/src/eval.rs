@@ -18,7 +18,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
-use sentiflow_udfs::{Label, SharedScorer};
+use sentiflow_udfs::Label;
 
 use crate::context::JobContext;
 use crate::{Error, Result, sql};
@@ -184,7 +184,7 @@ async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String
 }
 
 /// Scores the data set through the SQL UDFs and compares with the gold labels.
-pub async fn run(jc: &JobContext, scorer: SharedScorer, args: EvalArgs) -> Result<EvalReport> {
+pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> Result<EvalReport> {
     let mut pairs = read_pairs(jc, &args).await?;
     if args.limit > 0 {
         pairs.truncate(args.limit);
@@ -192,7 +192,7 @@ pub async fn run(jc: &JobContext, scorer: SharedScorer, args: EvalArgs) -> Resul
     if pairs.is_empty() {
         return Err(data_err(&args.data, "no rows"));
     }
-    jc.select_scorer(scorer.clone());
+    jc.select_scorer(&scorer);
     let model_labels = scorer.labels();
     let names = args.label_names.clone().or_else(|| model_labels.clone());
     let gold: Vec<Label> = pairs

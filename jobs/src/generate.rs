@@ -84,6 +84,8 @@ pub struct GenerateReport {
     pub negative: u64,
     pub neutral: u64,
     pub positive: u64,
+    /// Posts without ground truth (written by an LLM).
+    pub unlabelled: u64,
     /// Stream sinks: what the producer did (requests, retries, throttles).
     pub producer: Option<crate::kinesis::ProducerStats>,
 }
@@ -387,7 +389,8 @@ impl Tweet {
             "user_id": self.user_id,
             "lang": self.lang,
             "ingested_at": rfc3339_micros(self.ingested_at),
-            "truth_label": self.truth_label,
+            // LLM-written posts have no ground truth: the field is left out
+            "truth_label": (!self.truth_label.is_empty()).then_some(self.truth_label),
         })
         .to_string()
     }
@@ -407,7 +410,7 @@ pub fn tweets_batch(tweets: &[Tweet]) -> Result<RecordBatch> {
         s(|t| &t.user_id),
         s(|t| &t.lang),
         ts(|t| t.ingested_at),
-        s(|t| t.truth_label),
+        Arc::new(tweets.iter().map(|t| (!t.truth_label.is_empty()).then_some(t.truth_label)).collect::<StringArray>()),
     ];
     RecordBatch::try_new(Table::Raw.schema(), cols).map_err(|e| Error::arrow("generated tweets", e))
 }
@@ -472,7 +475,8 @@ impl GenerateReport {
         match t.truth_label {
             "negative" => self.negative += 1,
             "positive" => self.positive += 1,
-            _ => self.neutral += 1,
+            "neutral" => self.neutral += 1,
+            _ => self.unlabelled += 1,
         }
         self.rows += 1;
     }
@@ -481,6 +485,16 @@ impl GenerateReport {
 /// Runs the generator into files (local or S3) or onto a stream
 /// (`kinesis://STREAM`, `firehose://DELIVERY_STREAM`).
 pub async fn run(stores: &StoreRegistry, args: GenerateArgs) -> Result<GenerateReport> {
+    let tweets = Generator::new(args.clone());
+    write_tweets(stores, args, tweets).await
+}
+
+/// Writes tweets (time-ordered) to the sink `args.to` names: files or a stream.
+pub async fn write_tweets(
+    stores: &StoreRegistry,
+    args: GenerateArgs,
+    tweets: impl Iterator<Item = Tweet>,
+) -> Result<GenerateReport> {
     if args.sources.is_empty() {
         return Err(Error::Argument("--sources needs at least one source".into()));
     }
@@ -488,7 +502,7 @@ pub async fn run(stores: &StoreRegistry, args: GenerateArgs) -> Result<GenerateR
         return Err(Error::Argument("--span must be positive".into()));
     }
     if let Some(stream) = StreamUrl::parse(&args.to) {
-        return run_stream(stream?, args).await;
+        return run_stream(stream?, args, tweets).await;
     }
     let loc = Location::parse(&args.to)?;
     let store = stores.store(&loc.store_url)?;
@@ -518,7 +532,7 @@ pub async fn run(stores: &StoreRegistry, args: GenerateArgs) -> Result<GenerateR
         Ok(())
     }
 
-    for t in Generator::new(args.clone()) {
+    for t in tweets {
         let h = hour_of(t.created_at);
         if bucket_hour != Some(h) || bucket.len() >= args.max_rows_per_file {
             if let Some(bh) = bucket_hour {
@@ -546,7 +560,7 @@ const STREAM_CHUNK: usize = 500;
 
 /// Puts the tweets on a Kinesis stream (partition key = tweet id) or a
 /// Firehose delivery stream (one NDJSON line per record), paced by `rate`.
-async fn run_stream(stream: StreamUrl, args: GenerateArgs) -> Result<GenerateReport> {
+async fn run_stream(stream: StreamUrl, args: GenerateArgs, tweets: impl Iterator<Item = Tweet>) -> Result<GenerateReport> {
     if args.rate.is_some_and(|r| !(r > 0.0)) {
         return Err(Error::Argument("--rate must be positive".into()));
     }
@@ -563,7 +577,7 @@ async fn run_stream(stream: StreamUrl, args: GenerateArgs) -> Result<GenerateRep
     let started = std::time::Instant::now();
     // with a rate, send small chunks often (about 10 per second) so the feed is steady
     let chunk = args.rate.map(|r| ((r / 10.0).ceil() as usize).clamp(1, STREAM_CHUNK)).unwrap_or(STREAM_CHUNK);
-    let mut tweets = Generator::new(args.clone()).peekable();
+    let mut tweets = tweets.peekable();
     while tweets.peek().is_some() {
         let mut entries = Vec::with_capacity(chunk);
         for t in tweets.by_ref().take(chunk) {

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod generate;
 pub mod ingest;
 pub mod kinesis;
+pub mod llm;
 pub mod pipeline;
 mod progress;
 pub mod read;
@@ -26,5 +27,5 @@ pub mod tables;
 pub mod timeexpr;
 pub mod write;
 
-pub use context::{ContextOptions, DEFAULT_MODEL, JobContext, ScorerKind, default_model_dir};
+pub use context::{ContextOptions, DEFAULT_MODEL, JobContext, JobScorer, ScorerKind, default_model_dir};
 pub use error::{Error, Result};

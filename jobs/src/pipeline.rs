@@ -31,7 +31,7 @@ pub struct RunReport {
     pub report: (ReportSummary, Duration),
 }
 
-pub async fn run(jc: &JobContext, scorer: sentiflow_udfs::SharedScorer, args: RunArgs) -> Result<RunReport> {
+pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: RunArgs) -> Result<RunReport> {
     let out = Location::parse(&args.out)?;
     let raw = out.child(Table::Raw.dir());
     let generated = match &args.input {

@@ -47,6 +47,8 @@ pub struct ScoreReport {
     pub extra_fields: BTreeSet<String>,
     pub partitions: BTreeSet<String>,
     pub output_files: usize,
+    /// LLM scorer: requests, cache hits, retries, failures, tokens, cost.
+    pub llm: Option<crate::llm::LlmSummary>,
 }
 
 /// Reads a whole object.
@@ -81,7 +83,7 @@ fn output_name(input_url: &str) -> String {
     format!("part-{:016x}.parquet", stable_hash(input_url))
 }
 
-pub async fn run(jc: &JobContext, scorer: sentiflow_udfs::SharedScorer, args: ScoreArgs) -> Result<ScoreReport> {
+pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> Result<ScoreReport> {
     let input = Location::parse(&args.input)?;
     let output = Location::parse(&args.output)?;
     let rejected = Location::parse(&args.rejected)?.child("job=score");
@@ -93,7 +95,7 @@ pub async fn run(jc: &JobContext, scorer: sentiflow_udfs::SharedScorer, args: Sc
     if files.is_empty() {
         return Err(Error::NoInput { location: input.display.clone() });
     }
-    jc.select_scorer(scorer.clone());
+    jc.select_scorer(&scorer);
     let scored_at = chrono::Utc::now().timestamp_micros();
     let mut report = ScoreReport { scorer: scorer.id().to_string(), files: files.len(), ..Default::default() };
     let opts = ReadOptions { format: args.format, max_text_bytes: args.max_text_bytes };
@@ -165,9 +167,9 @@ pub async fn run(jc: &JobContext, scorer: sentiflow_udfs::SharedScorer, args: Sc
         scored = report.rows_scored,
         unscorable = report.rows_unscorable,
         rejected = report.rows_rejected,
-        scorer_stats = ?scorer.stats(),
         "scored tweets"
     );
+    report.llm = scorer.llm_summary();
     Ok(report)
 }
 

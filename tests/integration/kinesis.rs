@@ -131,6 +131,10 @@ fn run_ok(mut c: Command) -> String {
 }
 
 /// A number printed before `label` in a report line ("12 retries").
+pub fn figure_pub(out: &str, label: &str) -> u64 {
+    figure(out, label)
+}
+
 fn figure(out: &str, label: &str) -> u64 {
     let words: Vec<&str> = out.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')').filter(|w| !w.is_empty()).collect();
     words.windows(2).find(|w| w[1] == label).and_then(|w| w[0].parse().ok()).unwrap_or_else(|| panic!("no figure for {label} in {out}"))
@@ -376,7 +380,7 @@ fn start_throttling_proxy(upstream: &str) -> (String, Arc<ProxyStats>) {
     (url, stats)
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<(String, Vec<(String, String)>, Vec<u8>)>> {
+pub fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<(String, Vec<(String, String)>, Vec<u8>)>> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Ok(None);

@@ -5,6 +5,7 @@ mod common;
 mod cli;
 mod infra;
 mod kinesis;
+mod llm;
 mod onnx;
 mod pipeline;
 mod report;

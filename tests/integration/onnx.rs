@@ -101,7 +101,7 @@ fn eval_skips_classes_the_model_cannot_predict() {
 async fn onnx_context(dir: PathBuf) -> JobContext {
     let jc = JobContext::new(ContextOptions::default()).unwrap();
     let scorer = ScorerKind::Onnx(OnnxOptions::new(dir)).build().expect("model loads");
-    jc.select_scorer(scorer);
+    jc.select_scorer(&scorer.into());
     jc
 }
 
@@ -238,7 +238,7 @@ async fn the_score_job_runs_the_scorer_once_per_row() {
     let counting = Arc::new(Counting::default());
     let r = score::run(
         &jc,
-        counting.clone(),
+        sentiflow_jobs::JobScorer::Local(counting.clone()),
         ScoreArgs {
             input: sample_tweets(),
             output: s(&d.path().join("scored")),
