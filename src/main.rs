@@ -57,6 +57,8 @@ enum Cmd {
     Sql(cli_sql::SqlCli),
     /// A scorer's accuracy, macro-F1, confusion matrix and throughput on labelled data.
     Eval(cli_scorer::EvalCli),
+    /// How two scorers agree on the same tweets: sign and label agreement, Spearman, accuracy.
+    Compare(CompareCli),
     /// The peer benchmark contract: --input DIR --out DIR --task scan|window.
     Bench(BenchCli),
     /// Print the table schemas for Glue/Terraform (--glue-json) or Athena (--athena-ddl).
@@ -115,6 +117,16 @@ struct GenerateCli {
     llm: bool,
     #[command(flatten)]
     llm_args: cli_scorer::LlmArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct CompareCli {
+    /// A data root with scored/ (e.g. scored by --scorer onnx).
+    #[arg(long, value_parser = expand_location)]
+    a: String,
+    /// Another data root with scored/ of the same tweets (e.g. --scorer llm).
+    #[arg(long, value_parser = expand_location)]
+    b: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -490,6 +502,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
             cli_sql::run(&jc, s).await?
         }
         Cmd::Eval(e) => cli_scorer::eval(&jc, e).await?,
+        Cmd::Compare(c) => {
+            let r = sentiflow_jobs::compare::run(&jc, sentiflow_jobs::compare::CompareArgs { a: c.a, b: c.b }).await?;
+            println!("a                {}", r.a_scorer);
+            println!("b                {}", r.b_scorer);
+            println!("tweets           {} in both, {} scored by both", r.joined, r.both_scored);
+            println!("sign agreement   {:.4} ({} tweets both scored non-zero)", r.sign_agreement, r.sign_pairs);
+            println!("label agreement  {:.4}", r.label_agreement);
+            println!("spearman         {:.4}", r.spearman);
+            if let Some((a, b, n)) = r.truth {
+                println!("truth (pos/neg)  a {a:.4}, b {b:.4} on {n} tweets labelled positive or negative");
+            }
+        }
         Cmd::Schema(s) => {
             if s.glue_json {
                 println!("{}", serde_json::to_string_pretty(&sentiflow_jobs::schema::glue_json())?);

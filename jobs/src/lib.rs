@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod aws;
 pub mod bench;
 pub mod checkpoint;
+pub mod compare;
 pub mod context;
 mod error;
 pub mod eval;

@@ -27,6 +27,7 @@ const FILES: &[(&str, &str)] = &[
     ("report_rejected", include_str!("../../sql/report_rejected.sql")),
     ("eval_probs", include_str!("../../sql/eval_probs.sql")),
     ("eval_labels", include_str!("../../sql/eval_labels.sql")),
+    ("compare", include_str!("../../sql/compare.sql")),
 ];
 
 /// A timestamp `$param` value (µs, UTC), the type of every time column.

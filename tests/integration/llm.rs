@@ -263,3 +263,24 @@ fn llm_generator_drops_near_duplicates_and_fails_clearly_without_a_server() {
     assert!(err.contains("http://127.0.0.1:9/v1") && err.contains("llm"), "{err}");
     assert!(!d.path().join("none").exists(), "nothing written");
 }
+
+#[test]
+fn compare_reports_agreement_between_two_scorers() {
+    let d = tmp();
+    let root = |n: &str| s(&d.path().join(n));
+    ok(&["generate", "--rows", "300", "--seed", "3", "--to", &root("raw")]);
+    ok(&["score", "--scorer", "lexicon", "--input", &root("raw"), "--out", &root("lex")]);
+    let same = ok(&["compare", "--a", &root("lex"), "--b", &root("lex")]);
+    assert!(same.contains("spearman         1.0000") && same.contains("label agreement  1.0000"), "{same}");
+    // an LLM that answers 7.5 for "great", -6 for "terrible", else 0 (the test double) against the lexicon
+    let (url, _seen) = start_fake_openai();
+    let o = run_with_key(&["score", "--scorer", "llm", "--input", &root("raw"), "--out", &root("llm"), "--llm-base-url", &url, "--llm-model", "test-model"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = ok(&["compare", "--a", &root("lex"), "--b", &root("llm")]);
+    assert!(out.contains("300 in both, 300 scored by both"), "{out}");
+    let rho: f64 = out.lines().find(|l| l.starts_with("spearman")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+    assert!(rho > 0.0 && rho < 1.0, "{out}");
+    let (code, err) = fails(&["compare", "--a", &root("lex"), "--b", &root("nothing")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nothing/scored"), "{err}");
+}
