@@ -5,7 +5,7 @@ locals {
   last_hour = "dt={now-1h|%Y-%m-%d}/hour={now-1h|%H}"
 
   commands = {
-    # a demo feed of synthetic tweets (the LLM generator: add --llm --topic ..., issue 5)
+    # a demo feed of synthetic tweets (for posts written by the LLM: add "--llm", "--topic", "...")
     generate = ["generate", "--rows", "5000", "--to", "${local.roots.raw}/generated/"]
     # drain the stream into raw Parquet, exactly once, and stop (`sentiflow ingest --until-caught-up`)
     ingest = ["ingest", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--to", "${local.roots.raw}/raw/", "--until-caught-up"]
@@ -71,8 +71,8 @@ resource "aws_ecs_task_definition" "job" {
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
     environment = [
       { name = "AWS_REGION", value = var.region },
-      { name = "OPENAI_BASE_URL", value = var.openai_base_url },
-      { name = "OPENAI_MODEL", value = var.openai_model },
+      { name = "SENTIFLOW_LLM_BASE_URL", value = var.openai_base_url },
+      { name = "SENTIFLOW_LLM_MODEL", value = var.openai_model },
       { name = "SENTIFLOW_NO_PROGRESS", value = "1" },
       { name = "RUST_LOG", value = "warn,sentiflow=info,sentiflow_jobs=info,sentiflow_udfs=info" },
     ]
