@@ -7,17 +7,19 @@
 #      - `sentiflow score --scorer llm` and `--scorer onnx` on the same 500 sample rows, and
 #        `sentiflow compare` of the two (sign agreement, Spearman, accuracy against the ground truth);
 #      - `sentiflow generate --llm` (20 posts), scored afterwards.
-#   bash scripts/llm-e2e.sh [--rows 500] [--port 8088] [--keep DIR]
+#   bash scripts/llm-e2e.sh [--rows 500] [--port 8088] [--keep DIR] [--binary PATH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=500
 PORT=8088
 KEEP=""
+BIN=""
 while [ $# -gt 0 ]; do
   case $1 in
     --rows) ROWS=$2; shift 2 ;;
     --port) PORT=$2; shift 2 ;;
     --keep) KEEP=$2; shift 2 ;;
+    --binary) BIN=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -72,8 +74,11 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sentiflow/target}
 # shellcheck source=scripts/setup-ort.sh
 source scripts/setup-ort.sh
 set -euo pipefail
-cargo build -q
-B=$CARGO_TARGET_DIR/debug/sentiflow
+if [ -z "$BIN" ]; then
+  cargo build -q
+  BIN=$CARGO_TARGET_DIR/debug/sentiflow
+fi
+B=$BIN
 export SENTIFLOW_NO_PROGRESS=1 SENTIFLOW_LLM_BASE_URL=http://127.0.0.1:$PORT/v1 SENTIFLOW_LLM_MODEL=qwen2.5-coder-0.5b
 # llama.cpp's server answers one request at a time
 LLM_FLAGS=(--llm-concurrency 1 --llm-timeout 60s)

@@ -49,6 +49,8 @@ enum Cmd {
     Aggregate(AggregateCli),
     /// Read a Kinesis data stream into raw Parquet (dt=/hour=), exactly once, with checkpoints.
     Ingest(IngestCli),
+    /// Micro-batch streaming: Kinesis → scored rows → event-time windows with a watermark → alerts.
+    Stream(StreamCli),
     /// Generate, score and aggregate the embedded sample data set, then print a summary.
     Run(RunCli),
     /// Write an HTML report (charts, extremes, alerts) of a data root, optionally a PNG chart.
@@ -117,6 +119,40 @@ struct GenerateCli {
     llm: bool,
     #[command(flatten)]
     llm_args: cli_scorer::LlmArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct StreamCli {
+    /// The stream: kinesis://STREAM.
+    #[arg(long)]
+    from: String,
+    /// Data root (local or s3://): raw/, scored/, late/, windows/, windows_by_source/, alerts/.
+    #[arg(long, value_parser = expand_location)]
+    to: String,
+    #[command(flatten)]
+    window: WindowCli,
+    /// Watermark delay: windows are emitted once max event time − this passes their end.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    watermark: chrono::Duration,
+    /// Micro-batch interval.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    trigger: chrono::Duration,
+    /// Exit once every shard is read to its tip (emitting only the windows the watermark closed).
+    #[arg(long)]
+    until_caught_up: bool,
+    /// Records read per shard per micro-batch at most.
+    #[arg(long, default_value_t = 10_000)]
+    max_records_per_shard: usize,
+    /// Alert rules (TOML; see README).
+    #[arg(long)]
+    alerts: Option<String>,
+    /// Slack-compatible webhook for fired alerts.
+    #[arg(long, env = "SENTIFLOW_ALERT_WEBHOOK")]
+    webhook: Option<String>,
+    #[arg(long, default_value_t = DEFAULT_MAX_TEXT_BYTES)]
+    max_text_bytes: usize,
+    #[command(flatten)]
+    scorer: ScorerArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -502,6 +538,34 @@ async fn dispatch(cli: Cli) -> Result<()> {
             cli_sql::run(&jc, s).await?
         }
         Cmd::Eval(e) => cli_scorer::eval(&jc, e).await?,
+        Cmd::Stream(st) => {
+            let spec = WindowSpec::new(st.window.window, st.window.slide)?;
+            let rules = st.alerts.as_deref().map(sentiflow_jobs::alerts::Rules::load).transpose()?;
+            let cache = Location::parse(&st.to)?.child("_cache/llm").display;
+            let scorer = st.scorer.build(&jc, Some(cache)).await?;
+            let args = sentiflow_jobs::stream::StreamArgs {
+                from: st.from,
+                to: st.to,
+                spec,
+                watermark: st.watermark,
+                trigger: st.trigger.to_std().unwrap_or(std::time::Duration::from_secs(5)),
+                until_caught_up: st.until_caught_up,
+                max_records_per_shard: st.max_records_per_shard.max(1),
+                rules,
+                webhook: st.webhook,
+                max_text_bytes: st.max_text_bytes,
+                retry: RetryPolicy::default(),
+            };
+            let r = sentiflow_jobs::stream::run(&jc, scorer, args, stop_signal()).await?;
+            let wm = r.watermark_us.and_then(DateTime::<Utc>::from_timestamp_micros).map(|t| t.to_rfc3339()).unwrap_or_else(|| "none".into());
+            println!(
+                "streamed {} micro-batches ({} replayed): {} records, {} rows, {} rejected, {} late rows; {} windows and {} by source emitted, {} alerts ({} delivered to the webhook); {} open windows, watermark {wm}, in {}",
+                r.batches, r.replays, r.records, r.rows, r.rejected, r.late_rows, r.windows, r.windows_by_source, r.alerts, r.webhook_delivered, r.open_windows, secs(r.elapsed)
+            );
+            if let Some([p50, p95, p99, max]) = r.latency_ms {
+                println!("latency (arrival on the stream → micro-batch durable): p50 {p50} ms, p95 {p95} ms, p99 {p99} ms, max {max} ms");
+            }
+        }
         Cmd::Compare(c) => {
             let r = sentiflow_jobs::compare::run(&jc, sentiflow_jobs::compare::CompareArgs { a: c.a, b: c.b }).await?;
             println!("a                {}", r.a_scorer);

@@ -59,8 +59,8 @@ impl ShardState {
         Self { shard_id: shard_id.into(), ..Default::default() }
     }
 
-    fn to_json(&self) -> Vec<u8> {
-        let v = json!({
+    fn to_value(&self) -> Value {
+        json!({
             "shard_id": self.shard_id,
             "owner": self.owner,
             "lease_until_ms": self.lease_until_ms,
@@ -70,15 +70,10 @@ impl ShardState {
             "start_at_ms": self.start_at_ms,
             "records_committed": self.records_committed,
             "rev": self.rev,
-            "updated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        });
-        let mut b = serde_json::to_vec_pretty(&v).unwrap_or_default();
-        b.push(b'\n');
-        b
+        })
     }
 
-    fn from_json(bytes: &[u8]) -> std::result::Result<Self, String> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+    fn from_value(v: &Value) -> std::result::Result<Self, String> {
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
         let pending = match v.get("pending") {
             Some(Value::Object(p)) => Some(Pending {
@@ -134,21 +129,18 @@ impl StateStore {
         Self { store, dir }
     }
 
-    fn path(&self, shard: &str) -> Path {
-        self.dir.path.clone().join(format!("{shard}.json"))
+    fn path(&self, name: &str) -> Path {
+        self.dir.path.clone().join(format!("{name}.json"))
     }
 
-    fn local_file(&self, shard: &str) -> std::path::PathBuf {
-        std::path::PathBuf::from(format!("/{}", self.path(shard)))
+    fn bad(&self, name: &str, reason: String) -> Error {
+        Error::Checkpoint { location: self.dir.url_of(&self.path(name)), reason }
     }
 
-    fn bad(&self, shard: &str, reason: String) -> Error {
-        Error::Checkpoint { location: self.dir.url_of(&self.path(shard)), reason }
-    }
-
-    /// The state of a shard and its version, or `None` when it has none yet.
-    pub async fn load(&self, shard: &str) -> Result<Option<(ShardState, Version)>> {
-        let path = self.path(shard);
+    /// A JSON document `<name>.json` and its version (its `rev` field, and the
+    /// e_tag on S3), or `None` when there is none yet.
+    pub async fn load_doc(&self, name: &str) -> Result<Option<(Value, Version)>> {
+        let path = self.path(name);
         let got = match self.store.get(&path).await {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -157,10 +149,46 @@ impl StateStore {
         // local stores compare the rev counter, not the file's e_tag
         let e_tag = if self.dir.is_s3() { got.meta.e_tag.clone() } else { None };
         let bytes = got.bytes().await.map_err(|source| Error::Store { op: "get", location: self.dir.url_of(&path), source })?;
-        let state = ShardState::from_json(&bytes)
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| self.bad(name, format!("not JSON: {e}")))?;
+        let rev = v.get("rev").and_then(Value::as_u64).unwrap_or(0);
+        Ok(Some((v, Version { e_tag, rev })))
+    }
+
+    /// Writes the JSON document `<name>.json` if the stored one is still at
+    /// `prev` (`None`: if there is none); sets its `rev` field.
+    pub async fn save_doc(
+        &self,
+        name: &str,
+        mut doc: Value,
+        prev: Option<&Version>,
+    ) -> Result<std::result::Result<Version, Conflict>> {
+        let rev = prev.map(|v| v.rev + 1).unwrap_or(1);
+        doc["rev"] = json!(rev);
+        doc["updated_at"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        bytes.push(b'\n');
+        if !self.dir.is_s3() {
+            return self.save_local(name, bytes, rev, prev.cloned()).await;
+        }
+        let path = self.path(name);
+        let mode = match prev {
+            None => PutMode::Create,
+            Some(v) => PutMode::Update(UpdateVersion { e_tag: v.e_tag.clone(), version: None }),
+        };
+        let opts = PutOptions { mode, ..Default::default() };
+        match self.store.put_opts(&path, PutPayload::from(bytes), opts).await {
+            Ok(r) => Ok(Ok(Version { e_tag: r.e_tag, rev })),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(Err(Conflict)),
+            Err(source) => Err(Error::Store { op: "conditional put", location: self.dir.url_of(&path), source }),
+        }
+    }
+
+    /// The state of a shard and its version, or `None` when it has none yet.
+    pub async fn load(&self, shard: &str) -> Result<Option<(ShardState, Version)>> {
+        let Some((v, version)) = self.load_doc(shard).await? else { return Ok(None) };
+        let state = ShardState::from_value(&v)
             .map_err(|r| self.bad(shard, format!("{r}; delete the file to restart the shard from --start (records may be read twice)")))?;
-        let rev = state.rev;
-        Ok(Some((state, Version { e_tag, rev })))
+        Ok(Some((state, version)))
     }
 
     /// Writes `state` if the stored one is still at `prev` (`None`: if there is none).
@@ -169,30 +197,20 @@ impl StateStore {
         state: &ShardState,
         prev: Option<&Version>,
     ) -> Result<std::result::Result<Version, Conflict>> {
-        let mut state = state.clone();
-        state.rev = prev.map(|v| v.rev + 1).unwrap_or(1);
-        if !self.dir.is_s3() {
-            return self.save_local(state, prev.cloned()).await;
-        }
-        let path = self.path(&state.shard_id);
-        let mode = match prev {
-            None => PutMode::Create,
-            Some(v) => PutMode::Update(UpdateVersion { e_tag: v.e_tag.clone(), version: None }),
-        };
-        let opts = PutOptions { mode, ..Default::default() };
-        match self.store.put_opts(&path, PutPayload::from(state.to_json()), opts).await {
-            Ok(r) => Ok(Ok(Version { e_tag: r.e_tag, rev: state.rev })),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(Err(Conflict)),
-            Err(source) => Err(Error::Store { op: "conditional put", location: self.dir.url_of(&path), source }),
-        }
+        self.save_doc(&state.shard_id, state.to_value(), prev).await
     }
 
-    /// Local disk: an exclusive OS lock on `<shard>.json.lock` (released if the
+    /// Local disk: an exclusive OS lock on `<name>.json.lock` (released if the
     /// process dies) around read, compare and an atomic rename into place.
-    async fn save_local(&self, state: ShardState, prev: Option<Version>) -> Result<std::result::Result<Version, Conflict>> {
-        let file = self.local_file(&state.shard_id);
-        let shard = state.shard_id.clone();
-        let this = self.clone();
+    async fn save_local(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        rev: u64,
+        prev: Option<Version>,
+    ) -> Result<std::result::Result<Version, Conflict>> {
+        let file = std::path::PathBuf::from(format!("/{}", self.path(name)));
+        let (this, name) = (self.clone(), name.to_string());
         tokio::task::spawn_blocking(move || {
             let io = |source: std::io::Error| Error::Io { path: file.display().to_string(), source };
             if let Some(d) = file.parent() {
@@ -202,7 +220,10 @@ impl StateStore {
             let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
             lock.lock().map_err(io)?;
             let current = match std::fs::read(&file) {
-                Ok(b) => Some(ShardState::from_json(&b).map_err(|r| this.bad(&shard, r))?.rev),
+                Ok(b) => {
+                    let v: Value = serde_json::from_slice(&b).map_err(|e| this.bad(&name, format!("not JSON: {e}")))?;
+                    Some(v.get("rev").and_then(Value::as_u64).unwrap_or(0))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(io(e)),
             };
@@ -210,11 +231,11 @@ impl StateStore {
                 return Ok(Err(Conflict));
             }
             let tmp = file.with_extension(format!("json.{}.tmp", std::process::id()));
-            std::fs::write(&tmp, state.to_json()).map_err(io)?;
+            std::fs::write(&tmp, &bytes).map_err(io)?;
             std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
             std::fs::rename(&tmp, &file).map_err(io)?;
             drop(lock);
-            Ok(Ok(Version { e_tag: None, rev: state.rev }))
+            Ok(Ok(Version { e_tag: None, rev }))
         })
         .await
         .map_err(|e| Error::Checkpoint { location: self.dir.display.clone(), reason: format!("state writer failed: {e}") })?
@@ -252,8 +273,8 @@ mod tests {
             records_committed: 12,
             rev: 3,
         };
-        assert_eq!(ShardState::from_json(&s.to_json()).unwrap(), s);
-        assert!(ShardState::from_json(b"{}").is_err());
+        assert_eq!(ShardState::from_value(&s.to_value()).unwrap(), s);
+        assert!(ShardState::from_value(&json!({})).is_err());
         assert!(s.available_to("w1", 100));
         assert!(s.available_to("w2", 100), "expired lease");
         assert!(!s.available_to("w2", 1));

@@ -4,6 +4,7 @@
 //! parses arguments and dispatches.
 
 pub mod aggregate;
+pub mod alerts;
 pub mod aws;
 pub mod bench;
 pub mod checkpoint;
@@ -24,6 +25,7 @@ pub mod schema;
 pub mod score;
 pub mod sql;
 pub mod store;
+pub mod stream;
 pub mod tables;
 pub mod timeexpr;
 pub mod write;

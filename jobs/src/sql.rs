@@ -28,6 +28,7 @@ const FILES: &[(&str, &str)] = &[
     ("eval_probs", include_str!("../../sql/eval_probs.sql")),
     ("eval_labels", include_str!("../../sql/eval_labels.sql")),
     ("compare", include_str!("../../sql/compare.sql")),
+    ("stream_merge", include_str!("../../sql/stream_merge.sql")),
 ];
 
 /// A timestamp `$param` value (µs, UTC), the type of every time column.

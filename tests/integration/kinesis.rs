@@ -64,6 +64,10 @@ async fn wait_active(c: &aws_sdk_kinesis::Client, name: &str) {
     panic!("stream {name} did not become ACTIVE");
 }
 
+pub fn create_stream_pub(rt: &tokio::runtime::Runtime, prefix: &str, shards: i32) -> String {
+    create_stream(rt, prefix, shards)
+}
+
 fn create_stream(rt: &tokio::runtime::Runtime, prefix: &str, shards: i32) -> String {
     let name = format!("{prefix}-{}", nonce() % 1_000_000_000);
     rt.block_on(async {

@@ -11,4 +11,5 @@ mod pipeline;
 mod report;
 mod rejected;
 mod s3;
+mod stream;
 mod windows;

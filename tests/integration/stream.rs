@@ -1,0 +1,144 @@
+//! Streaming mode against kinesalite: exactly-once windows through kill -9,
+//! late rows, alerts to a webhook, SIGTERM.
+
+use std::collections::BTreeSet;
+use std::io::{BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sentiflow_jobs::schema::Table;
+
+use crate::common::*;
+
+fn kinesis() -> bool {
+    if std::env::var_os("SENTIFLOW_TEST_KINESIS").is_some() {
+        return true;
+    }
+    if std::env::var_os("SENTIFLOW_SKIP_AWS").is_some() {
+        eprintln!("SKIPPED stream tests: SENTIFLOW_SKIP_AWS is set and no Kinesis server was started");
+        return false;
+    }
+    panic!("no Kinesis server: run the tests with scripts/test.sh, or set SENTIFLOW_SKIP_AWS=1");
+}
+
+fn stream_cmd(stream: &str, root: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sentiflow"));
+    c.args(["stream", "--from", &format!("kinesis://{stream}"), "--to", root, "--scorer", "lexicon"]).args(extra).env("SENTIFLOW_NO_PROGRESS", "1");
+    c
+}
+
+/// Every row of a table, rendered as CSV and sorted (independent of file layout).
+fn table_rows(root: &str, table: Table, cols: &str) -> Vec<String> {
+    let out = ok(&["sql", "--data", root, "--format", "csv", "-c", &format!("SELECT {cols} FROM {} ORDER BY 1, 2", table.sql_name())]);
+    out.lines().skip(1).map(str::to_string).collect()
+}
+
+#[test]
+fn stream_windows_are_exactly_once_through_crashes() {
+    if !kinesis() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let stream = crate::kinesis::create_stream_pub(&rt, "stream", 2);
+    ok(&["generate", "--rows", "4000", "--seed", "17", "--to", &format!("kinesis://{stream}")]);
+    let d = tmp();
+    let (a, b) = (s(&d.path().join("a")), s(&d.path().join("b")));
+    // a watermark wider than the skew between shards: no row is late, whatever the batches
+    let args = ["--window", "10m", "--slide", "5m", "--watermark", "3h", "--until-caught-up", "--max-records-per-shard", "60", "--trigger", "100ms"];
+    let out_a = String::from_utf8(stream_cmd(&stream, &a, &args).output().unwrap().stdout).unwrap();
+    assert!(out_a.contains("4000 records, 4000 rows, 0 rejected, 0 late rows"), "{out_a}");
+
+    // the same stream into b, crashing after outputs and before the commit, then kill -9 at random
+    for crash in ["stream_outputs:2", "stream_outputs:1"] {
+        let o = stream_cmd(&stream, &b, &args).env("SENTIFLOW_TEST_CRASH", crash).output().unwrap();
+        assert!(!o.status.success(), "{crash}");
+    }
+    let mut rng = sentiflow_jobs::generate::Rng::new(99);
+    let (mut kills, deadline) = (0, Instant::now() + Duration::from_secs(180));
+    loop {
+        assert!(Instant::now() < deadline, "{kills} kills in 180 s");
+        let mut child = stream_cmd(&stream, &b, &args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(150 + rng.below(500) as u64));
+        if child.try_wait().unwrap().is_some() {
+            break; // it finished: nothing left to read
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        if kills >= 12 {
+            break;
+        }
+    }
+    let out_b = String::from_utf8(stream_cmd(&stream, &b, &args).output().unwrap().stdout).unwrap();
+    eprintln!("{kills} kills; last run: {out_b}");
+    assert!(kills >= 10, "the run finished after only {kills} kills: make the batches smaller");
+    // sums of scores add up in a different order when the batches differ: averages to 1e-9;
+    // min and max must be exact (the window state keeps floats exactly: serde_json float_roundtrip)
+    let w = "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, n_positive";
+    let (wa, wb) = (table_rows(&a, Table::Windows, w), table_rows(&b, Table::Windows, w));
+    assert!(wa.len() > 100, "{}", wa.len());
+    let only_a: Vec<_> = wa.iter().filter(|r| !wb.contains(r)).take(5).collect();
+    let only_b: Vec<_> = wb.iter().filter(|r| !wa.contains(r)).take(5).collect();
+    assert!(wa == wb, "windows after crashes differ from the uninterrupted run's: {} vs {} rows; only in a: {only_a:#?}; only in b: {only_b:#?}", wa.len(), wb.len());
+    let ws = "window_start, source, n, round(avg_score, 9), n_negative";
+    assert_eq!(table_rows(&a, Table::WindowsBySource, ws), table_rows(&b, Table::WindowsBySource, ws));
+    let counts = ok(&["sql", "--data", &b, "--format", "csv", "-c", "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets"]);
+    assert_eq!(counts, "n,d\n4000,4000\n", "scored rows once each");
+}
+
+#[test]
+fn late_rows_alerts_webhook_and_sigterm() {
+    if !kinesis() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let stream = crate::kinesis::create_stream_pub(&rt, "late", 1);
+    // a webhook that counts posts
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let posts = Arc::new(AtomicUsize::new(0));
+    let p2 = posts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut w = conn.try_clone().unwrap();
+            let mut r = BufReader::new(conn);
+            while let Ok(Some((_, _, body))) = crate::kinesis::read_request(&mut r) {
+                assert!(String::from_utf8_lossy(&body).contains("\"text\""));
+                p2.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(w, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            }
+        }
+    });
+    let d = tmp();
+    let rules = d.path().join("rules.toml");
+    std::fs::write(&rules, "[[rule]]\nname = \"any-negative\"\nmetric = \"share_negative\"\nop = \">=\"\nthreshold = 0.0\nmin_n = 1\n").unwrap();
+    let root = s(&d.path().join("out"));
+    ok(&["generate", "--rows", "600", "--seed", "4", "--span", "2h", "--to", &format!("kinesis://{stream}")]);
+    let child = stream_cmd(&stream, &root, &["--window", "10m", "--watermark", "10m", "--trigger", "200ms", "--alerts", &s(&rules), "--webhook", &hook])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // a day-old batch arrives after the watermark moved on: late
+    ok(&["generate", "--rows", "40", "--seed", "5", "--span", "1h", "--start", "2025-02-09T00:00:00Z", "--to", &format!("kinesis://{stream}")]);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "SIGTERM exits 0: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("640 records") && out.contains("40 late rows"), "{out}");
+    let late = ok(&["sql", "--format", "csv", "-c", &format!("SELECT count(*) AS n, max(created_at) < TIMESTAMP '2025-02-10 00:00:00' AS old FROM '{root}/late/'")]);
+    assert_eq!(late, "n,old\n40,true\n");
+    let windows = table_rows(&root, Table::Windows, "window_start, n");
+    let alerts = table_rows(&root, Table::Alerts, "window_start, rule");
+    assert!(!windows.is_empty());
+    assert_eq!(alerts.len(), windows.len(), "one alert per window and rule");
+    let distinct: BTreeSet<_> = alerts.iter().collect();
+    assert_eq!(distinct.len(), alerts.len());
+    assert_eq!(posts.load(Ordering::SeqCst), alerts.len(), "each alert posted once");
+    assert!(out.contains(&format!("{} delivered", alerts.len())), "{out}");
+}
