@@ -51,6 +51,8 @@ enum Cmd {
     Ingest(IngestCli),
     /// Micro-batch streaming: Kinesis → scored rows → event-time windows with a watermark → alerts.
     Stream(StreamCli),
+    /// Merge a table's small files (one per micro-batch) into files of about --target-mb.
+    Compact(CompactCli),
     /// Generate, score and aggregate the embedded sample data set, then print a summary.
     Run(RunCli),
     /// Write an HTML report (charts, extremes, alerts) of a data root, optionally a PNG chart.
@@ -153,6 +155,19 @@ struct StreamCli {
     max_text_bytes: usize,
     #[command(flatten)]
     scorer: ScorerArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct CompactCli {
+    /// A table directory, local or s3:// (e.g. OUT/scored, OUT/windows).
+    #[arg(long, value_parser = expand_location)]
+    table: String,
+    /// Output files of about this many MiB of input Parquet.
+    #[arg(long, default_value_t = 128)]
+    target_mb: u64,
+    /// Partitions with fewer files are left alone.
+    #[arg(long, default_value_t = 2)]
+    min_files: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -565,6 +580,23 @@ async fn dispatch(cli: Cli) -> Result<()> {
             if let Some([p50, p95, p99, max]) = r.latency_ms {
                 println!("latency (arrival on the stream → micro-batch durable): p50 {p50} ms, p95 {p95} ms, p99 {p99} ms, max {max} ms");
             }
+        }
+        Cmd::Compact(c) => {
+            let r = sentiflow_jobs::compact::run(
+                &jc.stores,
+                sentiflow_jobs::compact::CompactArgs { table: c.table.clone(), target_bytes: c.target_mb.max(1) << 20, min_files: c.min_files },
+            )
+            .await?;
+            println!(
+                "compacted {}: {} partitions, {} files ({} bytes, {} rows) into {} files{}",
+                c.table,
+                r.partitions,
+                r.files_in,
+                r.bytes_in,
+                r.rows,
+                r.files_out,
+                if r.recovered > 0 { format!("; finished {} interrupted compactions", r.recovered) } else { String::new() }
+            );
         }
         Cmd::Compare(c) => {
             let r = sentiflow_jobs::compare::run(&jc, sentiflow_jobs::compare::CompareArgs { a: c.a, b: c.b }).await?;

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod aws;
 pub mod bench;
 pub mod checkpoint;
+pub mod compact;
 pub mod compare;
 pub mod context;
 mod error;

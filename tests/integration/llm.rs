@@ -25,9 +25,9 @@ struct Seen {
     auth: Vec<String>,
 }
 
-/// The post a scoring prompt asks about (the line after the last "Post: ").
+/// The post a scoring request asks about: its last turn.
 fn post_of(prompt: &str) -> String {
-    prompt.rsplit("Post: ").next().unwrap_or("").lines().next().unwrap_or("").trim().to_string()
+    prompt.trim().to_string()
 }
 
 fn completion(content: &str) -> String {
@@ -56,7 +56,9 @@ fn start_fake_openai() -> (String, Arc<Mutex<Seen>>) {
                 let mut r = BufReader::new(conn);
                 while let Ok(Some((_line, headers, body))) = read_request(&mut r) {
                     let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let prompt = req["messages"][0]["content"].as_str().unwrap_or("").to_string();
+                    // the post is the last turn (after the system message and the few-shot examples)
+                    let last = req["messages"].as_array().map(|m| m.len()).unwrap_or(1).saturating_sub(1);
+                    let prompt = req["messages"][last]["content"].as_str().unwrap_or("").to_string();
                     let auth = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).unwrap_or_default();
                     if prompt.starts_with("Write ") {
                         seen.lock().unwrap().auth.push(auth);
@@ -194,7 +196,7 @@ fn llm_scorer_retries_caches_and_never_makes_up_a_score() {
     assert_eq!(val("t02"), Some(-0.6));
     assert_eq!(val("t03"), Some(0.0), "a real 0 is neutral, not an error");
     assert_eq!(b.column(2).as_string::<i32>().value(row("t02")), "negative");
-    assert_eq!(b.column(4).as_string::<i32>().value(row("t00")), "llm:test-model@score-v1");
+    assert_eq!(b.column(4).as_string::<i32>().value(row("t00")), "llm:test-model@score-v2");
     assert_eq!(val("t05"), Some(0.75), "429 then success");
     assert_eq!(val("t06"), Some(-0.6), "500 twice then success");
     for (id, reason) in [

@@ -87,6 +87,31 @@ fn stream_windows_are_exactly_once_through_crashes() {
     assert_eq!(table_rows(&a, Table::WindowsBySource, ws), table_rows(&b, Table::WindowsBySource, ws));
     let counts = ok(&["sql", "--data", &b, "--format", "csv", "-c", "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets"]);
     assert_eq!(counts, "n,d\n4000,4000\n", "scored rows once each");
+
+    // compaction merges the micro-batch files without changing any query result
+    let q = "SELECT tweet_id, sentiment_score, dt, hour FROM scored_tweets ORDER BY tweet_id";
+    let before = (ok(&["sql", "--data", &b, "--format", "csv", "-c", q]), table_rows(&b, Table::Windows, w));
+    let files = |t: &str| files_below(&d.path().join("b").join(t)).iter().filter(|f| f.ends_with(".parquet") && !f.starts_with('_')).count();
+    let (scored_files, window_files) = (files("scored"), files("windows"));
+    let out = ok(&["compact", "--table", &format!("{b}/scored")]);
+    ok(&["compact", "--table", &format!("{b}/windows")]);
+    assert!(files("scored") == 24 && scored_files > 24 && files("windows") < window_files, "one file per dt/hour partition: {out}: {scored_files} -> {}", files("scored"));
+    assert_eq!((ok(&["sql", "--data", &b, "--format", "csv", "-c", q]), table_rows(&b, Table::Windows, w)), before);
+    // an interrupted compaction (output written, inputs not yet deleted) is finished by the next run
+    let part = d.path().join("b/scored").join(files_below(&d.path().join("b/scored")).into_iter().find(|f| f.contains("compacted-")).unwrap());
+    let dup = part.with_file_name("batch-dup.parquet");
+    std::fs::copy(&part, &dup).unwrap();
+    std::fs::create_dir_all(d.path().join("b/scored/_compaction")).unwrap();
+    let strip = |p: &std::path::Path| p.display().to_string().trim_start_matches('/').to_string();
+    std::fs::write(
+        d.path().join("b/scored/_compaction/x.json"),
+        serde_json::json!({"inputs": [strip(&dup)], "outputs": [strip(&part)]}).to_string(),
+    )
+    .unwrap();
+    let out = ok(&["compact", "--table", &format!("{b}/scored")]);
+    assert!(out.contains("finished 1 interrupted compactions"), "{out}");
+    assert!(!dup.exists());
+    assert_eq!(ok(&["sql", "--data", &b, "--format", "csv", "-c", q]), before.0);
 }
 
 #[test]

@@ -26,9 +26,47 @@ use crate::retry::{Jitter, RetryPolicy};
 use crate::{Error, Result};
 use limiter::RateLimiter;
 
-/// The scoring prompt; its version is part of every cache key.
-pub const SCORE_PROMPT: &str = include_str!("../../prompts/score-v1.txt");
-pub const SCORE_PROMPT_VERSION: &str = "score-v1";
+/// The scoring prompt: chat turns (`### system|user|assistant` sections), the
+/// few-shot examples as user/assistant pairs; `{text}` is the post. Its
+/// version is part of every cache key and of the `scorer` column.
+pub const SCORE_PROMPT: &str = include_str!("../../prompts/score-v2.txt");
+pub const SCORE_PROMPT_VERSION: &str = "score-v2";
+
+/// A chat turn's author.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// Splits a prompt template into chat turns and puts `text` in.
+pub fn prompt_messages(template: &str, text: &str) -> Vec<(Role, String)> {
+    let mut out: Vec<(Role, String)> = Vec::new();
+    for line in template.lines() {
+        let role = match line.trim() {
+            "### system" => Some(Role::System),
+            "### user" => Some(Role::User),
+            "### assistant" => Some(Role::Assistant),
+            _ => None,
+        };
+        match (role, out.last_mut()) {
+            (Some(r), _) => out.push((r, String::new())),
+            (None, Some((_, body))) => {
+                if !body.is_empty() {
+                    body.push('\n');
+                }
+                body.push_str(line);
+            }
+            // text before any marker: a user turn
+            (None, None) => out.push((Role::User, line.to_string())),
+        }
+    }
+    for (_, body) in &mut out {
+        *body = body.trim().replace("{text}", text);
+    }
+    out
+}
 /// The generator prompt.
 pub const GENERATE_PROMPT: &str = include_str!("../../prompts/generate-v1.txt");
 
@@ -262,16 +300,30 @@ impl LlmClient {
         })
     }
 
-    /// One chat completion with a single user message, at temperature 0.
+    /// One chat completion with a single user message.
     pub async fn ask(&self, prompt: String, max_tokens: u32, temperature: f32) -> std::result::Result<Answer, String> {
+        self.chat(vec![(Role::User, prompt)], max_tokens, temperature).await
+    }
+
+    /// One chat completion.
+    pub async fn chat(&self, turns: Vec<(Role, String)>, max_tokens: u32, temperature: f32) -> std::result::Result<Answer, String> {
+        use async_openai::types::chat::{ChatCompletionRequestAssistantMessage, ChatCompletionRequestSystemMessage};
         // rough token estimate for the per-minute budget: ~4 characters a token
-        let estimate = (prompt.len() / 4) as u32 + max_tokens;
+        let estimate = (turns.iter().map(|(_, t)| t.len()).sum::<usize>() / 4) as u32 + max_tokens;
+        let messages = turns
+            .into_iter()
+            .map(|(role, text)| match role {
+                Role::System => ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage::from(text)),
+                Role::User => ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(text)),
+                Role::Assistant => ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage::from(text)),
+            })
+            .collect();
         self.limiter.acquire(estimate).await;
         let _slot = self.slots.acquire().await.map_err(|e| e.to_string())?;
         #[allow(deprecated)]
         let request = CreateChatCompletionRequest {
             model: self.opts.model.clone(),
-            messages: vec![ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(prompt))],
+            messages,
             temperature: Some(temperature),
             max_tokens: Some(max_tokens),
             ..Default::default()
@@ -385,6 +437,16 @@ mod tests {
         assert!(parse_score("-10.5").unwrap_err().contains("outside"));
         assert!(parse_score("very positive!").unwrap_err().contains("no number"));
         assert!(parse_score("").is_err());
+    }
+
+    #[test]
+    fn prompt_turns() {
+        let m = prompt_messages(SCORE_PROMPT, "hello\nworld");
+        assert_eq!(m[0].0, Role::System);
+        assert_eq!(m.last().unwrap(), &(Role::User, "hello\nworld".to_string()));
+        assert!(m.len() >= 4 && m.len() % 2 == 0, "system, pairs of examples, the post");
+        assert!(m[1..m.len() - 1].chunks(2).all(|p| p[0].0 == Role::User && p[1].0 == Role::Assistant));
+        assert_eq!(prompt_messages("just {text}", "x"), vec![(Role::User, "just x".to_string())]);
     }
 
     #[test]

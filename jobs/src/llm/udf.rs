@@ -79,8 +79,8 @@ impl LlmScorer {
                 Err(e) => tracing::warn!(error = %e, "LLM cache unreadable; asking the model"),
             }
         }
-        let prompt = SCORE_PROMPT.replace("{text}", &text.replace('\n', " "));
-        let outcome = match self.client.ask(prompt, self.client.opts.max_tokens, 0.0).await {
+        let turns = super::prompt_messages(SCORE_PROMPT, &text.replace('\n', " "));
+        let outcome = match self.client.chat(turns, self.client.opts.max_tokens, 0.0).await {
             Ok(a) => parse_score(&a.text).map(|s| (s, a.text)),
             Err(e) => Err(e),
         };
