@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Streaming mode under a steady feed: `sentiflow generate --rate R --to kinesis://` into kinesalite
-# while `sentiflow stream` (1 s trigger, 1 min windows, 30 s watermark) runs, for the lexicon and the
+# while `sentiflow stream` (1 s trigger, 10 s windows, 5 s watermark) runs, for the lexicon and the
 # ONNX scorer at 1k and 10k records/s. Prints, per run: the rate the producer reached, what the stream
 # read, its latency from a record's arrival on the stream to its micro-batch being durable
 # (p50/p95/p99/max, printed by `stream` itself), its CPU-s and its RSS sampled every 5 s.
@@ -44,7 +44,7 @@ while k.describe_stream_summary(StreamName=sys.argv[1])["StreamDescriptionSummar
     time.sleep(0.05)
 PY
     /usr/bin/time -f '%e %U %S' -o "$OUT/$name.time" "$BIN" stream --from "kinesis://$name" --to "$OUT/$name" --scorer "$scorer" \
-      --window 1m --watermark 30s --trigger 1s >"$OUT/$name.out" 2>"$OUT/$name.err" &
+      --window 10s --watermark 5s --trigger 1s >"$OUT/$name.out" 2>"$OUT/$name.err" &
     TPID=$!
     sleep 1
     SPID=$(pgrep -P $TPID | head -1)

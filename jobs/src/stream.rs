@@ -311,7 +311,8 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
                         closed_now.push(s.id.clone());
                         break;
                     };
-                    let page = match reader.get_records(&it, 10_000.min(args.max_records_per_shard as i32)).await {
+                    let limit = 10_000.min(args.max_records_per_shard as i32);
+                    let page = match reader.get_records(&it, limit).await {
                         Ok(p) => p,
                         Err(ReadError::Expired) => {
                             let pos = match got.last().map(|r: &aws_sdk_kinesis::types::Record| r.sequence_number().to_string()).or_else(|| ck.shards.get(&s.id).and_then(|st| st.0.clone())) {
@@ -324,14 +325,16 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
                         }
                         Err(ReadError::Fatal(e)) => return Err(e),
                     };
-                    let empty = page.records.is_empty();
-                    let tip = empty && page.millis_behind.unwrap_or(0) == 0;
+                    // a micro-batch takes what is there now; it does not chase a busy shard's tip
+                    let full = page.records.len() >= limit as usize;
+                    let behind = page.millis_behind.unwrap_or(0) > 0;
                     got.extend(page.records);
                     iters.insert(s.id.clone(), page.next.clone());
                     if page.next.is_none() {
                         continue; // closed: recorded at the top of the loop
                     }
-                    if tip || empty {
+                    if !full || !behind {
+                        all_caught_up &= !full && !behind;
                         break;
                     }
                     if got.len() >= args.max_records_per_shard {
