@@ -27,6 +27,19 @@ use serde_json::{Value, json};
 use crate::store::Location;
 use crate::{Error, Result};
 
+/// Crash injection for the exactly-once tests: `SENTIFLOW_TEST_CRASH=files:3`
+/// aborts the process (as kill -9 would) at the 3rd time it reaches the
+/// point named `files` (ingest: `intent`, `files`; stream: `stream_outputs`).
+pub fn crash_point(stage: &str) {
+    static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Ok(spec) = std::env::var("SENTIFLOW_TEST_CRASH") else { return };
+    let Some((at, n)) = spec.split_once(':') else { return };
+    if at == stage && SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == n.parse::<u64>().unwrap_or(0) {
+        eprintln!("SENTIFLOW_TEST_CRASH: aborting after {stage} #{n}");
+        std::process::abort();
+    }
+}
+
 /// The range being written when a worker stopped between steps 1 and 3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {

@@ -20,7 +20,7 @@ use object_store::ObjectStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::checkpoint::{Pending, ShardState, StateStore, Version};
+use crate::checkpoint::{Pending, ShardState, StateStore, Version, crash_point};
 use crate::kinesis::{KinesisReader, Position, ReadError, ShardInfo, StartPosition, StreamUrl, sleep_or_stop};
 use crate::read::{RecordParser, rejects_batch};
 use crate::retry::RetryPolicy;
@@ -632,19 +632,6 @@ async fn commit(sh: &Shared, state: &mut ShardState, version: &mut Version, buf:
     t.commits.fetch_add(1, Relaxed);
     tracing::info!(shard = %id, first = %first, last = %last, records, rows = parsed.rows, rejected = parsed.rejects.len(), files, "committed");
     Ok(true)
-}
-
-/// Crash injection for the exactly-once tests: `SENTIFLOW_TEST_CRASH=files:3`
-/// aborts the process (as kill -9 would) right after the 3rd commit's data
-/// files are written, before its checkpoint; `intent:N` after the Nth intent.
-fn crash_point(stage: &str) {
-    static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let Ok(spec) = std::env::var("SENTIFLOW_TEST_CRASH") else { return };
-    let Some((at, n)) = spec.split_once(':') else { return };
-    if at == stage && SEEN.fetch_add(1, Relaxed) + 1 == n.parse::<u64>().unwrap_or(0) {
-        eprintln!("SENTIFLOW_TEST_CRASH: aborting after {stage} #{n}");
-        std::process::abort();
-    }
 }
 
 /// Gives the shard up (and marks it finished when `closed`).

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 use crate::aggregate::{WindowSpec, far_future, far_past};
 use crate::alerts::{Rules, WindowFigures, alerts_batch, evaluate, post_webhook};
-use crate::checkpoint::{StateStore, Version};
+use crate::checkpoint::{StateStore, Version, crash_point};
 use crate::context::{JobContext, JobScorer};
 use crate::kinesis::{KinesisReader, Position, ReadError, StreamUrl, sleep_or_stop};
 use crate::read::{RecordParser, rejects_batch};
@@ -203,17 +203,6 @@ async fn collect(jc: &JobContext, name: &str, params: Vec<(&str, ScalarValue)>) 
     let df = sql::query(&jc.ctx, name, params).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     Ok((schema, df.collect().await.map_err(Error::query)?))
-}
-
-/// Crash injection for the exactly-once test (`SENTIFLOW_TEST_CRASH=stream_outputs:N`).
-fn crash_point(stage: &str) {
-    static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let Ok(spec) = std::env::var("SENTIFLOW_TEST_CRASH") else { return };
-    let Some((at, n)) = spec.split_once(':') else { return };
-    if at == stage && SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == n.parse::<u64>().unwrap_or(0) {
-        eprintln!("SENTIFLOW_TEST_CRASH: aborting after {stage} #{n}");
-        std::process::abort();
-    }
 }
 
 fn percentiles(mut v: Vec<u64>) -> Option<[u64; 4]> {
