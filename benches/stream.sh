@@ -69,5 +69,6 @@ scorer, rate, n, took, rec, lat, u, s, rss = sys.argv[1:]
 print(f"{scorer:<8} {int(rate):>7} | {int(n)/float(took):>9,.0f} {int(rec)/float(took):>9,.0f} | {lat:<44} | {float(u)+float(s):>7.1f} | {rss}")
 PY
     grep -h "^streamed" "$OUT/$name.out" | sed 's/^/#   /'
+    python3 -c "import sys; v=[int(x)//1024 for x in open(sys.argv[1]).read().split()]; print('#   RSS MiB each minute: ' + ' '.join(str(x) for x in v[::12]))" "$OUT/$name.rss"
   done
 done

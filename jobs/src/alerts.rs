@@ -118,8 +118,9 @@ fn ts(us: i64) -> String {
 }
 
 /// Evaluates the rules on windows emitted in order; `history` holds (start,
-/// avg) of earlier emitted windows and is extended.
-pub fn evaluate(rules: &Rules, windows: &[WindowFigures], history: &mut Vec<(i64, f64)>) -> Vec<Alert> {
+/// avg, n) of earlier emitted windows and is extended. A rule's trailing
+/// statistics use only windows with at least its `min_n` tweets.
+pub fn evaluate(rules: &Rules, windows: &[WindowFigures], history: &mut Vec<(i64, f64, i64)>) -> Vec<Alert> {
     let mut out = Vec::new();
     for w in windows {
         for r in &rules.rule {
@@ -161,8 +162,11 @@ pub fn evaluate(rules: &Rules, windows: &[WindowFigures], history: &mut Vec<(i64
                         .ok()
                         .and_then(|d| d.num_microseconds())
                         .unwrap_or(3_600_000_000);
-                    let past: Vec<f64> =
-                        history.iter().filter(|(s, _)| *s < w.start_us && *s >= w.start_us - trailing).map(|(_, a)| *a).collect();
+                    let past: Vec<f64> = history
+                        .iter()
+                        .filter(|(s, _, n)| *s < w.start_us && *s >= w.start_us - trailing && *n >= r.min_n)
+                        .map(|(_, a, _)| *a)
+                        .collect();
                     if past.len() < 3 {
                         continue;
                     }
@@ -191,12 +195,12 @@ pub fn evaluate(rules: &Rules, windows: &[WindowFigures], history: &mut Vec<(i64
             }
         }
         if let Some(a) = w.avg_score {
-            history.push((w.start_us, a));
+            history.push((w.start_us, a, w.n));
         }
     }
     // keep a day of history at most
     if let Some(last) = windows.last() {
-        history.retain(|(s, _)| *s >= last.start_us - 86_400_000_000);
+        history.retain(|(s, _, _)| *s >= last.start_us - 86_400_000_000);
     }
     out
 }

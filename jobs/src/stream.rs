@@ -88,7 +88,8 @@ struct Checkpoint {
     max_event_us: Option<i64>,
     /// open windows: rows of window_source_aggs
     state: Vec<Value>,
-    history: Vec<(i64, f64)>,
+    /// emitted windows' (start, avg, n), for trailing-statistics rules
+    history: Vec<(i64, f64, i64)>,
     /// the micro-batch being written: id, shard → (first, last), shards found closed
     pending: Option<(u64, BTreeMap<String, (String, String)>, Vec<String>)>,
     totals: BTreeMap<String, u64>,
@@ -122,7 +123,7 @@ impl Checkpoint {
         c.state = v["state"].as_array().cloned().unwrap_or_default();
         c.history = v["history"]
             .as_array()
-            .map(|a| a.iter().filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?))).collect())
+            .map(|a| a.iter().filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?, p[2].as_i64().unwrap_or(0)))).collect())
             .unwrap_or_default();
         if let Some(p) = v["pending"].as_object() {
             let ranges = p
@@ -595,7 +596,7 @@ mod tests {
         let mut c = Checkpoint { batch_id: 7, max_event_us: Some(5), ..Default::default() };
         c.shards.insert("s0".into(), (Some("12".into()), false));
         c.state.push(json!([60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2]));
-        c.history.push((1, 0.5));
+        c.history.push((1, 0.5, 30));
         c.pending = Some((8, BTreeMap::from([("s0".to_string(), ("13".to_string(), "20".to_string()))]), vec!["s1".into()]));
         c.totals.insert("rows".into(), 9);
         let back = Checkpoint::from_value(&c.to_value()).unwrap();

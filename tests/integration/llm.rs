@@ -286,3 +286,47 @@ fn compare_reports_agreement_between_two_scorers() {
     assert_eq!(code, 2);
     assert!(err.contains("nothing/scored"), "{err}");
 }
+
+#[test]
+fn api_key_comes_from_secrets_manager() {
+    let Ok(moto) = std::env::var("SENTIFLOW_TEST_MOTO") else {
+        assert!(std::env::var_os("SENTIFLOW_SKIP_AWS").is_some(), "no moto server: run the tests with scripts/test.sh");
+        eprintln!("SKIPPED api_key_comes_from_secrets_manager: SENTIFLOW_SKIP_AWS is set");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let (plain, json) = rt.block_on(async {
+        let conf = aws_sdk_secretsmanager::config::Builder::from(&sentiflow_jobs::aws::sdk_config().await).endpoint_url(&moto).build();
+        let c = aws_sdk_secretsmanager::Client::from_conf(conf);
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let a = c.create_secret().name(format!("plain-{n}")).secret_string("sk-from-secrets-manager").send().await.unwrap();
+        let b = c.create_secret().name(format!("json-{n}")).secret_string(r#"{"api_key":"sk-in-json"}"#).send().await.unwrap();
+        (a.arn().unwrap().to_string(), b.arn().unwrap().to_string())
+    });
+    let d = tmp();
+    ok(&["generate", "--rows", "5", "--to", &s(&d.path().join("raw"))]);
+    let score_with = |arn: &str, url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sentiflow"))
+            .args(["score", "--scorer", "llm", "--input", &s(&d.path().join("raw")), "--out", &s(&d.path().join("out")), "--llm-base-url", url, "--api-key-secret", arn, "--no-llm-cache"])
+            .env("SENTIFLOW_NO_PROGRESS", "1")
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto)
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("SENTIFLOW_LLM_API_KEY")
+            .output()
+            .unwrap()
+    };
+    for (arn, key) in [(&plain, "sk-from-secrets-manager"), (&json, "sk-in-json")] {
+        let (url, seen) = start_fake_openai();
+        let o = score_with(arn, &url);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let printed = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(!printed.contains(key), "the key is never printed");
+        let auth = seen.lock().unwrap().auth.clone();
+        assert!(!auth.is_empty() && auth.iter().all(|a| a == &format!("Bearer {key}")), "{auth:?}");
+    }
+    let missing = "arn:aws:secretsmanager:us-east-1:000000000000:secret:missing-AbCdEf";
+    let o = score_with(missing, "http://127.0.0.1:9/v1");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("secret {missing} could not be read")), "{err}");
+}
