@@ -108,7 +108,7 @@ variable "task_size" {
 }
 
 variable "run_stream_service" {
-  description = "Run `sentiflow stream` as an always-on ECS service (one task); needs `sentiflow stream` (issue 6)."
+  description = "Run `sentiflow stream` as an always-on ECS service (one task: stream keeps one checkpoint and must not run twice)."
   type        = bool
   default     = false
 }
