@@ -91,7 +91,7 @@ pub struct LlmArgs {
     /// Answer length cap for scoring (max_tokens).
     #[arg(long, default_value_t = 8)]
     pub llm_max_tokens: u32,
-    /// Answer cache directory (local or s3://); default: <out>/_cache/llm for score and run.
+    /// Answer cache directory (local or s3://); default: <out>/_cache/llm for score, run and stream.
     #[arg(long)]
     pub llm_cache: Option<String>,
     /// Ask the model even for texts whose answer is cached.

@@ -13,6 +13,7 @@ use sentiflow_jobs::bench::{self, BenchTask};
 use sentiflow_jobs::generate::{self, GenerateArgs, OutputFormat};
 use sentiflow_jobs::ingest::{self, IngestArgs};
 use sentiflow_jobs::kinesis::StartPosition;
+use sentiflow_jobs::llm::cache::default_dir;
 use sentiflow_jobs::retry::RetryPolicy;
 use sentiflow_jobs::pipeline::{self, RunArgs};
 use sentiflow_jobs::read::{DEFAULT_MAX_TEXT_BYTES, Format};
@@ -491,7 +492,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Score(s) => {
             let out = Location::parse(&s.out)?;
-            let cache = out.child("_cache/llm").display;
+            let cache = default_dir(&out);
             let r = score::run(
                 &jc,
                 s.scorer.build(&jc, Some(cache)).await?,
@@ -530,7 +531,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::Run(r) => {
             let spec = WindowSpec::new(r.window.window, r.window.slide)?;
-            let cache = Location::parse(&r.out)?.child("_cache/llm").display;
+            let cache = default_dir(&Location::parse(&r.out)?);
             let rep = pipeline::run(
                 &jc,
                 r.scorer.build(&jc, Some(cache)).await?,
@@ -556,7 +557,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Stream(st) => {
             let spec = WindowSpec::new(st.window.window, st.window.slide)?;
             let rules = st.alerts.as_deref().map(sentiflow_jobs::alerts::Rules::load).transpose()?;
-            let cache = Location::parse(&st.to)?.child("_cache/llm").display;
+            let cache = default_dir(&Location::parse(&st.to)?);
             let scorer = st.scorer.build(&jc, Some(cache)).await?;
             let args = sentiflow_jobs::stream::StreamArgs {
                 from: st.from,

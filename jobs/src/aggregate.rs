@@ -11,14 +11,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-use datafusion::catalog::MemTable;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::context::JobContext;
 use crate::schema::Table;
 use crate::store::{Location, delete_except, list_below};
-use crate::tables::register_parquet_table;
+use crate::tables::{register_batches, register_parquet_table};
 use crate::write::PartitionedWriter;
 use crate::sql::{interval_param, timestamp_param};
 use crate::{Error, Result, sql};
@@ -158,9 +157,7 @@ pub async fn compute_and_write(
     let partials = sql::query(&jc.ctx, "window_source_aggs", params).await?;
     let schema = Arc::new(partials.schema().as_arrow().clone());
     let batches = partials.collect().await.map_err(Error::query)?;
-    let mem = MemTable::try_new(schema, vec![batches]).map_err(Error::query)?;
-    let _ = jc.ctx.deregister_table("window_source_aggs");
-    jc.ctx.register_table("window_source_aggs", Arc::new(mem)).map_err(Error::query)?;
+    register_batches(jc, "window_source_aggs", schema, vec![batches])?;
 
     let store = jc.stores.store(&out.store_url)?;
     let mut report = AggregateReport { replaced: range, ..Default::default() };

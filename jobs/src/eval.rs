@@ -16,7 +16,6 @@ use std::time::Instant;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float32Array, RecordBatch, StringArray, StructArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::datasource::MemTable;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
 use sentiflow_udfs::Label;
 
@@ -215,9 +214,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
     let texts = StringArray::from_iter_values(pairs.iter().map(|(t, _)| t.as_str()));
     let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::Utf8, false)]));
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(texts)]).map_err(|e| Error::arrow("eval texts", e))?;
-    let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(Error::query)?;
-    let _ = jc.ctx.deregister_table("eval_texts");
-    jc.ctx.register_table("eval_texts", Arc::new(table)).map_err(Error::query)?;
+    crate::tables::register_batches(jc, "eval_texts", schema, vec![vec![batch]])?;
 
     let name = if model_labels.is_some() { "eval_probs" } else { "eval_labels" };
     let (mut batches, mut wall_s, mut cpu_s) = (Vec::new(), f64::INFINITY, f64::INFINITY);

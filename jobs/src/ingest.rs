@@ -22,11 +22,11 @@ use tokio::task::JoinSet;
 
 use crate::checkpoint::{Pending, ShardState, StateStore, Version, crash_point};
 use crate::kinesis::{KinesisReader, Position, ReadError, ShardInfo, StartPosition, StreamUrl, sleep_or_stop};
-use crate::read::{RecordParser, rejects_batch};
+use crate::read::RecordParser;
 use crate::retry::RetryPolicy;
 use crate::schema::Table;
 use crate::store::{Location, StoreRegistry};
-use crate::write::{PartitionedWriter, with_hour_partitions, write_file};
+use crate::write::write_raw_and_rejects;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -217,14 +217,14 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
             match acquire_free_shards(&shared, &running, &done_here).await {
                 Ok(acq) => {
                     leased_elsewhere = acq.leased_elsewhere;
-                    for (shard, state, version, has_parent, pinned_now) in acq.taken {
+                    for (shard, state, version, pinned_now) in acq.taken {
                         running.insert(shard.id.clone());
                         read_ever.insert(shard.id.clone());
                         let sh = shared.clone();
                         let st = task_stop.clone();
                         tasks.spawn(async move {
                             let id = shard.id.clone();
-                            let r = read_shard(sh, shard, state, version, has_parent, pinned_now, st).await;
+                            let r = read_shard(sh, shard, state, version, pinned_now, st).await;
                             (id, r)
                         });
                     }
@@ -301,8 +301,8 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
 }
 
 struct Acquired {
-    /// (shard, state, version, has a parent, "latest" was pinned just now)
-    taken: Vec<(ShardInfo, ShardState, Version, bool, bool)>,
+    /// (shard, state, version, "latest" was pinned just now)
+    taken: Vec<(ShardInfo, ShardState, Version, bool)>,
     leased_elsewhere: HashSet<String>,
 }
 
@@ -320,16 +320,13 @@ async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &Hash
             states.insert(s.id.clone(), sh.states.load(&s.id).await?);
         }
     }
-    let finished = |id: &str, states: &HashMap<String, Option<(ShardState, Version)>>| -> bool {
-        // a parent that has expired out of the stream is as good as finished
-        !ids.contains(id) || states.get(id).and_then(|s| s.as_ref()).is_some_and(|(st, _)| st.closed)
-    };
+    let finished = |id: &str| states.get(id).and_then(|s| s.as_ref()).is_some_and(|(st, _)| st.closed);
     let mut out = Acquired { taken: Vec::new(), leased_elsewhere: HashSet::new() };
     let now = now_ms();
     // live leases per worker, to balance: each of n workers aims at ceil(open shards / n)
     let mut load: HashMap<String, usize> = HashMap::new();
     let mut readable = 0usize;
-    let mut candidates: Vec<(&ShardInfo, Option<(ShardState, Version)>, bool)> = Vec::new();
+    let mut candidates: Vec<(&ShardInfo, Option<(ShardState, Version)>)> = Vec::new();
     for s in &shards {
         if done.contains(&s.id) {
             continue;
@@ -338,8 +335,7 @@ async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &Hash
         if current.as_ref().is_some_and(|(st, _)| st.closed) {
             continue;
         }
-        let parents: Vec<&String> = s.parent.iter().chain(s.adjacent_parent.iter()).collect();
-        if !parents.iter().all(|p| finished(p, &states)) {
+        if !s.readable(&ids, finished) {
             continue;
         }
         readable += 1;
@@ -354,13 +350,14 @@ async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &Hash
                 }
             }
         }
-        candidates.push((s, current, !parents.is_empty()));
+        candidates.push((s, current));
     }
     load.entry(sh.worker.clone()).or_default();
     let target = readable.div_ceil(load.len().max(1));
     let mut mine = load.get(&sh.worker).copied().unwrap_or(0);
     let mut stole = false;
-    for (s, current, has_parent) in candidates {
+    for (s, current) in candidates {
+        let has_parent = s.parents().next().is_some();
         let (mut state, prev) = match current {
             Some((st, v)) => (st, Some(v)),
             None => (ShardState::new(&s.id), None),
@@ -396,7 +393,7 @@ async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &Hash
             Ok(v) => {
                 tracing::info!(shard = %s.id, worker = %sh.worker, committed = ?state.committed, "lease taken");
                 mine += 1;
-                out.taken.push((s.clone(), state, v, has_parent, pinned_now));
+                out.taken.push((s.clone(), state, v, pinned_now));
             }
             Err(_) => {
                 out.leased_elsewhere.insert(s.id.clone());
@@ -423,8 +420,7 @@ impl Buffer {
 
     fn push(&mut self, shard: &str, r: &Record) {
         let seq = r.sequence_number();
-        let arrival = r.approximate_arrival_timestamp().and_then(|t| t.to_millis().ok()).map(|ms| ms * 1000);
-        self.parser.push(shard, seq, r.data().as_ref(), arrival);
+        crate::kinesis::parse_record(&mut self.parser, shard, r);
         if self.first.is_none() {
             self.first = Some(seq.to_string());
             self.since = Some(Instant::now());
@@ -441,10 +437,10 @@ async fn read_shard(
     shard: ShardInfo,
     mut state: ShardState,
     mut version: Version,
-    has_parent: bool,
     pinned_now: bool,
     stop: watch::Receiver<bool>,
 ) -> Result<Outcome> {
+    let has_parent = shard.parents().next().is_some();
     let id = shard.id.clone();
     let origin = format!("kinesis://{}/{}", sh.stream, id);
     let mut replay_until: Option<String> = state.pending.as_ref().map(|p| p.last.clone());
@@ -597,18 +593,8 @@ async fn commit(sh: &Shared, state: &mut ShardState, version: &mut Version, buf:
     // 2. files, named after (shard, first sequence number): a replay overwrites them
     let parsed = taken.parser.finish();
     let name = format!("{id}-{first}.parquet");
-    let mut writer = PartitionedWriter::new(sh.store.clone(), sh.out.clone(), Table::Raw, name.clone());
-    for b in &parsed.batches {
-        writer.write(&with_hour_partitions(b, "created_at")?).await?;
-    }
-    let written = writer.finish().await?;
-    let mut files = written.len() as u64;
-    if !parsed.rejects.is_empty() {
-        let rej = sh.out.child(&format!("{}/job=ingest", Table::Rejected.dir()));
-        let batch = rejects_batch(&parsed.rejects, chrono::Utc::now().timestamp_micros())?;
-        write_file(sh.store.as_ref(), &rej, &rej.path.clone().join(name.as_str()), &batch).await?;
-        files += 1;
-    }
+    let rejected = sh.out.child(&format!("{}/job=ingest", Table::Rejected.dir()));
+    let files = write_raw_and_rejects(&sh.store, &sh.out, &rejected, &name, &parsed.batches, &parsed.rejects).await?;
     crash_point("files");
     // 3. checkpoint
     let mut next = state.clone();

@@ -12,15 +12,34 @@ use crate::aws::{Failure, classify};
 use crate::retry::{Jitter, RetryPolicy};
 use crate::{Error, Result};
 
+/// What one put call of a service may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub service: &'static str,
+    pub max_records: usize,
+    pub max_batch_bytes: usize,
+    pub max_record_bytes: usize,
+    /// The partition key counts toward the sizes (Kinesis), or is not sent (Firehose).
+    pub key_counts: bool,
+}
+
 /// Kinesis PutRecords: at most 500 records and 5 MiB per call, 1 MiB per
 /// record (data + partition key).
-pub const KINESIS_MAX_RECORDS: usize = 500;
-pub const KINESIS_MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
-pub const KINESIS_MAX_RECORD_BYTES: usize = 1024 * 1024;
+pub const KINESIS: Limits = Limits {
+    service: "Kinesis",
+    max_records: 500,
+    max_batch_bytes: 5 * 1024 * 1024,
+    max_record_bytes: 1024 * 1024,
+    key_counts: true,
+};
 /// Firehose PutRecordBatch: at most 500 records and 4 MiB per call, 1,000 KiB per record.
-pub const FIREHOSE_MAX_RECORDS: usize = 500;
-pub const FIREHOSE_MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
-pub const FIREHOSE_MAX_RECORD_BYTES: usize = 1000 * 1024;
+pub const FIREHOSE: Limits = Limits {
+    service: "Firehose",
+    max_records: 500,
+    max_batch_bytes: 4 * 1024 * 1024,
+    max_record_bytes: 1000 * 1024,
+    key_counts: false,
+};
 
 /// A stream named in a URL: `kinesis://NAME` or `firehose://NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,15 +115,30 @@ enum PutOutcome {
     Done,
 }
 
+impl PutOutcome {
+    /// From the per-entry error codes of a response (None: stored).
+    fn from_codes<'a>(codes: impl Iterator<Item = Option<&'a str>>) -> Self {
+        let mut first = None;
+        let failed: Vec<usize> = codes
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let c = c?;
+                first.get_or_insert_with(|| c.to_string());
+                Some(i)
+            })
+            .collect();
+        match first {
+            None => PutOutcome::Done,
+            Some(code) => PutOutcome::Partial(failed, code),
+        }
+    }
+}
+
 /// Sends `entries` in calls of at most `max_records` / `max_bytes`, retrying
 /// failed calls and failed entries with backoff. `call` sends a slice.
 async fn put_all<F, Fut>(
-    what: &str,
+    limits: Limits,
     entries: Vec<Entry>,
-    max_records: usize,
-    max_bytes: usize,
-    max_record: usize,
-    key_counts: bool,
     policy: &RetryPolicy,
     jitter: &Jitter,
     stats: &mut ProducerStats,
@@ -114,6 +148,7 @@ where
     F: FnMut(Vec<Entry>) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<PutOutcome, Failure>>,
 {
+    let Limits { service: what, max_records, max_batch_bytes: max_bytes, max_record_bytes: max_record, key_counts } = limits;
     let size = |e: &Entry| e.data.len() + if key_counts { e.key.len() } else { 0 };
     if let Some((i, e)) = entries.iter().enumerate().find(|(_, e)| size(e) > max_record) {
         return Err(format!(
@@ -194,12 +229,8 @@ impl KinesisProducer {
         let client = &self.client;
         let stream = &self.stream;
         put_all(
-            "Kinesis",
+            KINESIS,
             entries,
-            KINESIS_MAX_RECORDS,
-            KINESIS_MAX_BATCH_BYTES,
-            KINESIS_MAX_RECORD_BYTES,
-            true,
             &self.policy,
             &self.jitter,
             &mut self.stats,
@@ -224,20 +255,7 @@ impl KinesisProducer {
                 if out.failed_record_count().unwrap_or(0) == 0 {
                     return Ok(PutOutcome::Done);
                 }
-                let mut code = String::new();
-                let failed = out
-                    .records()
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.error_code().is_some())
-                    .map(|(i, r)| {
-                        if code.is_empty() {
-                            code = r.error_code().unwrap_or_default().to_string();
-                        }
-                        i
-                    })
-                    .collect();
-                Ok(PutOutcome::Partial(failed, code))
+                Ok(PutOutcome::from_codes(out.records().iter().map(|r| r.error_code())))
             },
         )
         .await
@@ -269,12 +287,8 @@ impl FirehoseProducer {
         let client = &self.client;
         let stream = &self.stream;
         put_all(
-            "Firehose",
+            FIREHOSE,
             entries,
-            FIREHOSE_MAX_RECORDS,
-            FIREHOSE_MAX_BATCH_BYTES,
-            FIREHOSE_MAX_RECORD_BYTES,
-            false,
             &self.policy,
             &self.jitter,
             &mut self.stats,
@@ -298,25 +312,22 @@ impl FirehoseProducer {
                 if out.failed_put_count() == 0 {
                     return Ok(PutOutcome::Done);
                 }
-                let mut code = String::new();
-                let failed = out
-                    .request_responses()
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.error_code().is_some())
-                    .map(|(i, r)| {
-                        if code.is_empty() {
-                            code = r.error_code().unwrap_or_default().to_string();
-                        }
-                        i
-                    })
-                    .collect();
-                Ok(PutOutcome::Partial(failed, code))
+                Ok(PutOutcome::from_codes(out.request_responses().iter().map(|r| r.error_code())))
             },
         )
         .await
         .map_err(|reason| Error::Firehose { op: "PutRecordBatch", stream: self.stream.clone(), reason })
     }
+}
+
+/// When a record reached the stream (epoch milliseconds).
+pub fn arrival_ms(r: &aws_sdk_kinesis::types::Record) -> Option<i64> {
+    r.approximate_arrival_timestamp().and_then(|t| t.to_millis().ok())
+}
+
+/// Adds a stream record to a parser: its arrival time fills a missing `ingested_at`.
+pub fn parse_record(parser: &mut crate::read::RecordParser, shard: &str, r: &aws_sdk_kinesis::types::Record) {
+    parser.push(shard, r.sequence_number(), r.data().as_ref(), arrival_ms(r).map(|ms| ms * 1000));
 }
 
 /// A shard as ListShards describes it.
@@ -327,6 +338,19 @@ pub struct ShardInfo {
     pub adjacent_parent: Option<String>,
     /// The shard was closed by a split or merge: it has an ending sequence number.
     pub closed: bool,
+}
+
+impl ShardInfo {
+    /// The shard's parents (one after a split, two after a merge).
+    pub fn parents(&self) -> impl Iterator<Item = &String> {
+        self.parent.iter().chain(self.adjacent_parent.iter())
+    }
+
+    /// Whether it may be read: every parent is read to its end (`finished`) or
+    /// has expired out of the stream (not in `listed`).
+    pub fn readable(&self, listed: &std::collections::HashSet<&str>, finished: impl Fn(&str) -> bool) -> bool {
+        self.parents().all(|p| !listed.contains(p.as_str()) || finished(p))
+    }
 }
 
 /// Where to start reading a shard that has no checkpoint.
@@ -540,6 +564,18 @@ mod tests {
         (0..n).map(|i| Entry { key: format!("k{i}"), data: vec![b'x'; size] }).collect()
     }
 
+    #[test]
+    fn outcome_from_entry_codes() {
+        assert!(matches!(PutOutcome::from_codes([None, None].into_iter()), PutOutcome::Done));
+        match PutOutcome::from_codes([None, Some("ProvisionedThroughputExceededException"), None, Some("InternalFailure")].into_iter()) {
+            PutOutcome::Partial(failed, code) => {
+                assert_eq!(failed, vec![1, 3]);
+                assert_eq!(code, "ProvisionedThroughputExceededException");
+            }
+            PutOutcome::Done => panic!("two entries failed"),
+        }
+    }
+
     #[tokio::test]
     async fn batches_respect_limits_and_failed_entries_are_retried() {
         let policy = RetryPolicy { max_retries: 5, base: Duration::from_millis(1), cap: Duration::from_millis(2) };
@@ -549,7 +585,7 @@ mod tests {
         let mut seen: Vec<String> = Vec::new();
         // 1,200 records of 10 KiB: the 5 MiB cap (not the 500-record cap) cuts the calls;
         // every third call fails its first two entries once.
-        let r = put_all("Kinesis", entries(1200, 10 * 1024), 500, 5 << 20, 1 << 20, true, &policy, &jitter, &mut stats, |b| {
+        let r = put_all(KINESIS, entries(1200, 10 * 1024), &policy, &jitter, &mut stats, |b| {
             calls.push(b.len());
             let fail = calls.len() % 3 == 0 && b.len() > 2;
             if !fail {
@@ -581,7 +617,7 @@ mod tests {
         let jitter = Jitter::default();
         let mut stats = ProducerStats::default();
         let mut n = 0;
-        let r = put_all("Kinesis", entries(3, 10), 500, 5 << 20, 1 << 20, true, &policy, &jitter, &mut stats, |_| {
+        let r = put_all(KINESIS, entries(3, 10), &policy, &jitter, &mut stats, |_| {
             n += 1;
             async { Err::<PutOutcome, _>(Failure::Transient("HTTP 500".into())) }
         })
@@ -589,7 +625,7 @@ mod tests {
         assert_eq!(n, 4, "1 try + 3 retries");
         assert!(r.unwrap_err().contains("after 3 retries"));
         let mut n = 0;
-        let r = put_all("Kinesis", entries(3, 10), 500, 5 << 20, 1 << 20, true, &policy, &jitter, &mut stats, |_| {
+        let r = put_all(KINESIS, entries(3, 10), &policy, &jitter, &mut stats, |_| {
             n += 1;
             async { Err::<PutOutcome, _>(Failure::Fatal("ResourceNotFoundException".into())) }
         })
@@ -597,7 +633,7 @@ mod tests {
         assert_eq!(n, 1);
         assert!(r.unwrap_err().contains("ResourceNotFoundException"));
         // an oversized record is refused before any call
-        let r = put_all("Kinesis", entries(1, (1 << 20) + 1), 500, 5 << 20, 1 << 20, true, &policy, &jitter, &mut stats, |_| async {
+        let r = put_all(KINESIS, entries(1, (1 << 20) + 1), &policy, &jitter, &mut stats, |_| async {
             Ok(PutOutcome::Done)
         })
         .await;

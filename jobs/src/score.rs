@@ -6,11 +6,9 @@
 //! re-runs idempotent: scoring the same file again overwrites its output.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -130,9 +128,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
 
         if parsed.rows > 0 {
             let parts = spread(parsed.batches, jc.ctx.state().config().target_partitions());
-            let mem = MemTable::try_new(Table::Raw.schema(), parts).map_err(Error::query)?;
-            let _ = jc.ctx.deregister_table("raw_tweets");
-            jc.ctx.register_table("raw_tweets", Arc::new(mem)).map_err(Error::query)?;
+            crate::tables::register_batches(jc, "raw_tweets", Table::Raw.schema(), parts)?;
             let df = sql::query(
                 &jc.ctx,
                 "score",

@@ -24,7 +24,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
-use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -34,12 +33,13 @@ use crate::alerts::{Rules, WindowFigures, alerts_batch, evaluate, post_webhook};
 use crate::checkpoint::{StateStore, Version, crash_point};
 use crate::context::{JobContext, JobScorer};
 use crate::kinesis::{KinesisReader, Position, ReadError, StreamUrl, sleep_or_stop};
-use crate::read::{RecordParser, rejects_batch};
+use crate::read::RecordParser;
 use crate::retry::RetryPolicy;
 use crate::schema::Table;
 use crate::sql::{interval_param, timestamp_param};
 use crate::store::Location;
-use crate::write::{PartitionedWriter, with_hour_partitions, write_file};
+use crate::tables::register_batches;
+use crate::write::{PartitionedWriter, write_raw_and_rejects};
 use crate::{Error, Result, sql};
 
 #[derive(Debug, Clone)]
@@ -161,6 +161,14 @@ fn partial_schema() -> SchemaRef {
     ]))
 }
 
+/// Batches in window_source_aggs' columns, typed as the state (all nullable).
+fn as_partials(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    batches
+        .into_iter()
+        .map(|b| b.with_schema(partial_schema()).map_err(|e| Error::arrow("window partials", e)))
+        .collect()
+}
+
 fn state_batch(rows: &[Value]) -> Result<RecordBatch> {
     let i = |k: usize| -> ArrayRef { Arc::new(rows.iter().map(|r| r[k].as_i64()).collect::<Int64Array>()) };
     let f = |k: usize| -> ArrayRef { Arc::new(rows.iter().map(|r| r[k].as_f64()).collect::<Float64Array>()) };
@@ -191,13 +199,6 @@ fn state_rows(b: &RecordBatch) -> Vec<Value> {
             json!([ws.value(r), src.value(r), oi(2), oi(3), of(4), of(5), of(6), oi(7), oi(8)])
         })
         .collect()
-}
-
-fn register(jc: &JobContext, name: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
-    let mem = MemTable::try_new(schema, vec![batches]).map_err(Error::query)?;
-    let _ = jc.ctx.deregister_table(name);
-    jc.ctx.register_table(name, Arc::new(mem)).map_err(Error::query)?;
-    Ok(())
 }
 
 async fn collect(jc: &JobContext, name: &str, params: Vec<(&str, ScalarValue)>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
@@ -278,12 +279,12 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         } else {
             let shards = reader.list_shards().await?;
             let ids: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
-            let finished = |id: &str| !ids.contains(id) || ck.shards.get(id).is_some_and(|s| s.1);
+            let finished = |id: &str| ck.shards.get(id).is_some_and(|s| s.1);
             for s in &shards {
-                if ck.shards.get(&s.id).is_some_and(|st| st.1) {
+                if finished(&s.id) {
                     continue;
                 }
-                if !s.parent.iter().chain(s.adjacent_parent.iter()).all(|p| finished(p)) {
+                if !s.readable(&ids, finished) {
                     all_caught_up = false;
                     continue;
                 }
@@ -370,31 +371,22 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         for (shard, recs) in &records {
             let mut p = RecordParser::new(format!("kinesis://{stream}/{shard}"), args.max_text_bytes);
             for r in recs {
-                let arrival = r.approximate_arrival_timestamp().and_then(|t| t.to_millis().ok()).map(|ms| ms * 1000);
-                p.push(shard, r.sequence_number(), r.data().as_ref(), arrival);
+                crate::kinesis::parse_record(&mut p, shard, r);
             }
             let parsed = p.finish();
             raw_batches.extend(parsed.batches);
             rejects.extend(parsed.rejects);
         }
         let name = batch_name(batch_id);
-        let mut raw_writer = PartitionedWriter::new(store.clone(), root.child(Table::Raw.dir()), Table::Raw, name.clone());
-        for b in &raw_batches {
-            raw_writer.write(&with_hour_partitions(b, "created_at")?).await?;
-        }
-        raw_writer.finish().await?;
-        if !rejects.is_empty() {
-            let rej = root.child(&format!("{}/job=stream", Table::Rejected.dir()));
-            let batch = rejects_batch(&rejects, chrono::Utc::now().timestamp_micros())?;
-            write_file(store.as_ref(), &rej, &rej.path.clone().join(name.as_str()), &batch).await?;
-        }
+        let rejected = root.child(&format!("{}/job=stream", Table::Rejected.dir()));
+        write_raw_and_rejects(&store, &root.child(Table::Raw.dir()), &rejected, &name, &raw_batches, &rejects).await?;
 
         // ---- 4. score, split late rows off
         let scored_at = chrono::Utc::now().timestamp_micros();
         let prev_watermark = ck.max_event_us.map(|m| m - delay_us);
         let mut scored = Vec::new();
         if !raw_batches.is_empty() {
-            register(jc, "raw_tweets", Table::Raw.schema(), raw_batches.clone())?;
+            register_batches(jc, "raw_tweets", Table::Raw.schema(), vec![raw_batches])?;
             let df = sql::query(
                 &jc.ctx,
                 "score",
@@ -439,7 +431,7 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         let scored_schema = scored.first().map(|b| b.schema());
         let batch_partials = match scored_schema {
             Some(schema) if on_time.iter().any(|b| b.num_rows() > 0) => {
-                register(jc, "scored_tweets", schema, on_time)?;
+                register_batches(jc, "scored_tweets", schema, vec![on_time])?;
                 let params = vec![
                     ("slide", interval_param(args.spec.slide)),
                     ("lookback", interval_param(args.spec.window - args.spec.slide)),
@@ -452,8 +444,8 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
             }
             _ => Vec::new(),
         };
-        register(jc, "batch_aggs", partial_schema(), batch_partials.into_iter().map(|b| b.with_schema(partial_schema())).collect::<std::result::Result<_, _>>().map_err(|e| Error::arrow("window partials", e))?)?;
-        register(jc, "state_aggs", partial_schema(), vec![state_batch(&ck.state)?])?;
+        register_batches(jc, "batch_aggs", partial_schema(), vec![as_partials(batch_partials)?])?;
+        register_batches(jc, "state_aggs", partial_schema(), vec![vec![state_batch(&ck.state)?]])?;
         let (_, merged) = collect(jc, "stream_merge", vec![]).await?;
         let watermark = max_event.map(|m| m - delay_us);
         let (mut emit, mut keep) = (Vec::new(), Vec::new());
@@ -468,7 +460,7 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         let (mut n_windows, mut n_by_source, mut fired) = (0u64, 0u64, Vec::new());
         let mut history = ck.history.clone();
         if emitted_partials > 0 {
-            register(jc, "window_source_aggs", partial_schema(), emit.into_iter().map(|b| b.with_schema(partial_schema())).collect::<std::result::Result<_, _>>().map_err(|e| Error::arrow("window partials", e))?)?;
+            register_batches(jc, "window_source_aggs", partial_schema(), vec![as_partials(emit)?])?;
             for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {
                 let (_, out) = collect(jc, sql_name, vec![("window", interval_param(args.spec.window))]).await?;
                 let mut w = PartitionedWriter::new(store.clone(), root.child(table.dir()), table, name.clone());
@@ -537,7 +529,7 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         let durable_ms = chrono::Utc::now().timestamp_millis();
         for recs in records.values() {
             for r in recs {
-                if let Some(ms) = r.approximate_arrival_timestamp().and_then(|t| t.to_millis().ok()) {
+                if let Some(ms) = crate::kinesis::arrival_ms(r) {
                     if latencies.len() < 2_000_000 {
                         latencies.push((durable_ms - ms).max(0) as u64);
                     }

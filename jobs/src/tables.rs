@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -45,8 +46,15 @@ pub async fn register_raw_table(jc: &JobContext, name: &str, loc: &Location) -> 
         let bytes = crate::score::fetch(store.as_ref(), loc, &f.location).await?;
         batches.extend(parse_file(&loc.url_of(&f.location), bytes, ReadOptions::default()).batches);
     }
-    let mem = MemTable::try_new(Table::Raw.schema(), vec![batches]).map_err(Error::query)?;
+    register_batches(jc, name, Table::Raw.schema(), vec![batches])?;
+    Ok(files.len())
+}
+
+/// Registers batches held in memory as table `name` (replacing any table of
+/// that name), one partition per inner vector.
+pub fn register_batches(jc: &JobContext, name: &str, schema: SchemaRef, partitions: Vec<Vec<RecordBatch>>) -> Result<()> {
+    let mem = MemTable::try_new(schema, partitions).map_err(Error::query)?;
     let _ = jc.ctx.deregister_table(name);
     jc.ctx.register_table(name, Arc::new(mem)).map_err(Error::query)?;
-    Ok(files.len())
+    Ok(())
 }

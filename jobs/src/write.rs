@@ -155,6 +155,30 @@ pub async fn write_file(store: &dyn ObjectStore, loc: &Location, path: &Path, ba
     crate::store::put(store, loc, path, buf).await
 }
 
+/// Writes raw rows (partitioned `dt=/hour=` by `created_at`) below `raw_root`
+/// and their rejects as one file in `rejected_dir`, every file named `name`
+/// (so a replay of the same records overwrites them). Returns the files written.
+pub async fn write_raw_and_rejects(
+    store: &Arc<dyn ObjectStore>,
+    raw_root: &Location,
+    rejected_dir: &Location,
+    name: &str,
+    batches: &[RecordBatch],
+    rejects: &[crate::read::Reject],
+) -> Result<u64> {
+    let mut writer = PartitionedWriter::new(store.clone(), raw_root.clone(), Table::Raw, name);
+    for b in batches {
+        writer.write(&with_hour_partitions(b, "created_at")?).await?;
+    }
+    let mut files = writer.finish().await?.len() as u64;
+    if !rejects.is_empty() {
+        let batch = crate::read::rejects_batch(rejects, chrono::Utc::now().timestamp_micros())?;
+        write_file(store.as_ref(), rejected_dir, &rejected_dir.path.clone().join(name), &batch).await?;
+        files += 1;
+    }
+    Ok(files)
+}
+
 /// Returns the `null_count` of a column, 0 when absent.
 pub fn null_count(batch: &RecordBatch, name: &str) -> usize {
     batch.column_by_name(name).map(|c| c.null_count()).unwrap_or(0)

@@ -16,6 +16,11 @@ use tokio::sync::OnceCell;
 use crate::store::{Location, StoreRegistry, list_below};
 use crate::Result;
 
+/// Where a job writing below `root` keeps its answers unless told otherwise.
+pub fn default_dir(root: &Location) -> String {
+    root.child("_cache/llm").display
+}
+
 pub struct AnswerCache {
     store: Arc<dyn ObjectStore>,
     dir: Location,
