@@ -243,37 +243,60 @@ pub fn alerts_batch(alerts: &[Alert], fired_at_us: i64) -> Result<RecordBatch> {
         .map_err(|e| Error::arrow("alerts", e))
 }
 
-/// Posts each alert to a Slack-compatible webhook (`{"text": …}`), with a
-/// 5 s timeout and up to 3 retries on 5xx/timeouts. Returns how many were delivered.
-pub async fn post_webhook(url: &str, alerts: &[Alert]) -> usize {
-    let Ok(http) = reqwest::Client::builder().timeout(Duration::from_secs(5)).build() else { return 0 };
-    let policy = crate::retry::RetryPolicy { max_retries: 3, base: Duration::from_millis(200), cap: Duration::from_secs(2) };
-    let jitter = crate::retry::Jitter::default();
-    let mut delivered = 0;
-    for a in alerts {
-        let body = serde_json::json!({"text": format!("sentiflow alert {}", a.message)}).to_string();
-        for attempt in 0..=policy.max_retries {
-            let r = http.post(url).header("content-type", "application/json").body(body.clone()).send().await;
-            match r {
-                Ok(resp) if resp.status().is_success() => {
-                    delivered += 1;
-                    break;
-                }
-                Ok(resp) if !(resp.status().is_server_error() || resp.status().as_u16() == 429) => {
-                    tracing::warn!(status = resp.status().as_u16(), rule = %a.rule, "webhook refused the alert");
-                    break;
-                }
-                other => {
-                    if attempt == policy.max_retries {
-                        tracing::warn!(error = ?other.err().map(|e| e.to_string()), rule = %a.rule, "webhook unreachable; alert kept in alerts/ only");
+/// A Slack-compatible webhook (`{"text": …}`) for fired alerts. One client, and so one
+/// connection pool, per run: built once and reused for every micro-batch.
+pub struct Webhook {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Webhook {
+    /// A webhook client with a 5 s timeout per post.
+    pub fn new(url: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::Argument(format!("--webhook {url}: cannot build an HTTP client: {e}")))?;
+        Ok(Webhook { url: url.to_string(), http })
+    }
+
+    /// Posts each alert, with up to 3 retries on 5xx, 429, timeouts and connection errors.
+    /// Returns how many were delivered. At least once: a retry after a timed-out post that
+    /// the server did receive repeats it.
+    pub async fn post(&self, alerts: &[Alert]) -> usize {
+        let policy = crate::retry::RetryPolicy { max_retries: 3, base: Duration::from_millis(200), cap: Duration::from_secs(2) };
+        let jitter = crate::retry::Jitter::default();
+        let mut delivered = 0;
+        for a in alerts {
+            let body = serde_json::json!({"text": format!("sentiflow alert {}", a.message)}).to_string();
+            for attempt in 0..=policy.max_retries {
+                let r = self.http.post(&self.url).header("content-type", "application/json").body(body.clone()).send().await;
+                match r {
+                    Ok(resp) if resp.status().is_success() => {
+                        delivered += 1;
                         break;
                     }
-                    tokio::time::sleep(jitter.delay(&policy, attempt + 1)).await;
+                    Ok(resp) if !(resp.status().is_server_error() || resp.status().as_u16() == 429) => {
+                        tracing::warn!(status = resp.status().as_u16(), rule = %a.rule, "webhook refused the alert");
+                        break;
+                    }
+                    other => {
+                        let error = match &other {
+                            Ok(resp) => format!("HTTP {}", resp.status().as_u16()),
+                            Err(e) => e.to_string(),
+                        };
+                        if attempt == policy.max_retries {
+                            tracing::warn!(%error, rule = %a.rule, "webhook unreachable; alert kept in alerts/ only");
+                            break;
+                        }
+                        tracing::debug!(%error, attempt, rule = %a.rule, "webhook post failed; retrying");
+                        tokio::time::sleep(jitter.delay(&policy, attempt + 1)).await;
+                    }
                 }
             }
         }
+        delivered
     }
-    delivered
 }
 
 #[cfg(test)]

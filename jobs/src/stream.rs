@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::aggregate::{WindowSpec, far_future, far_past};
-use crate::alerts::{Rules, WindowFigures, alerts_batch, evaluate, post_webhook};
+use crate::alerts::{Rules, Webhook, WindowFigures, alerts_batch, evaluate};
 use crate::checkpoint::{StateStore, Version, crash_point};
 use crate::context::{JobContext, JobScorer};
 use crate::kinesis::{KinesisReader, Position, ReadError, StreamUrl, sleep_or_stop};
@@ -229,6 +229,7 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
     let store = jc.stores.store(&root.store_url)?;
     let states = StateStore::new(store.clone(), root.child("_checkpoints/stream"));
     let reader = KinesisReader::new(&stream, args.retry).await;
+    let webhook = args.webhook.as_deref().map(Webhook::new).transpose()?;
     jc.select_scorer(&scorer);
 
     let (mut ck, mut version): (Checkpoint, Option<Version>) = match states.load_doc(&stream).await? {
@@ -545,8 +546,8 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         report.windows_by_source += n_by_source;
         report.alerts += fired.len() as u64;
         tracing::info!(batch = batch_id, records = n_records, late = late_rows, windows = n_windows, alerts = fired.len(), open = ck.state.len(), "micro-batch committed");
-        if let (Some(url), false) = (&args.webhook, fired.is_empty()) {
-            report.webhook_delivered += post_webhook(url, &fired).await as u64;
+        if let (Some(hook), false) = (&webhook, fired.is_empty()) {
+            report.webhook_delivered += hook.post(&fired).await as u64;
         }
         if *stop.borrow() {
             break;

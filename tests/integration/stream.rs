@@ -127,16 +127,21 @@ fn late_rows_alerts_webhook_and_sigterm() {
     let posts = Arc::new(AtomicUsize::new(0));
     let bodies = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let (p2, b2) = (posts.clone(), bodies.clone());
+    // each connection on its own thread: a server busy with one idle keep-alive connection
+    // would leave the next waiting past the client's timeout, and its retry would repeat a post
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            let mut w = conn.try_clone().unwrap();
-            let mut r = BufReader::new(conn);
-            while let Ok(Some((_, _, body))) = crate::kinesis::read_request(&mut r) {
-                assert!(String::from_utf8_lossy(&body).contains("\"text\""));
-                p2.fetch_add(1, Ordering::SeqCst);
-                b2.lock().unwrap().insert(String::from_utf8_lossy(&body).to_string());
-                let _ = write!(w, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-            }
+            let (p2, b2) = (p2.clone(), b2.clone());
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().unwrap();
+                let mut r = BufReader::new(conn);
+                while let Ok(Some((_, _, body))) = crate::kinesis::read_request(&mut r) {
+                    assert!(String::from_utf8_lossy(&body).contains("\"text\""));
+                    p2.fetch_add(1, Ordering::SeqCst);
+                    b2.lock().unwrap().insert(String::from_utf8_lossy(&body).to_string());
+                    let _ = write!(w, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                }
+            });
         }
     });
     let d = tmp();
