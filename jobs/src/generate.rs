@@ -103,6 +103,16 @@ pub struct Tweet {
     pub truth_label: &'static str,
 }
 
+/// A Twitter-style snowflake id: milliseconds since Twitter's 2010 epoch, then a 22-bit sequence.
+pub(crate) fn snowflake_id(created_at_us: i64, seq: u64) -> String {
+    ((((created_at_us / 1000 - 1_288_834_974_657).max(0) as u64) << 22) | (seq & 0x3f_ffff)).to_string()
+}
+
+/// A user id `uNNNNN` from the PRNG: a few heavy posters, a long tail.
+pub(crate) fn draw_user(rng: &mut Rng) -> String {
+    format!("u{:05}", (rng.f64().powi(3) * 5000.0) as u64)
+}
+
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and its output is fixed forever.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -348,16 +358,13 @@ impl Generator {
         let r = self.rng.f64();
         let source_idx = self.source_cdf.iter().position(|c| r < *c).unwrap_or(self.source_cdf.len().saturating_sub(1));
         let source = self.args.sources.get(source_idx).cloned().unwrap_or_else(|| "unknown".into());
-        // a few heavy posters, a long tail
-        let user = (self.rng.f64().powi(3) * 5000.0) as u64;
-        // Twitter-style snowflake: milliseconds since its 2010 epoch, then a sequence
-        let snowflake = (((created_at / 1000 - 1_288_834_974_657).max(0) as u64) << 22) | (i & 0x3f_ffff);
+        let user_id = draw_user(&mut self.rng);
         Tweet {
-            tweet_id: snowflake.to_string(),
+            tweet_id: snowflake_id(created_at, i),
             created_at,
             text,
             source,
-            user_id: format!("u{user:05}"),
+            user_id,
             lang: lang.to_string(),
             ingested_at: created_at + ingest_lag,
             truth_label: label,

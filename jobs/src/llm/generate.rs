@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::generate::{GenerateArgs, Rng, Tweet};
+use crate::generate::{GenerateArgs, Rng, Tweet, draw_user, snowflake_id};
 use crate::{Error, Result};
 
 use super::{GENERATE_PROMPT, LlmClient};
@@ -119,14 +119,13 @@ pub fn as_tweets(posts: Vec<String>, args: &GenerateArgs) -> Vec<Tweet> {
         .map(|(i, text)| {
             let created_at = args.start.timestamp_micros() + (((i as f64 + rng.f64()) / n) * span) as i64;
             let source = rng.pick(&args.sources).clone();
-            let user = (rng.f64().powi(3) * 5000.0) as u64;
-            let snowflake = (((created_at / 1000 - 1_288_834_974_657).max(0) as u64) << 22) | (i as u64 & 0x3f_ffff);
+            let user_id = draw_user(&mut rng);
             Tweet {
-                tweet_id: snowflake.to_string(),
+                tweet_id: snowflake_id(created_at, i as u64),
                 created_at,
                 text,
                 source,
-                user_id: format!("u{user:05}"),
+                user_id,
                 lang: "en".into(),
                 ingested_at: created_at + 200_000 + (rng.f64() * 2_000_000.0) as i64,
                 truth_label: "",
