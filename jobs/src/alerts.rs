@@ -25,6 +25,7 @@ use std::time::Duration;
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use serde::Deserialize;
 
+use crate::aws::Failure;
 use crate::schema::Table;
 use crate::{Error, Result};
 
@@ -248,6 +249,7 @@ pub fn alerts_batch(alerts: &[Alert], fired_at_us: i64) -> Result<RecordBatch> {
 pub struct Webhook {
     url: String,
     http: reqwest::Client,
+    jitter: crate::retry::Jitter,
 }
 
 impl Webhook {
@@ -257,7 +259,7 @@ impl Webhook {
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| Error::Argument(format!("--webhook {url}: cannot build an HTTP client: {e}")))?;
-        Ok(Webhook { url: url.to_string(), http })
+        Ok(Webhook { url: url.to_string(), http, jitter: crate::retry::Jitter::default() })
     }
 
     /// Posts each alert, with up to 3 retries on 5xx, 429, timeouts and connection errors.
@@ -265,33 +267,32 @@ impl Webhook {
     /// the server did receive repeats it.
     pub async fn post(&self, alerts: &[Alert]) -> usize {
         let policy = crate::retry::RetryPolicy { max_retries: 3, base: Duration::from_millis(200), cap: Duration::from_secs(2) };
-        let jitter = crate::retry::Jitter::default();
         let mut delivered = 0;
         for a in alerts {
             let body = serde_json::json!({"text": format!("sentiflow alert {}", a.message)}).to_string();
-            for attempt in 0..=policy.max_retries {
-                let r = self.http.post(&self.url).header("content-type", "application/json").body(body.clone()).send().await;
-                match r {
-                    Ok(resp) if resp.status().is_success() => {
-                        delivered += 1;
-                        break;
-                    }
-                    Ok(resp) if !(resp.status().is_server_error() || resp.status().as_u16() == 429) => {
-                        tracing::warn!(status = resp.status().as_u16(), rule = %a.rule, "webhook refused the alert");
-                        break;
-                    }
-                    other => {
-                        let error = match &other {
-                            Ok(resp) => format!("HTTP {}", resp.status().as_u16()),
-                            Err(e) => e.to_string(),
-                        };
-                        if attempt == policy.max_retries {
-                            tracing::warn!(%error, rule = %a.rule, "webhook unreachable; alert kept in alerts/ only");
-                            break;
+            let sent = crate::retry::retrying("webhook", &policy, &self.jitter, |_| {
+                let post = self.http.post(&self.url).header("content-type", "application/json").body(body.clone());
+                async move {
+                    match post.send().await {
+                        Ok(resp) if resp.status().is_success() => Ok(()),
+                        Ok(resp) => {
+                            let (code, why) = (resp.status().as_u16(), format!("HTTP {}", resp.status().as_u16()));
+                            Err(match code {
+                                429 => Failure::Throttled(why),
+                                500..=599 => Failure::Transient(why),
+                                _ => Failure::Fatal(why),
+                            })
                         }
-                        tracing::debug!(%error, attempt, rule = %a.rule, "webhook post failed; retrying");
-                        tokio::time::sleep(jitter.delay(&policy, attempt + 1)).await;
+                        Err(e) => Err(Failure::Transient(e.to_string())),
                     }
+                }
+            })
+            .await;
+            match sent {
+                Ok(()) => delivered += 1,
+                Err((Failure::Fatal(why), _)) => tracing::warn!(reason = %why, rule = %a.rule, "webhook refused the alert"),
+                Err((failure, retries)) => {
+                    tracing::warn!(error = failure.message(), retries, rule = %a.rule, "webhook unreachable; alert kept in alerts/ only")
                 }
             }
         }

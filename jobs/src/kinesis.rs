@@ -433,26 +433,23 @@ impl KinesisReader {
         Fut: std::future::Future<Output = std::result::Result<T, Failure>>,
     {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut retry = 0u32;
-        loop {
-            self.counters.requests.fetch_add(1, Relaxed);
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(failure) => {
-                    if matches!(failure, Failure::Throttled(_)) {
-                        self.counters.throttled.fetch_add(1, Relaxed);
-                    }
-                    if !failure.is_retryable() || retry >= self.policy.max_retries {
-                        return Err(self.err(op, format!("{} (after {retry} retries)", failure.message())));
-                    }
-                    retry += 1;
-                    self.counters.retries.fetch_add(1, Relaxed);
-                    let d = self.jitter.delay(&self.policy, retry);
-                    tracing::debug!(op, retry, delay_ms = d.as_millis() as u64, reason = failure.message(), "retrying");
-                    tokio::time::sleep(d).await;
-                }
+        let c = &self.counters;
+        crate::retry::retrying(op, &self.policy, &self.jitter, |retry| {
+            c.requests.fetch_add(1, Relaxed);
+            if retry > 0 {
+                c.retries.fetch_add(1, Relaxed);
             }
-        }
+            let call = f();
+            async move {
+                let r = call.await;
+                if let Err(Failure::Throttled(_)) = &r {
+                    c.throttled.fetch_add(1, Relaxed);
+                }
+                r
+            }
+        })
+        .await
+        .map_err(|(failure, retries)| self.err(op, format!("{} (after {retries} retries)", failure.message())))
     }
 
     /// Every shard of the stream, open and closed (paginated ListShards).

@@ -1,10 +1,15 @@
 //! Bounded exponential backoff with full jitter (the AWS Architecture Blog's
 //! "exponential backoff and jitter"), shared by every client that retries:
-//! Kinesis, Firehose and, later, the LLM scorer.
+//! Kinesis, Firehose, the LLM scorer and the alert webhook. [`retrying`] drives
+//! the simple loops (Kinesis reads, the webhook); Kinesis/Firehose puts (which
+//! resend only the failed entries) and the LLM transport (which honours
+//! Retry-After and hands the last answer back) keep their own loops over the
+//! same policy.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::aws::Failure;
 use crate::generate::Rng;
 
 /// How a failed call is retried.
@@ -67,9 +72,68 @@ impl Jitter {
     }
 }
 
+/// Calls `attempt` until it succeeds, fails with [`Failure::Fatal`], or the policy's
+/// retries are spent, sleeping a full-jitter backoff before each retry. `attempt`
+/// gets the retry number (0 for the first try). The error is the last failure and
+/// the number of retries made.
+pub async fn retrying<T, F, Fut>(what: &str, policy: &RetryPolicy, jitter: &Jitter, mut attempt: F) -> Result<T, (Failure, u32)>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut retry = 0u32;
+    loop {
+        match attempt(retry).await {
+            Ok(v) => return Ok(v),
+            Err(failure) => {
+                if !failure.is_retryable() || retry >= policy.max_retries {
+                    return Err((failure, retry));
+                }
+                retry += 1;
+                let d = jitter.delay(policy, retry);
+                tracing::debug!(what, retry, delay_ms = d.as_millis() as u64, reason = failure.message(), "retrying");
+                tokio::time::sleep(d).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn retrying_stops_on_success_fatal_or_spent_retries() {
+        let p = RetryPolicy { max_retries: 3, base: Duration::from_millis(1), cap: Duration::from_millis(2) };
+        let jitter = Jitter::default();
+        // two transient failures, then success: 3 attempts, numbered 0, 1, 2
+        let mut seen = Vec::new();
+        let r = retrying("t", &p, &jitter, |n| {
+            seen.push(n);
+            async move { if n < 2 { Err(Failure::Transient("blip".into())) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(r, Ok(2));
+        assert_eq!(seen, vec![0, 1, 2]);
+        // fatal: no retry
+        let mut calls = 0;
+        let r: Result<(), _> = retrying("t", &p, &jitter, |_| {
+            calls += 1;
+            async { Err(Failure::Fatal("no such stream".into())) }
+        })
+        .await;
+        assert_eq!(r, Err((Failure::Fatal("no such stream".into()), 0)));
+        assert_eq!(calls, 1);
+        // always throttled: 1 try + 3 retries, then the last failure and the count
+        let mut calls = 0;
+        let r: Result<(), _> = retrying("t", &p, &jitter, |_| {
+            calls += 1;
+            async { Err(Failure::Throttled("slow down".into())) }
+        })
+        .await;
+        assert_eq!(r, Err((Failure::Throttled("slow down".into()), 3)));
+        assert_eq!(calls, 4);
+    }
 
     #[test]
     fn delays_grow_and_stay_bounded() {
