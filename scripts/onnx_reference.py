@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """The Python reference pipeline for sentiflow's ONNX scorer: onnxruntime + tokenizers.
 
-Same model directory, same rules as the Rust scorer (udfs/src/onnx.rs): tokenizer.json
-with its padding switched off and truncation at config.json's max_length, batches
-padded to their longest text, softmax over the logits, score = P(positive) - P(negative).
-Used by the integration test that checks the Rust predictions are identical on SST-2 dev,
-and by benches/onnx.sh for the side-by-side throughput.
+Same model directory, same rules as the Rust scorer (udfs/src/onnx.rs): config.json's
+`preprocess` (tweet-v1: @mentions -> @user, URLs -> http), tokenizer.json with its
+padding switched off and truncation at config.json's max_length, batches padded to their
+longest text, softmax over the logits, score = P(positive) - P(negative); the predicted
+label is the most probable class, or on binary data (no neutral gold label)
+P(positive) > P(negative), as `sentiflow eval` judges it.
+Used by the integration test that checks the Rust predictions are identical on SST-2 dev
+and TweetEval validation, and by benches/onnx.sh for the side-by-side throughput.
 
     python scripts/onnx_reference.py --model sample_data/models/sentiment-minilm \
         --data ../shared/data/sst2/dev.tsv [--batch 32] [--threads 2] [--sort] \
         [--predictions out.jsonl] [--repeat 3]
+    python scripts/onnx_reference.py --data ../shared/data/tweet_eval_sentiment/val_text.txt \
+        --labels-file ../shared/data/tweet_eval_sentiment/val_labels.txt --label-names negative,neutral,positive
 
 Prints one JSON object: rows, accuracy, wall_s, cpu_s, sentences_per_s, sentences_per_cpu_s
 (the best of --repeat runs; model loading is not timed). Needs onnxruntime==1.31.1,
@@ -21,9 +26,19 @@ import os
 import resource
 import time
 
+import re
+
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
+
+# tweet-v1, as udfs/src/text.rs and scripts/train/train_sentiment_model.py
+_MENTION = re.compile(r"@[A-Za-z0-9_]+")
+_URL = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[^ \t\n\r\x0b\x0c]+")
+
+
+def normalize_tweet(text):
+    return _MENTION.sub("@user", _URL.sub("http", text))
 
 
 def read_tsv(path, text_col, label_col):
@@ -40,6 +55,8 @@ def main():
     ap.add_argument("--data", required=True)
     ap.add_argument("--text-col", default="text")
     ap.add_argument("--label-col", default="label")
+    ap.add_argument("--labels-file", help="one gold label a line beside a .txt --data (TweetEval)")
+    ap.add_argument("--label-names", help="names of integer gold labels, comma-separated (default: id2label)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads, 0 = onnxruntime's default")
     ap.add_argument("--sort", action="store_true", help="sort texts by token count before batching, as the Rust scorer does")
@@ -61,7 +78,15 @@ def main():
         opts.intra_op_num_threads = a.threads
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     input_names = {i.name for i in sess.get_inputs()}
-    texts, gold = read_tsv(a.data, a.text_col, a.label_col)
+    if a.labels_file:
+        texts = [l.rstrip("\n") for l in open(a.data, encoding="utf-8")]
+        gold = [l.strip() for l in open(a.labels_file)]
+    else:
+        texts, gold = read_tsv(a.data, a.text_col, a.label_col)
+    if config.get("preprocess") == "tweet-v1":
+        texts = [normalize_tweet(t) for t in texts]
+    elif config.get("preprocess"):
+        raise SystemExit(f"unknown preprocess {config['preprocess']!r}")
 
     def score():
         probs = [None] * len(texts)
@@ -93,8 +118,14 @@ def main():
         probs = score()
         run = (time.perf_counter() - t0, time.process_time() - c0)
         best = run if best is None or run[0] < best[0] else best
-    pred = [labels[int(np.argmax(p))] for p in probs]
-    gold_names = [labels[int(g)] if g.isdigit() else g for g in gold]
+    names = a.label_names.split(",") if a.label_names else labels
+    gold_names = [names[int(g)] if g.isdigit() else g for g in gold]
+    binary = "neutral" not in gold_names
+    if binary:
+        pos, neg = labels.index("positive"), labels.index("negative")
+        pred = ["positive" if p[pos] > p[neg] else "negative" for p in probs]
+    else:
+        pred = [labels[int(np.argmax(p))] for p in probs]
     acc = float(np.mean([p == g for p, g in zip(pred, gold_names)]))
     if a.predictions:
         with open(a.predictions, "w") as f:

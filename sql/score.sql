@@ -1,8 +1,9 @@
 -- sql/score.sql: score raw tweets.
 --
--- Reads table raw_tweets (the raw schema). score_sentiment(text) is the
+-- Reads table raw_tweets (the raw schema). score_sentiment(text, lang) is the
 -- scorer the job selected (--scorer); it returns STRUCT<score, label, error>:
--- an unscorable text gets a NULL score and label and an error reason.
+-- an unscorable text gets a NULL score and label and an error reason (among
+-- them a language the model does not read: `lang`, else detected).
 -- dt/hour are the Hive partition keys, from the event time (created_at, UTC).
 --
 -- Params: $scorer (model/version, text), $scored_at (timestamp, UTC).
@@ -23,6 +24,6 @@ SELECT
     to_char(created_at, '%Y-%m-%d')                                AS dt,
     to_char(created_at, '%H')                                      AS hour
 FROM (
-    SELECT *, score_sentiment(text) AS s
+    SELECT *, score_sentiment(text, lang) AS s
     FROM raw_tweets
 ) AS t

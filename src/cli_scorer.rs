@@ -13,7 +13,7 @@ use sentiflow_jobs::llm::udf::LlmScorer;
 use sentiflow_jobs::llm::{LlmClient, LlmOptions, Prices, SCORE_PROMPT_VERSION, load_api_key};
 use sentiflow_jobs::retry::RetryPolicy;
 use sentiflow_jobs::{JobContext, JobScorer, ScorerKind, default_model_dir};
-use sentiflow_udfs::{Device, OnnxOptions};
+use sentiflow_udfs::{AnyLanguage, Device, OnnxOptions};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScorerCli {
@@ -57,6 +57,11 @@ pub struct ScorerArgs {
     /// Texts per ONNX session run (texts are sorted by length into batches of this size).
     #[arg(long, default_value_t = 32)]
     pub onnx_batch: usize,
+    /// Score texts in every language. By default a text in a language the model does not read
+    /// (its config.json `languages`; English for the lexicon) gets a NULL score and the reason:
+    /// the record's `lang` field, else a confident detection, decides.
+    #[arg(long)]
+    pub any_language: bool,
     #[command(flatten)]
     pub llm: LlmArgs,
 }
@@ -150,7 +155,8 @@ impl ScorerArgs {
     /// else in `default_cache` (None: no cache).
     pub async fn build(&self, jc: &JobContext, default_cache: Option<String>) -> Result<JobScorer> {
         if self.scorer != ScorerCli::Llm {
-            return Ok(JobScorer::Local(self.kind().build()?));
+            let scorer = self.kind().build()?;
+            return Ok(JobScorer::Local(if self.any_language { Arc::new(AnyLanguage(scorer)) } else { scorer }));
         }
         let client = self.llm.client().await?;
         let cache_dir = if self.llm.no_llm_cache { None } else { self.llm.llm_cache.clone().or(default_cache) };
@@ -246,6 +252,9 @@ fn summary_json(r: &EvalReport, s: &ScorerArgs) -> serde_json::Value {
         "skipped": r.skipped.iter().map(|(k, n)| serde_json::json!({"label": k, "rows": n})).collect::<Vec<_>>(),
         "accuracy": r.accuracy,
         "macro_f1": r.macro_f1,
+        "macro_recall": r.macro_recall,
+        "recall": r.classes.iter().zip(&r.recall).map(|(c, v)| (c.as_str().to_string(), if v.is_nan() { serde_json::Value::Null } else { serde_json::json!(v) })).collect::<serde_json::Map<_, _>>(),
+        "binary": r.binary,
         "classes": r.classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         "confusion": r.confusion,
         "wall_s": r.wall_s,
@@ -267,9 +276,20 @@ fn print_eval(r: &EvalReport) {
         println!("skipped       {n} rows labelled {label} (not a class of this scorer)");
     }
     if r.unscorable > 0 {
-        println!("unscorable    {} (NULL score: empty text)", r.unscorable);
+        println!("unscorable    {} (NULL score: empty or content-free text)", r.unscorable);
+    }
+    if r.binary {
+        println!("decision      P(positive) > P(negative) (the data has no neutral label)");
     }
     println!("accuracy      {:.4}  ({} rows)", r.accuracy, r.evaluated);
+    println!("macro-recall  {:.4}", r.macro_recall);
+    let recalls: Vec<String> = r
+        .classes
+        .iter()
+        .zip(&r.recall)
+        .map(|(c, v)| if v.is_nan() { format!("{} -", c.as_str()) } else { format!("{} {v:.4}", c.as_str()) })
+        .collect();
+    println!("recall        {}", recalls.join(", "));
     println!("macro-F1      {:.4}", r.macro_f1);
     println!("throughput    {:.1} sentences/s, {:.1} per CPU-second ({:.2} s wall, {:.2} CPU-s)", r.per_second(), r.per_cpu_second(), r.wall_s, r.cpu_s);
     if !r.scorer_stats.is_empty() {

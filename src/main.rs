@@ -645,7 +645,10 @@ fn print_score(r: &score::ScoreReport) {
     println!("input files       {}{}", r.files, if r.empty_files.is_empty() { String::new() } else { format!(" ({} empty)", r.empty_files.len()) });
     println!("records read      {}", r.rows_read);
     println!("scored            {}", r.rows_scored);
-    println!("unscorable        {} (NULL score, reason in score_error)", r.rows_unscorable);
+    println!(
+        "unscorable        {} (NULL score, reason in score_error; {} in a language the model does not read)",
+        r.rows_unscorable, r.rows_other_language
+    );
     println!("rejected          {} (see _rejected/job=score/)", r.rows_rejected);
     if !r.extra_fields.is_empty() {
         println!("ignored fields    {}", r.extra_fields.iter().cloned().collect::<Vec<_>>().join(", "));
@@ -676,8 +679,15 @@ fn print_run(r: &pipeline::RunReport, spec: WindowSpec) {
         );
     }
     println!(
-        "{:<10} {:<22} {:>9} {:>9}  {:>7}  {} unscorable, {} partitions",
-        "score", "scored/", s.rows_scored + s.rows_unscorable, s.output_files, secs(*st), s.rows_unscorable, s.partitions.len()
+        "{:<10} {:<22} {:>9} {:>9}  {:>7}  {} unscorable ({} other language), {} partitions",
+        "score",
+        "scored/",
+        s.rows_scored + s.rows_unscorable,
+        s.output_files,
+        secs(*st),
+        s.rows_unscorable,
+        s.rows_other_language,
+        s.partitions.len()
     );
     println!("{:<10} {:<22} {:>9} {:>9}  {:>7}  {}", "", "_rejected/", s.rows_rejected, "", "", "records that failed validation");
     println!(

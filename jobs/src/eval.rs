@@ -7,13 +7,25 @@
 //! labels are names (`negative`, `pos`, …) or class indices; an index means
 //! `--label-names[i]` when given, else the model's `id2label[i]`. Rows whose
 //! gold class the scorer cannot predict (neutral, for a 2-class model) are
-//! counted as skipped, not scored.
+//! counted as skipped, not scored. Binary data (no neutral gold label) is
+//! judged by P(positive) > P(negative) — for the lexicon, score > 0 — whatever
+//! the model's classes, so a 3-class model is measured on SST-2 as a 2-class
+//! one would be.
+//!
+//! Every row is scored whatever its language (eval measures the model, so the
+//! language check of the scoring UDFs is off here).
+//!
+//! Rows are paired with their gold labels by a `row_id` column, never by
+//! position: DataFusion may return the partitions of a scan in any order.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float32Array, RecordBatch, StringArray, StructArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray, StructArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::UInt64Type;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
@@ -56,6 +68,12 @@ pub struct EvalReport {
     pub unscorable: usize,
     pub accuracy: f64,
     pub macro_f1: f64,
+    /// Recall of each class of the matrix, in `classes` order (NaN for a class with no gold rows).
+    pub recall: Vec<f64>,
+    /// Mean of `recall` over the classes with gold rows (TweetEval's official metric).
+    pub macro_recall: f64,
+    /// True when the data has no neutral gold label: judged by P(positive) > P(negative).
+    pub binary: bool,
     /// Classes of the matrix, in order.
     pub classes: Vec<Label>,
     /// confusion[gold][predicted]
@@ -191,9 +209,25 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
     if pairs.is_empty() {
         return Err(data_err(&args.data, "no rows"));
     }
+    // eval measures the model on every row: no language check
+    let scorer = match scorer {
+        crate::JobScorer::Local(s) => crate::JobScorer::Local(Arc::new(sentiflow_udfs::AnyLanguage(s))),
+        other => other,
+    };
     jc.select_scorer(&scorer);
     let model_labels = scorer.labels();
     let names = args.label_names.clone().or_else(|| model_labels.clone());
+    // 0/1 gold labels read through a 3-class model's id2label would make every 1 neutral
+    if args.label_names.is_none()
+        && model_labels.as_ref().is_some_and(|l| l.len() > 2)
+        && pairs.iter().all(|(_, l)| matches!(l.trim(), "0" | "1"))
+    {
+        return Err(data_err(
+            &args.data,
+            "gold labels are 0/1 but the model has 3 classes (id2label would read 1 as neutral): \
+             say what they mean with --label-names negative,positive (or negative,neutral,positive)",
+        ));
+    }
     let gold: Vec<Label> = pairs
         .iter()
         .map(|(_, l)| {
@@ -211,9 +245,15 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
             )
         })?;
 
+    let binary = !gold.contains(&Label::Neutral);
+    let ids = UInt64Array::from_iter_values(0..pairs.len() as u64);
     let texts = StringArray::from_iter_values(pairs.iter().map(|(t, _)| t.as_str()));
-    let schema = Arc::new(Schema::new(vec![Field::new("text", DataType::Utf8, false)]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(texts)]).map_err(|e| Error::arrow("eval texts", e))?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("row_id", DataType::UInt64, false),
+        Field::new("text", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(texts)])
+        .map_err(|e| Error::arrow("eval texts", e))?;
     crate::tables::register_batches(jc, "eval_texts", schema, vec![vec![batch]])?;
 
     let name = if model_labels.is_some() { "eval_probs" } else { "eval_labels" };
@@ -228,31 +268,48 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
         batches = b;
     }
 
-    // (predicted class, probabilities) per row, in input order
-    let mut scored: Vec<(Option<Label>, Option<Vec<f32>>)> = Vec::with_capacity(pairs.len());
+    // (predicted class, probabilities) per row, placed by row_id
+    let mut scored: Vec<Option<(Option<Label>, Option<Vec<f32>>)>> = vec![None; pairs.len()];
     for b in &batches {
-        let col = b.column(0);
-        if let Some(labels) = &model_labels {
-            let st: &StructArray = col.as_struct();
-            let cols: Vec<&Float32Array> = (0..labels.len()).map(|c| st.column(c).as_primitive()).collect();
-            for i in 0..st.len() {
-                let probs = st.is_valid(i).then(|| cols.iter().map(|c| c.value(i)).collect::<Vec<f32>>());
-                let predicted = probs.as_ref().and_then(|p| {
-                    let best = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k)?;
-                    Label::from_name(&labels[best])
-                });
-                scored.push((predicted, probs));
-            }
-        } else {
-            let l = col.as_string::<i32>();
-            for i in 0..l.len() {
-                scored.push((l.is_valid(i).then(|| Label::from_name(l.value(i))).flatten(), None));
+        let rows: &UInt64Array = b.column(0).as_primitive::<UInt64Type>();
+        let col = b.column(1);
+        for i in 0..b.num_rows() {
+            let answer = match &model_labels {
+                Some(labels) => {
+                    let st: &StructArray = col.as_struct();
+                    let probs = st.is_valid(i).then(|| {
+                        (0..labels.len()).map(|c| st.column(c).as_primitive::<datafusion::arrow::datatypes::Float32Type>().value(i)).collect::<Vec<f32>>()
+                    });
+                    let predicted = probs.as_ref().and_then(|p| predicted_class(labels, p, binary));
+                    (predicted, probs)
+                }
+                None => {
+                    let st: &StructArray = col.as_struct();
+                    let label = st.column_by_name("label").map(|c| c.as_string::<i32>());
+                    let score = st.column_by_name("score").and_then(|c| c.as_any().downcast_ref::<Float64Array>());
+                    let predicted = match (label, score) {
+                        (Some(l), Some(sc)) if l.is_valid(i) => Some(if binary {
+                            if sc.value(i) > 0.0 { Label::Positive } else { Label::Negative }
+                        } else {
+                            Label::from_name(l.value(i)).unwrap_or(Label::Neutral)
+                        }),
+                        _ => None,
+                    };
+                    (predicted, None)
+                }
+            };
+            let row = rows.value(i) as usize;
+            match scored.get_mut(row) {
+                Some(slot @ None) => *slot = Some(answer),
+                _ => return Err(Error::Argument(format!("eval: row {row} answered twice or out of range"))),
             }
         }
     }
-    if scored.len() != pairs.len() {
-        return Err(Error::Argument(format!("scored {} rows of {}", scored.len(), pairs.len())));
+    let missing = scored.iter().filter(|s| s.is_none()).count();
+    if missing > 0 {
+        return Err(Error::Argument(format!("eval: {missing} of {} rows came back without an answer", pairs.len())));
     }
+    let scored: Vec<(Option<Label>, Option<Vec<f32>>)> = scored.into_iter().flatten().collect();
     let predictions: Vec<Prediction> = gold
         .into_iter()
         .zip(scored)
@@ -264,8 +321,10 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
         Some(l) => l.iter().filter_map(|n| Label::from_name(n)).collect(),
         None => vec![Label::Negative, Label::Neutral, Label::Positive],
     };
-    let classes: Vec<Label> =
-        [Label::Negative, Label::Neutral, Label::Positive].into_iter().filter(|c| predictable.contains(c)).collect();
+    let classes: Vec<Label> = [Label::Negative, Label::Neutral, Label::Positive]
+        .into_iter()
+        .filter(|c| predictable.contains(c) && !(binary && *c == Label::Neutral))
+        .collect();
     let idx = |l: Label| classes.iter().position(|c| *c == l);
     let mut confusion = vec![vec![0usize; classes.len()]; classes.len()];
     let (mut evaluated, mut correct, mut unscorable) = (0, 0, 0);
@@ -287,6 +346,17 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
         correct += usize::from(gi == pi);
         confusion[gi][pi] += 1;
     }
+    // recall per class, and their mean over the gold classes present
+    let recall: Vec<f64> = confusion
+        .iter()
+        .enumerate()
+        .map(|(k, row)| {
+            let n: usize = row.iter().sum();
+            if n == 0 { f64::NAN } else { row[k] as f64 / n as f64 }
+        })
+        .collect();
+    let present: Vec<f64> = recall.iter().copied().filter(|r| !r.is_nan()).collect();
+    let macro_recall = present.iter().sum::<f64>() / (present.len() as f64).max(1.0);
     // macro-F1 over the gold classes present
     let mut f1s = Vec::new();
     for k in 0..classes.len() {
@@ -308,6 +378,9 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
         unscorable,
         accuracy: correct as f64 / (evaluated as f64).max(1.0),
         macro_f1: f1s.iter().sum::<f64>() / (f1s.len() as f64).max(1.0),
+        recall,
+        macro_recall,
+        binary,
         classes,
         confusion,
         wall_s,
@@ -318,9 +391,33 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
     })
 }
 
+/// The class a probability vector predicts: the most probable label, or on
+/// binary data P(positive) > P(negative) (neutral, if the model has it, never wins).
+fn predicted_class(labels: &[String], probs: &[f32], binary: bool) -> Option<Label> {
+    let classes: Vec<Option<Label>> = labels.iter().map(|n| Label::from_name(n)).collect();
+    if binary {
+        let p = |want: Label| classes.iter().position(|c| *c == Some(want)).map(|k| probs[k]);
+        let (pos, neg) = (p(Label::Positive)?, p(Label::Negative)?);
+        return Some(if pos > neg { Label::Positive } else { Label::Negative });
+    }
+    let best = probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k)?;
+    classes[best]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_data_is_judged_by_positive_over_negative() {
+        let labels: Vec<String> = ["negative", "neutral", "positive"].iter().map(|s| s.to_string()).collect();
+        // neutral is the most probable, but on binary data only pos vs neg counts
+        assert_eq!(predicted_class(&labels, &[0.2, 0.5, 0.3], true), Some(Label::Positive));
+        assert_eq!(predicted_class(&labels, &[0.3, 0.5, 0.2], true), Some(Label::Negative));
+        assert_eq!(predicted_class(&labels, &[0.2, 0.5, 0.3], false), Some(Label::Neutral));
+        let two: Vec<String> = ["negative", "positive"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(predicted_class(&two, &[0.6, 0.4], true), Some(Label::Negative));
+    }
 
     #[test]
     fn cpu_seconds_grow_with_work() {

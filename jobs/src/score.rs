@@ -41,6 +41,8 @@ pub struct ScoreReport {
     pub rows_read: usize,
     pub rows_scored: usize,
     pub rows_unscorable: usize,
+    /// Of the unscorable rows: those in a language the scorer does not read.
+    pub rows_other_language: usize,
     pub rows_rejected: usize,
     pub extra_fields: BTreeSet<String>,
     pub partitions: BTreeSet<String>,
@@ -143,6 +145,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
             for b in &batches {
                 let unscorable = null_count(b, "sentiment_score");
                 report.rows_unscorable += unscorable;
+                report.rows_other_language += crate::write::language_refusals(b);
                 report.rows_scored += b.num_rows() - unscorable;
                 writer.write(b).await?;
             }
@@ -162,6 +165,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
         files = report.files,
         scored = report.rows_scored,
         unscorable = report.rows_unscorable,
+        other_language = report.rows_other_language,
         rejected = report.rows_rejected,
         "scored tweets"
     );

@@ -179,6 +179,15 @@ pub async fn write_raw_and_rejects(
     Ok(files)
 }
 
+/// Rows of a scored batch whose `score_error` says the text's language is not
+/// one the scorer reads (see `sentiflow_udfs::text::LANGUAGE_REASON_PREFIX`).
+pub fn language_refusals(batch: &RecordBatch) -> usize {
+    use datafusion::arrow::array::AsArray;
+    let Some(col) = batch.column_by_name("score_error") else { return 0 };
+    let Some(errors) = col.as_string_opt::<i32>() else { return 0 };
+    errors.iter().flatten().filter(|e| e.starts_with(sentiflow_udfs::text::LANGUAGE_REASON_PREFIX)).count()
+}
+
 /// Returns the `null_count` of a column, 0 when absent.
 pub fn null_count(batch: &RecordBatch, name: &str) -> usize {
     batch.column_by_name(name).map(|c| c.null_count()).unwrap_or(0)

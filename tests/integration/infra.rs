@@ -76,7 +76,7 @@ fn the_container_layout_finds_runtime_and_model_beside_the_binary() {
     let data = d.path().join("sst2.tsv");
     std::fs::write(&data, "text\tlabel\na wonderful , moving film\t1\ndull and lifeless\t0\n").unwrap();
     let out = std::process::Command::new(prefix.join("bin/sentiflow"))
-        .args(["eval", "--data", &s(&data), "--json"])
+        .args(["eval", "--data", &s(&data), "--label-names", "negative,positive", "--json"])
         .current_dir(d.path())
         .env_clear()
         .env("PATH", "/usr/bin:/bin")

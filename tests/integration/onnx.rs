@@ -35,24 +35,26 @@ fn read_jsonl(p: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
-#[test]
-fn rust_predictions_equal_the_python_reference_on_all_of_sst2_dev() {
+/// `sentiflow eval` and the Python reference on one labelled set: the same label for
+/// every row, probabilities within 1e-4. Returns eval's JSON summary.
+fn rust_equals_python(data: &[&str], py_data: &[&str]) -> serde_json::Value {
     let d = tmp();
-    let dev = shared_data().join("sst2/dev.tsv");
     let (rs, py) = (d.path().join("rust.jsonl"), d.path().join("python.jsonl"));
-    let out = ok(&["eval", "--data", &s(&dev), "--predictions", &s(&rs), "--onnx-batch", "32", "--json"]);
+    let mut args = vec!["eval"];
+    args.extend_from_slice(data);
+    args.extend_from_slice(&["--predictions", rs.to_str().unwrap(), "--onnx-batch", "32", "--json"]);
+    let out = ok(&args);
     let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    // the same batches as the Rust scorer: length-sorted, 32 a run (with int8 dynamic
-    // quantization, a text's activations are quantized together with its batch)
     let o = std::process::Command::new(python())
-        .args(["scripts/onnx_reference.py", "--model", &s(&model()), "--data", &s(&dev), "--sort", "--batch", "32"])
+        .args(["scripts/onnx_reference.py", "--model", &s(&model()), "--sort", "--batch", "32"])
+        .args(py_data)
         .args(["--predictions", &s(&py)])
         .current_dir(repo())
         .output()
         .expect("python runs (install it with scripts/setup-ort.sh)");
     assert!(o.status.success(), "python reference failed: {}", String::from_utf8_lossy(&o.stderr));
     let (r, p) = (read_jsonl(&rs), read_jsonl(&py));
-    assert_eq!((r.len(), p.len()), (872, 872));
+    assert_eq!(r.len(), p.len());
     let mut max_diff = 0f64;
     for (a, b) in r.iter().zip(&p) {
         assert_eq!(a["predicted"], b["predicted"], "row {}: rust {a} python {b}", a["row"]);
@@ -62,40 +64,180 @@ fn rust_predictions_equal_the_python_reference_on_all_of_sst2_dev() {
         }
     }
     assert!(max_diff < 1e-4, "probabilities differ by up to {max_diff}");
-    // and the shipped int8 model keeps its measured accuracy (0.8945; the 0.90 target is
-    // not reached yet, see the model card), so a broken tokenizer, padding or label order fails here
-    let acc = summary["accuracy"].as_f64().unwrap();
-    assert!(acc >= 0.89, "SST-2 dev accuracy {acc} below the shipped model's 0.8945");
-    assert_eq!(summary["evaluated"], 872);
+    summary
 }
 
 #[test]
-fn eval_skips_classes_the_model_cannot_predict() {
-    let te = shared_data().join("tweet_eval_sentiment");
-    let out = ok(&[
-        "eval", "--data", &s(&te.join("val_text.txt")), "--labels-file", &s(&te.join("val_labels.txt")),
-        "--label-names", "negative,neutral,positive", "--json",
-    ]);
-    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    let labels = std::fs::read_to_string(te.join("val_labels.txt")).unwrap();
-    let neutral = labels.lines().filter(|l| l.trim() == "1").count();
-    assert_eq!(j["rows"], 2000);
-    assert_eq!(j["skipped"][0]["label"], "neutral");
-    assert_eq!(j["skipped"][0]["rows"].as_u64().unwrap() as usize, neutral);
-    assert_eq!(j["evaluated"].as_u64().unwrap() as usize, 2000 - neutral);
+fn rust_predictions_equal_the_python_reference_on_the_validation_sets() {
+    // SST-2 dev: binary data, judged by P(positive) > P(negative)
+    let dev = s(&shared_data().join("sst2/dev.tsv"));
+    let names = ["--label-names", "negative,positive"];
+    let j = rust_equals_python(&[&["--data", dev.as_str()][..], &names].concat(), &[&["--data", dev.as_str()][..], &names].concat());
+    assert_eq!((j["rows"].as_u64(), j["evaluated"].as_u64(), j["binary"].as_bool()), (Some(872), Some(872), Some(true)));
+    // the shipped model's measured figure (0.8704; the 0.90 is not reached, see the model
+    // card), so a broken tokenizer, padding or label order fails here
     let acc = j["accuracy"].as_f64().unwrap();
-    assert!(acc > 0.77, "TweetEval pos/neg accuracy {acc} (the shipped model: 0.7798)");
-    // the confusion matrix adds up
-    let total: u64 = j["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
-    assert_eq!(total as usize, 2000 - neutral);
+    assert!(acc >= 0.865, "SST-2 dev accuracy {acc} below the shipped model's 0.8704");
 
-    // a gold label that is no sentiment class is an error naming the fix
+    // TweetEval validation: 3 classes, macro-averaged recall (the benchmark's metric)
+    let te = shared_data().join("tweet_eval_sentiment");
+    let (text, labels) = (s(&te.join("val_text.txt")), s(&te.join("val_labels.txt")));
+    let args = ["--data", text.as_str(), "--labels-file", labels.as_str(), "--label-names", "negative,neutral,positive"];
+    let j = rust_equals_python(&args, &args);
+    assert_eq!((j["rows"].as_u64(), j["evaluated"].as_u64(), j["binary"].as_bool()), (Some(2000), Some(2000), Some(false)));
+    let mr = j["macro_recall"].as_f64().unwrap();
+    assert!(mr >= 0.71, "TweetEval macro recall {mr} below the shipped model's 0.7175");
+    let recall = j["recall"].as_object().unwrap();
+    let mean = recall.values().map(|v| v.as_f64().unwrap()).sum::<f64>() / 3.0;
+    assert!((mean - mr).abs() < 1e-12 && recall.contains_key("neutral"), "{recall:?}");
+    let total: u64 = j["confusion"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 2000);
+}
+
+#[test]
+fn eval_names_bad_gold_labels() {
     let d = tmp();
     let f = d.path().join("bad.tsv");
     std::fs::write(&f, "text\tlabel\nfine\tmaybe\n").unwrap();
     let (code, err) = fails(&["eval", "--data", &s(&f)]);
     assert_eq!(code, 2);
     assert!(err.contains("\"maybe\"") && err.contains("--label-names"), "{err}");
+    // 0/1 labels with a 3-class model are ambiguous: the error says how to name them
+    std::fs::write(&f, "text\tlabel\ngreat\t1\nawful\t0\n").unwrap();
+    let (code, err) = fails(&["eval", "--data", &s(&f)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--label-names negative,positive"), "{err}");
+}
+
+/// TweetEval train's first `n` rows as a JSONL file.
+fn tweeteval_jsonl(path: &std::path::Path, skip: usize, n: usize) {
+    let te = shared_data().join("tweet_eval_sentiment");
+    let texts = std::fs::read_to_string(te.join("train_text.txt")).unwrap();
+    let labels = std::fs::read_to_string(te.join("train_labels.txt")).unwrap();
+    let names = ["negative", "neutral", "positive"];
+    let body: String = texts
+        .lines()
+        .zip(labels.lines())
+        .skip(skip)
+        .take(n)
+        .map(|(t, l)| format!("{}\n", serde_json::json!({"text": t, "label": names[l.trim().parse::<usize>().unwrap()]})))
+        .collect();
+    std::fs::write(path, body).unwrap();
+}
+
+#[test]
+fn eval_of_a_large_file_equals_the_same_file_in_pieces() {
+    // eval once paired rows by position, and DataFusion returns the partitions of a scan of
+    // more than one record batch (8,192 rows) in any order: past 8,192 rows every figure was wrong
+    let d = tmp();
+    let whole = d.path().join("whole.jsonl");
+    tweeteval_jsonl(&whole, 0, 20_500);
+    let pieces: Vec<_> = (0..3)
+        .map(|k| {
+            let p = d.path().join(format!("piece{k}.jsonl"));
+            tweeteval_jsonl(&p, k * 7_000, if k == 2 { 6_500 } else { 7_000 });
+            p
+        })
+        .collect();
+    let tiny = s(&repo().join("tests/fixtures/tiny-3class"));
+    for scorer in [&["--model", tiny.as_str()][..], &["--scorer", "lexicon"][..]] {
+        let eval = |data: &std::path::Path, pred: &std::path::Path| {
+            let mut args = vec!["eval", "--data", data.to_str().unwrap(), "--predictions", pred.to_str().unwrap(), "--json"];
+            args.extend_from_slice(scorer);
+            serde_json::from_str::<serde_json::Value>(ok(&args).trim()).unwrap()
+        };
+        let w = eval(&whole, &d.path().join("whole.pred"));
+        let mut rows = Vec::new();
+        let mut confusion = vec![vec![0u64; 3]; 3];
+        for (k, p) in pieces.iter().enumerate() {
+            let j = eval(p, &d.path().join(format!("p{k}.pred")));
+            for (g, row) in j["confusion"].as_array().unwrap().iter().enumerate() {
+                for (q, v) in row.as_array().unwrap().iter().enumerate() {
+                    confusion[g][q] += v.as_u64().unwrap();
+                }
+            }
+            rows.extend(read_jsonl(&d.path().join(format!("p{k}.pred"))));
+        }
+        let whole_rows = read_jsonl(&d.path().join("whole.pred"));
+        assert_eq!((whole_rows.len(), rows.len()), (20_500, 20_500), "{scorer:?}");
+        for (a, b) in whole_rows.iter().zip(&rows) {
+            assert_eq!((&a["gold"], &a["predicted"]), (&b["gold"], &b["predicted"]), "{scorer:?} row {}", a["row"]);
+        }
+        let wc: Vec<Vec<u64>> = w["confusion"].as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()).collect();
+        assert_eq!(wc, confusion, "{scorer:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_scores_the_same_bits_alone_in_any_batch_and_any_order() {
+    let scorer = sentiflow_udfs::OnnxScorer::load(OnnxOptions::new(model())).expect("model loads");
+    let texts: Vec<String> = std::fs::read_to_string(shared_data().join("tweet_eval_sentiment/val_text.txt"))
+        .unwrap()
+        .lines()
+        .take(150)
+        .map(str::to_string)
+        .collect();
+    let all: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
+    let bits = |p: &Option<Vec<f32>>| p.as_ref().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let together: Vec<Vec<u32>> = scorer.predict(&all).unwrap().iter().map(bits).collect();
+    // reversed, and interleaved with other texts
+    let mut rev = all.clone();
+    rev.reverse();
+    let reversed: Vec<Vec<u32>> = scorer.predict(&rev).unwrap().iter().rev().map(bits).collect();
+    assert_eq!(together, reversed);
+    let mixed: Vec<Option<&str>> = all.iter().step_by(3).copied().chain([Some("other words entirely, quite long ones")]).collect();
+    let m = scorer.predict(&mixed).unwrap();
+    for (k, p) in m.iter().take(mixed.len() - 1).enumerate() {
+        assert_eq!(bits(p), together[k * 3], "text {} in another batch", k * 3);
+    }
+    // alone, one call per text
+    for (i, t) in all.iter().enumerate().take(40) {
+        assert_eq!(bits(&scorer.predict(&[*t]).unwrap()[0]), together[i], "text {i} alone");
+    }
+}
+
+#[test]
+fn other_languages_get_no_score_but_a_reason_unless_asked() {
+    let d = tmp();
+    let input = d.path().join("in.ndjson");
+    let rec = |id: u32, text: &str, lang: Option<&str>| {
+        let mut v = serde_json::json!({"tweet_id": id.to_string(), "created_at": "2025-02-10T00:00:00Z", "text": text, "source": "twitter"});
+        if let Some(l) = lang {
+            v["lang"] = serde_json::json!(l);
+        }
+        format!("{v}\n")
+    };
+    let body = [
+        rec(1, "¡bitcoin está subiendo! Muy feliz con mi inversión 💎", Some("es")),
+        rec(2, "bitcoinが上がっている！最高", None),
+        rec(3, "Bitcoin is going up, very happy with my investment", Some("en")),
+        rec(4, "Does anyone know when the next Bitcoin halving is?", None),
+        rec(5, "\u{200b}\u{200b}\u{200b}", Some("en")),
+    ]
+    .concat();
+    std::fs::write(&input, body).unwrap();
+    let out = d.path().join("out");
+    let summary = ok(&["score", "--input", &s(&input), "--out", &s(&out)]);
+    assert!(summary.contains("unscorable        3") && summary.contains("2 in a language the model does not read"), "{summary}");
+    let q = |root: &std::path::Path| {
+        ok(&["sql", "--data", &s(root), "--format", "json", "-c",
+             "SELECT tweet_id, sentiment_score, sentiment_label, score_error FROM scored_tweets ORDER BY tweet_id"])
+    };
+    // a JSON array; NULL columns are left out of an object, so they read as null
+    let rows: Vec<serde_json::Value> = serde_json::from_str(q(&out).trim()).unwrap();
+    assert_eq!(rows.len(), 5, "non-English rows stay in the output: {rows:?}");
+    let err = |i: usize| rows[i]["score_error"].as_str().unwrap_or("").to_string();
+    assert!(rows[0]["sentiment_score"].is_null() && err(0).starts_with("language es (lang field) is not read by onnx:sentiment-minilm@"), "{:?}", rows[0]);
+    assert!(err(0).contains("reads en") && err(0).contains("--any-language"), "{}", err(0));
+    assert!(rows[1]["sentiment_score"].is_null() && err(1).starts_with("language ja (detected)"), "{:?}", rows[1]);
+    assert!(rows[2]["sentiment_score"].as_f64().unwrap() > 0.3, "{:?}", rows[2]);
+    assert_eq!(rows[3]["sentiment_label"], "neutral", "{:?}", rows[3]);
+    assert!(rows[4]["sentiment_score"].is_null() && err(4).contains("no letters, digits"), "{:?}", rows[4]);
+
+    // --any-language scores them all (the content-free text still has nothing to score)
+    let out2 = d.path().join("out2");
+    let summary = ok(&["score", "--input", &s(&input), "--out", &s(&out2), "--any-language"]);
+    assert!(summary.contains("unscorable        1") && summary.contains("0 in a language"), "{summary}");
 }
 
 async fn onnx_context(dir: PathBuf) -> JobContext {
@@ -125,12 +267,16 @@ async fn sql_functions_score_label_and_probabilities() {
     let score = b.column(1).as_primitive::<Float64Type>();
     let label = b.column(2).as_string::<i32>();
     let probs = b.column(3).as_struct();
-    assert_eq!(probs.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["negative", "positive"]);
-    let (neg, pos) = (probs.column(0).as_primitive::<Float32Type>(), probs.column(1).as_primitive::<Float32Type>());
+    assert_eq!(probs.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["negative", "neutral", "positive"]);
+    let (neg, neu, pos) = (
+        probs.column(0).as_primitive::<Float32Type>(),
+        probs.column(1).as_primitive::<Float32Type>(),
+        probs.column(2).as_primitive::<Float32Type>(),
+    );
     assert!(score.value(0) > 0.5 && label.value(0) == "positive", "{}", render(std::slice::from_ref(b)));
     assert!(score.value(1) < -0.5 && label.value(1) == "negative");
     for i in 0..2 {
-        assert!((neg.value(i) + pos.value(i) - 1.0).abs() < 1e-5);
+        assert!((neg.value(i) + neu.value(i) + pos.value(i) - 1.0).abs() < 1e-5);
         assert!((score.value(i) - (f64::from(pos.value(i)) - f64::from(neg.value(i)))).abs() < 1e-6);
         assert_eq!(score.value(i), b.column(4).as_primitive::<Float64Type>().value(i));
     }

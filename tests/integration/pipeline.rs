@@ -50,31 +50,45 @@ async fn run_scores_and_aggregates_the_sample() {
         &[Table::Scored],
         "SELECT count(*) AS n,
                 count(*) FILTER (WHERE dt <> to_char(created_at, '%Y-%m-%d') OR hour <> to_char(created_at, '%H')) AS misfiled,
-                count(*) FILTER (WHERE sentiment_score IS NULL OR sentiment_score < -1 OR sentiment_score > 1) AS out_of_range,
-                count(*) FILTER (WHERE (sentiment_label = 'positive') <> (sentiment_score > 0)
-                                    OR sentiment_label NOT IN ('positive', 'negative')) AS label_mismatch,
+                count(*) FILTER (WHERE sentiment_score < -1 OR sentiment_score > 1) AS out_of_range,
+                count(*) FILTER (WHERE (sentiment_score IS NULL) <> (lang <> 'en')) AS null_unless_other_language,
+                count(*) FILTER (WHERE sentiment_label NOT IN ('positive', 'neutral', 'negative')) AS odd_label,
                 count(DISTINCT tweet_id) AS ids,
-                count(*) FILTER (WHERE scorer NOT LIKE 'onnx:sentiment-minilm@%' OR score_error IS NOT NULL) AS odd
+                count(*) FILTER (WHERE scorer NOT LIKE 'onnx:sentiment-minilm@%'
+                                    OR (score_error IS NOT NULL) <> (sentiment_score IS NULL)) AS odd
          FROM scored_tweets",
     )
     .await;
     assert_eq!(
         render(&b).lines().nth(3).unwrap().split('|').map(str::trim).filter(|x| !x.is_empty()).collect::<Vec<_>>(),
-        vec!["5000", "0", "0", "0", "5000", "0"],
+        vec!["5000", "0", "0", "0", "0", "5000", "0"],
         "{}",
         render(&b)
     );
-    // the default scorer is the shipped ONNX model (2 classes: P(positive) - P(negative)); it
-    // agrees with the generator's ground truth on most positive and negative tweets
+    // the default scorer is the shipped 3-class tweet model; the issue's targets on the sample:
+    // >= 80 % of ground-truth-neutral posts labelled neutral, and each window's share_negative
+    // within 5 points of the ground truth's on average (measured: 96.0 % and 2.8 points)
     let b = query(
         &root,
         &[Table::Scored],
-        "SELECT count(*) FILTER (WHERE sentiment_label = truth_label) * 1000 / count(*)
-         FROM scored_tweets WHERE truth_label IN ('negative', 'positive')",
+        "SELECT count(*) FILTER (WHERE sentiment_label = 'neutral') * 1000 / count(*)
+         FROM scored_tweets WHERE truth_label = 'neutral'",
     )
     .await;
     let per_mille = scalar_i64(&b);
-    assert!(per_mille > 850, "the ONNX model agrees with ground truth on {per_mille}‰ of pos/neg tweets");
+    assert!(per_mille >= 800, "{per_mille}‰ of the neutral tweets labelled neutral");
+    let b = query(
+        &root,
+        &[Table::Scored, Table::Windows],
+        "WITH truth AS (
+             SELECT date_bin(INTERVAL '5 minutes', created_at, TIMESTAMP '1970-01-01T00:00:00Z') AS w,
+                    CAST(count(*) FILTER (WHERE truth_label = 'negative') AS DOUBLE) / count(*) AS share
+             FROM scored_tweets GROUP BY 1)
+         SELECT CAST(avg(abs(x.share_negative - t.share)) * 10000 AS BIGINT) FROM windows x JOIN truth t ON x.window_start = t.w",
+    )
+    .await;
+    let basis_points = scalar_i64(&b);
+    assert!(basis_points <= 500, "share_negative is {basis_points} bp from the truth on average");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,7 +104,13 @@ async fn score_reads_parquet_and_gzip_inputs_and_is_idempotent() {
     let a = d.path().join("a");
     let b = d.path().join("b");
     let out = ok(&["score", "--input", &s(&raw_pq), "--out", &s(&a)]);
-    assert!(out.contains("scored            700"), "{out}");
+    // every record is scored, or unscorable with its reason (the non-English ones)
+    let count = |name: &str| -> usize {
+        out.lines().find(|l| l.starts_with(name)).and_then(|l| l[name.len()..].split_whitespace().next()).unwrap().parse().unwrap()
+    };
+    assert_eq!((count("records read"), count("rejected")), (700, 0), "{out}");
+    assert_eq!(count("scored") + count("unscorable"), 700, "{out}");
+    assert!(count("unscorable") < 100, "{out}");
     ok(&["score", "--input", &s(&raw_gz), "--out", &s(&b)]);
     // same records, same scores, whichever format they came in
     let diff = |root: &std::path::Path| {

@@ -91,6 +91,11 @@ impl Scorer for LexiconScorer {
     fn score_batch(&self, texts: &[Option<&str>]) -> Result<Vec<Outcome>> {
         Ok(texts.iter().map(|t| self.score(*t)).collect())
     }
+
+    /// VADER's lexicon and rules are English.
+    fn languages(&self) -> Option<Vec<String>> {
+        Some(vec!["en".to_string()])
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 mod lexicon;
 pub mod onnx;
+pub mod text;
 mod udf;
 
 pub use lexicon::LexiconScorer;
@@ -107,6 +108,41 @@ pub trait Scorer: Debug + Send + Sync {
     /// A classifier's per-label probabilities (`None` inside for NULL/empty
     /// texts); `None` for scorers that are not classifiers.
     fn probabilities(&self, _texts: &[Option<&str>]) -> Option<Result<Vec<Option<Vec<f32>>>>> {
+        None
+    }
+    /// The languages the scorer reads (BCP 47 primary subtags, e.g. `en`);
+    /// `None` = any. The scoring UDFs give a text in another language a NULL
+    /// score and the reason (see [`text::LanguageGate`]).
+    fn languages(&self) -> Option<Vec<String>> {
+        None
+    }
+}
+
+/// A scorer with its language check switched off (`--any-language`): every
+/// text is scored, whatever its language. Everything else is the inner scorer's.
+#[derive(Debug)]
+pub struct AnyLanguage(pub SharedScorer);
+
+impl Scorer for AnyLanguage {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn id(&self) -> &str {
+        self.0.id()
+    }
+    fn score_batch(&self, texts: &[Option<&str>]) -> Result<Vec<Outcome>> {
+        self.0.score_batch(texts)
+    }
+    fn stats(&self) -> Vec<(&'static str, f64)> {
+        self.0.stats()
+    }
+    fn labels(&self) -> Option<Vec<String>> {
+        self.0.labels()
+    }
+    fn probabilities(&self, texts: &[Option<&str>]) -> Option<Result<Vec<Option<Vec<f32>>>>> {
+        self.0.probabilities(texts)
+    }
+    fn languages(&self) -> Option<Vec<String>> {
         None
     }
 }

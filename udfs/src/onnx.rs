@@ -8,13 +8,25 @@
 //! models both work). The score is P(positive) − P(negative), in [-1, 1], as
 //! Snowflake's SENTIMENT() defines it; the label is the most probable class.
 //!
-//! Speed: texts are tokenized once (no padding, truncation at the model's
-//! max length), sorted by token count and cut into batches of `batch_size`,
-//! each padded only to its own longest text, so one `session.run` per batch
-//! does little wasted work. Sessions are created once and shared; with
-//! `sessions > 1` several run side by side, each taking the next batch (on
-//! few cores, two 1-thread sessions keep the cores busier than one 2-thread
-//! session, whose threads wait for each other inside every small operator).
+//! Text: `config.json` may name a `preprocess` (`tweet-v1`: mentions and URLs
+//! normalised as in training, see [`crate::text`]) and the `languages` the
+//! model reads, which the scoring UDFs enforce.
+//!
+//! Speed and determinism: texts are tokenized once (no padding, truncation at
+//! the model's max length), sorted by token count, grouped by width bucket
+//! (the token count rounded up to a multiple of [`WIDTH_STEP`]) and cut into
+//! batches of `batch_size`, each padded to its bucket's width, so one
+//! `session.run` per batch does little wasted work. Every run has exactly
+//! `batch_size` rows (a short batch is filled with copies of its first text),
+//! so the shape a text is computed in depends on that text alone: with a model
+//! whose quantization does not depend on the batch (the shipped model's int8
+//! weights with fp32 activations), a text gets the same bits alone, in any
+//! batch and in any order (measured: ONNX Runtime's kernels differ in the last
+//! bit between batch sizes and widths otherwise). Sessions are created once and
+//! shared; with `sessions > 1` several run side by side, each taking the next
+//! batch (on few cores, two 1-thread sessions keep the cores busier than one
+//! 2-thread session, whose threads wait for each other inside every small
+//! operator).
 //!
 //! ONNX Runtime is loaded at run time (`ort`'s `load-dynamic`): the library
 //! that the PyPI `onnxruntime` wheel ships. [`find_runtime`] says where it
@@ -31,6 +43,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::text::{CONTENT_FREE_REASON, PREPROCESS_TWEET_V1, is_content_free, normalize_tweet};
 use crate::{Error, Label, Outcome, Result, Scorer, stable_hash};
 
 /// The ONNX Runtime version whose C API this build uses (`ort` feature `api-31`);
@@ -143,6 +156,11 @@ struct ModelConfig {
     /// Label names, by class index.
     labels: Vec<String>,
     max_length: usize,
+    /// `languages`: what the model reads (BCP 47 primary subtags); `None` when
+    /// the config does not say, and then no text is refused for its language.
+    languages: Option<Vec<String>>,
+    /// `preprocess`: the text normalisation the model was trained with.
+    normalize: bool,
 }
 
 fn read_config(dir: &Path) -> Result<ModelConfig> {
@@ -171,7 +189,25 @@ fn read_config(dir: &Path) -> Result<ModelConfig> {
         .find_map(|k| v.get(*k).and_then(|x| x.as_u64()))
         .unwrap_or(512)
         .min(512) as usize;
-    Ok(ModelConfig { labels, max_length })
+    let languages = match v.get("languages") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Array(a)) => Some(
+            a.iter()
+                .map(|l| l.as_str().map(str::to_string).ok_or_else(|| bad(format!("languages holds {l}, not a string"))))
+                .collect::<Result<Vec<_>>>()?,
+        ),
+        Some(other) => return Err(bad(format!("languages must be a list like [\"en\"], got {other}"))),
+    };
+    let normalize = match v.get("preprocess").and_then(|p| p.as_str()) {
+        None => false,
+        Some(PREPROCESS_TWEET_V1) => true,
+        Some(other) => {
+            return Err(bad(format!(
+                "preprocess {other:?} is unknown to this sentiflow (it knows {PREPROCESS_TWEET_V1:?})"
+            )));
+        }
+    };
+    Ok(ModelConfig { labels, max_length, languages, normalize })
 }
 
 /// Maps a model's label name onto the three sentiment classes.
@@ -208,6 +244,9 @@ fn model_file(dir: &Path) -> Result<PathBuf> {
     })
 }
 
+/// Padded widths are multiples of this many tokens (see [`OnnxScorer::width_of`]).
+pub const WIDTH_STEP: usize = 8;
+
 /// Class probabilities of one text, in the model's label order.
 pub type Probs = Vec<f32>;
 
@@ -222,6 +261,9 @@ pub struct OnnxScorer {
     needs_type_ids: bool,
     output: String,
     batch_size: usize,
+    max_length: usize,
+    languages: Option<Vec<String>>,
+    normalize: bool,
     id: String,
     options: OnnxOptions,
     stats: [AtomicU64; 4],
@@ -349,6 +391,9 @@ impl OnnxScorer {
             needs_type_ids,
             output,
             batch_size: options.batch_size.max(1),
+            max_length: config.max_length,
+            languages: config.languages,
+            normalize: config.normalize,
             id,
             options,
             stats: Default::default(),
@@ -378,13 +423,29 @@ impl OnnxScorer {
         self.stats[i].fetch_add(v, Ordering::Relaxed);
     }
 
-    /// Class probabilities for each text; `None` for a NULL or empty text.
+    /// The padded width of a text of `tokens` tokens: the next multiple of
+    /// [`WIDTH_STEP`], at most the model's max length. It depends on the text
+    /// alone, never on its batch-mates.
+    fn width_of(&self, tokens: usize) -> usize {
+        tokens.max(1).div_ceil(WIDTH_STEP).saturating_mul(WIDTH_STEP).min(self.max_length.max(tokens)).max(1)
+    }
+
+    /// Class probabilities for each text; `None` for a NULL, empty or
+    /// content-free text.
+    ///
+    /// Deterministic: a text's probabilities are the same bits alone, in any
+    /// batch, in any order. Every `session.run` has the same shape for a given
+    /// text — `batch_size` rows (a short batch is filled with copies of its
+    /// first row, whose results are dropped) of the text's own width bucket
+    /// ([`OnnxScorer::width_of`]) — and the model has no batch-dependent
+    /// quantization, so nothing about a row's result depends on the other rows.
     pub fn predict(&self, texts: &[Option<&str>]) -> Result<Vec<Option<Probs>>> {
         let mut out: Vec<Option<Probs>> = vec![None; texts.len()];
-        let todo: Vec<(usize, &str)> = texts
+        let todo: Vec<(usize, std::borrow::Cow<'_, str>)> = texts
             .iter()
             .enumerate()
-            .filter_map(|(i, t)| t.filter(|t| !t.trim().is_empty()).map(|t| (i, t)))
+            .filter_map(|(i, t)| t.filter(|t| !is_content_free(t)).map(|t| (i, t)))
+            .map(|(i, t)| (i, if self.normalize { normalize_tweet(t).into() } else { t.into() }))
             .collect();
         if todo.is_empty() {
             return Ok(out);
@@ -392,14 +453,20 @@ impl OnnxScorer {
         let t0 = Instant::now();
         let encodings = self
             .tokenizer
-            .encode_batch(todo.iter().map(|(_, t)| *t).collect::<Vec<_>>(), true)
+            .encode_batch(todo.iter().map(|(_, t)| t.as_ref()).collect::<Vec<_>>(), true)
             .map_err(|e| Error::Inference { reason: format!("tokenizer: {e}") })?;
-        // sort by token count so each batch pads to little more than its own texts
+        // group by width bucket (sorted by token count inside, so batches stay in
+        // length order); each bucket is cut into batches of its own
         let mut order: Vec<usize> = (0..todo.len()).collect();
         order.sort_by_key(|&k| encodings[k].get_ids().len());
         self.add_stat(0, todo.len() as u64);
         self.add_stat(2, t0.elapsed().as_nanos() as u64);
-        let chunks: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let mut chunks: Vec<&[usize]> = Vec::new();
+        for bucket in order.chunk_by(|&a, &b| {
+            self.width_of(encodings[a].get_ids().len()) == self.width_of(encodings[b].get_ids().len())
+        }) {
+            chunks.extend(bucket.chunks(self.batch_size));
+        }
         let results: Vec<Result<Vec<(usize, Probs)>>> = if self.sessions.len() == 1 || chunks.len() == 1 {
             vec![self.run_chunks(0, &chunks, &AtomicUsize::new(0), &encodings)]
         } else {
@@ -442,13 +509,14 @@ impl OnnxScorer {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(chunk) = chunks.get(i) else { break };
-            let width = chunk.iter().map(|&k| encodings[k].get_ids().len()).max().unwrap_or(0).max(1);
-            let rows = chunk.len();
+            let width = self.width_of(encodings[chunk[0]].get_ids().len());
+            // always batch_size rows: a short batch is filled with copies of its first text
+            let rows = self.batch_size;
             let mut ids = vec![0i64; rows * width];
             let mut mask = vec![0i64; rows * width];
             let mut types = vec![0i64; rows * width];
-            for (r, &k) in chunk.iter().enumerate() {
-                let e = &encodings[k];
+            for r in 0..rows {
+                let e = &encodings[*chunk.get(r).unwrap_or(&chunk[0])];
                 for (j, ((&id, &m), &t)) in
                     e.get_ids().iter().zip(e.get_attention_mask()).zip(e.get_type_ids()).enumerate()
                 {
@@ -538,13 +606,18 @@ impl Scorer for OnnxScorer {
             .map(|(t, p)| match (t, p) {
                 (_, Some(p)) => self.outcome(&p),
                 (None, None) => Outcome::Unscorable("text is null".into()),
-                (Some(_), None) => Outcome::Unscorable("text is empty".into()),
+                (Some(t), None) if t.trim().is_empty() => Outcome::Unscorable("text is empty".into()),
+                (Some(_), None) => Outcome::Unscorable(CONTENT_FREE_REASON.into()),
             })
             .collect())
     }
 
     fn labels(&self) -> Option<Vec<String>> {
         Some(self.labels.clone())
+    }
+
+    fn languages(&self) -> Option<Vec<String>> {
+        self.languages.clone()
     }
 
     fn stats(&self) -> Vec<(&'static str, f64)> {

@@ -8,8 +8,15 @@
 //! | `sentiment_probs(text)` | STRUCT of one FLOAT per model label | the selected scorer, when it is a classifier |
 //! | `score_sentiment(text)` | STRUCT<score, label, error> | the selected scorer (what `sql/score.sql` calls) |
 //!
+//! Every function also takes the record's language as an optional second
+//! argument (`score_sentiment(text, lang)`, as `sql/score.sql` calls it).
+//!
 //! NULL in gives NULL out; an unscorable text gives NULL (and its reason in
-//! `score_sentiment(text).error`), never a made-up score.
+//! `score_sentiment(text).error`), never a made-up score. Before a scorer sees
+//! a text, two checks run here, the same for every output: a text with no
+//! letters, digits, emoji or symbols is unscorable, and a text in a language
+//! the scorer does not read ([`crate::Scorer::languages`]) is unscorable with
+//! the language and the model named (see [`crate::text`]).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -21,10 +28,11 @@ use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{DataFusionError, Result as DfResult, exec_err};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
 use datafusion::prelude::SessionContext;
 
+use crate::text::{CONTENT_FREE_REASON, LanguageGate, is_content_free};
 use crate::{Outcome, SharedScorer};
 
 /// The struct `score_sentiment` returns.
@@ -76,11 +84,30 @@ pub struct ScorerUdf {
     name: String,
     output: Output,
     signature: Signature,
+    gate: Option<LanguageGate>,
 }
 
 impl ScorerUdf {
     fn new(scorer: SharedScorer, name: String, output: Output) -> Self {
-        Self { scorer, name, output, signature: Signature::string(1, Volatility::Immutable) }
+        let gate = scorer.languages().map(|l| LanguageGate::new(&l, scorer.id()));
+        let signature = Signature::one_of(
+            vec![TypeSignature::String(1), TypeSignature::String(2)],
+            Volatility::Immutable,
+        );
+        Self { scorer, name, output, signature, gate }
+    }
+
+    /// Why a text is not handed to the scorer, if it is not: nothing to read,
+    /// or a language the scorer does not read.
+    fn refusal(&self, text: Option<&str>, lang: Option<&str>) -> Option<String> {
+        let text = text?;
+        if text.trim().is_empty() {
+            return None; // the scorer's own "text is empty"
+        }
+        if is_content_free(text) {
+            return Some(CONTENT_FREE_REASON.to_string());
+        }
+        self.gate.as_ref()?.check(text, lang)
     }
 
     fn udf(self) -> ScalarUDF {
@@ -102,12 +129,14 @@ impl Hash for ScorerUdf {
     }
 }
 
-/// The text argument, whichever string type it arrives as.
-fn text_arg(args: &ScalarFunctionArgs) -> DfResult<ArrayRef> {
-    let [arg] = args.args.as_slice() else {
-        return exec_err!("sentiment functions take exactly one text argument");
-    };
-    arg.to_array(args.number_rows)
+/// The text argument and the optional language argument, whichever string
+/// type they arrive as.
+fn text_args(args: &ScalarFunctionArgs) -> DfResult<(ArrayRef, Option<ArrayRef>)> {
+    match args.args.as_slice() {
+        [text] => Ok((text.to_array(args.number_rows)?, None)),
+        [text, lang] => Ok((text.to_array(args.number_rows)?, Some(lang.to_array(args.number_rows)?))),
+        _ => exec_err!("sentiment functions take a text and optionally its language"),
+    }
 }
 
 fn texts_of(array: &ArrayRef) -> DfResult<Vec<Option<&str>>> {
@@ -143,8 +172,19 @@ impl ScalarUDFImpl for ScorerUdf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let array = text_arg(&args)?;
-        let texts = texts_of(&array)?;
+        let (array, lang_array) = text_args(&args)?;
+        let mut texts = texts_of(&array)?;
+        let langs = match &lang_array {
+            Some(a) => texts_of(a)?,
+            None => vec![None; texts.len()],
+        };
+        // refused texts reach the scorer as NULL; their reason replaces its answer
+        let refused: Vec<Option<String>> = texts.iter().zip(&langs).map(|(t, l)| self.refusal(*t, *l)).collect();
+        for (t, r) in texts.iter_mut().zip(&refused) {
+            if r.is_some() {
+                *t = None;
+            }
+        }
         if let Output::Probs(labels) = &self.output {
             let Some(probs) = self.scorer.probabilities(&texts) else {
                 return exec_err!("scorer {} has no class probabilities", self.scorer.id());
@@ -152,7 +192,12 @@ impl ScalarUDFImpl for ScorerUdf {
             let probs = probs.map_err(external)?;
             return probs_array(labels, &probs);
         }
-        let outcomes = self.scorer.score_batch(&texts).map_err(external)?;
+        let mut outcomes = self.scorer.score_batch(&texts).map_err(external)?;
+        for (o, r) in outcomes.iter_mut().zip(refused) {
+            if let Some(reason) = r {
+                *o = Outcome::Unscorable(reason);
+            }
+        }
         let n = outcomes.len();
         let mut scores = Float64Builder::with_capacity(n);
         let mut labels = StringBuilder::with_capacity(n, n * 8);

@@ -22,7 +22,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result as DfResult, exec_err};
 use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
@@ -195,9 +197,11 @@ impl AsyncScalarUDFImpl for LlmUdf {
 
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let n = args.number_rows;
+        // an optional second argument (the record's language) is accepted, as the
+        // local scorers' UDFs take it, and not used: a chat model reads any language
         let arr = match &args.args[..] {
-            [a] => a.clone().into_array(n)?,
-            _ => return exec_err!("{} takes one text argument", self.name),
+            [a] | [a, _] => a.clone().into_array(n)?,
+            _ => return exec_err!("{} takes a text and optionally its language", self.name),
         };
         let arr = cast(&arr, &DataType::Utf8)?;
         let s = arr.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().ok_or_else(|| {
@@ -268,7 +272,10 @@ pub fn register_llm_udfs(ctx: &SessionContext, scorer: Arc<LlmScorer>) {
             scorer: scorer.clone(),
             name: name.into(),
             output,
-            signature: Signature::string(1, Volatility::Volatile),
+            signature: Signature::one_of(
+                vec![TypeSignature::String(1), TypeSignature::String(2)],
+                Volatility::Volatile,
+            ),
         };
         ctx.register_udf(AsyncScalarUDF::new(Arc::new(udf)).into_scalar_udf());
     }

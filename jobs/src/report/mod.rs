@@ -163,6 +163,7 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
     let sb = summary.first().ok_or_else(|| Error::Argument("summary query returned nothing".into()))?;
     let get = |name: &str| i64s(sb, name).map(|v| v.first().copied().flatten().unwrap_or(0));
     let (n_rows, n_scored, n_unscorable) = (get("n_rows")?, get("n_scored")?, get("n_unscorable")?);
+    let n_other_language = get("n_other_language")?;
     let (n_neg, n_neu, n_pos, n_sources) = (get("n_negative")?, get("n_neutral")?, get("n_positive")?, get("n_sources")?);
     let avg = f64s(sb, "avg_score")?.first().copied().flatten();
     let first_at = times(sb, "first_at")?.first().copied().flatten();
@@ -183,14 +184,20 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
             });
         }
     }
-    let mut bins: Vec<(f64, f64, i64)> = (0..20).map(|i| (-1.0 + i as f64 * 0.1, -0.9 + i as f64 * 0.1, 0)).collect();
+    let mut bins: Vec<svg::Bin> =
+        (0..20).map(|i| svg::Bin { lo: -1.0 + i as f64 * 0.1, hi: -0.9 + i as f64 * 0.1, n: [0; 3] }).collect();
     for b in rows(jc, "report_distribution", from, to).await? {
-        let (bin, n) = (i64s(&b, "bin")?, i64s(&b, "n")?);
+        let (bin, label, n) = (i64s(&b, "bin")?, strs(&b, "label")?, i64s(&b, "n")?);
         for i in 0..b.num_rows() {
-            if let (Some(k), Some(c)) = (bin[i], n[i]) {
-                if let Some(slot) = bins.get_mut(k.clamp(0, 19) as usize) {
-                    slot.2 += c;
-                }
+            let class = match label[i].as_deref().and_then(sentiflow_udfs::Label::from_name) {
+                Some(sentiflow_udfs::Label::Negative) => 0,
+                Some(sentiflow_udfs::Label::Neutral) => 1,
+                _ => 2,
+            };
+            if let (Some(k), Some(c)) = (bin[i], n[i])
+                && let Some(slot) = bins.get_mut(k.clamp(0, 19) as usize)
+            {
+                slot.n[class] += c;
             }
         }
     }
@@ -256,7 +263,7 @@ dt {{ color: #4a5560; }} dd {{ margin: 0; }}
 <div class="kpi"><b>{avg}</b><span>average sentiment (−1 … +1)</span></div>
 <div class="kpi"><b>{neg_share}</b><span>negative tweets</span></div>
 <div class="kpi"><b>{pos_share}</b><span>positive tweets</span></div>
-<div class="kpi"><b>{n_unscorable}</b><span>could not be scored</span></div>
+<div class="kpi"><b>{n_unscorable}</b><span>could not be scored ({n_other_language} in a language the model does not read)</span></div>
 <div class="kpi"><b>{n_rejected}</b><span>input records rejected</span></div>
 </section>
 <h2>Sentiment over time</h2>
@@ -266,7 +273,7 @@ dt {{ color: #4a5560; }} dd {{ margin: 0; }}
 <p class="note">Percentage of scored tweets labelled negative in each window.</p>
 {chart_neg}
 <h2>How sentiment is distributed</h2>
-<p class="note">Number of tweets per score band of 0.1; red bands are negative, grey neutral, green positive.</p>
+<p class="note">Number of tweets per score band of 0.1, each bar split by label: red negative, grey neutral, green positive (a label is the most probable class, so a band can hold more than one). The legend gives each label's share of the scored tweets.</p>
 {chart_dist}
 <h2>By source</h2>
 <p class="note">Each source's mix of negative, neutral and positive tweets, and its average score.</p>
@@ -321,7 +328,7 @@ dt {{ color: #4a5560; }} dd {{ margin: 0; }}
 <dt>Period</dt><dd>{period}; first tweet {first}, last {last}</dd>
 <dt>Windows</dt><dd>{n_windows} windows of {window_len}</dd>
 <dt>Scorer</dt><dd>{scorers}</dd>
-<dt>Tweets</dt><dd>{n_rows} ({n_scored} scored: {n_neg} negative, {n_neu} neutral, {n_pos} positive; {n_unscorable} unscorable)</dd>
+<dt>Tweets</dt><dd>{n_rows} ({n_scored} scored: {n_neg} negative, {n_neu} neutral, {n_pos} positive; {n_unscorable} unscorable, of which {n_other_language} in a language the model does not read)</dd>
 <dt>Rejected records</dt><dd>{n_rejected} (all runs; see _rejected/)</dd>
 <dt>Generated</dt><dd>{now} by sentiflow {version}</dd>
 </dl>

@@ -298,31 +298,64 @@ pub fn share_negative(points: &[WindowPoint], title: &str) -> String {
     o
 }
 
-/// Histogram of scores: `bins` are (low, high, count) over [-1, 1].
-pub fn distribution(bins: &[(f64, f64, i64)], title: &str) -> String {
+/// One band of the score histogram: [lo, hi) and its tweets by label
+/// (negative, neutral, positive).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bin {
+    pub lo: f64,
+    pub hi: f64,
+    pub n: [i64; 3],
+}
+
+/// Histogram of scores over [-1, 1], each bar stacked by label (negative,
+/// neutral, positive), with the labels' shares in the legend.
+pub fn distribution(bins: &[Bin], title: &str) -> String {
     let height = 300.0;
     let mut o = String::new();
     header(&mut o, "chart-distribution", height, title);
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = height - TOP - BOTTOM;
     let x = |v: f64| LEFT + (v + 1.0) / 2.0 * plot_w;
-    let max = bins.iter().map(|b| b.2).max().unwrap_or(0).max(1) as f64;
+    let totals: [i64; 3] = [0, 1, 2].map(|c| bins.iter().map(|b| b.n[c]).sum());
+    let all = totals.iter().sum::<i64>().max(1) as f64;
+    let _ = write!(o, r##"<g class="legend">"##);
+    for (k, (name, color)) in [("negative", C_NEG), ("neutral", C_NEU), ("positive", C_POS)].into_iter().enumerate() {
+        let lx = LEFT + 8.0 + k as f64 * 150.0;
+        let _ = write!(
+            o,
+            r##"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{:.1}" fill="{C_AXIS}">{name} {:.1} %</text>"##,
+            TOP - 14.0,
+            lx + 14.0,
+            TOP - 5.0,
+            100.0 * totals[k] as f64 / all
+        );
+    }
+    o.push_str("</g>");
+    let max = bins.iter().map(|b| b.n.iter().sum::<i64>()).max().unwrap_or(0).max(1) as f64;
     let step = nice_step(max, 4.0);
     let top = (max / step).ceil() * step;
     let y = |v: f64| TOP + plot_h - v / top * plot_h;
     y_grid(&mut o, &steps(top, step), y, fmt_num, false);
     o.push_str(r##"<g class="histogram-bars">"##);
-    for (lo, hi, n) in bins {
-        let mid = (lo + hi) / 2.0;
-        let color = if mid < -0.05 { C_NEG } else if mid > 0.05 { C_POS } else { C_NEU };
-        let x0 = x(*lo) + 1.0;
-        let w = (x(*hi) - x(*lo) - 2.0).max(0.5);
-        let _ = write!(
-            o,
-            r##"<rect x="{x0:.1}" y="{:.1}" width="{w:.1}" height="{:.1}" fill="{color}"><title>{lo:+.1} … {hi:+.1}: {n} tweets</title></rect>"##,
-            y(*n as f64),
-            TOP + plot_h - y(*n as f64)
-        );
+    for b in bins {
+        let x0 = x(b.lo) + 1.0;
+        let w = (x(b.hi) - x(b.lo) - 2.0).max(0.5);
+        let mut below = 0i64;
+        for (k, (name, color)) in [("negative", C_NEG), ("neutral", C_NEU), ("positive", C_POS)].into_iter().enumerate() {
+            let n = b.n[k];
+            if n == 0 {
+                continue;
+            }
+            let _ = write!(
+                o,
+                r##"<rect x="{x0:.1}" y="{:.1}" width="{w:.1}" height="{:.1}" fill="{color}"><title>{:+.1} … {:+.1}: {n} {name} tweets</title></rect>"##,
+                y((below + n) as f64),
+                y(below as f64) - y((below + n) as f64),
+                b.lo,
+                b.hi
+            );
+            below += n;
+        }
     }
     o.push_str("</g>");
     for v in [-1.0, -0.5, 0.0, 0.5, 1.0] {
