@@ -30,10 +30,10 @@ trap 'rm -rf "$OUT"' EXIT
 
 run_rust() { # threads batch sessions
   "$BIN" eval --data "$DATA" --model "$MODEL" --onnx-threads "$1" --onnx-batch "$2" --onnx-sessions "$3" \
-    --repeat "$REPEAT" --json
+    --label-names negative,positive --repeat "$REPEAT" --json
 }
 run_py() { # threads batch [--sort]
-  "$SENTIFLOW_PYTHON" scripts/onnx_reference.py --model "$MODEL" --data "$DATA" --threads "$1" --batch "$2" \
+  "$SENTIFLOW_PYTHON" scripts/onnx_reference.py --model "$MODEL" --data "$DATA" --threads "$1" --batch "$2" --label-names negative,positive \
     --repeat "$REPEAT" ${3:-}
 }
 

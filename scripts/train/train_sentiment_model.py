@@ -12,11 +12,13 @@ hub) with mean pooling and a 3-way linear head (negative / neutral / positive) o
 
 Texts are normalised as the Rust scorer does (`normalize_tweet`: @mentions -> @user,
 URLs -> http, TweetEval's own convention). Then it exports ONNX (IR version 10 for ONNX
-Runtime 1.31), quantizes the weights only (int8 per output channel, activations stay
-fp32 — so a text's score never depends on its batch-mates, unlike dynamic
-quantization), evaluates with onnxruntime and writes the model directory:
+Runtime 1.31), quantizes it statically to int8 (the linear layers' MatMuls: weights per
+output channel, activations with fixed scales calibrated once on TweetEval train
+tweets; the embedding tables int8 per row) — so, unlike dynamic quantization, no
+scale depends on the batch and a text's score never depends on its batch-mates —
+evaluates with onnxruntime and writes the model directory:
 
-    model.onnx       weight-only int8 (DequantizeLinear on each weight), what ships
+    model.onnx       static int8 (QDQ), what ships
     tokenizer.json   the encoder's tokenizer
     config.json      id2label / label2id, max_length, languages, preprocessing
     training.json    arguments, figures, timings
@@ -269,6 +271,35 @@ def quantize_weights_int8(src, dst, min_elements=4096):
     onnx.save(m, dst)
 
 
+def quantize_static_int8(src, dst, tok, texts, max_length):
+    """Static int8 (QDQ) for the MatMuls with a constant weight (the linear layers): weights
+    symmetric per output channel, activations uint8 with one fixed scale per tensor from a
+    MinMax calibration on `texts` (training tweets); attention, LayerNorm, softmax and GELU stay
+    fp32. Integer matrix products are exact and the scales are constants, so a row's result
+    does not depend on the other rows of its batch (unlike dynamic quantization, whose
+    activation scale is the batch's). Then the embedding tables are made int8 too."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.starts = iter(range(0, len(texts), 32))
+
+        def get_next(self):
+            k = next(self.starts, None)
+            if k is None:
+                return None
+            b = tok(texts[k:k + 32], padding=True, truncation=True, max_length=max_length, return_tensors="np")
+            return {n: b[n].astype(np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")}
+
+    tmp = dst + ".qdq.onnx"
+    quantize_static(src, tmp, Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax,
+                    extra_options={"MatMulConstBOnly": True, "ActivationSymmetric": False, "WeightSymmetric": True})
+    quantize_weights_int8(tmp, dst)
+    os.remove(tmp)
+
+
 def session(path, threads):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -295,6 +326,11 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--from-checkpoint", help="a .pt written by an earlier run: skip training")
+    ap.add_argument("--quant", choices=["static", "weights"], default="static",
+                    help="static: int8 MatMuls with calibrated activation scales (what ships: about 1.8x the "
+                         "speed of fp32); weights: int8 weights only, fp32 compute (0.5 points better on "
+                         "TweetEval, half the speed). Both give batch-independent scores.")
+    ap.add_argument("--calibration", type=int, default=512, help="TweetEval train tweets for the static scales")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     random.seed(a.seed)
@@ -321,7 +357,11 @@ def main():
     fp32 = base + ".fp32.onnx"
     export_fp32(model, tok, fp32)
     shipped = os.path.join(a.out, "model.onnx")
-    quantize_weights_int8(fp32, shipped)
+    if a.quant == "static":
+        calib, _ = read_tweeteval(os.path.join(a.data, "tweet_eval_sentiment"), "train")
+        quantize_static_int8(fp32, shipped, tok, [normalize_tweet(t) for t in calib[:a.calibration]], a.max_length)
+    else:
+        quantize_weights_int8(fp32, shipped)
     for stale in ("model_quantized.onnx",):
         if os.path.exists(os.path.join(a.out, stale)):
             os.remove(os.path.join(a.out, stale))
@@ -340,7 +380,7 @@ def main():
     te_t, te_y = read_tweeteval(os.path.join(a.data, "tweet_eval_sentiment"), "val")
     dev_t, dev_y = read_sst2(os.path.join(a.data, "sst2/dev.tsv"))
     results = {}
-    for name, path in (("fp32", fp32), ("int8_weights", shipped)):
+    for name, path in (("fp32", fp32), ("int8", shipped)):
         s = session(path, a.threads)
         results[name] = {"tweeteval_val": metrics(onnx_probs(s, tok, te_t, a.max_length), te_y, False),
                          "sst2_dev": metrics(onnx_probs(s, tok, dev_t, a.max_length), dev_y, True),
@@ -351,8 +391,17 @@ def main():
     write_card(a, info, results)
 
 
+QUANT_TEXT = {
+    "static": "static int8 (QDQ) for the linear layers' MatMuls: weights symmetric per output channel, "
+              "activations uint8 with fixed per-tensor scales calibrated (MinMax) on the first {n} TweetEval "
+              "train tweets; attention, LayerNorm, softmax and GELU in fp32; embedding tables int8 per row.",
+    "weights": "int8 weights only (per output channel, symmetric; embedding tables per row), fp32 activations "
+               "and compute.",
+}
+
+
 def write_card(a, info, results):
-    r8, r32 = results["int8_weights"], results["fp32"]
+    r8, r32 = results["int8"], results["fp32"]
     te8, te32 = r8["tweeteval_val"], r32["tweeteval_val"]
     card = f"""# sentiment-minilm (3-class tweets)
 
@@ -377,9 +426,9 @@ sentiflow's score is P(positive) − P(negative) in [-1, 1]; the label is the mo
   batch {a.batch}, max length {a.max_length}, batches grouped by length, {'bfloat16 autocast, ' if a.bf16 else ''}seed {a.seed};
   {info['seconds'] / 60:.1f} min on {a.threads} CPU threads. The final weights are exported; no
   checkpoint was picked on an evaluation set.
-- **Quantization**: weight-only int8 (per output channel, symmetric), activations fp32. Unlike
-  dynamic quantization, no scale depends on the batch, so a text scores the same alone or in any
-  batch.
+- **Quantization**: {QUANT_TEXT[a.quant].format(n=a.calibration)} Unlike dynamic quantization, no
+  scale depends on the batch, so a text scores the same alone or in any batch (sentiflow also pads
+  each text to a width of its own, so the bits are equal, not just close).
 - **Files**: `model.onnx` ({r8['bytes'] / 2**20:.1f} MiB), `tokenizer.json`, `config.json`,
   `training.json` (arguments and figures). The fp32 export ({r32['bytes'] / 2**20:.1f} MiB) is rebuilt
   by the script and not committed.
@@ -392,7 +441,7 @@ never used to choose anything):
 | model | TweetEval val macro recall (2,000) | neg / neu / pos recall | accuracy | SST-2 dev accuracy, P(pos) > P(neg) (872) |
 |---|---:|---:|---:|---:|
 | fp32 | {te32['macro_recall']:.4f} | {te32['recall']['negative']:.3f} / {te32['recall']['neutral']:.3f} / {te32['recall']['positive']:.3f} | {te32['accuracy']:.4f} | {r32['sst2_dev']['accuracy']:.4f} |
-| int8 weights (shipped) | {te8['macro_recall']:.4f} | {te8['recall']['negative']:.3f} / {te8['recall']['neutral']:.3f} / {te8['recall']['positive']:.3f} | {te8['accuracy']:.4f} | {r8['sst2_dev']['accuracy']:.4f} |
+| int8 (shipped) | {te8['macro_recall']:.4f} | {te8['recall']['negative']:.3f} / {te8['recall']['neutral']:.3f} / {te8['recall']['positive']:.3f} | {te8['accuracy']:.4f} | {r8['sst2_dev']['accuracy']:.4f} |
 """
     open(os.path.join(a.out, "README.md"), "w").write(card)
 

@@ -74,10 +74,10 @@ fn rust_predictions_equal_the_python_reference_on_the_validation_sets() {
     let names = ["--label-names", "negative,positive"];
     let j = rust_equals_python(&[&["--data", dev.as_str()][..], &names].concat(), &[&["--data", dev.as_str()][..], &names].concat());
     assert_eq!((j["rows"].as_u64(), j["evaluated"].as_u64(), j["binary"].as_bool()), (Some(872), Some(872), Some(true)));
-    // the shipped model's measured figure (0.8704; the 0.90 is not reached, see the model
+    // the shipped model's measured figure (0.8670; the 0.90 is not reached, see the model
     // card), so a broken tokenizer, padding or label order fails here
     let acc = j["accuracy"].as_f64().unwrap();
-    assert!(acc >= 0.865, "SST-2 dev accuracy {acc} below the shipped model's 0.8704");
+    assert!(acc >= 0.865, "SST-2 dev accuracy {acc} below the shipped model's 0.8670");
 
     // TweetEval validation: 3 classes, macro-averaged recall (the benchmark's metric)
     let te = shared_data().join("tweet_eval_sentiment");
@@ -86,7 +86,7 @@ fn rust_predictions_equal_the_python_reference_on_the_validation_sets() {
     let j = rust_equals_python(&args, &args);
     assert_eq!((j["rows"].as_u64(), j["evaluated"].as_u64(), j["binary"].as_bool()), (Some(2000), Some(2000), Some(false)));
     let mr = j["macro_recall"].as_f64().unwrap();
-    assert!(mr >= 0.71, "TweetEval macro recall {mr} below the shipped model's 0.7175");
+    assert!(mr >= 0.71, "TweetEval macro recall {mr} below the shipped model's 0.7120");
     let recall = j["recall"].as_object().unwrap();
     let mean = recall.values().map(|v| v.as_f64().unwrap()).sum::<f64>() / 3.0;
     assert!((mean - mr).abs() < 1e-12 && recall.contains_key("neutral"), "{recall:?}");
