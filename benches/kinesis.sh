@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=200000
 SHARDS=4
-BIN=${CARGO_TARGET_DIR:-$HOME/.cache/sentiflow/target}/debug/sentiflow
+BIN=${CARGO_TARGET_DIR:-target}/debug/sentiflow
 while [ $# -gt 0 ]; do
   case $1 in
     --records) RECORDS=$2; shift 2 ;;

