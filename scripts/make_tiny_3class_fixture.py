@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/tiny-3class: a tiny 3-class ONNX "classifier" for the tests.
+"""Writes tests/fixtures/tiny-3class: a tiny 3-class ONNX "classifier" for the tests
+(and with --classes 2, tests/fixtures/tiny-2class: negative, positive).
 
 It is not a sentiment model: embeddings (seeded random, 4 wide) of the BERT vocabulary,
 masked mean pooling, a 4x3 linear layer. It has no token_type_ids input and its labels
@@ -8,6 +9,7 @@ come in a non-obvious order (positive, negative, neutral), so the tests exercise
 against expected probabilities computed here with numpy (expected.jsonl).
 Needs onnx and numpy (the training venv of scripts/train has them).
 """
+import argparse
 import json
 import os
 import shutil
@@ -17,7 +19,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer
 
-out = "tests/fixtures/tiny-3class"
+ap = argparse.ArgumentParser()
+ap.add_argument("--classes", type=int, choices=[2, 3], default=3)
+n = ap.parse_args().classes
+out = f"tests/fixtures/tiny-{n}class"
+labels = ["positive", "negative", "neutral"] if n == 3 else ["negative", "positive"]
 src = "sample_data/models/sentiment-minilm/tokenizer.json"
 os.makedirs(out, exist_ok=True)
 shutil.copy(src, os.path.join(out, "tokenizer.json"))
@@ -25,7 +31,7 @@ tok = Tokenizer.from_file(src)
 vocab = tok.get_vocab_size()
 rng = np.random.default_rng(7)
 E = rng.normal(size=(vocab, 4)).astype(np.float32)
-W = rng.normal(size=(4, 3)).astype(np.float32)
+W = rng.normal(size=(4, n)).astype(np.float32)
 
 nodes = [
     helper.make_node("Gather", ["E", "input_ids"], ["emb"]),                      # [b,s,4]
@@ -41,7 +47,7 @@ graph = helper.make_graph(
     nodes, "tiny3",
     [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
      helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"])],
-    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n])],
     [numpy_helper.from_array(E, "E"), numpy_helper.from_array(W, "W"),
      numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2"),
      numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1")],
@@ -50,7 +56,7 @@ model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 model.ir_version = 10
 onnx.checker.check_model(model)
 onnx.save(model, os.path.join(out, "model.onnx"))
-json.dump({"id2label": {"0": "positive", "1": "negative", "2": "neutral"}, "max_length": 16},
+json.dump({"id2label": {str(i): l for i, l in enumerate(labels)}, "max_length": 16},
           open(os.path.join(out, "config.json"), "w"), indent=2)
 
 texts = ["I love it", "this is terrible and I want my money back", "the meeting is at noon",

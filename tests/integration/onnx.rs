@@ -109,6 +109,29 @@ fn eval_names_bad_gold_labels() {
     assert!(err.contains("--label-names negative,positive"), "{err}");
 }
 
+#[test]
+fn a_two_class_model_skips_neutral_gold_rows_and_judges_binary_data() {
+    let tiny2 = s(&repo().join("tests/fixtures/tiny-2class"));
+    let te = shared_data().join("tweet_eval_sentiment");
+    let out = ok(&[
+        "eval", "--model", &tiny2, "--data", &s(&te.join("val_text.txt")), "--labels-file", &s(&te.join("val_labels.txt")),
+        "--label-names", "negative,neutral,positive", "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let labels = std::fs::read_to_string(te.join("val_labels.txt")).unwrap();
+    let neutral = labels.lines().filter(|l| l.trim() == "1").count();
+    assert_eq!((j["rows"].as_u64(), j["binary"].as_bool()), (Some(2000), Some(false)));
+    assert_eq!(j["skipped"][0]["label"], "neutral");
+    assert_eq!(j["skipped"][0]["rows"].as_u64().unwrap() as usize, neutral);
+    assert_eq!(j["evaluated"].as_u64().unwrap() as usize, 2000 - neutral);
+    assert_eq!(j["classes"], serde_json::json!(["negative", "positive"]));
+    // binary data: every row is evaluated
+    let dev = s(&shared_data().join("sst2/dev.tsv"));
+    let out = ok(&["eval", "--model", &tiny2, "--data", &dev, "--json"]);
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((j["evaluated"].as_u64(), j["binary"].as_bool()), (Some(872), Some(true)));
+}
+
 /// TweetEval train's first `n` rows as a JSONL file.
 fn tweeteval_jsonl(path: &std::path::Path, skip: usize, n: usize) {
     let te = shared_data().join("tweet_eval_sentiment");
