@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray, StructArray, UInt64Array,
+    Array, ArrayRef, AsArray, Float32Array, Float64Array, RecordBatch, StringArray, StructArray, UInt64Array,
 };
-use datafusion::arrow::datatypes::UInt64Type;
+use datafusion::arrow::datatypes::{Float32Type, UInt64Type};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
@@ -269,30 +269,35 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
     }
 
     // (predicted class, probabilities) per row, placed by row_id
+    let model_classes: Option<Vec<Option<Label>>> =
+        model_labels.as_ref().map(|l| l.iter().map(|n| Label::from_name(n)).collect());
     let mut scored: Vec<Option<(Option<Label>, Option<Vec<f32>>)>> = vec![None; pairs.len()];
     for b in &batches {
         let rows: &UInt64Array = b.column(0).as_primitive::<UInt64Type>();
-        let col = b.column(1);
+        let st: &StructArray = b.column(1).as_struct();
+        // classifiers: one probability column per label; the lexicon: its label and score
+        let probs_cols: Vec<&Float32Array> = match &model_classes {
+            Some(c) => (0..c.len()).map(|k| st.column(k).as_primitive::<Float32Type>()).collect(),
+            None => Vec::new(),
+        };
+        let label_col = st.column_by_name("label").and_then(|c| c.as_string_opt::<i32>());
+        let score_col = st.column_by_name("score").and_then(|c| c.as_any().downcast_ref::<Float64Array>());
         for i in 0..b.num_rows() {
-            let answer = match &model_labels {
-                Some(labels) => {
-                    let st: &StructArray = col.as_struct();
-                    let probs = st.is_valid(i).then(|| {
-                        (0..labels.len()).map(|c| st.column(c).as_primitive::<datafusion::arrow::datatypes::Float32Type>().value(i)).collect::<Vec<f32>>()
-                    });
-                    let predicted = probs.as_ref().and_then(|p| predicted_class(labels, p, binary));
+            let answer = match &model_classes {
+                Some(classes) => {
+                    let probs = st.is_valid(i).then(|| probs_cols.iter().map(|c| c.value(i)).collect::<Vec<f32>>());
+                    let predicted = probs.as_ref().and_then(|p| predicted_class(classes, p, binary));
                     (predicted, probs)
                 }
                 None => {
-                    let st: &StructArray = col.as_struct();
-                    let label = st.column_by_name("label").map(|c| c.as_string::<i32>());
-                    let score = st.column_by_name("score").and_then(|c| c.as_any().downcast_ref::<Float64Array>());
-                    let predicted = match (label, score) {
-                        (Some(l), Some(sc)) if l.is_valid(i) => Some(if binary {
-                            if sc.value(i) > 0.0 { Label::Positive } else { Label::Negative }
-                        } else {
-                            Label::from_name(l.value(i)).unwrap_or(Label::Neutral)
-                        }),
+                    let predicted = match (label_col, score_col) {
+                        (Some(l), Some(sc)) if l.is_valid(i) => {
+                            if binary {
+                                Some(if sc.value(i) > 0.0 { Label::Positive } else { Label::Negative })
+                            } else {
+                                Label::from_name(l.value(i))
+                            }
+                        }
                         _ => None,
                     };
                     (predicted, None)
@@ -391,10 +396,10 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
     })
 }
 
-/// The class a probability vector predicts: the most probable label, or on
+/// The class a probability vector predicts (`classes`: the model's labels as
+/// sentiment classes, in probability order): the most probable one, or on
 /// binary data P(positive) > P(negative) (neutral, if the model has it, never wins).
-fn predicted_class(labels: &[String], probs: &[f32], binary: bool) -> Option<Label> {
-    let classes: Vec<Option<Label>> = labels.iter().map(|n| Label::from_name(n)).collect();
+fn predicted_class(classes: &[Option<Label>], probs: &[f32], binary: bool) -> Option<Label> {
     if binary {
         let p = |want: Label| classes.iter().position(|c| *c == Some(want)).map(|k| probs[k]);
         let (pos, neg) = (p(Label::Positive)?, p(Label::Negative)?);
@@ -410,12 +415,12 @@ mod tests {
 
     #[test]
     fn binary_data_is_judged_by_positive_over_negative() {
-        let labels: Vec<String> = ["negative", "neutral", "positive"].iter().map(|s| s.to_string()).collect();
+        let labels = [Some(Label::Negative), Some(Label::Neutral), Some(Label::Positive)];
         // neutral is the most probable, but on binary data only pos vs neg counts
         assert_eq!(predicted_class(&labels, &[0.2, 0.5, 0.3], true), Some(Label::Positive));
         assert_eq!(predicted_class(&labels, &[0.3, 0.5, 0.2], true), Some(Label::Negative));
         assert_eq!(predicted_class(&labels, &[0.2, 0.5, 0.3], false), Some(Label::Neutral));
-        let two: Vec<String> = ["negative", "positive"].iter().map(|s| s.to_string()).collect();
+        let two = [Some(Label::Negative), Some(Label::Positive)];
         assert_eq!(predicted_class(&two, &[0.6, 0.4], true), Some(Label::Negative));
     }
 

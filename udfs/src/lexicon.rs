@@ -46,8 +46,8 @@ impl LexiconScorer {
         let Some(text) = text else {
             return Outcome::Unscorable("text is null".into());
         };
-        if text.trim().is_empty() {
-            return Outcome::Unscorable("text is empty".into());
+        if let Some(reason) = crate::text::unreadable(text) {
+            return Outcome::Unscorable(reason.into());
         }
         if text.len() > MAX_TEXT_BYTES {
             return Outcome::Unscorable(format!(

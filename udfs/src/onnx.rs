@@ -19,8 +19,8 @@
 //! `session.run` per batch does little wasted work. Every run has exactly
 //! `batch_size` rows (a short batch is filled with copies of its first text),
 //! so the shape a text is computed in depends on that text alone: with a model
-//! whose quantization does not depend on the batch (the shipped model's int8
-//! weights with fp32 activations), a text gets the same bits alone, in any
+//! whose quantization does not depend on the batch (the shipped model's static
+//! int8, whose activation scales are fixed at export), a text gets the same bits alone, in any
 //! batch and in any order (measured: ONNX Runtime's kernels differ in the last
 //! bit between batch sizes and widths otherwise). Sessions are created once and
 //! shared; with `sessions > 1` several run side by side, each taking the next
@@ -43,7 +43,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::text::{CONTENT_FREE_REASON, PREPROCESS_TWEET_V1, is_content_free, normalize_tweet};
+use crate::text::{PREPROCESS_TWEET_V1, normalize_tweet, unreadable};
 use crate::{Error, Label, Outcome, Result, Scorer, stable_hash};
 
 /// The ONNX Runtime version whose C API this build uses (`ort` feature `api-31`);
@@ -444,7 +444,7 @@ impl OnnxScorer {
         let todo: Vec<(usize, std::borrow::Cow<'_, str>)> = texts
             .iter()
             .enumerate()
-            .filter_map(|(i, t)| t.filter(|t| !is_content_free(t)).map(|t| (i, t)))
+            .filter_map(|(i, t)| t.filter(|t| unreadable(t).is_none()).map(|t| (i, t)))
             .map(|(i, t)| (i, if self.normalize { normalize_tweet(t).into() } else { t.into() }))
             .collect();
         if todo.is_empty() {
@@ -606,8 +606,7 @@ impl Scorer for OnnxScorer {
             .map(|(t, p)| match (t, p) {
                 (_, Some(p)) => self.outcome(&p),
                 (None, None) => Outcome::Unscorable("text is null".into()),
-                (Some(t), None) if t.trim().is_empty() => Outcome::Unscorable("text is empty".into()),
-                (Some(_), None) => Outcome::Unscorable(CONTENT_FREE_REASON.into()),
+                (Some(t), None) => Outcome::Unscorable(unreadable(t).unwrap_or("text is empty").into()),
             })
             .collect())
     }

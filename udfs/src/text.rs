@@ -33,6 +33,19 @@ pub const LANGUAGE_REASON_PREFIX: &str = "language ";
 /// The reason for a text with nothing to score.
 pub const CONTENT_FREE_REASON: &str = "text has no letters, digits, emoji or symbols";
 
+/// Why a text cannot be scored by any scorer, if it cannot: `text is empty`
+/// (whitespace only) or [`CONTENT_FREE_REASON`]. Every local scorer asks this
+/// first, so no scorer makes up a score for nothing.
+pub fn unreadable(text: &str) -> Option<&'static str> {
+    if text.trim().is_empty() {
+        Some("text is empty")
+    } else if is_content_free(text) {
+        Some(CONTENT_FREE_REASON)
+    } else {
+        None
+    }
+}
+
 fn is_ascii_ws(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{0b}' | '\u{0c}')
 }
@@ -165,10 +178,9 @@ fn is_latin(c: char) -> bool {
 ///   whatlang calls reliable;
 /// - else `None`: the text is given the benefit of the doubt.
 pub fn detect_language(text: &str) -> Option<&'static str> {
-    let cleaned: Vec<&str> = text
-        .split(is_ascii_ws)
-        .filter(|w| !w.starts_with('@') && !w.starts_with('#') && !w.to_ascii_lowercase().starts_with("http"))
-        .collect();
+    let is_url = |w: &str| w.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("http"));
+    let cleaned: Vec<&str> =
+        text.split(is_ascii_ws).filter(|w| !w.starts_with('@') && !w.starts_with('#') && !is_url(w)).collect();
     let cleaned = cleaned.join(" ");
     let (mut latin, mut other) = (0usize, 0usize);
     for c in cleaned.chars().filter(|c| c.is_alphabetic()) {

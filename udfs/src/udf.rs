@@ -12,11 +12,11 @@
 //! argument (`score_sentiment(text, lang)`, as `sql/score.sql` calls it).
 //!
 //! NULL in gives NULL out; an unscorable text gives NULL (and its reason in
-//! `score_sentiment(text).error`), never a made-up score. Before a scorer sees
-//! a text, two checks run here, the same for every output: a text with no
-//! letters, digits, emoji or symbols is unscorable, and a text in a language
-//! the scorer does not read ([`crate::Scorer::languages`]) is unscorable with
-//! the language and the model named (see [`crate::text`]).
+//! `score_sentiment(text).error`), never a made-up score. Empty and
+//! content-free texts are the scorers' own to refuse ([`crate::text::unreadable`]);
+//! here, before a scorer sees a text, the same for every output, a text in a
+//! language the scorer does not read ([`crate::Scorer::languages`]) is made
+//! unscorable with the language and the model named (see [`crate::text`]).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 
-use crate::text::{CONTENT_FREE_REASON, LanguageGate, is_content_free};
+use crate::text::{LanguageGate, unreadable};
 use crate::{Outcome, SharedScorer};
 
 /// The struct `score_sentiment` returns.
@@ -97,16 +97,10 @@ impl ScorerUdf {
         Self { scorer, name, output, signature, gate }
     }
 
-    /// Why a text is not handed to the scorer, if it is not: nothing to read,
-    /// or a language the scorer does not read.
+    /// Why a text is not handed to the scorer, if it is not: a language the
+    /// scorer does not read. Unreadable texts go on, for the scorer's own reason.
     fn refusal(&self, text: Option<&str>, lang: Option<&str>) -> Option<String> {
-        let text = text?;
-        if text.trim().is_empty() {
-            return None; // the scorer's own "text is empty"
-        }
-        if is_content_free(text) {
-            return Some(CONTENT_FREE_REASON.to_string());
-        }
+        let text = text.filter(|t| unreadable(t).is_none())?;
         self.gate.as_ref()?.check(text, lang)
     }
 
