@@ -98,11 +98,11 @@ pub struct AggregateReport {
 /// The default bounds of a time range: far enough to hold any real data,
 /// near enough that window arithmetic cannot overflow.
 pub fn far_past() -> DateTime<Utc> {
-    DateTime::from_timestamp(-2_208_988_800, 0).unwrap_or_default() // 1900-01-01
+    DateTime::from_timestamp(crate::schema::EVENT_TIME_MIN_SECS, 0).unwrap_or_default() // 1900-01-01
 }
 
 pub fn far_future() -> DateTime<Utc> {
-    DateTime::from_timestamp(7_258_118_400, 0).unwrap_or_default() // 2200-01-01
+    DateTime::from_timestamp(crate::schema::EVENT_TIME_MAX_SECS, 0).unwrap_or_default() // 2200-01-01
 }
 
 pub async fn run(jc: &JobContext, args: AggregateArgs) -> Result<AggregateReport> {

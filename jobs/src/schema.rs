@@ -39,6 +39,21 @@ impl ColType {
     }
 }
 
+/// Earliest event time sentiflow accepts: 1900-01-01T00:00:00Z (epoch seconds).
+///
+/// Time columns are microseconds, but DataFusion's date functions
+/// (`date_bin`, `to_char` for the `dt=`/`hour=` keys) work in nanoseconds,
+/// which end in 1677 and 2262. Records outside [1900, 2200) are rejected with
+/// this range in the reason instead of failing a whole query.
+pub const EVENT_TIME_MIN_SECS: i64 = -2_208_988_800;
+/// End (exclusive) of the accepted event times: 2200-01-01T00:00:00Z.
+pub const EVENT_TIME_MAX_SECS: i64 = 7_258_118_400;
+
+/// Whether a UTC microsecond timestamp lies in the accepted range.
+pub fn event_time_in_range(micros: i64) -> bool {
+    (EVENT_TIME_MIN_SECS * 1_000_000..EVENT_TIME_MAX_SECS * 1_000_000).contains(&micros)
+}
+
 /// `Timestamp(Microsecond, "UTC")`, the type of every time column.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -70,6 +85,9 @@ pub const RAW: &[Column] = &[
     col("ingested_at", Timestamp, true, "when the record entered the pipeline (UTC)"),
     col("truth_label", String, true, "ground-truth polarity of synthetic posts (negative/neutral/positive); NULL for real data"),
 ];
+
+/// The values of `truth_label` and `sentiment_label`.
+pub const LABELS: &[&str] = &["negative", "neutral", "positive"];
 
 /// Columns the score job adds to a raw tweet.
 pub const SCORE_COLUMNS: &[Column] = &[

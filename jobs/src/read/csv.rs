@@ -1,0 +1,231 @@
+//! CSV/TSV records with a header row naming the raw columns.
+//!
+//! A quoted field may span lines, so one unbalanced quote could swallow the
+//! rest of a file into a single record. A record whose quote never closes, or
+//! one that spans lines and is longer than the text limit, is taken for such a
+//! runaway, as is one spanning lines of which a later one is a valid record
+//! by itself: only its first line is rejected and reading resumes on the next
+//! line, so the records after it are still read one by one.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::record::RawBuilder;
+use super::{ParsedFile, Reject};
+use crate::schema;
+
+fn reader(data: &[u8], delim: u8) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new().delimiter(delim).flexible(true).has_headers(false).from_reader(data)
+}
+
+pub(super) fn parse_csv(file: &str, data: &[u8], max_text_bytes: usize, b: &mut RawBuilder, out: &mut ParsedFile) {
+    let delim = if file.to_ascii_lowercase().trim_end_matches(".gz").ends_with(".tsv") { b'\t' } else { b',' };
+    let mut rdr = reader(data, delim);
+    let mut rec = csv::ByteRecord::new();
+    let headers: Vec<String> = match rdr.read_byte_record(&mut rec) {
+        Ok(true) => rec.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect(),
+        Ok(false) => return, // empty file
+        Err(e) => {
+            out.rejects.push(Reject::new(file, Some(1), format!("unreadable CSV header: {e}"), &[]));
+            return;
+        }
+    };
+    if headers.iter().all(|h| h.is_empty()) {
+        return;
+    }
+    let required: Vec<&str> = schema::RAW.iter().filter(|c| !c.nullable).map(|c| c.name).collect();
+    let missing: Vec<&str> = required.iter().copied().filter(|c| !headers.iter().any(|h| h == c)).collect();
+    if !missing.is_empty() {
+        out.rejects.push(Reject::new(
+            file,
+            Some(1),
+            format!(
+                "CSV header lacks required column(s) {}; the header must name {}",
+                missing.join(", "),
+                required.join(", ")
+            ),
+            headers.join(",").as_bytes(),
+        ));
+        return;
+    }
+    for h in &headers {
+        if !schema::RAW.iter().any(|c| c.name == h) {
+            out.extra_fields.insert(h.clone());
+        }
+    }
+    let rows = Rows { file, headers: &headers, delim, max_text_bytes };
+    // after a runaway quote, read again from the line after it
+    let mut offset = rdr.position().byte() as usize;
+    let mut line = rdr.position().line() as i64;
+    while offset < data.len() {
+        match rows.read(&data[offset..], line, b, out) {
+            None => break,
+            Some((skip, lines)) => {
+                offset += skip;
+                line += lines;
+            }
+        }
+    }
+}
+
+struct Rows<'a> {
+    file: &'a str,
+    headers: &'a [String],
+    delim: u8,
+    max_text_bytes: usize,
+}
+
+impl Rows<'_> {
+    /// Reads the records of `data`, whose first line is line `first_line` of
+    /// the file. Returns where to resume (bytes and lines to skip) after a
+    /// runaway quote, or `None` at the end.
+    fn read(&self, data: &[u8], first_line: i64, b: &mut RawBuilder, out: &mut ParsedFile) -> Option<(usize, i64)> {
+        let mut rdr = reader(data, self.delim);
+        let mut rec = csv::ByteRecord::new();
+        loop {
+            let start = rdr.position().byte() as usize;
+            let start_line = first_line + rdr.position().line() as i64 - 1;
+            match rdr.read_byte_record(&mut rec) {
+                Ok(false) => return None,
+                Ok(true) => {
+                    // the record's own position skips blank lines before it
+                    let (start, start_line) = rec
+                        .position()
+                        .map(|p| (p.byte() as usize, first_line + p.line() as i64 - 1))
+                        .unwrap_or((start, start_line));
+                    let end = (rdr.position().byte() as usize).min(data.len());
+                    let raw = trim_eol(&data[start..end]);
+                    let spans_lines = raw.contains(&b'\n');
+                    let runaway = if unterminated_quote(raw, self.delim) {
+                        Some("a quoted field opened on this line never closes")
+                    } else if spans_lines && raw.len() > self.max_text_bytes {
+                        Some("a quoted field runs over several lines past the text limit (a quote is likely missing)")
+                    } else if spans_lines && raw.split(|c| *c == b'\n').skip(1).any(|l| self.is_record(l)) {
+                        Some("a quoted field opened on this line runs into a later line that is a record of its own (a closing quote is likely missing)")
+                    } else {
+                        None
+                    };
+                    if let Some(why) = runaway {
+                        let first = raw.split(|c| *c == b'\n').next().unwrap_or(raw);
+                        let first_len = first.len() + 1; // with its newline
+                        out.rejects.push(Reject::new(
+                            self.file,
+                            Some(start_line),
+                            format!(
+                                "malformed CSV: {why}; only this line is rejected and reading resumes on the next \
+                                 (inside a quoted field, write a quote as \"\")"
+                            ),
+                            trim_eol(first),
+                        ));
+                        b.maybe_flush(out);
+                        return Some((start + first_len, start_line - first_line + 1));
+                    }
+                    self.record(&rec, start_line, raw, b, out);
+                }
+                Err(e) => {
+                    out.rejects.push(Reject::new(self.file, Some(start_line), format!("malformed CSV: {e}"), &[]));
+                    if !matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) {
+                        return None;
+                    }
+                }
+            }
+            b.maybe_flush(out);
+        }
+    }
+
+    /// Whether one physical line is a complete, valid record by itself.
+    fn is_record(&self, line: &[u8]) -> bool {
+        let mut rdr = reader(trim_eol(line), self.delim);
+        let mut rec = csv::ByteRecord::new();
+        if !matches!(rdr.read_byte_record(&mut rec), Ok(true)) || rec.len() != self.headers.len() {
+            return false;
+        }
+        let mut map = serde_json::Map::new();
+        for (h, f) in self.headers.iter().zip(rec.iter()) {
+            match std::str::from_utf8(f) {
+                Ok("") => {}
+                Ok(s) => {
+                    map.insert(h.clone(), Value::String(s.to_string()));
+                }
+                Err(_) => return false,
+            }
+        }
+        RawBuilder::new(self.max_text_bytes).push_json(&map, &mut BTreeSet::new()).is_ok()
+    }
+
+    fn record(&self, rec: &csv::ByteRecord, line: i64, raw: &[u8], b: &mut RawBuilder, out: &mut ParsedFile) {
+        if rec.len() != self.headers.len() {
+            out.rejects.push(Reject::new(
+                self.file,
+                Some(line),
+                format!("expected {} fields as in the header, got {}", self.headers.len(), rec.len()),
+                raw,
+            ));
+            return;
+        }
+        let mut map = serde_json::Map::new();
+        for (h, f) in self.headers.iter().zip(rec.iter()) {
+            match std::str::from_utf8(f) {
+                Ok("") => {}
+                Ok(s) => {
+                    map.insert(h.clone(), Value::String(s.to_string()));
+                }
+                Err(_) => {
+                    let reason = format!("field {h}: invalid UTF-8; records must be UTF-8");
+                    out.rejects.push(Reject::new(self.file, Some(line), reason, raw));
+                    return;
+                }
+            }
+        }
+        if let Err(reason) = b.push_json(&map, &mut BTreeSet::new()) {
+            out.rejects.push(Reject::new(self.file, Some(line), reason, raw));
+        }
+    }
+}
+
+fn trim_eol(s: &[u8]) -> &[u8] {
+    let s = s.strip_suffix(b"\n").unwrap_or(s);
+    s.strip_suffix(b"\r").unwrap_or(s)
+}
+
+/// Whether a record's bytes end inside a quoted field (CSV rules: a quote
+/// opens a field only at its start; `""` inside is a literal quote).
+fn unterminated_quote(raw: &[u8], delim: u8) -> bool {
+    let (mut in_quotes, mut field_start) = (false, true);
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if in_quotes {
+            if c == b'"' {
+                if raw.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    in_quotes = false;
+                }
+            }
+        } else if c == b'"' && field_start {
+            in_quotes = true;
+            field_start = false;
+        } else {
+            field_start = c == delim || c == b'\n' || c == b'\r';
+        }
+        i += 1;
+    }
+    in_quotes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unterminated_quote;
+
+    #[test]
+    fn quote_balance() {
+        assert!(!unterminated_quote(b"1,\"a, b\",x", b','));
+        assert!(!unterminated_quote(b"1,my 5\" tv,x", b','), "a quote inside an unquoted field is literal");
+        assert!(!unterminated_quote(b"1,\"say \"\"hi\"\"\",x", b','));
+        assert!(!unterminated_quote(b"1,\"two\nlines\",x", b','));
+        assert!(unterminated_quote(b"1,\"never closed,x\n2,b,y", b','));
+        assert!(unterminated_quote(b"1,\"ends \"\"", b','));
+    }
+}
