@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::execution::context::SQLOptions;
 use sentiflow_jobs::schema::Table;
 use sentiflow_jobs::store::{Location, list_files};
 use sentiflow_jobs::tables::{register_parquet_table, register_raw_table};
@@ -23,6 +24,10 @@ pub struct SqlCli {
     file: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value_t = OutFormat::Table)]
     format: OutFormat,
+    /// Allow statements that write (COPY, INSERT). Without it `sql` only reads,
+    /// so a query cannot add files to the tables it reads or write elsewhere.
+    #[arg(long)]
+    allow_write: bool,
     /// The scorer behind sentiment(), sentiment_label(), sentiment_probs(), score_sentiment().
     #[command(flatten)]
     pub scorer: crate::cli_scorer::ScorerArgs,
@@ -36,7 +41,7 @@ enum OutFormat {
 }
 
 /// Registers every table found under the root; returns (name, files) pairs.
-async fn register_all(jc: &JobContext, root: &Location) -> Result<Vec<(&'static str, usize)>> {
+async fn register_all(jc: &JobContext, root: &Location) -> Result<Vec<(String, usize)>> {
     let mut found = Vec::new();
     for t in Table::ALL {
         let loc = root.child(t.dir());
@@ -47,62 +52,145 @@ async fn register_all(jc: &JobContext, root: &Location) -> Result<Vec<(&'static 
         }
         match t {
             Table::Raw => {
-                register_raw_table(jc, t.sql_name(), &loc).await?;
+                let raw = register_raw_table(jc, t.sql_name(), &loc).await?;
+                if let Some(r) = &raw.first_reject {
+                    let name = format!("{}_rejected", t.sql_name());
+                    eprintln!(
+                        "note: {} leaves out {} records that fail validation (first: {}{}: {}); they are in table {name}",
+                        t.sql_name(),
+                        raw.rejected,
+                        r.file,
+                        r.line.map(|l| format!(":{l}")).unwrap_or_default(),
+                        r.reason
+                    );
+                    found.push((name, 0));
+                }
             }
             _ => register_parquet_table(jc, t.sql_name(), t, &loc)?,
         }
-        found.push((t.sql_name(), n));
+        found.push((t.sql_name().to_string(), n));
     }
     Ok(found)
 }
 
-/// Splits a script into statements on ';' outside quotes and comments.
+/// Splits a script into statements on ';' outside quotes ('…', "…"),
+/// dollar-quoted strings ($$…$$, $tag$…$tag$) and comments (-- …, /* … */,
+/// nested), which are left out of the statements.
 fn statements(script: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
-    let (mut single, mut double, mut line_comment) = (false, false, false);
-    let chars: Vec<char> = script.chars().collect();
+    let b = script.as_bytes();
     let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if line_comment {
-            if c == '\n' {
-                line_comment = false;
-                cur.push(c);
-            }
-            i += 1;
-            continue;
+    let mut start = 0;
+    let push = |out: &mut Vec<String>, cur: &mut String, piece: &str| {
+        cur.push_str(piece);
+        if !cur.trim().is_empty() {
+            out.push(cur.trim().to_string());
         }
-        match c {
-            '-' if !single && !double && chars.get(i + 1) == Some(&'-') => {
-                line_comment = true;
-                i += 2;
-                continue;
-            }
-            '\'' if !double => single = !single,
-            '"' if !single => double = !double,
-            ';' if !single && !double => {
-                if !cur.trim().is_empty() {
-                    out.push(cur.trim().to_string());
-                }
-                cur.clear();
+        cur.clear();
+    };
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
                 i += 1;
-                continue;
+                while i < b.len() {
+                    if b[i] == q {
+                        if b.get(i + 1) == Some(&q) {
+                            i += 2; // doubled quote inside
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
             }
-            _ => {}
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                cur.push_str(&script[start..i]);
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                start = i; // comments are left out: a statement of comments only is none
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                cur.push_str(&script[start..i]);
+                cur.push(' ');
+                let mut depth = 0;
+                while i < b.len() {
+                    if b[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                start = i.min(b.len());
+            }
+            b'$' => {
+                // $tag$ … $tag$ where tag is empty or an identifier (not $1, a parameter)
+                let tag_end = b[i + 1..].iter().position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'));
+                match tag_end.map(|n| i + 1 + n) {
+                    Some(j) if b[j] == b'$' && !b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                        let tag = &script[i..=j];
+                        match script[j + 1..].find(tag) {
+                            Some(k) => i = j + 1 + k + tag.len(),
+                            None => i = b.len(),
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            b';' => {
+                push(&mut out, &mut cur, &script[start..i]);
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
         }
-        cur.push(c);
-        i += 1;
     }
-    if !cur.trim().is_empty() {
-        out.push(cur.trim().to_string());
-    }
+    push(&mut out, &mut cur, &script[start.min(script.len())..]);
     out
+}
+
+/// Tweet text can hold terminal control sequences (ESC, BEL, CR…); the
+/// table view shows them escaped (`\u{1b}`) so they cannot drive the terminal.
+fn escape_controls(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let escape = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_control() && c != '\n' && c != '\t' { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() })
+            .collect()
+    };
+    let mut fields = Vec::new();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+            let c = cast(c, &DataType::Utf8)?;
+            let strings: StringArray = c.as_string::<i32>().iter().map(|v| v.map(escape)).collect();
+            fields.push(Field::new(f.name(), DataType::Utf8, f.is_nullable()));
+            cols.push(std::sync::Arc::new(strings));
+        } else {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+    }
+    Ok(RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), cols)?)
 }
 
 fn print(batches: &[RecordBatch], format: OutFormat, out: &mut impl Write) -> Result<()> {
     match format {
-        OutFormat::Table => writeln!(out, "{}", pretty_format_batches(batches)?)?,
+        OutFormat::Table => {
+            let safe = batches.iter().map(escape_controls).collect::<Result<Vec<_>>>()?;
+            writeln!(out, "{}", pretty_format_batches(&safe)?)?
+        }
         OutFormat::Csv => {
             let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
             for b in batches {
@@ -121,11 +209,42 @@ fn print(batches: &[RecordBatch], format: OutFormat, out: &mut impl Write) -> Re
     Ok(())
 }
 
-async fn execute(jc: &JobContext, sql: &str, format: OutFormat) -> Result<()> {
-    let df = jc.ctx.sql(sql).await.with_context(|| format!("sql failed: {}", short_sql(sql)))?;
-    let batches = df.collect().await.with_context(|| format!("query failed: {}", short_sql(sql)))?;
-    let stdout = std::io::stdout();
-    print(&batches, format, &mut stdout.lock())
+/// How `sql` runs statements: what the user allowed, and what it found.
+struct Session<'a> {
+    jc: &'a JobContext,
+    root: &'a Location,
+    tables: Vec<(String, usize)>,
+    allow_write: bool,
+    format: OutFormat,
+}
+
+impl Session<'_> {
+    async fn execute(&self, sql: &str) -> Result<()> {
+        let opts = SQLOptions::new().with_allow_dml(self.allow_write);
+        let planned = self.jc.ctx.sql_with_options(sql, opts).await;
+        let df = match planned {
+            Ok(df) => df,
+            Err(e) if e.to_string().contains("DML not supported") => {
+                anyhow::bail!(
+                    "sql is read-only: {} writes files; run it with --allow-write if that is meant ({})",
+                    short_sql(sql),
+                    e.strip_backtrace()
+                )
+            }
+            Err(e) if self.tables.is_empty() && e.to_string().contains("not found") => {
+                anyhow::bail!(
+                    "{}: no sentiflow tables were found under --data {} (the default is {}); run `sentiflow run` first or point --data at a data root",
+                    e.strip_backtrace(),
+                    self.root.display,
+                    crate::DEFAULT_OUT
+                )
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("sql failed: {}", short_sql(sql)))),
+        };
+        let batches = df.collect().await.with_context(|| format!("query failed: {}", short_sql(sql)))?;
+        let stdout = std::io::stdout();
+        print(&batches, self.format, &mut stdout.lock())
+    }
 }
 
 fn short_sql(sql: &str) -> String {
@@ -136,6 +255,7 @@ fn short_sql(sql: &str) -> String {
 pub async fn run(jc: &JobContext, args: SqlCli) -> Result<()> {
     let root = Location::parse(&args.data)?;
     let tables = register_all(jc, &root).await?;
+    let session = Session { jc, root: &root, tables, allow_write: args.allow_write, format: args.format };
     let script = match (&args.command, &args.file) {
         (Some(c), _) => Some(c.clone()),
         (None, Some(f)) => Some(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?),
@@ -143,16 +263,17 @@ pub async fn run(jc: &JobContext, args: SqlCli) -> Result<()> {
     };
     if let Some(script) = script {
         for stmt in statements(&script) {
-            execute(jc, &stmt, args.format).await?;
+            session.execute(&stmt).await?;
         }
         return Ok(());
     }
-    repl(jc, &root, &tables, args.format).await
+    repl(&session).await
 }
 
-async fn repl(jc: &JobContext, root: &Location, tables: &[(&str, usize)], format: OutFormat) -> Result<()> {
+async fn repl(session: &Session<'_>) -> Result<()> {
     use rustyline::error::ReadlineError;
-    println!("sentiflow sql over {}", root.display);
+    let tables = &session.tables;
+    println!("sentiflow sql over {}", session.root.display);
     if tables.is_empty() {
         println!("no tables found there (run `sentiflow run` first); any file can still be queried: SELECT * FROM 'path/file.parquet'");
     } else {
@@ -182,7 +303,7 @@ async fn repl(jc: &JobContext, root: &Location, tables: &[(&str, usize)], format
                             continue;
                         }
                     };
-                    if let Err(e) = execute(jc, &sql, format).await {
+                    if let Err(e) = session.execute(&sql).await {
                         eprintln!("error: {}", crate::one_line(&e));
                     }
                     continue;
@@ -194,7 +315,7 @@ async fn repl(jc: &JobContext, root: &Location, tables: &[(&str, usize)], format
                 }
                 let _ = rl.add_history_entry(buf.trim());
                 for stmt in statements(&buf) {
-                    if let Err(e) = execute(jc, &stmt, format).await {
+                    if let Err(e) = session.execute(&stmt).await {
                         eprintln!("error: {}", crate::one_line(&e));
                     }
                 }
@@ -219,5 +340,26 @@ mod tests {
     fn splits_statements() {
         let s = statements("SELECT ';' AS a; -- c;omment\nSELECT 2;\n\n");
         assert_eq!(s, vec!["SELECT ';' AS a", "SELECT 2"]);
+        assert_eq!(statements("select 1 /* ; */ as a"), vec!["select 1   as a"]);
+        assert_eq!(statements("select 1 /* a /* ; */ ; */ as a; select 2; -- end"), vec!["select 1   as a", "select 2"]);
+        assert_eq!(statements("select $$a;b$$; select $t$ ; $t$"), vec!["select $$a;b$$", "select $t$ ; $t$"]);
+        assert_eq!(statements("select $1; select 'it''s;'"), vec!["select $1", "select 'it''s;'"]);
+        assert_eq!(statements("select \"a;b\" from t"), vec!["select \"a;b\" from t"]);
+        assert_eq!(statements("select 'unterminated;"), vec!["select 'unterminated;"]);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_tables() {
+        use datafusion::arrow::array::StringArray;
+        let b = datafusion::arrow::array::RecordBatch::try_from_iter([(
+            "t",
+            std::sync::Arc::new(StringArray::from(vec!["a\u{1b}[2Jb\u{7}\rc"])) as _,
+        )])
+        .unwrap();
+        let mut out = Vec::new();
+        super::print(&[b], super::OutFormat::Table, &mut out).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("a\\u{1b}[2Jb\\u{7}\\u{d}c"), "{s}");
+        assert!(!s.contains('\u{1b}'));
     }
 }

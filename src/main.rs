@@ -650,6 +650,15 @@ fn print_score(r: &score::ScoreReport) {
         r.rows_unscorable, r.rows_other_language
     );
     println!("rejected          {} (see _rejected/job=score/)", r.rows_rejected);
+    if r.files_rejected > 0 {
+        println!("files rejected    {} (unreadable, not a regular file, corrupt or lacking a column; see _rejected/job=score/)", r.files_rejected);
+    }
+    if r.output_files_skipped > 0 {
+        println!("not input         {} files of the output's own tables below --input", r.output_files_skipped);
+    }
+    if r.stale_files_removed > 0 {
+        println!("stale removed     {} files of earlier runs whose rows moved or were rejected", r.stale_files_removed);
+    }
     if !r.extra_fields.is_empty() {
         println!("ignored fields    {}", r.extra_fields.iter().cloned().collect::<Vec<_>>().join(", "));
     }
@@ -702,20 +711,38 @@ fn print_run(r: &pipeline::RunReport, spec: WindowSpec) {
     println!("query it:  sentiflow sql --data {} -c \"SELECT * FROM windows ORDER BY window_start LIMIT 10\"", r.out);
 }
 
+/// Stack of the thread that plans queries: DataFusion's planner and optimizer
+/// recurse over the expression tree, and a WHERE with a few hundred `OR`s
+/// overflows the default 8 MiB in a debug build. Pages are only committed
+/// when touched, so a large reservation costs nothing for ordinary queries.
+const PLANNER_STACK_BYTES: usize = 512 << 20;
+/// Stack of the runtime's worker threads, which evaluate the expressions.
+const WORKER_STACK_BYTES: usize = 64 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
+    let main = std::thread::Builder::new().name("sentiflow".into()).stack_size(PLANNER_STACK_BYTES).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_multi_thread().thread_stack_size(WORKER_STACK_BYTES).enable_all().build() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match runtime.block_on(dispatch(cli)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}", one_line(&e));
+                ExitCode::from(2)
+            }
         }
-    };
-    match runtime.block_on(dispatch(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+    });
+    match main.map(|h| h.join()) {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => ExitCode::from(101), // a panic, already printed
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: cannot start the main thread: {e}");
             ExitCode::from(2)
         }
     }

@@ -96,3 +96,18 @@ impl Error {
         Error::Arrow { what: what.into(), source }
     }
 }
+
+/// An error and its sources on one line (`a: b: c`), for messages stored in data.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = c.source();
+    }
+    s
+}

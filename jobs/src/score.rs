@@ -15,9 +15,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::context::JobContext;
 use crate::progress::Progress;
-use crate::read::{Format, ReadOptions, parse_file, rejects_batch};
+use crate::read::{Format, ParsedFile, ReadOptions, Reject, parse_file, rejects_batch};
 use crate::schema::Table;
-use crate::store::{Location, list_files, stable_hash};
+use crate::store::{Location, list_inputs, stable_hash};
 use crate::write::{PartitionedWriter, null_count, write_file};
 use crate::{Error, Result, sql};
 
@@ -44,6 +44,13 @@ pub struct ScoreReport {
     /// Of the unscorable rows: those in a language the scorer does not read.
     pub rows_other_language: usize,
     pub rows_rejected: usize,
+    /// Files (or other entries) rejected as a whole, or from a point on: unreadable,
+    /// not a regular file, corrupt, lacking a required column. One `_rejected/` row each.
+    pub files_rejected: usize,
+    /// Files under the output's own tables that the input location also named; not read.
+    pub output_files_skipped: usize,
+    /// Files of earlier runs removed because their input no longer yields rows there.
+    pub stale_files_removed: usize,
     pub extra_fields: BTreeSet<String>,
     pub partitions: BTreeSet<String>,
     pub output_files: usize,
@@ -90,44 +97,65 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
     let in_store = jc.stores.store(&input.store_url)?;
     let out_store = jc.stores.store(&output.store_url)?;
     let rej_store = jc.stores.store(&rejected.store_url)?;
+    check_output_is_a_directory(&output)?;
 
-    let files = list_files(in_store.as_ref(), &input).await?;
-    if files.is_empty() {
+    let (listed, skipped) = list_inputs(in_store.as_ref(), &input).await?;
+    // `--input .` above `--out`: the output's own tables are not input
+    let own = own_tables(&output, &input);
+    let n_listed = listed.len();
+    let files: Vec<_> = listed.into_iter().filter(|m| !own.iter().any(|t| t.contains(&m.location))).collect();
+    if files.is_empty() && skipped.is_empty() {
         return Err(Error::NoInput { location: input.display.clone() });
     }
     jc.select_scorer(&scorer);
     let scored_at = chrono::Utc::now().timestamp_micros();
-    let mut report = ScoreReport { scorer: scorer.id().to_string(), files: files.len(), ..Default::default() };
+    let mut report = ScoreReport { scorer: scorer.id().to_string(), files: files.len() + skipped.len(), ..Default::default() };
+    report.output_files_skipped = n_listed - files.len();
+    if report.output_files_skipped > 0 {
+        tracing::warn!(files = report.output_files_skipped, out = %output.parent().display, "the input contains the output's own tables; their files are not read");
+    }
+    if let Ok(n) = crate::store::clean_staging(out_store.as_ref(), &output).await {
+        if n > 0 {
+            tracing::info!(files = n, "removed staged files of crashed runs");
+        }
+    }
+    let mut previous = PreviousOutputs::list(out_store.as_ref(), &output).await?;
     let opts = ReadOptions { format: args.format, max_text_bytes: args.max_text_bytes };
-    let progress = Progress::files("score", files.len() as u64);
+    let progress = Progress::files("score", report.files as u64);
+    let dead = DeadLetters { store: rej_store.as_ref(), loc: &rejected, at: scored_at };
 
+    for s in &skipped {
+        tracing::warn!(file = %s.path, reason = %s.reason, "input entry not read");
+        dead.write(&s.path, &[Reject::file_level(&s.path, s.reason.clone())]).await?;
+        report.files_rejected += 1;
+        progress.inc(1);
+    }
     for meta in &files {
         let url = input.url_of(&meta.location);
-        let bytes = fetch(in_store.as_ref(), &input, &meta.location).await?;
-        let parsed = tokio::task::block_in_place(|| parse_file(&url, bytes, opts));
+        let parsed = match fetch(in_store.as_ref(), &input, &meta.location).await {
+            Ok(bytes) => tokio::task::block_in_place(|| parse_file(&url, bytes, opts)),
+            Err(e) if is_bad_input(&input, &e) => {
+                let mut p = ParsedFile::default();
+                p.rejects.push(Reject::file_level(&url, format!("{}; fix it or remove the file", crate::error::chain(&e))));
+                p
+            }
+            Err(e) => return Err(e),
+        };
         if parsed.empty {
             tracing::warn!(file = %url, "input file holds no records");
             report.empty_files.push(url.clone());
         }
-        report.rows_read += parsed.rows + parsed.rejects.len();
+        let file_level = parsed.rejects.iter().filter(|r| r.line.is_none()).count();
+        report.files_rejected += file_level;
+        report.rows_rejected += parsed.rejects.len() - file_level;
+        report.rows_read += parsed.rows + parsed.rejects.len() - file_level;
         report.extra_fields.extend(parsed.extra_fields.iter().cloned());
-
-        // dead letters of this input file: written, or removed if a re-run found none
-        let rej_path = rejected.path.clone().join(output_name(&url));
-        if parsed.rejects.is_empty() {
-            match rej_store.delete(&rej_path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => return Err(Error::Store { op: "delete", location: rejected.url_of(&rej_path), source }),
-            }
-        } else {
-            for r in parsed.rejects.iter().take(3) {
-                tracing::warn!(file = %r.file, line = ?r.line, reason = %r.reason, "rejected record");
-            }
-            report.rows_rejected += parsed.rejects.len();
-            let batch = rejects_batch(&parsed.rejects, scored_at)?;
-            write_file(rej_store.as_ref(), &rejected, &rej_path, &batch).await?;
+        for r in parsed.rejects.iter().take(3) {
+            tracing::warn!(file = %r.file, line = ?r.line, reason = %r.reason, "rejected record");
         }
+        dead.write(&url, &parsed.rejects).await?;
 
+        let mut written = Vec::new();
         if parsed.rows > 0 {
             let parts = spread(parsed.batches, jc.ctx.state().config().target_partitions());
             crate::tables::register_batches(jc, "raw_tweets", Table::Raw.schema(), parts)?;
@@ -152,11 +180,15 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
             for f in writer.finish().await? {
                 report.partitions.insert(f.partition);
                 report.output_files += 1;
+                written.push(f.path);
             }
         }
+        // this input's files of earlier runs in partitions it no longer reaches
+        report.stale_files_removed += previous.remove_stale(out_store.as_ref(), &output, &output_name(&url), &written).await?;
         progress.inc(1);
     }
-    progress.finish(files.len() as u64);
+    progress.finish(report.files as u64);
+    report.stale_files_removed += previous.remove_orphans(out_store.as_ref(), &output).await?;
     let _ = jc.ctx.deregister_table("raw_tweets");
     if !report.extra_fields.is_empty() {
         tracing::warn!(fields = ?report.extra_fields, "input records carry fields outside the raw schema; they are not kept");
@@ -167,10 +199,126 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
         unscorable = report.rows_unscorable,
         other_language = report.rows_other_language,
         rejected = report.rows_rejected,
+        files_rejected = report.files_rejected,
         "scored tweets"
     );
     report.llm = scorer.llm_summary();
     Ok(report)
+}
+
+/// The output's own table directories that lie under the input location.
+fn own_tables(output: &Location, input: &Location) -> Vec<Location> {
+    let root = output.parent();
+    Table::ALL
+        .iter()
+        .filter(|t| !matches!(t, Table::Raw))
+        .map(|t| root.child(t.dir()))
+        .chain([output.clone()])
+        .filter(|t| t.store_url == input.store_url && input.contains(&t.path) && !t.contains(&input.path))
+        .collect()
+}
+
+/// `--out` must be a directory (or not exist yet); a file there is named as the problem.
+fn check_output_is_a_directory(output: &Location) -> Result<()> {
+    if output.is_s3() {
+        return Ok(());
+    }
+    let root = output.parent();
+    for loc in [&root, output] {
+        if std::fs::metadata(format!("/{}", loc.path)).is_ok_and(|m| !m.is_dir()) {
+            return Err(Error::Argument(format!("--out {}: {} is a file, not a directory", root.display, loc.url_of(&loc.path))));
+        }
+    }
+    Ok(())
+}
+
+/// A read error that belongs to the file, not to the system: the file is
+/// dead-lettered and the job goes on. Local: any I/O error (permissions,
+/// a file that vanished); S3: an object deleted since the listing, or denied.
+fn is_bad_input(input: &Location, e: &Error) -> bool {
+    match e {
+        Error::Store { source, .. } => {
+            !input.is_s3()
+                || matches!(
+                    source,
+                    object_store::Error::NotFound { .. }
+                        | object_store::Error::PermissionDenied { .. }
+                        | object_store::Error::Unauthenticated { .. }
+                )
+        }
+        _ => false,
+    }
+}
+
+/// Writes (or, when a re-run finds none, removes) the dead letters of one input.
+struct DeadLetters<'a> {
+    store: &'a dyn ObjectStore,
+    loc: &'a Location,
+    at: i64,
+}
+
+impl DeadLetters<'_> {
+    async fn write(&self, input_url: &str, rejects: &[Reject]) -> Result<()> {
+        let path = self.loc.path.clone().join(output_name(input_url));
+        if rejects.is_empty() {
+            return match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(source) => Err(Error::Store { op: "delete", location: self.loc.url_of(&path), source }),
+            };
+        }
+        let batch = rejects_batch(rejects, self.at)?;
+        write_file(self.store, self.loc, &path, &batch).await
+    }
+}
+
+/// The scored table's files before this run, by file name: an input's rows
+/// may move to other partitions (or vanish) between runs, and its old files
+/// there must go, or the rows would count twice.
+struct PreviousOutputs {
+    by_name: std::collections::HashMap<String, Vec<Path>>,
+    /// Partial files of older versions (`name#n`), never complete.
+    orphans: Vec<Path>,
+}
+
+impl PreviousOutputs {
+    async fn list(store: &dyn ObjectStore, output: &Location) -> Result<Self> {
+        let mut by_name: std::collections::HashMap<String, Vec<Path>> = Default::default();
+        let mut orphans = Vec::new();
+        for m in crate::store::list_below(store, output, &output.path).await? {
+            let Some(name) = m.location.filename().map(str::to_string) else { continue };
+            if name.contains('#') {
+                orphans.push(m.location);
+            } else {
+                by_name.entry(name).or_default().push(m.location);
+            }
+        }
+        Ok(Self { by_name, orphans })
+    }
+
+    async fn remove_stale(&mut self, store: &dyn ObjectStore, output: &Location, name: &str, keep: &[Path]) -> Result<usize> {
+        let mut n = 0;
+        for p in self.by_name.remove(name).unwrap_or_default() {
+            if keep.contains(&p) {
+                continue;
+            }
+            match store.delete(&p).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
+                Err(source) => return Err(Error::Store { op: "delete", location: output.url_of(&p), source }),
+            }
+        }
+        Ok(n)
+    }
+
+    async fn remove_orphans(&mut self, store: &dyn ObjectStore, output: &Location) -> Result<usize> {
+        let mut n = 0;
+        for p in std::mem::take(&mut self.orphans) {
+            match store.delete(&p).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
+                Err(source) => return Err(Error::Store { op: "delete", location: output.url_of(&p), source }),
+            }
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ impl Location {
             return Err(bad("unsupported scheme: use a local path, file:// or s3://bucket/prefix".into()));
         } else {
             let p = s.strip_prefix("file://").unwrap_or(s);
-            let abs = std::path::absolute(p).map_err(|e| bad(e.to_string()))?;
+            let abs = resolve_local(p).map_err(|e| bad(e.to_string()))?;
             let abs = abs.to_str().ok_or_else(|| bad("path is not UTF-8".into()))?.to_string();
             (Url::parse("file:///").map_err(|e| bad(e.to_string()))?, abs.trim_start_matches('/').to_string())
         };
@@ -165,6 +165,22 @@ impl Location {
 
     pub fn is_s3(&self) -> bool {
         self.store_url.scheme() != "file"
+    }
+
+    /// The directory holding this location (for outputs: the data root of `…/scored`).
+    pub fn parent(&self) -> Location {
+        let parts: Vec<_> = self.path.parts().collect();
+        let path = Path::from_iter(parts[..parts.len().saturating_sub(1)].iter().cloned());
+        let display = match self.display.trim_end_matches('/').rsplit_once('/') {
+            Some((head, _)) if !head.is_empty() => head.to_string(),
+            _ => self.url_of(&path),
+        };
+        Location { store_url: self.store_url.clone(), path, glob: None, display }
+    }
+
+    /// Whether `p` lies at or below this location's path.
+    pub fn contains(&self, p: &Path) -> bool {
+        p.prefix_match(&self.path).is_some()
     }
 
     /// A location below this one (for outputs: `root.child("scored")`).
@@ -192,6 +208,159 @@ impl Location {
             _ => format!("{}/{}/", self.store_url.as_str().trim_end_matches('/'), self.path),
         }
     }
+}
+
+/// Makes a local path absolute the way the shell would: `..` and symlinks
+/// are resolved in the part that exists (so `../x`, a symlinked input and
+/// its real path name the same files); a part that does not exist yet (an
+/// output directory, a glob) is normalised lexically.
+fn resolve_local(p: &str) -> std::io::Result<std::path::PathBuf> {
+    use std::path::{Component, PathBuf};
+    let abs = std::path::absolute(p)?;
+    let mut existing = abs.clone();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(&existing).is_err() {
+        match existing.file_name() {
+            Some(n) => rest.push(n.to_owned()),
+            None => break,
+        }
+        if !existing.pop() {
+            break;
+        }
+    }
+    // a dangling symlink exists but cannot be canonicalised: keep it as written
+    let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+    for part in rest.iter().rev() {
+        out.push(part);
+    }
+    // what does not exist is cleaned up lexically (`a/./b`, `missing/../b`)
+    let mut clean = PathBuf::new();
+    for c in out.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                clean.pop();
+            }
+            c => clean.push(c),
+        }
+    }
+    Ok(clean)
+}
+
+/// An input entry that is not read: it is reported (and dead-lettered by
+/// `score`) instead of being skipped in silence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Path as listed (a symlink's own path).
+    pub path: String,
+    pub reason: String,
+}
+
+/// Lists the input files a location names, like [`list_files`], and for a
+/// local location also what cannot be read as a file: dangling symlinks,
+/// FIFOs, sockets, devices, unreadable directories. Local files are listed
+/// under their real path (symlinks resolved) and each appears once.
+pub async fn list_inputs(store: &dyn ObjectStore, loc: &Location) -> Result<(Vec<ObjectMeta>, Vec<Skipped>)> {
+    if loc.is_s3() {
+        return Ok((list_files(store, loc).await?, Vec::new()));
+    }
+    let loc = loc.clone();
+    tokio::task::spawn_blocking(move || walk_local(&loc))
+        .await
+        .map_err(|e| Error::Location { location: "input listing".into(), reason: e.to_string() })
+}
+
+fn walk_local(loc: &Location) -> (Vec<ObjectMeta>, Vec<Skipped>) {
+    use std::collections::BTreeMap;
+    let root = std::path::PathBuf::from(format!("/{}", loc.path));
+    let mut files: BTreeMap<String, ObjectMeta> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    let mut seen_dirs = std::collections::HashSet::new();
+    let mut stack = vec![root.clone()];
+    let kind = |ft: std::fs::FileType| {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_block_device() || ft.is_char_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        }
+    };
+    while let Some(p) = stack.pop() {
+        let shown = p.display().to_string();
+        let is_root = p == root;
+        let rel = p.strip_prefix(&root).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
+        if !is_root && rel.split('/').any(|s| s.starts_with('_') || s.starts_with('.')) {
+            continue;
+        }
+        let meta = match std::fs::metadata(&p) {
+            Ok(m) => m,
+            Err(e) if is_root && e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(&p).is_err() => {
+                continue; // nothing there: the caller says "no input files"
+            }
+            Err(e) => {
+                let reason = if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                    format!("a symlink whose target cannot be read ({e}); fix or remove the link")
+                } else {
+                    format!("cannot be read ({e}); fix its permissions or remove it")
+                };
+                skipped.push(Skipped { path: shown, reason });
+                continue;
+            }
+        };
+        if meta.is_dir() {
+            let real = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+            if !seen_dirs.insert(real) {
+                continue; // a symlink loop, or a directory reached twice
+            }
+            match std::fs::read_dir(&p) {
+                Ok(entries) => {
+                    for e in entries {
+                        match e {
+                            Ok(e) => stack.push(e.path()),
+                            Err(e) => skipped.push(Skipped {
+                                path: shown.clone(),
+                                reason: format!("directory cannot be read in full ({e}); fix its permissions"),
+                            }),
+                        }
+                    }
+                }
+                Err(e) => skipped.push(Skipped {
+                    path: shown,
+                    reason: format!("directory cannot be read ({e}); fix its permissions or remove it"),
+                }),
+            }
+            continue;
+        }
+        let as_listed = Path::from(shown.trim_start_matches('/'));
+        if !is_root && loc.glob.as_ref().is_some_and(|(_, g)| !g.is_match(as_listed.as_ref())) {
+            continue;
+        }
+        if !meta.is_file() {
+            let what = kind(meta.file_type());
+            skipped.push(Skipped { path: shown, reason: format!("{what}, not a regular file; only files are read") });
+            continue;
+        }
+        let real = std::fs::canonicalize(&p).unwrap_or(p);
+        let Some(real_str) = real.to_str() else {
+            skipped.push(Skipped { path: shown, reason: "the path is not UTF-8; rename the file".into() });
+            continue;
+        };
+        let location = Path::from(real_str.trim_start_matches('/'));
+        let last_modified = meta.modified().map(chrono::DateTime::<chrono::Utc>::from).unwrap_or_default();
+        files.entry(location.to_string()).or_insert(ObjectMeta {
+            location,
+            last_modified,
+            size: meta.len(),
+            e_tag: None,
+            version: None,
+        });
+    }
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    (files.into_values().collect(), skipped)
 }
 
 /// Returns true when a path below `prefix` is hidden: a segment starts with `_` or `.`
@@ -237,13 +406,63 @@ pub async fn list_below(store: &dyn ObjectStore, loc: &Location, dir: &Path) -> 
     })
 }
 
-/// Writes bytes to a path (atomically: S3 PUT, or a rename into place locally).
-pub async fn put(store: &dyn ObjectStore, loc: &Location, path: &Path, bytes: Vec<u8>) -> Result<()> {
+/// Where a local write is staged before it is renamed into place: a hidden
+/// `_staging/<run>/` beside the table root, outside every table prefix, so a
+/// crash never leaves a partial file where Athena, Spark, pyarrow or Polars
+/// read (object_store writes local files as `<name>#<n>` and renames them).
+/// S3 needs none: an object, multipart or not, appears only when complete.
+pub fn staging_path(loc: &Location, path: &Path) -> Option<Path> {
+    if loc.is_s3() {
+        return None;
+    }
+    static RUN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default())
+    });
+    let rel: Vec<_> = path.prefix_match(&loc.path).map(|p| p.collect()).unwrap_or_default();
+    let base = loc.parent().path.clone().join(STAGING_DIR).join(RUN.as_str());
+    Some(rel.into_iter().fold(base.join(loc.path.filename().unwrap_or("root")), |p, part| p.join(part)))
+}
+
+/// Name of the staging directory (hidden: it starts with `_`).
+pub const STAGING_DIR: &str = "_staging";
+
+/// Moves a staged file into place (a rename on the local disk, atomic).
+pub async fn publish(store: &dyn ObjectStore, loc: &Location, staged: &Path, path: &Path) -> Result<()> {
     store
-        .put(path, PutPayload::from(bytes))
+        .rename(staged, path)
         .await
-        .map(|_| ())
-        .map_err(|source| Error::Store { op: "put", location: loc.url_of(path), source })
+        .map_err(|source| Error::Store { op: "rename", location: loc.url_of(path), source })
+}
+
+/// Removes what crashed runs left in the staging directory beside `loc`
+/// (anything older than an hour; younger files may belong to a live run).
+pub async fn clean_staging(store: &dyn ObjectStore, loc: &Location) -> Result<usize> {
+    if loc.is_s3() {
+        return Ok(0);
+    }
+    let dir = loc.parent().path.clone().join(STAGING_DIR);
+    let cutoff = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut n = 0;
+    for f in list_below(store, loc, &dir).await? {
+        if f.last_modified < cutoff && store.delete(&f.location).await.is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Writes bytes to a path atomically: an S3 PUT, or locally a staged file
+/// renamed into place.
+pub async fn put(store: &dyn ObjectStore, loc: &Location, path: &Path, bytes: Vec<u8>) -> Result<()> {
+    let target = staging_path(loc, path).unwrap_or_else(|| path.clone());
+    store
+        .put(&target, PutPayload::from(bytes))
+        .await
+        .map_err(|source| Error::Store { op: "put", location: loc.url_of(path), source })?;
+    if target != *path {
+        publish(store, loc, &target, path).await?;
+    }
+    Ok(())
 }
 
 /// Deletes every visible file below `dir` that is not in `keep`. Used to

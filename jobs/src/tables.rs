@@ -31,23 +31,47 @@ pub fn register_parquet_table(jc: &JobContext, name: &str, table: Table, loc: &L
     Ok(())
 }
 
+/// What [`register_raw_table`] found.
+#[derive(Debug, Default)]
+pub struct RawTable {
+    pub files: usize,
+    /// Records (and files) that failed validation; in the `<name>_rejected` table.
+    pub rejected: usize,
+    pub first_reject: Option<crate::read::Reject>,
+}
+
 /// Registers raw tweets: a Parquet layout as a listing table; NDJSON/CSV
 /// (Firehose layout, gzip or not) through the validating reader into memory,
-/// so ad-hoc SQL sees exactly the records the score job accepts.
-pub async fn register_raw_table(jc: &JobContext, name: &str, loc: &Location) -> Result<usize> {
+/// so ad-hoc SQL sees exactly the records the score job accepts. What fails
+/// validation is not dropped in silence: it becomes table `<name>_rejected`
+/// (the `_rejected` schema) and is counted in the answer.
+pub async fn register_raw_table(jc: &JobContext, name: &str, loc: &Location) -> Result<RawTable> {
     let store = jc.stores.store(&loc.store_url)?;
     let files = list_files(store.as_ref(), loc).await?;
+    let mut out = RawTable { files: files.len(), ..Default::default() };
     if !files.is_empty() && files.iter().all(|f| f.location.as_ref().ends_with(".parquet")) {
         register_parquet_table(jc, name, Table::Raw, loc)?;
-        return Ok(files.len());
+        return Ok(out);
     }
     let mut batches = Vec::new();
+    let mut rejects = Vec::new();
     for f in &files {
         let bytes = crate::score::fetch(store.as_ref(), loc, &f.location).await?;
-        batches.extend(parse_file(&loc.url_of(&f.location), bytes, ReadOptions::default()).batches);
+        let parsed = parse_file(&loc.url_of(&f.location), bytes, ReadOptions::default());
+        batches.extend(parsed.batches);
+        rejects.extend(parsed.rejects);
     }
     register_batches(jc, name, Table::Raw.schema(), vec![batches])?;
-    Ok(files.len())
+    let rejected_name = format!("{name}_rejected");
+    if rejects.is_empty() {
+        let _ = jc.ctx.deregister_table(rejected_name.as_str());
+    } else {
+        let batch = crate::read::rejects_batch(&rejects, chrono::Utc::now().timestamp_micros())?;
+        register_batches(jc, &rejected_name, Table::Rejected.schema(), vec![vec![batch]])?;
+    }
+    out.rejected = rejects.len();
+    out.first_reject = rejects.into_iter().next();
+    Ok(out)
 }
 
 /// Registers batches held in memory as table `name` (replacing any table of

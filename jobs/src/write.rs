@@ -22,6 +22,11 @@ use crate::schema::Table;
 use crate::store::Location;
 use crate::{Error, Result};
 
+/// A row group is closed once its encoded data reaches this size, so long
+/// texts do not hold 256k rows in memory, and large files reach storage as
+/// they are written rather than all at close.
+pub const ROW_GROUP_MAX_BYTES: usize = 32 << 20;
+
 /// Writer settings for every Parquet file sentiflow writes.
 pub fn parquet_props() -> WriterProperties {
     WriterProperties::builder()
@@ -46,7 +51,15 @@ pub struct PartitionedWriter {
     root: Location,
     table: Table,
     file_name: String,
-    open: BTreeMap<String, (Path, usize, AsyncArrowWriter<BufWriter>)>,
+    /// Per partition: final path, staged path (local stores), rows, writer.
+    open: BTreeMap<String, OpenFile>,
+}
+
+struct OpenFile {
+    path: Path,
+    staged: Option<Path>,
+    rows: usize,
+    writer: AsyncArrowWriter<BufWriter>,
 }
 
 impl PartitionedWriter {
@@ -107,19 +120,27 @@ impl PartitionedWriter {
                     path = path.join(seg);
                 }
                 let path = path.join(self.file_name.as_str());
-                let w = AsyncArrowWriter::try_new(
-                    BufWriter::new(self.store.clone(), path.clone()),
+                let staged = crate::store::staging_path(&self.root, &path);
+                let target = staged.clone().unwrap_or_else(|| path.clone());
+                let writer = AsyncArrowWriter::try_new(
+                    BufWriter::new(self.store.clone(), target),
                     schema.clone(),
                     Some(parquet_props()),
                 )
                 .map_err(|source| Error::ParquetWrite { location: self.root.url_of(&path), source })?;
-                self.open.insert(dir.clone(), (path, 0, w));
+                self.open.insert(dir.clone(), OpenFile { path, staged, rows: 0, writer });
             }
-            if let Some((path, n, w)) = self.open.get_mut(&dir) {
-                *n += part.num_rows();
-                w.write(&part)
-                    .await
-                    .map_err(|source| Error::ParquetWrite { location: self.root.url_of(path), source })?;
+            if let Some(f) = self.open.get_mut(&dir) {
+                f.rows += part.num_rows();
+                let perr = |source| Error::ParquetWrite { location: self.root.url_of(&f.path), source };
+                f.writer.write(&part).await.map_err(perr)?;
+                if f.writer.in_progress_size() >= ROW_GROUP_MAX_BYTES {
+                    f.writer.flush().await.map_err(perr)?;
+                    // for the crash tests: dies (as kill -9 would) with a large file half written
+                    if f.writer.bytes_written() > ROW_GROUP_MAX_BYTES {
+                        crate::checkpoint::crash_point("parquet_write");
+                    }
+                }
             }
         }
         Ok(())
@@ -134,12 +155,17 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    /// Closes every file; they are durable when this returns.
+    /// Closes every file and moves staged ones into place; they are durable
+    /// and visible when this returns, and no partial file ever was.
     pub async fn finish(self) -> Result<Vec<WrittenFile>> {
         let mut out = Vec::with_capacity(self.open.len());
-        for (partition, (path, rows, w)) in self.open {
-            w.close().await.map_err(|source| Error::ParquetWrite { location: self.root.url_of(&path), source })?;
-            out.push(WrittenFile { path, partition, rows });
+        for (partition, f) in self.open {
+            let location = self.root.url_of(&f.path);
+            f.writer.close().await.map_err(|source| Error::ParquetWrite { location, source })?;
+            if let Some(staged) = &f.staged {
+                crate::store::publish(self.store.as_ref(), &self.root, staged, &f.path).await?;
+            }
+            out.push(WrittenFile { path: f.path, partition, rows: f.rows });
         }
         Ok(out)
     }

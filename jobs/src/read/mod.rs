@@ -66,6 +66,11 @@ pub struct Reject {
 }
 
 impl Reject {
+    /// A reject for a whole file (or what is left of it): line NULL.
+    pub fn file_level(file: &str, reason: String) -> Self {
+        Self::new(file, None, reason, &[])
+    }
+
     fn new(file: &str, line: Option<i64>, reason: String, record: &[u8]) -> Self {
         let cut = record.len().min(REJECT_EXCERPT_BYTES);
         let text = String::from_utf8_lossy(&record[..cut]).into_owned();
