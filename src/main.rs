@@ -720,6 +720,12 @@ const PLANNER_STACK_BYTES: usize = 512 << 20;
 const WORKER_STACK_BYTES: usize = 64 << 20;
 
 fn main() -> ExitCode {
+    // `sentiflow eval … | head`: a closed pipe ends the process quietly, as
+    // for other command-line tools, instead of a panic in println!
+    // SAFETY: called before any thread starts; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let main = std::thread::Builder::new().name("sentiflow".into()).stack_size(PLANNER_STACK_BYTES).spawn(move || {

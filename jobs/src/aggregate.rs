@@ -154,28 +154,33 @@ pub async fn compute_and_write(
         ("to", timestamp_param(to)),
         ("rows_to", timestamp_param(to + spec.window)),
     ];
+    let store = jc.stores.store(&out.store_url)?;
+    // one run at a time replaces windows/ and windows_by_source/ under this root
+    let lock = crate::lock::OutputLock::acquire(store.clone(), out, "aggregate").await?;
     let partials = sql::query(&jc.ctx, "window_source_aggs", params).await?;
     let schema = Arc::new(partials.schema().as_arrow().clone());
     let batches = partials.collect().await.map_err(Error::query)?;
     register_batches(jc, "window_source_aggs", schema, vec![batches])?;
 
-    let store = jc.stores.store(&out.store_url)?;
     let mut report = AggregateReport { replaced: range, ..Default::default() };
     for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {
         let root = out.child(table.dir());
         let df = sql::query(&jc.ctx, sql_name, vec![("window", interval_param(spec.window))]).await?;
         let mut writer = PartitionedWriter::new(store.clone(), root.clone(), table, "part-00000.parquet");
         writer.write_dataframe(df).await?;
+        lock.check()?;
         let written = writer.finish().await?;
         let rows: usize = written.iter().map(|f| f.rows).sum();
         match table {
             Table::Windows => report.windows = rows,
             _ => report.windows_by_source = rows,
         }
+        lock.check()?;
         report.files_removed += replace_partitions(store.as_ref(), &root, &written, range).await?;
         report.partitions.extend(written.iter().map(|f| f.partition.clone()));
     }
     let _ = jc.ctx.deregister_table("window_source_aggs");
+    lock.release().await?;
     tracing::info!(
         windows = report.windows,
         windows_by_source = report.windows_by_source,

@@ -142,6 +142,11 @@ impl StateStore {
         Self { store, dir }
     }
 
+    /// The directory, as the user named it (for messages).
+    pub fn display(&self) -> String {
+        self.dir.display.clone()
+    }
+
     fn path(&self, name: &str) -> Path {
         self.dir.path.clone().join(format!("{name}.json"))
     }

@@ -502,8 +502,19 @@ pub async fn write_tweets(
     args: GenerateArgs,
     tweets: impl Iterator<Item = Tweet>,
 ) -> Result<GenerateReport> {
-    if args.sources.is_empty() {
-        return Err(Error::Argument("--sources needs at least one source".into()));
+    if args.sources.is_empty() || args.sources.iter().any(|s| s.trim().is_empty()) {
+        return Err(Error::Argument(format!(
+            "--sources needs non-empty names (got {:?}); every record's source is required",
+            args.sources.join(",")
+        )));
+    }
+    let in_range = |t: DateTime<Utc>| crate::schema::event_time_in_range(t.timestamp_micros());
+    if !in_range(args.start) || !args.start.checked_add_signed(args.span).is_some_and(in_range) {
+        return Err(Error::Argument(format!(
+            "--start {} with --span {} leaves the supported time range 1900-01-01..2200-01-01",
+            args.start.to_rfc3339(),
+            args.span
+        )));
     }
     if args.span <= chrono::Duration::zero() {
         return Err(Error::Argument("--span must be positive".into()));

@@ -17,6 +17,7 @@ pub mod generate;
 pub mod ingest;
 pub mod kinesis;
 pub mod llm;
+pub mod lock;
 pub mod pipeline;
 mod progress;
 pub mod read;

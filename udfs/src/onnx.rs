@@ -336,6 +336,18 @@ impl OnnxScorer {
             .map_err(|e| Error::Model { path: tok_path.display().to_string(), reason: e.to_string() })?;
 
         let file = model_file(dir)?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        if options.sessions > cores {
+            // each session holds its own copy of the model and its buffers
+            return Err(Error::Model {
+                path: dir.display().to_string(),
+                reason: format!(
+                    "--onnx-sessions {} is more than the {cores} cores here; sessions beyond one per core only add \
+                     memory (each holds the model), so use at most {cores}, or 0 for automatic",
+                    options.sessions
+                ),
+            });
+        }
         let lib = find_runtime(options.ort_lib.as_deref())?;
         let env = environment(&lib)?;
         let model_err = |e: String| Error::Model { path: file.display().to_string(), reason: e };
