@@ -137,9 +137,7 @@ impl PartitionedWriter {
                 if f.writer.in_progress_size() >= ROW_GROUP_MAX_BYTES {
                     f.writer.flush().await.map_err(perr)?;
                     // for the crash tests: dies (as kill -9 would) with a large file half written
-                    if f.writer.bytes_written() > ROW_GROUP_MAX_BYTES {
-                        crate::checkpoint::crash_point("parquet_write");
-                    }
+                    crate::checkpoint::crash_point("parquet_write");
                 }
             }
         }

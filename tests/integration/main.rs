@@ -2,6 +2,7 @@
 //! `sentiflow` binary and checks its output with independent code.
 
 mod common;
+mod bad_input;
 mod cli;
 mod infra;
 mod kinesis;

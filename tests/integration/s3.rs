@@ -4,7 +4,7 @@
 
 use crate::common::*;
 
-fn s3_root(test: &str) -> Option<String> {
+pub fn s3_root(test: &str) -> Option<String> {
     if std::env::var_os("SENTIFLOW_TEST_S3_BUCKET").is_none() {
         if std::env::var_os("SENTIFLOW_SKIP_S3").is_some() {
             eprintln!("SKIPPED {test}: SENTIFLOW_SKIP_S3 is set and no S3 server was started");

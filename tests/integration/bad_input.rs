@@ -1,0 +1,505 @@
+//! Issue 16: bad input never stops a job nor vanishes, a crash leaves no
+//! partial file where readers look, and `sql` neither overflows nor writes
+//! unless asked. Every test runs the real binary.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+
+use crate::common::*;
+
+fn rec(id: &str, at: &str, text: &str) -> String {
+    format!("{{\"tweet_id\":\"{id}\",\"created_at\":\"{at}\",\"text\":\"{text}\",\"source\":\"x\",\"lang\":\"en\"}}\n")
+}
+
+fn good(n: usize, hour: u32) -> String {
+    (0..n).map(|i| rec(&format!("g{hour}-{i}"), &format!("2025-02-10T{hour:02}:00:{:02}Z", i % 60), "a good day")).collect()
+}
+
+/// The figure a summary line of `score` prints (`records read      12`).
+fn figure(out: &str, label: &str) -> usize {
+    let line = out.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no {label:?} in:\n{out}"));
+    line[label.len()..].split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+}
+
+fn count(data: &str, sql: &str) -> i64 {
+    let csv = ok(&["sql", "--data", data, "--format", "csv", "-c", sql]);
+    csv.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("{csv}"))
+}
+
+fn parquet_file(path: &Path, cols: Vec<(&str, ArrayRef)>) {
+    let batch = RecordBatch::try_from_iter(cols).unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn in_dir(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sentiflow"))
+        .args(args)
+        .current_dir(dir)
+        .env("SENTIFLOW_NO_PROGRESS", "1")
+        .output()
+        .expect("the sentiflow binary runs")
+}
+
+/// #1, #2: an out-of-range time or one NULL in a Parquet file costs one row,
+/// not the job or the rest of the batch; the files after it are read.
+#[test]
+fn one_bad_record_costs_one_row() {
+    let d = tmp();
+    let input = d.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let mut a = good(5, 1);
+    a.push_str(&rec("far", "9999-12-31T23:59:59Z", "x"));
+    a.push_str(&rec("old", "1600-01-01T00:00:00Z", "x"));
+    std::fs::write(input.join("a.json"), a).unwrap();
+    let n = 10_000;
+    let ids: ArrayRef = Arc::new((0..n).map(|i| Some(format!("p{i}"))).collect::<StringArray>());
+    let at: ArrayRef = Arc::new(
+        TimestampMicrosecondArray::from((0..n).map(|i| if i == 10 { 253_402_300_799_000_000 } else { 1_739_149_200_000_000 }).collect::<Vec<i64>>())
+            .with_timezone("UTC"),
+    );
+    let text: ArrayRef = Arc::new((0..n).map(|i| (i != 4_999).then_some("fine")).collect::<StringArray>());
+    let src: ArrayRef = Arc::new(StringArray::from(vec!["x"; n]));
+    parquet_file(&input.join("b.parquet"), vec![("tweet_id", ids), ("created_at", at), ("text", text), ("source", src)]);
+    std::fs::write(input.join("c.json"), good(3, 2)).unwrap();
+    let out_dir = d.path().join("out");
+    let out = ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &s(&out_dir)]);
+    assert_eq!(figure(&out, "records read"), 7 + n + 3, "{out}");
+    assert_eq!(figure(&out, "scored"), 5 + n - 2 + 3, "{out}");
+    assert_eq!(figure(&out, "rejected"), 4, "{out}");
+    let data = s(&out_dir);
+    assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets"), (5 + n - 2 + 3) as i64);
+    let reasons = ok(&["sql", "--data", &data, "--format", "csv", "-c",
+        "SELECT regexp_replace(file, '.*/', '') AS f, line, reason FROM rejected ORDER BY f, line"]);
+    assert!(reasons.contains("a.json,6,\"field created_at: \"\"9999-12-31T23:59:59Z\"\" is outside the supported time range"), "{reasons}");
+    assert!(reasons.contains("b.parquet,11,field created_at"), "{reasons}");
+    assert!(reasons.contains("b.parquet,5000,missing required field text"), "{reasons}");
+}
+
+/// #4, #5: `..` paths, a symlink and its target, `--input .` above the
+/// output, and a record that became invalid: no literal `%2E%2E` directory,
+/// no doubled rows, no stale row left in its old partition.
+#[test]
+fn paths_and_reruns_never_double_rows() {
+    let d = tmp();
+    let w = d.path().join("w");
+    let input = w.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::create_dir_all(d.path().join("x")).unwrap();
+    let body: String = (1..=5).map(|i| rec(&i.to_string(), &format!("2025-02-10T0{i}:00:00Z"), "nice")).collect();
+    std::fs::write(input.join("a.json"), &body).unwrap();
+    std::os::unix::fs::symlink(input.join("a.json"), d.path().join("link.json")).unwrap();
+
+    let run = |dir: &Path, args: &[&str]| {
+        let o = in_dir(dir, args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    run(&w, &["score", "--scorer", "lexicon", "--input", "./in", "--out", "../x/o"]);
+    assert!(!w.join("%2E%2E").exists(), "no literal %2E%2E directory");
+    let data = s(&d.path().join("x/o"));
+    assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets"), 5);
+    run(&d.path().join("x"), &["score", "--scorer", "lexicon", "--input", "../w/in", "--out", "o"]);
+    run(d.path(), &["score", "--scorer", "lexicon", "--input", "link.json", "--out", "x/o"]);
+    assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets"), 5, "one file under three names is scored once");
+    let o = in_dir(&w, &["sql", "--data", "../x/o", "--format", "csv", "-c", "SELECT count(*) AS n FROM scored_tweets"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n5\n");
+
+    // a record turns invalid: its old row leaves its old hour= partition
+    std::fs::write(input.join("a.json"), body.replace("2025-02-10T03:00:00Z", "garbage")).unwrap();
+    let out = run(&w, &["score", "--scorer", "lexicon", "--input", "./in", "--out", "../x/o"]);
+    assert!(out.contains("stale removed     1"), "{out}");
+    assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets"), 4);
+    assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets WHERE hour = '03'"), 0);
+
+    // `--input .` with the default --out below it, three times
+    for _ in 0..3 {
+        run(&input, &["score", "--scorer", "lexicon", "--input", "."]);
+    }
+    let own = s(&input.join("sentiflow-out"));
+    assert_eq!(count(&own, "SELECT count(*) FROM scored_tweets"), 4, "the output is not read back as input");
+}
+
+/// #7: a dangling symlink, a FIFO and an unreadable file are dead-lettered
+/// one row each; the readable files are scored and the job exits 0.
+#[test]
+fn unreadable_entries_are_dead_lettered() {
+    let d = tmp();
+    let input = d.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.json"), good(4, 1)).unwrap();
+    std::os::unix::fs::symlink("nowhere.json", input.join("dangling.json")).unwrap();
+    assert!(Command::new("mkfifo").arg(input.join("pipe.json")).status().unwrap().success());
+    std::fs::write(input.join("locked.json"), good(2, 2)).unwrap();
+    std::fs::set_permissions(input.join("locked.json"), std::os::unix::fs::PermissionsExt::from_mode(0)).unwrap();
+    // root reads a mode-0 file anyway; then it is simply scored
+    let root = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0";
+    let out_dir = s(&d.path().join("out"));
+    let out = ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &out_dir]);
+    let files_rejected = if root { 2 } else { 3 };
+    assert_eq!(figure(&out, "files rejected"), files_rejected, "{out}");
+    assert_eq!(figure(&out, "scored"), if root { 6 } else { 4 }, "{out}");
+    let reasons = ok(&["sql", "--data", &out_dir, "--format", "csv", "-c",
+        "SELECT regexp_replace(file, '.*/', '') AS f, line IS NULL AS whole, reason FROM rejected ORDER BY f"]);
+    assert!(reasons.contains("dangling.json,true,a symlink whose target cannot be read"), "{reasons}");
+    assert!(reasons.contains("pipe.json,true,\"a FIFO, not a regular file"), "{reasons}");
+    if !root {
+        assert!(reasons.contains("locked.json,true,"), "{reasons}");
+    }
+}
+
+/// #6: kill -9 while a large file is being written leaves nothing partial
+/// under any table prefix; every object there is a complete Parquet file,
+/// and the rerun's counts are exact.
+#[test]
+fn kill_during_a_large_write_leaves_no_partial_file() {
+    let d = tmp();
+    let input = d.path().join("in.json");
+    let rows = big_input(&input);
+    let out_dir = d.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiflow"))
+        .args(["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &s(&out_dir)])
+        .env("SENTIFLOW_NO_PROGRESS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // object_store writes a local file as `<name>#<n>` and renames it when complete:
+    // wait until one exists, then kill
+    let t0 = std::time::Instant::now();
+    let caught = loop {
+        if files_below(&out_dir).iter().any(|f| f.contains('#')) {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || t0.elapsed().as_secs() > 300 {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    assert!(caught, "the write finished before a partial file was seen; the test needs a larger input");
+    let partial: Vec<String> = files_below(&out_dir).into_iter().filter(|f| f.contains('#')).collect();
+    assert!(!partial.is_empty());
+    assert!(partial.iter().all(|f| f.starts_with("_staging/")), "partial files only in _staging/: {partial:?}");
+    assert_every_table_file_is_parquet(&out_dir);
+    let out = ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &s(&out_dir)]);
+    assert_eq!(figure(&out, "scored"), rows, "{out}");
+    assert_eq!(count(&s(&out_dir), "SELECT count(*) FROM scored_tweets"), rows as i64);
+    assert_every_table_file_is_parquet(&out_dir);
+}
+
+/// About 80 MB of one-hour tweets with incompressible text: several 32 MiB
+/// row groups, so the file is half written for most of the run.
+pub fn big_input(path: &Path) -> usize {
+    use std::io::Write;
+    let rows = 40_000;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..rows {
+        let text: String = (0..2000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (b'a' + (x % 26) as u8) as char
+            })
+            .collect();
+        f.write_all(rec(&i.to_string(), &format!("2025-02-10T05:{:02}:00Z", i % 60), &text).as_bytes()).unwrap();
+    }
+    rows
+}
+
+/// What pyarrow, Polars, Athena or Spark would do: open every visible object
+/// below each table prefix as Parquet (hidden `_x`/`.x` names are skipped by all of them).
+fn assert_every_table_file_is_parquet(root: &Path) {
+    for f in files_below(root) {
+        if f.split('/').any(|p| p.starts_with('_') || p.starts_with('.')) || f.ends_with(".html") || f.ends_with(".png") {
+            continue;
+        }
+        let file = std::fs::File::open(root.join(&f)).unwrap();
+        let r = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file);
+        assert!(r.is_ok(), "{f} is not a complete Parquet file: {:?}", r.err());
+    }
+}
+
+/// #9: concurrent aggregate runs with different windows serialize; each
+/// table holds one run's windows, and both tables the same run's.
+#[test]
+fn concurrent_aggregates_do_not_mix() {
+    let d = tmp();
+    let data = s(d.path());
+    ok(&["score", "--scorer", "lexicon", "--input", &sample_tweets(), "--out", &data]);
+    for _ in 0..2 {
+        let kids: Vec<_> = ["5m", "1h", "15m", "30m"]
+            .iter()
+            .map(|w| {
+                Command::new(env!("CARGO_BIN_EXE_sentiflow"))
+                    .args(["aggregate", "--input", &format!("{data}/scored"), "--out", &data, "--window", w])
+                    .env("SENTIFLOW_NO_PROGRESS", "1")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for k in kids {
+            let o = k.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let sizes = ok(&["sql", "--data", &data, "--format", "csv", "-c",
+            "SELECT count(DISTINCT w) AS n FROM (SELECT window_end - window_start AS w FROM windows UNION ALL SELECT window_end - window_start FROM windows_by_source)"]);
+        assert_eq!(sizes, "n\n1\n", "both tables hold one run's windows");
+    }
+}
+
+/// #10, #11, #14 and the smaller `sql` cases.
+#[test]
+fn sql_is_safe_with_deep_expressions_comments_and_writes() {
+    let d = tmp();
+    let data = s(d.path());
+    ok(&["score", "--scorer", "lexicon", "--input", &sample_tweets(), "--out", &data]);
+    let ors = (0..400).map(|i| format!("x = {i}")).collect::<Vec<_>>().join(" OR ");
+    let out = ok(&["sql", "--data", &data, "--format", "csv", "-c", &format!("SELECT count(*) AS n FROM (VALUES (7)) t(x) WHERE {ors}")]);
+    assert_eq!(out, "n\n1\n");
+    let sum = vec!["1"; 500].join("+");
+    assert_eq!(ok(&["sql", "--data", &data, "--format", "csv", "-c", &format!("SELECT {sum} AS s")]), "s\n500\n");
+    assert_eq!(ok(&["sql", "--data", &data, "--format", "csv", "-c", "select 1 /* ; */ as a"]), "a\n1\n");
+
+    // read-only unless --allow-write
+    let target = d.path().join("copy.csv");
+    let copy = format!("COPY (SELECT 1 AS a) TO '{}' STORED AS CSV", s(&target));
+    let (code, err) = fails(&["sql", "--data", &data, "-c", &copy]);
+    assert_eq!(code, 2);
+    assert!(err.contains("read-only") && err.contains("--allow-write"), "{err}");
+    assert!(!target.exists());
+    let (_, err) = fails(&["sql", "--data", &data, "-c", "INSERT INTO scored_tweets SELECT * FROM scored_tweets"]);
+    assert!(err.contains("read-only"), "{err}");
+    assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets"), 5000);
+    ok(&["sql", "--data", &data, "--allow-write", "-c", &copy]);
+    assert!(target.exists());
+
+    // control characters in text are shown escaped in the table view
+    let input = d.path().join("esc.json");
+    std::fs::write(&input, rec("e", "2025-02-10T00:00:00Z", "a\\u001b[2Jb\\u0007")).unwrap();
+    let other = s(&d.path().join("esc"));
+    ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &other]);
+    let table = ok(&["sql", "--data", &other, "-c", "SELECT text FROM scored_tweets"]);
+    assert!(table.contains("a\\u{1b}[2Jb\\u{7}") && !table.contains('\u{1b}'), "{table}");
+
+    // no data root: the error names --data and its default
+    let (_, err) = fails(&["sql", "--data", &s(&d.path().join("none")), "-c", "SELECT * FROM scored_tweets"]);
+    assert!(err.contains("--data") && err.contains("./sentiflow-out"), "{err}");
+}
+
+/// #8: `sql` over raw files says what validation left out and shows it.
+#[test]
+fn sql_over_raw_counts_what_it_leaves_out() {
+    let d = tmp();
+    let raw = d.path().join("raw");
+    std::fs::create_dir(&raw).unwrap();
+    let mut body = good(15, 1);
+    for i in 0..16 {
+        body.push_str(&format!("{{broken {i}\n"));
+    }
+    std::fs::write(raw.join("a.json"), body).unwrap();
+    let out = sentiflow(&["sql", "--data", &s(d.path()), "--format", "csv", "-c",
+        "SELECT count(*) AS n FROM raw_tweets; SELECT count(*) AS n FROM raw_tweets_rejected"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n15\nn\n16\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("leaves out 16 records"), "{err}");
+}
+
+/// Smaller cases: --out naming a file, --onnx-sessions without a cap,
+/// generate with an empty source name or a start outside the time range.
+#[test]
+fn bad_arguments_are_named() {
+    let d = tmp();
+    let file = d.path().join("f");
+    std::fs::write(&file, "x").unwrap();
+    let (_, err) = fails(&["score", "--scorer", "lexicon", "--input", &sample_tweets(), "--out", &s(&file)]);
+    assert!(err.contains("--out") && err.contains("is a file"), "{err}");
+    let (_, err) = fails(&["generate", "--sources", "", "--to", &s(&d.path().join("g"))]);
+    assert!(err.contains("--sources"), "{err}");
+    let (_, err) = fails(&["generate", "--start", "1600-01-01", "--to", &s(&d.path().join("g"))]);
+    assert!(err.contains("supported time range"), "{err}");
+    let (_, err) = fails(&["score", "--input", &sample_tweets(), "--out", &s(&d.path().join("o")), "--onnx-sessions", "999"]);
+    assert!(err.contains("--onnx-sessions 999"), "{err}");
+}
+
+/// The accounting invariant on random mixtures of good and bad records,
+/// NDJSON, CSV, gzip and Parquet, from local disk and from S3: every record
+/// read is scored or rejected, and the counts match what was generated.
+#[test]
+fn every_record_is_scored_or_rejected() {
+    for seed in [1u64, 2, 3] {
+        let d = tmp();
+        let input = d.path().join("in");
+        std::fs::create_dir(&input).unwrap();
+        let (good, bad) = mixture(seed, &input);
+        let out = ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &s(&d.path().join("out"))]);
+        check_counts(&out, good, bad, seed);
+        if let Some(root) = crate::s3::s3_root("accounting") {
+            upload_dir(&input, &format!("{root}/in"));
+            let out = ok(&["score", "--scorer", "lexicon", "--input", &format!("{root}/in"), "--out", &format!("{root}/out")]);
+            check_counts(&out, good, bad, seed);
+        }
+    }
+}
+
+fn check_counts(out: &str, good: usize, bad: usize, seed: u64) {
+    let scored = figure(out, "scored") + figure(out, "unscorable");
+    let rejected = figure(out, "rejected");
+    assert_eq!((figure(out, "records read"), scored, rejected), (good + bad, good, bad), "seed {seed}:\n{out}");
+}
+
+/// A small xorshift generator: the mixtures are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Writes 8 files of random formats; returns (good, bad) record counts.
+fn mixture(seed: u64, dir: &Path) -> (usize, usize) {
+    use std::io::Write;
+    const BAD_JSON: &[&str] = &[
+        "{not json",
+        r#"{"tweet_id":"b","created_at":"2025-02-10T00:00:00Z","text":"t"}"#,
+        r#"{"tweet_id":"b","created_at":"yesterday","text":"t","source":"x"}"#,
+        r#"{"tweet_id":"b","created_at":"9999-12-31T23:59:59Z","text":"t","source":"x"}"#,
+        r#"{"tweet_id":"b","created_at":"2025-02-10T00:00:00Z","text":"t","source":"x","truth_label":"bogus"}"#,
+        r#"{"tweet_id":"b","created_at":"2025-02-10T00:00:00Z","text":["t"],"source":"x"}"#,
+        r#"{"tweet_id":"b","created_at":1739145600,"text":"t","source":"x"}"#,
+        r#"{"tweet_id":"","created_at":"2025-02-10T00:00:00Z","text":"t","source":"x"}"#,
+        "[1,2]",
+    ];
+    const BAD_CSV: &[&str] = &[
+        "b,yesterday,t,x",
+        "b,2025-02-10T00:00:00Z,t",
+        "b,2025-02-10T00:00:00Z,t,",
+        "b,1600-01-01T00:00:00Z,t,x",
+        ",2025-02-10T00:00:00Z,t,x",
+    ];
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let (mut good, mut bad) = (0, 0);
+    for f in 0..8 {
+        let n = 1 + rng.below(300) as usize;
+        let kinds: Vec<bool> = (0..n).map(|_| rng.below(4) == 0).collect(); // true = bad
+        good += kinds.iter().filter(|b| !**b).count();
+        bad += kinds.iter().filter(|b| **b).count();
+        let at = |i: usize| format!("2025-02-10T{:02}:{:02}:00Z", i % 24, i % 60);
+        match rng.below(4) {
+            0 | 1 => {
+                let mut body = String::new();
+                for (i, b) in kinds.iter().enumerate() {
+                    if *b {
+                        body.push_str(BAD_JSON[rng.below(BAD_JSON.len() as u64) as usize]);
+                        body.push('\n');
+                    } else {
+                        body.push_str(&rec(&format!("{f}-{i}"), &at(i), "fine \\\"quoted\\\", day"));
+                    }
+                }
+                if f % 2 == 0 {
+                    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    gz.write_all(body.as_bytes()).unwrap();
+                    std::fs::write(dir.join(format!("f{f}.json.gz")), gz.finish().unwrap()).unwrap();
+                } else {
+                    std::fs::write(dir.join(format!("f{f}.json")), body).unwrap();
+                }
+            }
+            2 => {
+                let mut body = String::from("tweet_id,created_at,text,source\n");
+                for (i, b) in kinds.iter().enumerate() {
+                    if *b {
+                        body.push_str(BAD_CSV[rng.below(BAD_CSV.len() as u64) as usize]);
+                    } else {
+                        body.push_str(&format!("{f}-{i},{},\"fine, \"\"quoted\"\"\nday\",x", at(i)));
+                    }
+                    body.push('\n');
+                }
+                std::fs::write(dir.join(format!("f{f}.csv")), body).unwrap();
+            }
+            _ => {
+                // Parquet: bad rows are a NULL text, an empty source, a bogus label or a far time
+                let mut ids = Vec::new();
+                let mut times = Vec::new();
+                let mut texts = Vec::new();
+                let mut sources = Vec::new();
+                let mut labels = Vec::new();
+                for (i, b) in kinds.iter().enumerate() {
+                    let k = if *b { 1 + rng.below(4) } else { 0 };
+                    ids.push(Some(format!("{f}-{i}")));
+                    times.push(if k == 4 { 253_402_300_799_000_000 } else { 1_739_145_600_000_000 + i as i64 });
+                    texts.push((k != 1).then(|| "fine".to_string()));
+                    sources.push(Some(if k == 2 { String::new() } else { "x".into() }));
+                    labels.push((k == 3).then(|| "bogus".to_string()));
+                }
+                parquet_file(
+                    &dir.join(format!("f{f}.parquet")),
+                    vec![
+                        ("tweet_id", Arc::new(StringArray::from(ids)) as ArrayRef),
+                        ("created_at", Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC"))),
+                        ("text", Arc::new(StringArray::from(texts))),
+                        ("source", Arc::new(StringArray::from(sources))),
+                        ("truth_label", Arc::new(StringArray::from(labels))),
+                    ],
+                );
+            }
+        }
+    }
+    (good, bad)
+}
+
+/// Copies a local directory's files to an s3:// prefix.
+fn upload_dir(dir: &Path, prefix: &str) {
+    let loc = sentiflow_jobs::store::Location::parse(prefix).unwrap();
+    let store = sentiflow_jobs::store::build_object_store(&loc.store_url).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for f in files_below(dir) {
+        let bytes = std::fs::read(dir.join(&f)).unwrap();
+        let path = loc.child(&f).path;
+        rt.block_on(object_store::ObjectStoreExt::put(store.as_ref(), &path, bytes.into())).unwrap();
+    }
+}
+
+/// #6 on S3: a crash with a multipart upload in flight leaves no object
+/// under the table prefix; the rerun's counts are exact.
+#[test]
+fn crash_during_an_s3_upload_leaves_nothing_visible() {
+    let Some(root) = crate::s3::s3_root("crash") else { return };
+    let d = tmp();
+    let input = d.path().join("in.json");
+    let rows = big_input(&input);
+    let out = Command::new(env!("CARGO_BIN_EXE_sentiflow"))
+        .args(["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &root])
+        .env("SENTIFLOW_NO_PROGRESS", "1")
+        .env("SENTIFLOW_TEST_CRASH", "parquet_write:1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the crash point was not reached");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SENTIFLOW_TEST_CRASH"));
+    let loc = sentiflow_jobs::store::Location::parse(&format!("{root}/scored")).unwrap();
+    let store = sentiflow_jobs::store::build_object_store(&loc.store_url).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listed = rt.block_on(sentiflow_jobs::store::list_below(store.as_ref(), &loc, &loc.path)).unwrap();
+    assert!(listed.is_empty(), "nothing visible after the crash: {:?}", listed.iter().map(|m| m.location.to_string()).collect::<Vec<_>>());
+    let out = ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &root]);
+    assert_eq!(figure(&out, "scored"), rows, "{out}");
+    assert_eq!(count(&root, "SELECT count(*) FROM scored_tweets"), rows as i64);
+    for m in rt.block_on(sentiflow_jobs::store::list_below(store.as_ref(), &loc, &loc.path)).unwrap() {
+        let bytes = rt.block_on(async { object_store::ObjectStoreExt::get(store.as_ref(), &m.location).await.unwrap().bytes().await.unwrap() });
+        assert!(datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).is_ok(), "{}", m.location);
+    }
+}
