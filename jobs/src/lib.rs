@@ -13,6 +13,8 @@ pub mod compare;
 pub mod context;
 mod error;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzzcheck;
 pub mod generate;
 pub mod ingest;
 pub mod kinesis;

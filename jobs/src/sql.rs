@@ -69,3 +69,105 @@ pub async fn query(ctx: &SessionContext, name: &str, params: Vec<(&str, ScalarVa
     }
     df.with_param_values(params).map_err(sql_err)
 }
+
+/// Splits a script into statements on ';' outside quotes ('…', "…"),
+/// dollar-quoted strings ($$…$$, $tag$…$tag$) and comments (-- …, /* … */,
+/// nested), which are left out of the statements.
+pub fn split_statements(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let b = script.as_bytes();
+    let mut i = 0;
+    let mut start = 0;
+    let push = |out: &mut Vec<String>, cur: &mut String, piece: &str| {
+        cur.push_str(piece);
+        if !cur.trim().is_empty() {
+            out.push(cur.trim().to_string());
+        }
+        cur.clear();
+    };
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < b.len() {
+                    if b[i] == q {
+                        if b.get(i + 1) == Some(&q) {
+                            i += 2; // doubled quote inside
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                cur.push_str(&script[start..i]);
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                start = i; // comments are left out: a statement of comments only is none
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                cur.push_str(&script[start..i]);
+                cur.push(' ');
+                let mut depth = 0;
+                while i < b.len() {
+                    if b[i..].starts_with(b"/*") {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i..].starts_with(b"*/") {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                start = i.min(b.len());
+            }
+            b'$' => {
+                // $tag$ … $tag$ where tag is empty or an identifier (not $1, a parameter)
+                let tag_end = b[i + 1..].iter().position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'));
+                match tag_end.map(|n| i + 1 + n) {
+                    Some(j) if b[j] == b'$' && !b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                        let tag = &script[i..=j];
+                        match script[j + 1..].find(tag) {
+                            Some(k) => i = j + 1 + k + tag.len(),
+                            None => i = b.len(),
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            b';' => {
+                push(&mut out, &mut cur, &script[start..i]);
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    push(&mut out, &mut cur, &script[start.min(script.len())..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_statements as statements;
+
+    #[test]
+    fn splits_statements() {
+        let s = statements("SELECT ';' AS a; -- c;omment\nSELECT 2;\n\n");
+        assert_eq!(s, vec!["SELECT ';' AS a", "SELECT 2"]);
+        assert_eq!(statements("select 1 /* ; */ as a"), vec!["select 1   as a"]);
+        assert_eq!(statements("select 1 /* a /* ; */ ; */ as a; select 2; -- end"), vec!["select 1   as a", "select 2"]);
+        assert_eq!(statements("select $$a;b$$; select $t$ ; $t$"), vec!["select $$a;b$$", "select $t$ ; $t$"]);
+        assert_eq!(statements("select $1; select 'it''s;'"), vec!["select $1", "select 'it''s;'"]);
+        assert_eq!(statements("select \"a;b\" from t"), vec!["select \"a;b\" from t"]);
+        assert_eq!(statements("select 'unterminated;"), vec!["select 'unterminated;"]);
+    }
+}

@@ -289,6 +289,10 @@ fn walk_local(loc: &Location) -> (Vec<ObjectMeta>, Vec<Skipped>) {
             "not a regular file"
         }
     };
+    // directories are walked whatever the glob; files and broken entries must match it
+    let matches_glob = |p: &std::path::Path| {
+        *p == root || loc.glob.as_ref().is_none_or(|(_, g)| g.is_match(p.to_string_lossy().trim_start_matches('/')))
+    };
     while let Some(p) = stack.pop() {
         let shown = p.display().to_string();
         let is_root = p == root;
@@ -301,6 +305,7 @@ fn walk_local(loc: &Location) -> (Vec<ObjectMeta>, Vec<Skipped>) {
             Err(e) if is_root && e.kind() == std::io::ErrorKind::NotFound && std::fs::symlink_metadata(&p).is_err() => {
                 continue; // nothing there: the caller says "no input files"
             }
+            Err(_) if !matches_glob(&p) => continue,
             Err(e) => {
                 let reason = if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
                     format!("a symlink whose target cannot be read ({e}); fix or remove the link")
@@ -335,8 +340,7 @@ fn walk_local(loc: &Location) -> (Vec<ObjectMeta>, Vec<Skipped>) {
             }
             continue;
         }
-        let as_listed = Path::from(shown.trim_start_matches('/'));
-        if !is_root && loc.glob.as_ref().is_some_and(|(_, g)| !g.is_match(as_listed.as_ref())) {
+        if !matches_glob(&p) {
             continue;
         }
         if !meta.is_file() {

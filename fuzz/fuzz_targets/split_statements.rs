@@ -1,0 +1,4 @@
+//! Fuzz target: see `sentiflow_jobs::fuzzcheck::statements` for the properties checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| sentiflow_jobs::fuzzcheck::statements(data));
