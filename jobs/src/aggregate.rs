@@ -178,6 +178,7 @@ pub async fn compute_and_write(
         lock.check()?;
         report.files_removed += replace_partitions(store.as_ref(), &root, &written, range).await?;
         report.partitions.extend(written.iter().map(|f| f.partition.clone()));
+        crate::checkpoint::pause_point("aggregate_tables").await;
     }
     let _ = jc.ctx.deregister_table("window_source_aggs");
     lock.release().await?;

@@ -40,6 +40,17 @@ pub fn crash_point(stage: &str) {
     }
 }
 
+/// Delay injection for the concurrency tests: `SENTIFLOW_TEST_PAUSE=aggregate_tables:2000`
+/// sleeps 2 s each time the process reaches the point named `aggregate_tables`.
+pub async fn pause_point(stage: &str) {
+    let Ok(spec) = std::env::var("SENTIFLOW_TEST_PAUSE") else { return };
+    if let Some((at, ms)) = spec.split_once(':') {
+        if at == stage {
+            tokio::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0))).await;
+        }
+    }
+}
+
 /// The range being written when a worker stopped between steps 1 and 3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {

@@ -228,34 +228,36 @@ fn assert_every_table_file_is_parquet(root: &Path) {
     }
 }
 
-/// #9: concurrent aggregate runs with different windows serialize; each
-/// table holds one run's windows, and both tables the same run's.
+/// #9: two aggregate runs on one output with different windows: the first
+/// pauses between its two tables while the second runs; both tables must
+/// end up holding one run's windows.
 #[test]
 fn concurrent_aggregates_do_not_mix() {
     let d = tmp();
     let data = s(d.path());
     ok(&["score", "--scorer", "lexicon", "--input", &sample_tweets(), "--out", &data]);
-    for _ in 0..2 {
-        let kids: Vec<_> = ["5m", "1h", "15m", "30m"]
-            .iter()
-            .map(|w| {
-                Command::new(env!("CARGO_BIN_EXE_sentiflow"))
-                    .args(["aggregate", "--input", &format!("{data}/scored"), "--out", &data, "--window", w])
-                    .env("SENTIFLOW_NO_PROGRESS", "1")
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for k in kids {
-            let o = k.wait_with_output().unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        }
-        let sizes = ok(&["sql", "--data", &data, "--format", "csv", "-c",
-            "SELECT count(DISTINCT w) AS n FROM (SELECT window_end - window_start AS w FROM windows UNION ALL SELECT window_end - window_start FROM windows_by_source)"]);
-        assert_eq!(sizes, "n\n1\n", "both tables hold one run's windows");
+    let aggregate = |w: &str, pause: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sentiflow"))
+            .args(["aggregate", "--input", &format!("{data}/scored"), "--out", &data, "--window", w])
+            .env("SENTIFLOW_NO_PROGRESS", "1")
+            .env("SENTIFLOW_TEST_PAUSE", pause)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = aggregate("5m", "aggregate_tables:4000");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let second = aggregate("1h", "");
+    for k in [first, second] {
+        let o = k.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
+    let sizes = ok(&["sql", "--data", &data, "--format", "csv", "-c",
+        "SELECT DISTINCT 'w' AS t, CAST(window_end - window_start AS VARCHAR) AS size FROM windows UNION ALL SELECT DISTINCT 'b', CAST(window_end - window_start AS VARCHAR) FROM windows_by_source ORDER BY t"]);
+    let lines: Vec<&str> = sizes.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "one window size per table: {sizes}");
+    assert_eq!(lines[0].split(',').nth(1), lines[1].split(',').nth(1), "both tables from one run: {sizes}");
 }
 
 /// #10, #11, #14 and the smaller `sql` cases.
