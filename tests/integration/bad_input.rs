@@ -333,6 +333,26 @@ fn bad_arguments_are_named() {
     assert!(err.contains("supported time range"), "{err}");
     let (_, err) = fails(&["score", "--input", &sample_tweets(), "--out", &s(&d.path().join("o")), "--onnx-sessions", "999"]);
     assert!(err.contains("--onnx-sessions 999"), "{err}");
+
+    // `… | head`: a closed pipe ends the process by SIGPIPE, not by a panic
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiflow"))
+        .args(["sql", "--data", &s(d.path()), "--format", "csv", "-c", "SELECT * FROM generate_series(1, 2000000)"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc_sigpipe()), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+/// SIGPIPE's number on Linux.
+fn libc_sigpipe() -> i32 {
+    13
 }
 
 /// The accounting invariant on random mixtures of good and bad records,
