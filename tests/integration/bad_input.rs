@@ -137,17 +137,24 @@ fn unreadable_entries_are_dead_lettered() {
     assert!(Command::new("mkfifo").arg(input.join("pipe.json")).status().unwrap().success());
     std::fs::write(input.join("locked.json"), good(2, 2)).unwrap();
     std::fs::set_permissions(input.join("locked.json"), std::os::unix::fs::PermissionsExt::from_mode(0)).unwrap();
+    // Parquet files that panic the Parquet/Arrow readers (found by fuzzing) are one reject each
+    for seed in ["parquet_ipc_schema_panic", "parquet_metadata_panic"] {
+        let bytes = std::fs::read(repo().join("fuzz/corpus/parse_record_file").join(seed)).unwrap();
+        std::fs::write(input.join(format!("{seed}.parquet")), &bytes[1..]).unwrap();
+    }
     // root reads a mode-0 file anyway; then it is simply scored
     let root = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0";
     let out_dir = s(&d.path().join("out"));
     let out = ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &out_dir]);
-    let files_rejected = if root { 2 } else { 3 };
+    let files_rejected = if root { 4 } else { 5 };
     assert_eq!(figure(&out, "files rejected"), files_rejected, "{out}");
     assert_eq!(figure(&out, "scored"), if root { 6 } else { 4 }, "{out}");
     let reasons = ok(&["sql", "--data", &out_dir, "--format", "csv", "-c",
         "SELECT regexp_replace(file, '.*/', '') AS f, line IS NULL AS whole, reason FROM rejected ORDER BY f"]);
     assert!(reasons.contains("dangling.json,true,a symlink whose target cannot be read"), "{reasons}");
     assert!(reasons.contains("pipe.json,true,\"a FIFO, not a regular file"), "{reasons}");
+    assert!(reasons.contains("parquet_ipc_schema_panic.parquet,true,Parquet data is corrupt after row 0"), "{reasons}");
+    assert!(reasons.contains("parquet_metadata_panic.parquet,true,not a readable Parquet file"), "{reasons}");
     if !root {
         assert!(reasons.contains("locked.json,true,"), "{reasons}");
     }

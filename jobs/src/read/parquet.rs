@@ -11,7 +11,7 @@ use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
 use super::record::{Cell, RawBuilder};
 use super::{BATCH_ROWS, ParsedFile, Reject};
@@ -126,9 +126,35 @@ impl Column {
     }
 }
 
+/// Reads a Parquet file; a panic inside the Parquet/Arrow readers (a crafted
+/// file can reach `unimplemented!` in arrow-ipc's schema decoding, found by
+/// fuzzing) becomes a file-level reject instead of ending the job.
 pub(super) fn parse_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFile) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_parquet(file, bytes, b, out)));
+    if let Err(panic) = r {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        out.rejects.push(Reject::new(
+            file,
+            None,
+            format!(
+                "not a readable Parquet file: the reader failed ({msg}); rows read before it: {}; re-deliver the file",
+                b.total
+            ),
+            &[],
+        ));
+    }
+}
+
+fn read_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFile) {
     let file_reject = |reason: String| Reject::new(file, None, reason, &[]);
-    let reader = match ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|r| r.with_batch_size(BATCH_ROWS).build())
+    // the embedded Arrow schema is only a type hint, and decoding it is where malformed files panic
+    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    let reader = match ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
+        .and_then(|r| r.with_batch_size(BATCH_ROWS).build())
     {
         Ok(r) => r,
         Err(e) => {
@@ -155,10 +181,8 @@ pub(super) fn parse_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &
             Ok(batch) => batch,
             Err(e) => {
                 // rows before this batch are kept; the rest of the file cannot be read
-                out.rejects.push(file_reject(format!(
-                    "Parquet data is corrupt after row {row_base}: {e}; rows 1..={row_base} were read, the rest of \
-                     the file was not (re-deliver it)"
-                )));
+                let kept = if row_base == 0 { "no row could be read".to_string() } else { format!("rows 1..={row_base} were read, the rest was not") };
+                out.rejects.push(file_reject(format!("Parquet data is corrupt after row {row_base}: {e}; {kept} (re-deliver the file)")));
                 return;
             }
         };
