@@ -45,6 +45,14 @@ if [ -z "${SENTIFLOW_SKIP_AWS:-}" ]; then
   set -euo pipefail
 fi
 
+# style gates: the tree is rustfmt-formatted (rustfmt.toml) and clippy-clean ([workspace.lints])
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  echo "test: rustfmt and clippy are needed: rustup component add rustfmt clippy" >&2
+  exit 1
+fi
+cargo fmt --all --check || { echo "test: the tree is not formatted: run cargo fmt --all" >&2; exit 1; }
+cargo clippy --workspace --all-targets -- -D warnings
+
 cargo test --workspace "$@"
 
 # infra/ and sql/athena/: HCL parses, checkov, hadolint, Athena queries on DuckDB and DataFusion

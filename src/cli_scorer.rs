@@ -291,7 +291,13 @@ fn print_eval(r: &EvalReport) {
         .collect();
     println!("recall        {}", recalls.join(", "));
     println!("macro-F1      {:.4}", r.macro_f1);
-    println!("throughput    {:.1} sentences/s, {:.1} per CPU-second ({:.2} s wall, {:.2} CPU-s)", r.per_second(), r.per_cpu_second(), r.wall_s, r.cpu_s);
+    println!(
+        "throughput    {:.1} sentences/s, {:.1} per CPU-second ({:.2} s wall, {:.2} CPU-s)",
+        r.per_second(),
+        r.per_cpu_second(),
+        r.wall_s,
+        r.cpu_s
+    );
     if !r.scorer_stats.is_empty() {
         let s: Vec<String> = r.scorer_stats.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
         println!("scorer stats  {}", s.join(", "));

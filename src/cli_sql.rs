@@ -6,11 +6,11 @@ use anyhow::{Context, Result};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::execution::context::SQLOptions;
+use sentiflow_jobs::JobContext;
 use sentiflow_jobs::schema::Table;
+use sentiflow_jobs::sql::split_statements;
 use sentiflow_jobs::store::{Location, list_files};
 use sentiflow_jobs::tables::{register_parquet_table, register_raw_table};
-use sentiflow_jobs::JobContext;
-use sentiflow_jobs::sql::split_statements;
 
 #[derive(clap::Args, Debug)]
 pub struct SqlCli {
@@ -82,7 +82,9 @@ fn escape_controls(batch: &RecordBatch) -> Result<RecordBatch> {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let escape = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_control() && c != '\n' && c != '\t' { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() })
+            .map(|c| {
+                if c.is_control() && c != '\n' && c != '\t' { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() }
+            })
             .collect()
     };
     let mut fields = Vec::new();
@@ -191,7 +193,9 @@ async fn repl(session: &Session<'_>) -> Result<()> {
     let tables = &session.tables;
     println!("sentiflow sql over {}", session.root.display);
     if tables.is_empty() {
-        println!("no tables found there (run `sentiflow run` first); any file can still be queried: SELECT * FROM 'path/file.parquet'");
+        println!(
+            "no tables found there (run `sentiflow run` first); any file can still be queried: SELECT * FROM 'path/file.parquet'"
+        );
     } else {
         let list: Vec<String> = tables.iter().map(|(n, f)| format!("{n} ({f} files)")).collect();
         println!("tables: {}", list.join(", "));

@@ -14,10 +14,10 @@ use sentiflow_jobs::generate::{self, GenerateArgs, OutputFormat};
 use sentiflow_jobs::ingest::{self, IngestArgs};
 use sentiflow_jobs::kinesis::StartPosition;
 use sentiflow_jobs::llm::cache::default_dir;
-use sentiflow_jobs::retry::RetryPolicy;
 use sentiflow_jobs::pipeline::{self, RunArgs};
 use sentiflow_jobs::read::{DEFAULT_MAX_TEXT_BYTES, Format};
 use sentiflow_jobs::report::{self, ReportArgs};
+use sentiflow_jobs::retry::RetryPolicy;
 use sentiflow_jobs::schema::Table;
 use sentiflow_jobs::score::{self, ScoreArgs};
 use sentiflow_jobs::store::Location;
@@ -413,26 +413,27 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Generate(g) => {
             let llm = if g.llm { Some(g.llm_args.client().await?) } else { None };
             let args = GenerateArgs {
-                    rows: g.rows,
-                    seed: g.seed,
-                    start: g.start,
-                    span: g.span,
-                    sources: g.sources,
-                    topic: g.topic,
-                    to: g.to,
-                    format: match g.format {
-                        GenFormat::Ndjson => OutputFormat::Ndjson,
-                        GenFormat::Parquet => OutputFormat::Parquet,
-                    },
-                    gzip: g.gzip,
-                    max_rows_per_file: g.max_rows_per_file.max(1),
-                    rate: g.rate,
-                    retry: RetryPolicy { max_retries: g.max_retries, ..Default::default() },
+                rows: g.rows,
+                seed: g.seed,
+                start: g.start,
+                span: g.span,
+                sources: g.sources,
+                topic: g.topic,
+                to: g.to,
+                format: match g.format {
+                    GenFormat::Ndjson => OutputFormat::Ndjson,
+                    GenFormat::Parquet => OutputFormat::Parquet,
+                },
+                gzip: g.gzip,
+                max_rows_per_file: g.max_rows_per_file.max(1),
+                rate: g.rate,
+                retry: RetryPolicy { max_retries: g.max_retries, ..Default::default() },
             };
             let r = match &llm {
                 None => generate::run(&jc.stores, args).await?,
                 Some(client) => {
-                    let (posts, dropped) = sentiflow_jobs::llm::generate::posts(client, &args.topic, args.rows as usize).await?;
+                    let (posts, dropped) =
+                        sentiflow_jobs::llm::generate::posts(client, &args.topic, args.rows as usize).await?;
                     let tweets = sentiflow_jobs::llm::generate::as_tweets(posts, &args);
                     let r = generate::write_tweets(&jc.stores, args, tweets.into_iter()).await?;
                     let m = client.summary();
@@ -449,7 +450,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 format!("{} negative, {} neutral, {} positive", r.negative, r.neutral, r.positive)
             };
             match &r.producer {
-                None => println!("generated {} tweets ({truth}) in {} files, {} bytes, to {}", r.rows, r.files, r.bytes, r.to),
+                None => println!(
+                    "generated {} tweets ({truth}) in {} files, {} bytes, to {}",
+                    r.rows, r.files, r.bytes, r.to
+                ),
                 Some(p) => println!(
                     "generated {} tweets ({truth}), {} bytes, to {}: {} requests, {} retries, {} throttled, {} failed entries retried",
                     r.rows, r.bytes, r.to, p.requests, p.retries, p.throttled, p.failed_entries
@@ -483,11 +487,26 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let r = ingest::run(&jc.stores, args, stop_signal()).await?;
             println!(
                 "ingested {} records ({} rows, {} rejected, {} bytes) from kinesis://{} into {} files, {} commits, in {}",
-                r.records, r.rows, r.rejected, r.bytes, r.stream, r.files, r.commits, secs(r.elapsed)
+                r.records,
+                r.rows,
+                r.rejected,
+                r.bytes,
+                r.stream,
+                r.files,
+                r.commits,
+                secs(r.elapsed)
             );
             println!(
                 "shards: {} read, {} closed and finished, {} leased by other workers; worker {}; {} requests, {} retries, {} throttled, {} replays, {} leases lost",
-                r.shards_read, r.shards_closed, r.shards_leased_elsewhere, r.worker_id, r.requests, r.retries, r.throttled, r.replays, r.leases_lost
+                r.shards_read,
+                r.shards_closed,
+                r.shards_leased_elsewhere,
+                r.worker_id,
+                r.requests,
+                r.retries,
+                r.throttled,
+                r.replays,
+                r.leases_lost
             );
         }
         Cmd::Score(s) => {
@@ -544,7 +563,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let data = Location::parse(&r.data)?;
             let out = r.out.unwrap_or_else(|| data.child("report.html").display);
             let rep = report::run(&jc, ReportArgs { data: r.data, from: r.from, to: r.to, out, png: r.png }).await?;
-            println!("report: {} ({} windows, {} tweets, {} alerts, {} KiB)", rep.out, rep.windows, rep.tweets, rep.alerts, rep.bytes / 1024);
+            println!(
+                "report: {} ({} windows, {} tweets, {} alerts, {} KiB)",
+                rep.out,
+                rep.windows,
+                rep.tweets,
+                rep.alerts,
+                rep.bytes / 1024
+            );
             if let Some(p) = rep.png {
                 println!("chart:  {p}");
             }
@@ -573,19 +599,40 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 retry: RetryPolicy::default(),
             };
             let r = sentiflow_jobs::stream::run(&jc, scorer, args, stop_signal()).await?;
-            let wm = r.watermark_us.and_then(DateTime::<Utc>::from_timestamp_micros).map(|t| t.to_rfc3339()).unwrap_or_else(|| "none".into());
+            let wm = r
+                .watermark_us
+                .and_then(DateTime::<Utc>::from_timestamp_micros)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "none".into());
             println!(
                 "streamed {} micro-batches ({} replayed): {} records, {} rows, {} rejected, {} late rows; {} windows and {} by source emitted, {} alerts ({} delivered to the webhook); {} open windows, watermark {wm}, in {}",
-                r.batches, r.replays, r.records, r.rows, r.rejected, r.late_rows, r.windows, r.windows_by_source, r.alerts, r.webhook_delivered, r.open_windows, secs(r.elapsed)
+                r.batches,
+                r.replays,
+                r.records,
+                r.rows,
+                r.rejected,
+                r.late_rows,
+                r.windows,
+                r.windows_by_source,
+                r.alerts,
+                r.webhook_delivered,
+                r.open_windows,
+                secs(r.elapsed)
             );
             if let Some([p50, p95, p99, max]) = r.latency_ms {
-                println!("latency (arrival on the stream → micro-batch durable): p50 {p50} ms, p95 {p95} ms, p99 {p99} ms, max {max} ms");
+                println!(
+                    "latency (arrival on the stream → micro-batch durable): p50 {p50} ms, p95 {p95} ms, p99 {p99} ms, max {max} ms"
+                );
             }
         }
         Cmd::Compact(c) => {
             let r = sentiflow_jobs::compact::run(
                 &jc.stores,
-                sentiflow_jobs::compact::CompactArgs { table: c.table.clone(), target_bytes: c.target_mb.max(1) << 20, min_files: c.min_files },
+                sentiflow_jobs::compact::CompactArgs {
+                    table: c.table.clone(),
+                    target_bytes: c.target_mb.max(1) << 20,
+                    min_files: c.min_files,
+                },
             )
             .await?;
             println!(
@@ -596,7 +643,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 r.bytes_in,
                 r.rows,
                 r.files_out,
-                if r.recovered > 0 { format!("; finished {} interrupted compactions", r.recovered) } else { String::new() }
+                if r.recovered > 0 {
+                    format!("; finished {} interrupted compactions", r.recovered)
+                } else {
+                    String::new()
+                }
             );
         }
         Cmd::Compare(c) => {
@@ -630,10 +681,18 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 "task": r.task,
                 "query_s": r.query_s,
             });
-            if let Some(c) = r.count { j["count"] = c.into(); }
-            if let Some(a) = r.avg { j["avg"] = a.into(); }
-            if let Some(w) = r.windows_rows { j["windows_rows"] = w.into(); }
-            if let Some(w) = r.by_source_rows { j["by_source_rows"] = w.into(); }
+            if let Some(c) = r.count {
+                j["count"] = c.into();
+            }
+            if let Some(a) = r.avg {
+                j["avg"] = a.into();
+            }
+            if let Some(w) = r.windows_rows {
+                j["windows_rows"] = w.into();
+            }
+            if let Some(w) = r.by_source_rows {
+                j["by_source_rows"] = w.into();
+            }
             println!("RESULT {j}");
         }
     }
@@ -642,7 +701,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
 
 fn print_score(r: &score::ScoreReport) {
     println!("scorer            {}", r.scorer);
-    println!("input files       {}{}", r.files, if r.empty_files.is_empty() { String::new() } else { format!(" ({} empty)", r.empty_files.len()) });
+    println!(
+        "input files       {}{}",
+        r.files,
+        if r.empty_files.is_empty() { String::new() } else { format!(" ({} empty)", r.empty_files.len()) }
+    );
     println!("records read      {}", r.rows_read);
     println!("scored            {}", r.rows_scored);
     println!(
@@ -651,7 +714,10 @@ fn print_score(r: &score::ScoreReport) {
     );
     println!("rejected          {} (see _rejected/job=score/)", r.rows_rejected);
     if r.files_rejected > 0 {
-        println!("files rejected    {} (unreadable, not a regular file, corrupt or lacking a column; see _rejected/job=score/)", r.files_rejected);
+        println!(
+            "files rejected    {} (unreadable, not a regular file, corrupt or lacking a column; see _rejected/job=score/)",
+            r.files_rejected
+        );
     }
     if r.output_files_skipped > 0 {
         println!("not input         {} files of the output's own tables below --input", r.output_files_skipped);
@@ -684,7 +750,14 @@ fn print_run(r: &pipeline::RunReport, spec: WindowSpec) {
     if let Some((g, gt)) = &r.generate {
         println!(
             "{:<10} {:<22} {:>9} {:>9}  {:>7}  {} neg / {} neu / {} pos (ground truth)",
-            "generate", "raw/", g.rows, g.files, secs(*gt), g.negative, g.neutral, g.positive
+            "generate",
+            "raw/",
+            g.rows,
+            g.files,
+            secs(*gt),
+            g.negative,
+            g.neutral,
+            g.positive
         );
     }
     println!(
@@ -698,14 +771,31 @@ fn print_run(r: &pipeline::RunReport, spec: WindowSpec) {
         s.rows_other_language,
         s.partitions.len()
     );
-    println!("{:<10} {:<22} {:>9} {:>9}  {:>7}  {}", "", "_rejected/", s.rows_rejected, "", "", "records that failed validation");
+    println!(
+        "{:<10} {:<22} {:>9} {:>9}  {:>7}  records that failed validation",
+        "", "_rejected/", s.rows_rejected, "", ""
+    );
     println!(
         "{:<10} {:<22} {:>9} {:>9}  {:>7}  {} windows, slide {}",
-        "aggregate", "windows/", a.windows, "", secs(*at), fmt_duration(spec.window), fmt_duration(spec.slide)
+        "aggregate",
+        "windows/",
+        a.windows,
+        "",
+        secs(*at),
+        fmt_duration(spec.window),
+        fmt_duration(spec.slide)
     );
     println!("{:<10} {:<22} {:>9}", "", "windows_by_source/", a.windows_by_source);
     let (rep, rt) = &r.report;
-    println!("{:<10} {:<22} {:>9} {:>9}  {:>7}  {} KiB, open it in a browser", "report", "report.html", "", 1, secs(*rt), rep.bytes / 1024);
+    println!(
+        "{:<10} {:<22} {:>9} {:>9}  {:>7}  {} KiB, open it in a browser",
+        "report",
+        "report.html",
+        "",
+        1,
+        secs(*rt),
+        rep.bytes / 1024
+    );
     println!();
     println!("report:    {}", rep.out);
     println!("query it:  sentiflow sql --data {} -c \"SELECT * FROM windows ORDER BY window_start LIMIT 10\"", r.out);
@@ -723,13 +813,18 @@ fn main() -> ExitCode {
     // `sentiflow eval … | head`: a closed pipe ends the process quietly, as
     // for other command-line tools, instead of a panic in println!
     // SAFETY: called before any thread starts; SIG_DFL is a valid disposition.
+    #[allow(unsafe_code)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let main = std::thread::Builder::new().name("sentiflow".into()).stack_size(PLANNER_STACK_BYTES).spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_multi_thread().thread_stack_size(WORKER_STACK_BYTES).enable_all().build() {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .thread_stack_size(WORKER_STACK_BYTES)
+            .enable_all()
+            .build()
+        {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: cannot start the async runtime: {e}");

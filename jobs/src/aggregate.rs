@@ -16,10 +16,10 @@ use object_store::path::Path;
 
 use crate::context::JobContext;
 use crate::schema::Table;
+use crate::sql::{interval_param, timestamp_param};
 use crate::store::{Location, delete_except, list_below};
 use crate::tables::{register_batches, register_parquet_table};
 use crate::write::PartitionedWriter;
-use crate::sql::{interval_param, timestamp_param};
 use crate::{Error, Result, sql};
 
 /// Window size and slide. Tumbling when `slide == window`.

@@ -67,7 +67,10 @@ impl Rules {
                 "threshold" => {
                     let m = rule.metric.as_deref().unwrap_or("");
                     if !matches!(m, "share_negative" | "avg_score" | "n") {
-                        return Err(bad(format!("rule {}: metric must be share_negative, avg_score or n, not {m:?}", rule.name)));
+                        return Err(bad(format!(
+                            "rule {}: metric must be share_negative, avg_score or n, not {m:?}",
+                            rule.name
+                        )));
                     }
                     if !matches!(rule.op.as_deref(), Some(">=") | Some("<=")) || rule.threshold.is_none() {
                         return Err(bad(format!("rule {}: needs op = \">=\" or \"<=\" and a threshold", rule.name)));
@@ -115,7 +118,9 @@ pub struct Alert {
 }
 
 fn ts(us: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us).map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
 }
 
 /// Evaluates the rules on windows emitted in order; `history` holds (start,
@@ -209,10 +214,16 @@ pub fn evaluate(rules: &Rules, windows: &[WindowFigures], history: &mut Vec<(i64
 /// Alerts as a batch of the alerts table (plus its `dt` partition column).
 pub fn alerts_batch(alerts: &[Alert], fired_at_us: i64) -> Result<RecordBatch> {
     let t = |f: fn(&Alert) -> i64| -> ArrayRef {
-        std::sync::Arc::new(TimestampMicrosecondArray::from(alerts.iter().map(f).collect::<Vec<_>>()).with_timezone("UTC"))
+        std::sync::Arc::new(
+            TimestampMicrosecondArray::from(alerts.iter().map(f).collect::<Vec<_>>()).with_timezone("UTC"),
+        )
     };
-    let s = |f: fn(&Alert) -> &str| -> ArrayRef { std::sync::Arc::new(alerts.iter().map(|a| Some(f(a))).collect::<StringArray>()) };
-    let f = |f: fn(&Alert) -> f64| -> ArrayRef { std::sync::Arc::new(Float64Array::from(alerts.iter().map(f).collect::<Vec<_>>())) };
+    let s = |f: fn(&Alert) -> &str| -> ArrayRef {
+        std::sync::Arc::new(alerts.iter().map(|a| Some(f(a))).collect::<StringArray>())
+    };
+    let f = |f: fn(&Alert) -> f64| -> ArrayRef {
+        std::sync::Arc::new(Float64Array::from(alerts.iter().map(f).collect::<Vec<_>>()))
+    };
     let mut fields: Vec<datafusion::arrow::datatypes::Field> =
         Table::Alerts.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(datafusion::arrow::datatypes::Field::new("dt", datafusion::arrow::datatypes::DataType::Utf8, false));
@@ -237,7 +248,8 @@ pub fn alerts_batch(alerts: &[Alert], fired_at_us: i64) -> Result<RecordBatch> {
         f(|a| a.value),
         f(|a| a.threshold),
         s(|a| &a.message),
-        std::sync::Arc::new(TimestampMicrosecondArray::from(vec![fired_at_us; alerts.len()]).with_timezone("UTC")) as ArrayRef,
+        std::sync::Arc::new(TimestampMicrosecondArray::from(vec![fired_at_us; alerts.len()]).with_timezone("UTC"))
+            as ArrayRef,
         dt,
     ];
     RecordBatch::try_new(std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), cols)
@@ -266,7 +278,8 @@ impl Webhook {
     /// Returns how many were delivered. At least once: a retry after a timed-out post that
     /// the server did receive repeats it.
     pub async fn post(&self, alerts: &[Alert]) -> usize {
-        let policy = crate::retry::RetryPolicy { max_retries: 3, base: Duration::from_millis(200), cap: Duration::from_secs(2) };
+        let policy =
+            crate::retry::RetryPolicy { max_retries: 3, base: Duration::from_millis(200), cap: Duration::from_secs(2) };
         let mut delivered = 0;
         for a in alerts {
             let body = serde_json::json!({"text": format!("sentiflow alert {}", a.message)}).to_string();
@@ -290,7 +303,9 @@ impl Webhook {
             .await;
             match sent {
                 Ok(()) => delivered += 1,
-                Err((Failure::Fatal(why), _)) => tracing::warn!(reason = %why, rule = %a.rule, "webhook refused the alert"),
+                Err((Failure::Fatal(why), _)) => {
+                    tracing::warn!(reason = %why, rule = %a.rule, "webhook refused the alert")
+                }
                 Err((failure, retries)) => {
                     tracing::warn!(error = failure.message(), retries, rule = %a.rule, "webhook unreachable; alert kept in alerts/ only")
                 }
@@ -321,14 +336,27 @@ min_n = 10
 "#;
 
     fn w(i: i64, n: i64, avg: f64, neg: f64) -> WindowFigures {
-        WindowFigures { start_us: i * 60_000_000, end_us: (i + 1) * 60_000_000, n, avg_score: Some(avg), share_negative: Some(neg) }
+        WindowFigures {
+            start_us: i * 60_000_000,
+            end_us: (i + 1) * 60_000_000,
+            n,
+            avg_score: Some(avg),
+            share_negative: Some(neg),
+        }
     }
 
     #[test]
     fn rules_fire_once_per_window() {
         let rules = Rules::parse("r.toml", RULES).unwrap();
         let mut hist = Vec::new();
-        let ws = vec![w(0, 50, 0.30, 0.2), w(1, 50, 0.31, 0.2), w(2, 50, 0.29, 0.2), w(3, 50, 0.30, 0.6), w(4, 5, -0.9, 0.9), w(5, 50, -0.5, 0.7)];
+        let ws = vec![
+            w(0, 50, 0.30, 0.2),
+            w(1, 50, 0.31, 0.2),
+            w(2, 50, 0.29, 0.2),
+            w(3, 50, 0.30, 0.6),
+            w(4, 5, -0.9, 0.9),
+            w(5, 50, -0.5, 0.7),
+        ];
         let a = evaluate(&rules, &ws, &mut hist);
         let fired: Vec<(i64, &str)> = a.iter().map(|a| (a.window_start_us / 60_000_000, a.rule.as_str())).collect();
         assert_eq!(fired, vec![(3, "negative-spike"), (5, "negative-spike"), (5, "drop")], "{a:#?}");

@@ -44,10 +44,10 @@ pub fn crash_point(stage: &str) {
 /// sleeps 2 s each time the process reaches the point named `aggregate_tables`.
 pub async fn pause_point(stage: &str) {
     let Ok(spec) = std::env::var("SENTIFLOW_TEST_PAUSE") else { return };
-    if let Some((at, ms)) = spec.split_once(':') {
-        if at == stage {
-            tokio::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0))).await;
-        }
+    if let Some((at, ms)) = spec.split_once(':')
+        && at == stage
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0))).await;
     }
 }
 
@@ -177,7 +177,8 @@ impl StateStore {
         };
         // local stores compare the rev counter, not the file's e_tag
         let e_tag = if self.dir.is_s3() { got.meta.e_tag.clone() } else { None };
-        let bytes = got.bytes().await.map_err(|source| Error::Store { op: "get", location: self.dir.url_of(&path), source })?;
+        let bytes =
+            got.bytes().await.map_err(|source| Error::Store { op: "get", location: self.dir.url_of(&path), source })?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| self.bad(name, format!("not JSON: {e}")))?;
         let rev = v.get("rev").and_then(Value::as_u64).unwrap_or(0);
         Ok(Some((v, Version { e_tag, rev })))
@@ -207,7 +208,9 @@ impl StateStore {
         let opts = PutOptions { mode, ..Default::default() };
         match self.store.put_opts(&path, PutPayload::from(bytes), opts).await {
             Ok(r) => Ok(Ok(Version { e_tag: r.e_tag, rev })),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(Err(Conflict)),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                Ok(Err(Conflict))
+            }
             Err(source) => Err(Error::Store { op: "conditional put", location: self.dir.url_of(&path), source }),
         }
     }
@@ -215,8 +218,12 @@ impl StateStore {
     /// The state of a shard and its version, or `None` when it has none yet.
     pub async fn load(&self, shard: &str) -> Result<Option<(ShardState, Version)>> {
         let Some((v, version)) = self.load_doc(shard).await? else { return Ok(None) };
-        let state = ShardState::from_value(&v)
-            .map_err(|r| self.bad(shard, format!("{r}; delete the file to restart the shard from --start (records may be read twice)")))?;
+        let state = ShardState::from_value(&v).map_err(|r| {
+            self.bad(
+                shard,
+                format!("{r}; delete the file to restart the shard from --start (records may be read twice)"),
+            )
+        })?;
         Ok(Some((state, version)))
     }
 
@@ -246,7 +253,8 @@ impl StateStore {
                 std::fs::create_dir_all(d).map_err(io)?;
             }
             let lock_path = file.with_extension("json.lock");
-            let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
+            let lock =
+                std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
             lock.lock().map_err(io)?;
             let current = match std::fs::read(&file) {
                 Ok(b) => {
@@ -267,7 +275,10 @@ impl StateStore {
             Ok(Ok(Version { e_tag: None, rev }))
         })
         .await
-        .map_err(|e| Error::Checkpoint { location: self.dir.display.clone(), reason: format!("state writer failed: {e}") })?
+        .map_err(|e| Error::Checkpoint {
+            location: self.dir.display.clone(),
+            reason: format!("state writer failed: {e}"),
+        })?
     }
 
     /// Every shard state below the directory (for reports and tests).
@@ -275,10 +286,10 @@ impl StateStore {
         let mut out = Vec::new();
         for m in crate::store::list_below(self.store.as_ref(), &self.dir, &self.dir.path).await? {
             let name = m.location.filename().unwrap_or_default();
-            if let Some(shard) = name.strip_suffix(".json") {
-                if let Some((s, _)) = self.load(shard).await? {
-                    out.push(s);
-                }
+            if let Some(shard) = name.strip_suffix(".json")
+                && let Some((s, _)) = self.load(shard).await?
+            {
+                out.push(s);
             }
         }
         Ok(out)

@@ -48,7 +48,13 @@ fn err(loc: &Location, p: &Path, e: impl std::fmt::Display) -> Error {
 async fn finish_markers(store: &dyn ObjectStore, loc: &Location, report: &mut CompactReport) -> Result<()> {
     let dir = loc.path.clone().join("_compaction");
     for m in list_below(store, loc, &dir).await? {
-        let bytes = store.get(&m.location).await.map_err(|e| err(loc, &m.location, e))?.bytes().await.map_err(|e| err(loc, &m.location, e))?;
+        let bytes = store
+            .get(&m.location)
+            .await
+            .map_err(|e| err(loc, &m.location, e))?
+            .bytes()
+            .await
+            .map_err(|e| err(loc, &m.location, e))?;
         let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| err(loc, &m.location, e))?;
         let paths = |k: &str| -> Vec<Path> {
             v[k].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(Path::from)).collect()).unwrap_or_default()
@@ -67,7 +73,11 @@ async fn finish_markers(store: &dyn ObjectStore, loc: &Location, report: &mut Co
                 Err(source) => return Err(Error::Store { op: "delete", location: loc.url_of(&p), source }),
             }
         }
-        store.delete(&m.location).await.map_err(|source| Error::Store { op: "delete", location: loc.url_of(&m.location), source })?;
+        store.delete(&m.location).await.map_err(|source| Error::Store {
+            op: "delete",
+            location: loc.url_of(&m.location),
+            source,
+        })?;
         report.recovered += 1;
     }
     Ok(())
@@ -101,13 +111,17 @@ pub async fn run(stores: &StoreRegistry, args: CompactArgs) -> Result<CompactRep
                 size = 0;
             }
             size += f.size;
-            groups.last_mut().map(|g| g.push(f));
+            if let Some(g) = groups.last_mut() {
+                g.push(f);
+            }
         }
         let names: Vec<String> = groups.iter().flatten().map(|m| m.location.to_string()).collect();
         let id = format!("{:016x}", stable_hash(&names.join("\n")));
-        let outputs: Vec<Path> = (0..groups.len()).map(|k| Path::from(format!("{dir}/compacted-{id}-{k:03}.parquet"))).collect();
+        let outputs: Vec<Path> =
+            (0..groups.len()).map(|k| Path::from(format!("{dir}/compacted-{id}-{k:03}.parquet"))).collect();
         let marker = loc.path.clone().join("_compaction").join(format!("{id}.json"));
-        let body = serde_json::json!({"inputs": names, "outputs": outputs.iter().map(|p| p.to_string()).collect::<Vec<_>>()});
+        let body =
+            serde_json::json!({"inputs": names, "outputs": outputs.iter().map(|p| p.to_string()).collect::<Vec<_>>()});
         put(store.as_ref(), &loc, &marker, body.to_string().into_bytes()).await?;
         for (group, out) in groups.iter().zip(&outputs) {
             let mut writer: Option<datafusion::parquet::arrow::ArrowWriter<Vec<u8>>> = None;
@@ -127,8 +141,12 @@ pub async fn run(stores: &StoreRegistry, args: CompactArgs) -> Result<CompactRep
                     let batch = batch.map_err(|e| Error::arrow(loc.url_of(&f.location), e))?;
                     if writer.is_none() {
                         writer = Some(
-                            datafusion::parquet::arrow::ArrowWriter::try_new(Vec::new(), batch.schema(), Some(parquet_props()))
-                                .map_err(|source| Error::ParquetWrite { location: loc.url_of(out), source })?,
+                            datafusion::parquet::arrow::ArrowWriter::try_new(
+                                Vec::new(),
+                                batch.schema(),
+                                Some(parquet_props()),
+                            )
+                            .map_err(|source| Error::ParquetWrite { location: loc.url_of(out), source })?,
                         );
                     }
                     report.rows += batch.num_rows() as u64;
@@ -144,10 +162,18 @@ pub async fn run(stores: &StoreRegistry, args: CompactArgs) -> Result<CompactRep
             }
         }
         for f in groups.iter().flatten() {
-            store.delete(&f.location).await.map_err(|source| Error::Store { op: "delete", location: loc.url_of(&f.location), source })?;
+            store.delete(&f.location).await.map_err(|source| Error::Store {
+                op: "delete",
+                location: loc.url_of(&f.location),
+                source,
+            })?;
             report.files_in += 1;
         }
-        store.delete(&marker).await.map_err(|source| Error::Store { op: "delete", location: loc.url_of(&marker), source })?;
+        store.delete(&marker).await.map_err(|source| Error::Store {
+            op: "delete",
+            location: loc.url_of(&marker),
+            source,
+        })?;
         report.partitions += 1;
         tracing::info!(partition = %dir, files = groups.iter().map(Vec::len).sum::<usize>(), outputs = groups.len(), "compacted");
     }

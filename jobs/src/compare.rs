@@ -93,7 +93,8 @@ pub async fn run(jc: &JobContext, args: CompareArgs) -> Result<CompareReport> {
     let (mut truth_n, mut truth_a, mut truth_b) = (0usize, 0usize, 0usize);
     for b in &batches {
         let (a_s, b_s) = (b.column(1).as_primitive::<Float64Type>(), b.column(2).as_primitive::<Float64Type>());
-        let (a_l, b_l, truth) = (b.column(3).as_string::<i32>(), b.column(4).as_string::<i32>(), b.column(5).as_string::<i32>());
+        let (a_l, b_l, truth) =
+            (b.column(3).as_string::<i32>(), b.column(4).as_string::<i32>(), b.column(5).as_string::<i32>());
         if r.a_scorer.is_empty() && b.num_rows() > 0 {
             r.a_scorer = b.column(6).as_string::<i32>().value(0).to_string();
             r.b_scorer = b.column(7).as_string::<i32>().value(0).to_string();

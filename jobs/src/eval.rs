@@ -25,9 +25,9 @@ use std::time::Instant;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float32Array, Float64Array, RecordBatch, StringArray, StructArray, UInt64Array,
 };
-use datafusion::arrow::datatypes::{Float32Type, UInt64Type};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{Float32Type, UInt64Type};
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
 use sentiflow_udfs::Label;
 
@@ -150,7 +150,9 @@ async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String
                 let f: Vec<&str> = line.split('\t').collect();
                 match (f.get(ti), f.get(li)) {
                     (Some(t), Some(l)) => Ok((t.to_string(), l.trim().to_string())),
-                    _ => Err(data_err(path, format!("line {} has {} fields, expected {}", n + 2, f.len(), header.len()))),
+                    _ => {
+                        Err(data_err(path, format!("line {} has {} fields, expected {}", n + 2, f.len(), header.len())))
+                    }
                 }
             })
             .collect();
@@ -161,7 +163,10 @@ async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String
             match v.get(name) {
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),
                 Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
-                _ => Err(data_err(path, format!("line {line}: no string or number field {name:?} (use --text-col/--label-col)"))),
+                _ => Err(data_err(
+                    path,
+                    format!("line {line}: no string or number field {name:?} (use --text-col/--label-col)"),
+                )),
             }
         };
         return text
@@ -169,8 +174,8 @@ async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(n, line)| {
-                let v: serde_json::Value = serde_json::from_str(line)
-                    .map_err(|e| data_err(path, format!("line {}: not JSON: {e}", n + 1)))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(line).map_err(|e| data_err(path, format!("line {}: not JSON: {e}", n + 1)))?;
                 Ok((field(&v, &a.text_col, n + 1)?, field(&v, &a.label_col, n + 1)?))
             })
             .collect();
@@ -179,7 +184,9 @@ async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String
     let df = match ext.as_str() {
         "csv" => jc.ctx.read_csv(p, CsvReadOptions::new()).await,
         "parquet" => jc.ctx.read_parquet(p, ParquetReadOptions::default()).await,
-        _ => return Err(data_err(path, "unknown format: use .tsv, .csv, .jsonl, .parquet, or .txt with --labels-file")),
+        _ => {
+            return Err(data_err(path, "unknown format: use .tsv, .csv, .jsonl, .parquet, or .txt with --labels-file"));
+        }
     }
     .map_err(|source| Error::Sql { name: format!("eval data {p}"), source })?;
     let batches = df.collect().await.map_err(Error::query)?;
@@ -187,14 +194,21 @@ async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String
     for b in &batches {
         let col = |name: &str| -> Result<ArrayRef> {
             let c = b.column_by_name(name).ok_or_else(|| {
-                data_err(path, format!("no column {name:?} (columns: {:?}; use --text-col/--label-col)", b.schema().fields().iter().map(|f| f.name()).collect::<Vec<_>>()))
+                data_err(
+                    path,
+                    format!(
+                        "no column {name:?} (columns: {:?}; use --text-col/--label-col)",
+                        b.schema().fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+                    ),
+                )
             })?;
             cast(c, &DataType::Utf8).map_err(|e| Error::arrow(format!("column {name}"), e))
         };
         let (t, l) = (col(&a.text_col)?, col(&a.label_col)?);
         let (t, l) = (t.as_string::<i32>(), l.as_string::<i32>());
         for i in 0..b.num_rows() {
-            out.push((t.is_valid(i).then(|| t.value(i).to_string()).unwrap_or_default(), l.value(i).to_string()));
+            let text = if t.is_valid(i) { t.value(i).to_string() } else { String::new() };
+            out.push((text, l.value(i).to_string()));
         }
     }
     Ok(out)
@@ -271,7 +285,8 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
     // (predicted class, probabilities) per row, placed by row_id
     let model_classes: Option<Vec<Option<Label>>> =
         model_labels.as_ref().map(|l| l.iter().map(|n| Label::from_name(n)).collect());
-    let mut scored: Vec<Option<(Option<Label>, Option<Vec<f32>>)>> = vec![None; pairs.len()];
+    type Scored = (Option<Label>, Option<Vec<f32>>);
+    let mut scored: Vec<Option<Scored>> = vec![None; pairs.len()];
     for b in &batches {
         let rows: &UInt64Array = b.column(0).as_primitive::<UInt64Type>();
         let st: &StructArray = b.column(1).as_struct();
@@ -315,11 +330,8 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
         return Err(Error::Argument(format!("eval: {missing} of {} rows came back without an answer", pairs.len())));
     }
     let scored: Vec<(Option<Label>, Option<Vec<f32>>)> = scored.into_iter().flatten().collect();
-    let predictions: Vec<Prediction> = gold
-        .into_iter()
-        .zip(scored)
-        .map(|(gold, (predicted, probs))| Prediction { gold, predicted, probs })
-        .collect();
+    let predictions: Vec<Prediction> =
+        gold.into_iter().zip(scored).map(|(gold, (predicted, probs))| Prediction { gold, predicted, probs }).collect();
 
     // the classes the scorer can predict
     let predictable: Vec<Label> = match &model_labels {

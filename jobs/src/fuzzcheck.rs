@@ -35,7 +35,8 @@ pub fn records(data: &[u8]) {
         2 => ("f.tsv", Format::Csv),
         _ => ("f.parquet", Format::Parquet),
     };
-    let p = parse_file(name, Bytes::copy_from_slice(body), ReadOptions { format: Some(format), max_text_bytes: MAX_TEXT });
+    let p =
+        parse_file(name, Bytes::copy_from_slice(body), ReadOptions { format: Some(format), max_text_bytes: MAX_TEXT });
     let batch_rows: usize = p.batches.iter().map(|b| b.num_rows()).sum();
     assert_eq!(batch_rows, p.rows, "rows counted = rows in batches");
     assert!(!(p.empty && (p.rows > 0 || !p.rejects.is_empty())), "an empty file has no rows and no rejects");

@@ -133,7 +133,7 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
     pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
         &xs[self.below(xs.len())]
@@ -236,12 +236,17 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(args: GenerateArgs) -> Self {
-        let weights: Vec<f64> = (0..args.sources.len())
-            .map(|i| SOURCE_WEIGHTS.get(i).copied().unwrap_or(0.1))
-            .collect();
+        let weights: Vec<f64> =
+            (0..args.sources.len()).map(|i| SOURCE_WEIGHTS.get(i).copied().unwrap_or(0.1)).collect();
         let total: f64 = weights.iter().sum();
         let mut acc = 0.0;
-        let source_cdf = weights.iter().map(|w| { acc += w / total; acc }).collect();
+        let source_cdf = weights
+            .iter()
+            .map(|w| {
+                acc += w / total;
+                acc
+            })
+            .collect();
         let hashtag = format!("#{}", args.topic.split_whitespace().map(capitalize).collect::<String>());
         Self {
             rng: Rng::new(args.seed),
@@ -335,10 +340,14 @@ impl Generator {
         if label != "neutral" && self.rng.chance(0.3) {
             text.push_str(if self.rng.chance(0.5) { "!!" } else { "!" });
         }
-        let emoji = match label { "positive" => EMOJI_POS, "negative" => EMOJI_NEG, _ => EMOJI_NEU };
+        let emoji = match label {
+            "positive" => EMOJI_POS,
+            "negative" => EMOJI_NEG,
+            _ => EMOJI_NEU,
+        };
         if self.rng.chance(0.45) {
             text.push(' ');
-            text.push_str(*self.rng.pick(emoji));
+            text.push_str(self.rng.pick::<&str>(emoji));
         }
         if self.rng.chance(0.25) {
             text = format!("{} {text}", *self.rng.pick(MENTIONS));
@@ -349,7 +358,7 @@ impl Generator {
         }
         if self.rng.chance(0.3) {
             text.push(' ');
-            text.push_str(*self.rng.pick(TAGS));
+            text.push_str(self.rng.pick::<&str>(TAGS));
         }
         if self.rng.chance(0.2) {
             let code: String = (0..10).map(|_| (b'a' + self.rng.below(26) as u8) as char).collect();
@@ -380,9 +389,7 @@ impl Iterator for Generator {
 }
 
 fn rfc3339_micros(us: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(us)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    DateTime::<Utc>::from_timestamp_micros(us).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl Tweet {
@@ -405,7 +412,8 @@ impl Tweet {
 
 /// Builds a raw-schema batch from tweets.
 pub fn tweets_batch(tweets: &[Tweet]) -> Result<RecordBatch> {
-    let s = |f: fn(&Tweet) -> &str| -> ArrayRef { Arc::new(tweets.iter().map(|t| Some(f(t))).collect::<StringArray>()) };
+    let s =
+        |f: fn(&Tweet) -> &str| -> ArrayRef { Arc::new(tweets.iter().map(|t| Some(f(t))).collect::<StringArray>()) };
     let ts = |f: fn(&Tweet) -> i64| -> ArrayRef {
         Arc::new(TimestampMicrosecondArray::from(tweets.iter().map(f).collect::<Vec<_>>()).with_timezone("UTC"))
     };
@@ -431,7 +439,12 @@ fn file_path(root: &Path, args: &GenerateArgs, hour: DateTime<Utc>, part: usize)
     let tag = format!("{:08x}", stable_hash(&format!("{}-{}-{}", args.seed, args.rows, args.topic)) as u32);
     let (dirs, name) = match args.format {
         OutputFormat::Ndjson => (
-            vec![format!("{:04}", hour.year()), format!("{:02}", hour.month()), format!("{:02}", hour.day()), format!("{:02}", hour.hour())],
+            vec![
+                format!("{:04}", hour.year()),
+                format!("{:02}", hour.month()),
+                format!("{:02}", hour.day()),
+                format!("{:02}", hour.hour()),
+            ],
             format!(
                 "sentiflow-1-{}-{tag}-{part:04}{}",
                 hour.format("%Y-%m-%d-%H-%M-%S"),
@@ -462,7 +475,9 @@ fn encode(args: &GenerateArgs, tweets: &[Tweet]) -> Result<Vec<u8>> {
                 return Ok(body);
             }
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            gz.write_all(&body).and_then(|_| gz.finish()).map_err(|source| Error::Io { path: "gzip buffer".into(), source })
+            gz.write_all(&body)
+                .and_then(|_| gz.finish())
+                .map_err(|source| Error::Io { path: "gzip buffer".into(), source })
         }
         OutputFormat::Parquet => {
             let batch = tweets_batch(tweets)?;
@@ -561,7 +576,7 @@ pub async fn write_tweets(
         }
         report.count(&t);
         bucket.push(t);
-        if report.rows % 4096 == 0 {
+        if report.rows.is_multiple_of(4096) {
             progress.set(report.rows);
         }
     }
@@ -578,8 +593,12 @@ const STREAM_CHUNK: usize = 500;
 
 /// Puts the tweets on a Kinesis stream (partition key = tweet id) or a
 /// Firehose delivery stream (one NDJSON line per record), paced by `rate`.
-async fn run_stream(stream: StreamUrl, args: GenerateArgs, tweets: impl Iterator<Item = Tweet>) -> Result<GenerateReport> {
-    if args.rate.is_some_and(|r| !(r > 0.0)) {
+async fn run_stream(
+    stream: StreamUrl,
+    args: GenerateArgs,
+    tweets: impl Iterator<Item = Tweet>,
+) -> Result<GenerateReport> {
+    if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         return Err(Error::Argument("--rate must be positive".into()));
     }
     enum Producer {

@@ -174,7 +174,8 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
         Some(Ok(StreamUrl::Kinesis(s))) => s,
         Some(Ok(StreamUrl::Firehose(_))) => {
             return Err(Error::Argument(
-                "ingest reads Kinesis data streams; Firehose delivers to S3 by itself: score its S3 prefix instead".into(),
+                "ingest reads Kinesis data streams; Firehose delivers to S3 by itself: score its S3 prefix instead"
+                    .into(),
             ));
         }
         Some(Err(e)) => return Err(e),
@@ -204,7 +205,12 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
     let (task_stop_tx, task_stop) = watch::channel(false);
     let mut tasks: JoinSet<(String, Result<Outcome>)> = JoinSet::new();
     let mut running: HashSet<String> = HashSet::new();
-    let mut report = IngestReport { stream: stream.clone(), to: out.display.clone(), worker_id: worker.clone(), ..Default::default() };
+    let mut report = IngestReport {
+        stream: stream.clone(),
+        to: out.display.clone(),
+        worker_id: worker.clone(),
+        ..Default::default()
+    };
     let mut leased_elsewhere: HashSet<String> = HashSet::new();
     let mut failure: Option<Error> = None;
     let mut read_ever: HashSet<String> = HashSet::new();
@@ -296,7 +302,13 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
     if let Some(e) = failure {
         return Err(e);
     }
-    tracing::info!(records = report.records, rows = report.rows, rejected = report.rejected, files = report.files, "ingest done");
+    tracing::info!(
+        records = report.records,
+        rows = report.rows,
+        rejected = report.rejected,
+        files = report.files,
+        "ingest done"
+    );
     Ok(report)
 }
 
@@ -343,12 +355,11 @@ async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &Hash
             *load.entry(sh.worker.clone()).or_default() += 1;
             continue;
         }
-        if let Some((st, _)) = &current {
-            if let Some(o) = st.owner.as_ref().filter(|_| st.lease_until_ms >= now) {
-                if o != &sh.worker {
-                    *load.entry(o.clone()).or_default() += 1;
-                }
-            }
+        if let Some((st, _)) = &current
+            && let Some(o) = st.owner.as_ref().filter(|_| st.lease_until_ms >= now)
+            && o != &sh.worker
+        {
+            *load.entry(o.clone()).or_default() += 1;
         }
         candidates.push((s, current));
     }
@@ -382,12 +393,15 @@ async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &Hash
         state.owner = Some(sh.worker.clone());
         state.lease_until_ms = now + sh.args.lease.as_millis() as i64;
         let mut pinned_now = false;
-        if state.committed.is_none() && state.pending.is_none() && state.start_at_ms.is_none() && !has_parent {
-            if let StartPosition::Latest = sh.args.start {
-                // pin "latest" to a time so a restart before the first commit loses nothing
-                state.start_at_ms = Some(now);
-                pinned_now = true;
-            }
+        if state.committed.is_none()
+            && state.pending.is_none()
+            && state.start_at_ms.is_none()
+            && !has_parent
+            && let StartPosition::Latest = sh.args.start
+        {
+            // pin "latest" to a time so a restart before the first commit loses nothing
+            state.start_at_ms = Some(now);
+            pinned_now = true;
         }
         match sh.states.save(&state, prev.as_ref()).await? {
             Ok(v) => {
@@ -415,7 +429,14 @@ struct Buffer {
 
 impl Buffer {
     fn new(origin: &str, max_text_bytes: usize) -> Self {
-        Self { parser: RecordParser::new(origin, max_text_bytes), first: None, last: None, records: 0, bytes: 0, since: None }
+        Self {
+            parser: RecordParser::new(origin, max_text_bytes),
+            first: None,
+            last: None,
+            records: 0,
+            bytes: 0,
+            since: None,
+        }
     }
 
     fn push(&mut self, shard: &str, r: &Record) {
@@ -508,14 +529,14 @@ async fn read_shard(
         let empty = page.records.is_empty();
         for r in &page.records {
             let seq = r.sequence_number();
-            if let Some(last) = &replay_until {
-                if seq_cmp(seq, last) == std::cmp::Ordering::Greater {
-                    // the intent's last record is gone (trimmed?): commit what was re-read
-                    tracing::warn!(shard = %id, expected = %last, found = %seq, "pending range ended early");
-                    replay_until = None;
-                    if !commit(&sh, &mut state, &mut version, &mut buf).await? {
-                        return Ok(Outcome::Lost);
-                    }
+            if let Some(last) = &replay_until
+                && seq_cmp(seq, last) == std::cmp::Ordering::Greater
+            {
+                // the intent's last record is gone (trimmed?): commit what was re-read
+                tracing::warn!(shard = %id, expected = %last, found = %seq, "pending range ended early");
+                replay_until = None;
+                if !commit(&sh, &mut state, &mut version, &mut buf).await? {
+                    return Ok(Outcome::Lost);
                 }
             }
             buf.push(&id, r);
@@ -539,10 +560,11 @@ async fn read_shard(
         iter = page.next;
         let caught_up = empty && page.millis_behind.unwrap_or(0) == 0 && iter.is_some();
         let old = buf.since.is_some_and(|t| t.elapsed().as_secs_f64() >= sh.args.max_seconds);
-        if replay_until.is_none() && (old || (caught_up && sh.args.until_caught_up)) {
-            if !commit(&sh, &mut state, &mut version, &mut buf).await? {
-                return Ok(Outcome::Lost);
-            }
+        if replay_until.is_none()
+            && (old || (caught_up && sh.args.until_caught_up))
+            && !commit(&sh, &mut state, &mut version, &mut buf).await?
+        {
+            return Ok(Outcome::Lost);
         }
         if caught_up && sh.args.until_caught_up && replay_until.is_none() {
             return release(&sh, &mut state, &version, false).await;
@@ -643,7 +665,13 @@ mod tests {
     fn sequence_numbers_order_numerically() {
         use std::cmp::Ordering::*;
         assert_eq!(seq_cmp("9", "10"), Less);
-        assert_eq!(seq_cmp("49590338271490256608559692538361571095921575989136588898", "49590338271490256608559692538361571095921575989136588899"), Less);
+        assert_eq!(
+            seq_cmp(
+                "49590338271490256608559692538361571095921575989136588898",
+                "49590338271490256608559692538361571095921575989136588899"
+            ),
+            Less
+        );
         assert_eq!(seq_cmp("007", "7"), Equal);
         assert_eq!(seq_cmp("100", "99"), Greater);
     }

@@ -148,7 +148,8 @@ where
     F: FnMut(Vec<Entry>) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<PutOutcome, Failure>>,
 {
-    let Limits { service: what, max_records, max_batch_bytes: max_bytes, max_record_bytes: max_record, key_counts } = limits;
+    let Limits { service: what, max_records, max_batch_bytes: max_bytes, max_record_bytes: max_record, key_counts } =
+        limits;
     let size = |e: &Entry| e.data.len() + if key_counts { e.key.len() } else { 0 };
     if let Some((i, e)) = entries.iter().enumerate().find(|(_, e)| size(e) > max_record) {
         return Err(format!(
@@ -228,36 +229,29 @@ impl KinesisProducer {
     pub async fn send(&mut self, entries: Vec<Entry>) -> Result<()> {
         let client = &self.client;
         let stream = &self.stream;
-        put_all(
-            KINESIS,
-            entries,
-            &self.policy,
-            &self.jitter,
-            &mut self.stats,
-            |batch| async move {
-                let records = batch
-                    .into_iter()
-                    .map(|e| {
-                        PutRecordsRequestEntry::builder()
-                            .data(Blob::new(e.data))
-                            .partition_key(e.key)
-                            .build()
-                            .map_err(|b| Failure::Fatal(b.to_string()))
-                    })
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let out = client
-                    .put_records()
-                    .stream_name(stream)
-                    .set_records(Some(records))
-                    .send()
-                    .await
-                    .map_err(|e| classify(&e))?;
-                if out.failed_record_count().unwrap_or(0) == 0 {
-                    return Ok(PutOutcome::Done);
-                }
-                Ok(PutOutcome::from_codes(out.records().iter().map(|r| r.error_code())))
-            },
-        )
+        put_all(KINESIS, entries, &self.policy, &self.jitter, &mut self.stats, |batch| async move {
+            let records = batch
+                .into_iter()
+                .map(|e| {
+                    PutRecordsRequestEntry::builder()
+                        .data(Blob::new(e.data))
+                        .partition_key(e.key)
+                        .build()
+                        .map_err(|b| Failure::Fatal(b.to_string()))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let out = client
+                .put_records()
+                .stream_name(stream)
+                .set_records(Some(records))
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            if out.failed_record_count().unwrap_or(0) == 0 {
+                return Ok(PutOutcome::Done);
+            }
+            Ok(PutOutcome::from_codes(out.records().iter().map(|r| r.error_code())))
+        })
         .await
         .map_err(|reason| Error::Kinesis { op: "PutRecords", stream: self.stream.clone(), reason })
     }
@@ -286,35 +280,28 @@ impl FirehoseProducer {
     pub async fn send(&mut self, entries: Vec<Entry>) -> Result<()> {
         let client = &self.client;
         let stream = &self.stream;
-        put_all(
-            FIREHOSE,
-            entries,
-            &self.policy,
-            &self.jitter,
-            &mut self.stats,
-            |batch| async move {
-                let records = batch
-                    .into_iter()
-                    .map(|e| {
-                        aws_sdk_firehose::types::Record::builder()
-                            .data(aws_sdk_firehose::primitives::Blob::new(e.data))
-                            .build()
-                            .map_err(|b| Failure::Fatal(b.to_string()))
-                    })
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let out = client
-                    .put_record_batch()
-                    .delivery_stream_name(stream)
-                    .set_records(Some(records))
-                    .send()
-                    .await
-                    .map_err(|e| classify(&e))?;
-                if out.failed_put_count() == 0 {
-                    return Ok(PutOutcome::Done);
-                }
-                Ok(PutOutcome::from_codes(out.request_responses().iter().map(|r| r.error_code())))
-            },
-        )
+        put_all(FIREHOSE, entries, &self.policy, &self.jitter, &mut self.stats, |batch| async move {
+            let records = batch
+                .into_iter()
+                .map(|e| {
+                    aws_sdk_firehose::types::Record::builder()
+                        .data(aws_sdk_firehose::primitives::Blob::new(e.data))
+                        .build()
+                        .map_err(|b| Failure::Fatal(b.to_string()))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let out = client
+                .put_record_batch()
+                .delivery_stream_name(stream)
+                .set_records(Some(records))
+                .send()
+                .await
+                .map_err(|e| classify(&e))?;
+            if out.failed_put_count() == 0 {
+                return Ok(PutOutcome::Done);
+            }
+            Ok(PutOutcome::from_codes(out.request_responses().iter().map(|r| r.error_code())))
+        })
         .await
         .map_err(|reason| Error::Firehose { op: "PutRecordBatch", stream: self.stream.clone(), reason })
     }
@@ -564,7 +551,9 @@ mod tests {
     #[test]
     fn outcome_from_entry_codes() {
         assert!(matches!(PutOutcome::from_codes([None, None].into_iter()), PutOutcome::Done));
-        match PutOutcome::from_codes([None, Some("ProvisionedThroughputExceededException"), None, Some("InternalFailure")].into_iter()) {
+        match PutOutcome::from_codes(
+            [None, Some("ProvisionedThroughputExceededException"), None, Some("InternalFailure")].into_iter(),
+        ) {
             PutOutcome::Partial(failed, code) => {
                 assert_eq!(failed, vec![1, 3]);
                 assert_eq!(code, "ProvisionedThroughputExceededException");
@@ -584,7 +573,7 @@ mod tests {
         // every third call fails its first two entries once.
         let r = put_all(KINESIS, entries(1200, 10 * 1024), &policy, &jitter, &mut stats, |b| {
             calls.push(b.len());
-            let fail = calls.len() % 3 == 0 && b.len() > 2;
+            let fail = calls.len().is_multiple_of(3) && b.len() > 2;
             if !fail {
                 seen.extend(b.iter().map(|e| e.key.clone()));
             } else {

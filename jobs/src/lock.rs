@@ -71,7 +71,8 @@ impl OutputLock {
         };
         let held = Arc::new(AtomicBool::new(true));
         let version = Arc::new(tokio::sync::Mutex::new(version));
-        let renewer = tokio::spawn(renew(states.clone(), name.to_string(), owner.clone(), held.clone(), version.clone()));
+        let renewer =
+            tokio::spawn(renew(states.clone(), name.to_string(), owner.clone(), held.clone(), version.clone()));
         Ok(OutputLock { states, name: name.to_string(), owner, held, renewer, version })
     }
 
@@ -113,7 +114,13 @@ impl Drop for OutputLock {
     }
 }
 
-async fn renew(states: StateStore, name: String, owner: String, held: Arc<AtomicBool>, version: Arc<tokio::sync::Mutex<Version>>) {
+async fn renew(
+    states: StateStore,
+    name: String,
+    owner: String,
+    held: Arc<AtomicBool>,
+    version: Arc<tokio::sync::Mutex<Version>>,
+) {
     loop {
         tokio::time::sleep(LEASE / 3).await;
         let mut v = version.lock().await;

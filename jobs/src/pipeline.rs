@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::Result;
 use crate::aggregate::{self, AggregateArgs, AggregateReport, WindowSpec};
 use crate::context::JobContext;
 use crate::generate::{self, GenerateArgs, GenerateReport};
@@ -10,7 +11,6 @@ use crate::report::{self, ReportArgs, ReportSummary};
 use crate::schema::Table;
 use crate::score::{self, ScoreArgs, ScoreReport};
 use crate::store::Location;
-use crate::Result;
 
 #[derive(Debug, Clone)]
 pub struct RunArgs {
@@ -38,7 +38,8 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: RunArgs) -> Re
         Some(_) => None,
         None => {
             let t = Instant::now();
-            let g = generate::run(&jc.stores, GenerateArgs { to: raw.display.clone(), ..args.generate.clone() }).await?;
+            let g =
+                generate::run(&jc.stores, GenerateArgs { to: raw.display.clone(), ..args.generate.clone() }).await?;
             Some((g, t.elapsed()))
         }
     };
@@ -72,7 +73,13 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: RunArgs) -> Re
     let t = Instant::now();
     let rep = report::run(
         jc,
-        ReportArgs { data: out.display.clone(), from: None, to: None, out: out.child("report.html").display, png: None },
+        ReportArgs {
+            data: out.display.clone(),
+            from: None,
+            to: None,
+            out: out.child("report.html").display,
+            png: None,
+        },
     )
     .await?;
     Ok(RunReport { out: out.display, generate: generated, score, aggregate: agg, report: (rep, t.elapsed()) })

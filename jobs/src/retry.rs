@@ -76,7 +76,12 @@ impl Jitter {
 /// retries are spent, sleeping a full-jitter backoff before each retry. `attempt`
 /// gets the retry number (0 for the first try). The error is the last failure and
 /// the number of retries made.
-pub async fn retrying<T, F, Fut>(what: &str, policy: &RetryPolicy, jitter: &Jitter, mut attempt: F) -> Result<T, (Failure, u32)>
+pub async fn retrying<T, F, Fut>(
+    what: &str,
+    policy: &RetryPolicy,
+    jitter: &Jitter,
+    mut attempt: F,
+) -> Result<T, (Failure, u32)>
 where
     F: FnMut(u32) -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,

@@ -83,7 +83,12 @@ pub const RAW: &[Column] = &[
     col("user_id", String, true, "author id"),
     col("lang", String, true, "language code (BCP 47, e.g. en, es)"),
     col("ingested_at", Timestamp, true, "when the record entered the pipeline (UTC)"),
-    col("truth_label", String, true, "ground-truth polarity of synthetic posts (negative/neutral/positive); NULL for real data"),
+    col(
+        "truth_label",
+        String,
+        true,
+        "ground-truth polarity of synthetic posts (negative/neutral/positive); NULL for real data",
+    ),
 ];
 
 /// The values of `truth_label` and `sentiment_label`.
@@ -200,36 +205,35 @@ impl Table {
                 .chain([col("source", String, false, "platform or feed")])
                 .chain(WINDOW_METRICS.iter().copied())
                 .collect(),
-            Table::Rejected => {
-                REJECTED.iter().filter(|c| c.name != "job").copied().collect()
-            }
+            Table::Rejected => REJECTED.iter().filter(|c| c.name != "job").copied().collect(),
             Table::Alerts => ALERTS.to_vec(),
         }
     }
 
     /// Arrow schema of the files (partition keys excluded).
     pub fn schema(self) -> SchemaRef {
-        static CACHE: LazyLock<Vec<SchemaRef>> = LazyLock::new(|| {
-            Table::ALL.iter().map(|t| Arc::new(to_schema(&t.columns()))).collect()
-        });
+        static CACHE: LazyLock<Vec<SchemaRef>> =
+            LazyLock::new(|| Table::ALL.iter().map(|t| Arc::new(to_schema(&t.columns()))).collect());
         let idx = Table::ALL.iter().position(|t| *t == self).unwrap_or_default();
         CACHE[idx].clone()
     }
 }
 
 pub fn to_schema(cols: &[Column]) -> Schema {
-    Schema::new(
-        cols.iter()
-            .map(|c| Field::new(c.name, c.ty.arrow(), c.nullable))
-            .collect::<Vec<_>>(),
-    )
+    Schema::new(cols.iter().map(|c| Field::new(c.name, c.ty.arrow(), c.nullable)).collect::<Vec<_>>())
 }
 
 /// How Athena computes a partition key's values (partition projection), so no
 /// crawler or `MSCK REPAIR TABLE` is needed.
 pub fn projection(key: &str) -> Vec<(&'static str, &'static str)> {
     match key {
-        "dt" => vec![("type", "date"), ("format", "yyyy-MM-dd"), ("range", "2020-01-01,NOW"), ("interval", "1"), ("interval.unit", "DAYS")],
+        "dt" => vec![
+            ("type", "date"),
+            ("format", "yyyy-MM-dd"),
+            ("range", "2020-01-01,NOW"),
+            ("interval", "1"),
+            ("interval.unit", "DAYS"),
+        ],
         "hour" => vec![("type", "integer"), ("range", "0,23"), ("digits", "2")],
         "job" => vec![("type", "enum"), ("values", "score,ingest,stream")],
         _ => vec![],

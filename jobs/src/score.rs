@@ -109,15 +109,16 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
     }
     jc.select_scorer(&scorer);
     let scored_at = chrono::Utc::now().timestamp_micros();
-    let mut report = ScoreReport { scorer: scorer.id().to_string(), files: files.len() + skipped.len(), ..Default::default() };
+    let mut report =
+        ScoreReport { scorer: scorer.id().to_string(), files: files.len() + skipped.len(), ..Default::default() };
     report.output_files_skipped = n_listed - files.len();
     if report.output_files_skipped > 0 {
         tracing::warn!(files = report.output_files_skipped, out = %output.parent().display, "the input contains the output's own tables; their files are not read");
     }
-    if let Ok(n) = crate::store::clean_staging(out_store.as_ref(), &output).await {
-        if n > 0 {
-            tracing::info!(files = n, "removed staged files of crashed runs");
-        }
+    if let Ok(n) = crate::store::clean_staging(out_store.as_ref(), &output).await
+        && n > 0
+    {
+        tracing::info!(files = n, "removed staged files of crashed runs");
     }
     let mut previous = PreviousOutputs::list(out_store.as_ref(), &output).await?;
     let opts = ReadOptions { format: args.format, max_text_bytes: args.max_text_bytes };
@@ -136,7 +137,8 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
             Ok(bytes) => tokio::task::block_in_place(|| parse_file(&url, bytes, opts)),
             Err(e) if is_bad_input(&input, &e) => {
                 let mut p = ParsedFile::default();
-                p.rejects.push(Reject::file_level(&url, format!("{}; fix it or remove the file", crate::error::chain(&e))));
+                p.rejects
+                    .push(Reject::file_level(&url, format!("{}; fix it or remove the file", crate::error::chain(&e))));
                 p
             }
             Err(e) => return Err(e),
@@ -169,7 +171,8 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
             )
             .await?;
             let batches = df.collect().await.map_err(Error::query)?;
-            let mut writer = PartitionedWriter::new(out_store.clone(), output.clone(), Table::Scored, output_name(&url));
+            let mut writer =
+                PartitionedWriter::new(out_store.clone(), output.clone(), Table::Scored, output_name(&url));
             for b in &batches {
                 let unscorable = null_count(b, "sentiment_score");
                 report.rows_unscorable += unscorable;
@@ -184,7 +187,8 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
             }
         }
         // this input's files of earlier runs in partitions it no longer reaches
-        report.stale_files_removed += previous.remove_stale(out_store.as_ref(), &output, &output_name(&url), &written).await?;
+        report.stale_files_removed +=
+            previous.remove_stale(out_store.as_ref(), &output, &output_name(&url), &written).await?;
         progress.inc(1);
     }
     progress.finish(report.files as u64);
@@ -226,7 +230,11 @@ fn check_output_is_a_directory(output: &Location) -> Result<()> {
     let root = output.parent();
     for loc in [&root, output] {
         if std::fs::metadata(format!("/{}", loc.path)).is_ok_and(|m| !m.is_dir()) {
-            return Err(Error::Argument(format!("--out {}: {} is a file, not a directory", root.display, loc.url_of(&loc.path))));
+            return Err(Error::Argument(format!(
+                "--out {}: {} is a file, not a directory",
+                root.display,
+                loc.url_of(&loc.path)
+            )));
         }
     }
     Ok(())
@@ -295,7 +303,13 @@ impl PreviousOutputs {
         Ok(Self { by_name, orphans })
     }
 
-    async fn remove_stale(&mut self, store: &dyn ObjectStore, output: &Location, name: &str, keep: &[Path]) -> Result<usize> {
+    async fn remove_stale(
+        &mut self,
+        store: &dyn ObjectStore,
+        output: &Location,
+        name: &str,
+        keep: &[Path],
+    ) -> Result<usize> {
         let mut n = 0;
         for p in self.by_name.remove(name).unwrap_or_default() {
             if keep.contains(&p) {
@@ -329,11 +343,12 @@ mod tests {
 
     #[test]
     fn spread_keeps_every_row_once() {
-        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new(
-            "x",
-            datafusion::arrow::datatypes::DataType::Int64,
-            false,
-        )]));
+        let schema =
+            Arc::new(datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+                "x",
+                datafusion::arrow::datatypes::DataType::Int64,
+                false,
+            )]));
         let batch = |r: std::ops::Range<i64>| {
             RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(r.collect::<Vec<_>>()))]).unwrap()
         };

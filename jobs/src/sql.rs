@@ -46,17 +46,12 @@ pub fn interval_param(d: chrono::Duration) -> ScalarValue {
 pub fn load(name: &str) -> Result<String> {
     if let Some(dir) = std::env::var_os("SENTIFLOW_SQL_DIR") {
         let path = std::path::Path::new(&dir).join(format!("{name}.sql"));
-        return std::fs::read_to_string(&path)
-            .map_err(|source| Error::Io { path: path.display().to_string(), source });
+        return std::fs::read_to_string(&path).map_err(|source| Error::Io { path: path.display().to_string(), source });
     }
-    FILES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| s.to_string())
-        .ok_or_else(|| Error::UnknownSql {
-            name: name.to_string(),
-            known: FILES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
-        })
+    FILES.iter().find(|(n, _)| *n == name).map(|(_, s)| s.to_string()).ok_or_else(|| Error::UnknownSql {
+        name: name.to_string(),
+        known: FILES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// Plans `sql/<name>.sql` with named parameters (`$name` in the file).
@@ -164,7 +159,10 @@ mod tests {
         let s = statements("SELECT ';' AS a; -- c;omment\nSELECT 2;\n\n");
         assert_eq!(s, vec!["SELECT ';' AS a", "SELECT 2"]);
         assert_eq!(statements("select 1 /* ; */ as a"), vec!["select 1   as a"]);
-        assert_eq!(statements("select 1 /* a /* ; */ ; */ as a; select 2; -- end"), vec!["select 1   as a", "select 2"]);
+        assert_eq!(
+            statements("select 1 /* a /* ; */ ; */ as a; select 2; -- end"),
+            vec!["select 1   as a", "select 2"]
+        );
         assert_eq!(statements("select $$a;b$$; select $t$ ; $t$"), vec!["select $$a;b$$", "select $t$ ; $t$"]);
         assert_eq!(statements("select $1; select 'it''s;'"), vec!["select $1", "select 'it''s;'"]);
         assert_eq!(statements("select \"a;b\" from t"), vec!["select \"a;b\" from t"]);

@@ -16,10 +16,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{
-    BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload,
-    RetryConfig,
-};
+use object_store::{BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use url::Url;
 
 use crate::{Error, Result};
@@ -393,8 +390,7 @@ pub async fn list_files(store: &dyn ObjectStore, loc: &Location) -> Result<Vec<O
         .await?
         .into_iter()
         .filter(|m| {
-            !is_hidden(&loc.path, &m.location)
-                && loc.glob.as_ref().is_none_or(|(_, g)| g.is_match(m.location.as_ref()))
+            !is_hidden(&loc.path, &m.location) && loc.glob.as_ref().is_none_or(|(_, g)| g.is_match(m.location.as_ref()))
         })
         .collect();
     out.sort_by(|a, b| a.location.cmp(&b.location));
@@ -432,10 +428,7 @@ pub const STAGING_DIR: &str = "_staging";
 
 /// Moves a staged file into place (a rename on the local disk, atomic).
 pub async fn publish(store: &dyn ObjectStore, loc: &Location, staged: &Path, path: &Path) -> Result<()> {
-    store
-        .rename(staged, path)
-        .await
-        .map_err(|source| Error::Store { op: "rename", location: loc.url_of(path), source })
+    store.rename(staged, path).await.map_err(|source| Error::Store { op: "rename", location: loc.url_of(path), source })
 }
 
 /// Removes what crashed runs left in the staging directory beside `loc`
@@ -459,10 +452,11 @@ pub async fn clean_staging(store: &dyn ObjectStore, loc: &Location) -> Result<us
 /// renamed into place.
 pub async fn put(store: &dyn ObjectStore, loc: &Location, path: &Path, bytes: Vec<u8>) -> Result<()> {
     let target = staging_path(loc, path).unwrap_or_else(|| path.clone());
-    store
-        .put(&target, PutPayload::from(bytes))
-        .await
-        .map_err(|source| Error::Store { op: "put", location: loc.url_of(path), source })?;
+    store.put(&target, PutPayload::from(bytes)).await.map_err(|source| Error::Store {
+        op: "put",
+        location: loc.url_of(path),
+        source,
+    })?;
     if target != *path {
         publish(store, loc, &target, path).await?;
     }
@@ -471,21 +465,17 @@ pub async fn put(store: &dyn ObjectStore, loc: &Location, path: &Path, bytes: Ve
 
 /// Deletes every visible file below `dir` that is not in `keep`. Used to
 /// replace a partition: write the new files first, then remove the strays.
-pub async fn delete_except(
-    store: &dyn ObjectStore,
-    loc: &Location,
-    dir: &Path,
-    keep: &[Path],
-) -> Result<usize> {
+pub async fn delete_except(store: &dyn ObjectStore, loc: &Location, dir: &Path, keep: &[Path]) -> Result<usize> {
     let mut n = 0;
     for f in list_below(store, loc, dir).await? {
         if keep.contains(&f.location) || is_hidden(dir, &f.location) {
             continue;
         }
-        store
-            .delete(&f.location)
-            .await
-            .map_err(|source| Error::Store { op: "delete", location: loc.url_of(&f.location), source })?;
+        store.delete(&f.location).await.map_err(|source| Error::Store {
+            op: "delete",
+            location: loc.url_of(&f.location),
+            source,
+        })?;
         n += 1;
     }
     Ok(n)

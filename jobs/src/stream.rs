@@ -20,10 +20,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimestampMicrosecondType,
+};
 use datafusion::common::ScalarValue;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -91,9 +94,12 @@ struct Checkpoint {
     /// emitted windows' (start, avg, n), for trailing-statistics rules
     history: Vec<(i64, f64, i64)>,
     /// the micro-batch being written: id, shard → (first, last), shards found closed
-    pending: Option<(u64, BTreeMap<String, (String, String)>, Vec<String>)>,
+    pending: Option<PendingBatch>,
     totals: BTreeMap<String, u64>,
 }
+
+/// A micro-batch being written: id, shard → (first, last) sequence numbers, shards found closed.
+type PendingBatch = (u64, BTreeMap<String, (String, String)>, Vec<String>);
 
 impl Checkpoint {
     fn to_value(&self) -> Value {
@@ -116,14 +122,19 @@ impl Checkpoint {
         let mut c = Checkpoint { batch_id: v["batch_id"].as_u64().ok_or("batch_id missing")?, ..Default::default() };
         if let Some(m) = v["shards"].as_object() {
             for (k, s) in m {
-                c.shards.insert(k.clone(), (s["committed"].as_str().map(str::to_string), s["closed"].as_bool().unwrap_or(false)));
+                c.shards.insert(
+                    k.clone(),
+                    (s["committed"].as_str().map(str::to_string), s["closed"].as_bool().unwrap_or(false)),
+                );
             }
         }
         c.max_event_us = v["max_event_us"].as_i64();
         c.state = v["state"].as_array().cloned().unwrap_or_default();
         c.history = v["history"]
             .as_array()
-            .map(|a| a.iter().filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?, p[2].as_i64().unwrap_or(0)))).collect())
+            .map(|a| {
+                a.iter().filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?, p[2].as_i64().unwrap_or(0)))).collect()
+            })
             .unwrap_or_default();
         if let Some(p) = v["pending"].as_object() {
             let ranges = p
@@ -131,12 +142,19 @@ impl Checkpoint {
                 .and_then(Value::as_object)
                 .map(|m| {
                     m.iter()
-                        .filter_map(|(k, r)| Some((k.clone(), (r[0].as_str()?.to_string(), r[1].as_str()?.to_string()))))
+                        .filter_map(|(k, r)| {
+                            Some((k.clone(), (r[0].as_str()?.to_string(), r[1].as_str()?.to_string())))
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
-            let closed = p.get("closed").and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default();
-            c.pending = Some((p.get("batch_id").and_then(Value::as_u64).ok_or("pending.batch_id missing")?, ranges, closed));
+            let closed = p
+                .get("closed")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            c.pending =
+                Some((p.get("batch_id").and_then(Value::as_u64).ok_or("pending.batch_id missing")?, ranges, closed));
         }
         if let Some(m) = v["totals"].as_object() {
             c.totals = m.iter().filter_map(|(k, n)| Some((k.clone(), n.as_u64()?))).collect();
@@ -201,7 +219,11 @@ fn state_rows(b: &RecordBatch) -> Vec<Value> {
         .collect()
 }
 
-async fn collect(jc: &JobContext, name: &str, params: Vec<(&str, ScalarValue)>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+async fn collect(
+    jc: &JobContext,
+    name: &str,
+    params: Vec<(&str, ScalarValue)>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let df = sql::query(&jc.ctx, name, params).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     Ok((schema, df.collect().await.map_err(Error::query)?))
@@ -216,7 +238,12 @@ fn percentiles(mut v: Vec<u64>) -> Option<[u64; 4]> {
     Some([p(0.5), p(0.95), p(0.99), v[v.len() - 1]])
 }
 
-pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop: watch::Receiver<bool>) -> Result<StreamReport> {
+pub async fn run(
+    jc: &JobContext,
+    scorer: JobScorer,
+    args: StreamArgs,
+    mut stop: watch::Receiver<bool>,
+) -> Result<StreamReport> {
     let started = Instant::now();
     let stream = match StreamUrl::parse(&args.from) {
         Some(Ok(StreamUrl::Kinesis(s))) => s,
@@ -234,7 +261,8 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
 
     let (mut ck, mut version): (Checkpoint, Option<Version>) = match states.load_doc(&stream).await? {
         Some((v, ver)) => (
-            Checkpoint::from_value(&v).map_err(|r| Error::Checkpoint { location: root.child("_checkpoints/stream").display, reason: r })?,
+            Checkpoint::from_value(&v)
+                .map_err(|r| Error::Checkpoint { location: root.child("_checkpoints/stream").display, reason: r })?,
             Some(ver),
         ),
         None => (Checkpoint::default(), None),
@@ -262,7 +290,13 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
                 'shard: while let Some(i) = it.clone() {
                     let page = match reader.get_records(&i, 10_000).await {
                         Ok(p) => p,
-                        Err(ReadError::Expired) => return Err(Error::Kinesis { op: "GetRecords", stream: stream.clone(), reason: "iterator expired during a replay".into() }),
+                        Err(ReadError::Expired) => {
+                            return Err(Error::Kinesis {
+                                op: "GetRecords",
+                                stream: stream.clone(),
+                                reason: "iterator expired during a replay".into(),
+                            });
+                        }
                         Err(ReadError::Fatal(e)) => return Err(e),
                     };
                     for r in page.records {
@@ -307,7 +341,11 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
                     let page = match reader.get_records(&it, limit).await {
                         Ok(p) => p,
                         Err(ReadError::Expired) => {
-                            let pos = match got.last().map(|r: &aws_sdk_kinesis::types::Record| r.sequence_number().to_string()).or_else(|| ck.shards.get(&s.id).and_then(|st| st.0.clone())) {
+                            let pos = match got
+                                .last()
+                                .map(|r: &aws_sdk_kinesis::types::Record| r.sequence_number().to_string())
+                                .or_else(|| ck.shards.get(&s.id).and_then(|st| st.0.clone()))
+                            {
                                 Some(c) => Position::After(c),
                                 None => Position::TrimHorizon,
                             };
@@ -358,7 +396,12 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         if replay.is_none() {
             let ranges: BTreeMap<String, (String, String)> = records
                 .iter()
-                .filter_map(|(k, v)| Some((k.clone(), (v.first()?.sequence_number().to_string(), v.last()?.sequence_number().to_string()))))
+                .filter_map(|(k, v)| {
+                    Some((
+                        k.clone(),
+                        (v.first()?.sequence_number().to_string(), v.last()?.sequence_number().to_string()),
+                    ))
+                })
                 .collect();
             let mut next = ck.clone();
             next.pending = Some((batch_id, ranges, closed_now.clone()));
@@ -406,7 +449,8 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
             rows += b.num_rows() as u64;
             let t = b.column_by_name("created_at").map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
             let Some(t) = t else { continue };
-            let is_late: BooleanArray = t.iter().map(|v| Some(matches!((v, prev_watermark), (Some(v), Some(w)) if v < w))).collect();
+            let is_late: BooleanArray =
+                t.iter().map(|v| Some(matches!((v, prev_watermark), (Some(v), Some(w)) if v < w))).collect();
             let not_late = datafusion::arrow::compute::not(&is_late).map_err(|e| Error::arrow("late mask", e))?;
             late.push(filter_record_batch(b, &is_late).map_err(|e| Error::arrow("late rows", e))?);
             on_time.push(filter_record_batch(b, &not_late).map_err(|e| Error::arrow("on-time rows", e))?);
@@ -415,7 +459,8 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
             }
         }
         let late_rows: usize = late.iter().map(RecordBatch::num_rows).sum();
-        let mut scored_writer = PartitionedWriter::new(store.clone(), root.child(Table::Scored.dir()), Table::Scored, name.clone());
+        let mut scored_writer =
+            PartitionedWriter::new(store.clone(), root.child(Table::Scored.dir()), Table::Scored, name.clone());
         for b in &scored {
             scored_writer.write(b).await?;
         }
@@ -452,7 +497,8 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         let (mut emit, mut keep) = (Vec::new(), Vec::new());
         for b in &merged {
             let ws = b.column(0).as_primitive::<TimestampMicrosecondType>();
-            let due: BooleanArray = ws.iter().map(|s| Some(matches!((s, watermark), (Some(s), Some(w)) if s + window_us <= w))).collect();
+            let due: BooleanArray =
+                ws.iter().map(|s| Some(matches!((s, watermark), (Some(s), Some(w)) if s + window_us <= w))).collect();
             let not_due = datafusion::arrow::compute::not(&due).map_err(|e| Error::arrow("window mask", e))?;
             emit.push(filter_record_batch(b, &due).map_err(|e| Error::arrow("due windows", e))?);
             keep.push(filter_record_batch(b, &not_due).map_err(|e| Error::arrow("open windows", e))?);
@@ -474,14 +520,21 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
                     if let Some(rules) = &args.rules {
                         let mut figs = Vec::new();
                         for b in &out {
-                            let s = b.column_by_name("window_start").map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-                            let e = b.column_by_name("window_end").map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
+                            let s = b
+                                .column_by_name("window_start")
+                                .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
+                            let e = b
+                                .column_by_name("window_end")
+                                .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
                             let (Some(s), Some(e)) = (s, e) else { continue };
                             let n = b.column_by_name("n").map(|c| c.as_primitive::<Int64Type>().clone());
                             let avg = b.column_by_name("avg_score").map(|c| c.as_primitive::<Float64Type>().clone());
-                            let neg = b.column_by_name("share_negative").map(|c| c.as_primitive::<Float64Type>().clone());
+                            let neg =
+                                b.column_by_name("share_negative").map(|c| c.as_primitive::<Float64Type>().clone());
                             for r in 0..b.num_rows() {
-                                let f = |a: &Option<datafusion::arrow::array::Float64Array>| a.as_ref().and_then(|a| (!a.is_null(r)).then(|| a.value(r)));
+                                let f = |a: &Option<datafusion::arrow::array::Float64Array>| {
+                                    a.as_ref().and_then(|a| (!a.is_null(r)).then(|| a.value(r)))
+                                };
                                 figs.push(WindowFigures {
                                     start_us: s.value(r),
                                     end_us: e.value(r),
@@ -501,7 +554,8 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         }
         if !fired.is_empty() {
             let batch = alerts_batch(&fired, scored_at)?;
-            let mut w = PartitionedWriter::new(store.clone(), root.child(Table::Alerts.dir()), Table::Alerts, name.clone());
+            let mut w =
+                PartitionedWriter::new(store.clone(), root.child(Table::Alerts.dir()), Table::Alerts, name.clone());
             w.write(&batch).await?;
             w.finish().await?;
         }
@@ -522,7 +576,14 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         next.state = keep.iter().flat_map(state_rows).collect();
         next.history = history;
         next.pending = None;
-        for (k, n) in [("records", n_records as u64), ("rows", rows), ("rejected", rejects.len() as u64), ("late_rows", late_rows as u64), ("windows", n_windows), ("alerts", fired.len() as u64)] {
+        for (k, n) in [
+            ("records", n_records as u64),
+            ("rows", rows),
+            ("rejected", rejects.len() as u64),
+            ("late_rows", late_rows as u64),
+            ("windows", n_windows),
+            ("alerts", fired.len() as u64),
+        ] {
             *next.totals.entry(k.into()).or_default() += n;
         }
         version = Some(save(&states, &stream, &next, version.as_ref()).await?);
@@ -530,10 +591,10 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         let durable_ms = chrono::Utc::now().timestamp_millis();
         for recs in records.values() {
             for r in recs {
-                if let Some(ms) = crate::kinesis::arrival_ms(r) {
-                    if latencies.len() < 2_000_000 {
-                        latencies.push((durable_ms - ms).max(0) as u64);
-                    }
+                if let Some(ms) = crate::kinesis::arrival_ms(r)
+                    && latencies.len() < 2_000_000
+                {
+                    latencies.push((durable_ms - ms).max(0) as u64);
                 }
             }
         }
@@ -545,7 +606,15 @@ pub async fn run(jc: &JobContext, scorer: JobScorer, args: StreamArgs, mut stop:
         report.windows += n_windows;
         report.windows_by_source += n_by_source;
         report.alerts += fired.len() as u64;
-        tracing::info!(batch = batch_id, records = n_records, late = late_rows, windows = n_windows, alerts = fired.len(), open = ck.state.len(), "micro-batch committed");
+        tracing::info!(
+            batch = batch_id,
+            records = n_records,
+            late = late_rows,
+            windows = n_windows,
+            alerts = fired.len(),
+            open = ck.state.len(),
+            "micro-batch committed"
+        );
         if let (Some(hook), false) = (&webhook, fired.is_empty()) {
             report.webhook_delivered += hook.post(&fired).await as u64;
         }
@@ -590,7 +659,8 @@ mod tests {
         c.shards.insert("s0".into(), (Some("12".into()), false));
         c.state.push(json!([60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2]));
         c.history.push((1, 0.5, 30));
-        c.pending = Some((8, BTreeMap::from([("s0".to_string(), ("13".to_string(), "20".to_string()))]), vec!["s1".into()]));
+        c.pending =
+            Some((8, BTreeMap::from([("s0".to_string(), ("13".to_string(), "20".to_string()))]), vec!["s1".into()]));
         c.totals.insert("rows".into(), 9);
         let back = Checkpoint::from_value(&c.to_value()).unwrap();
         assert_eq!(back.to_value(), c.to_value());

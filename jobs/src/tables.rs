@@ -18,12 +18,14 @@ use crate::{Error, Result};
 /// columns) under `name`. The schema comes from the schema module, so an
 /// empty or missing directory is an empty table, not an error.
 pub fn register_parquet_table(jc: &JobContext, name: &str, table: Table, loc: &Location) -> Result<()> {
-    let url = ListingTableUrl::parse(loc.dir_url()).map_err(|source| Error::Sql { name: format!("table {name}"), source })?;
+    let url =
+        ListingTableUrl::parse(loc.dir_url()).map_err(|source| Error::Sql { name: format!("table {name}"), source })?;
     let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(table.partition_keys().iter().map(|k| (k.to_string(), DataType::Utf8)).collect());
     let config = ListingTableConfig::new(url).with_listing_options(opts).with_schema(table.schema());
-    let provider = ListingTable::try_new(config).map_err(|source| Error::Sql { name: format!("table {name}"), source })?;
+    let provider =
+        ListingTable::try_new(config).map_err(|source| Error::Sql { name: format!("table {name}"), source })?;
     let _ = jc.ctx.deregister_table(name);
     jc.ctx
         .register_table(name, Arc::new(provider))
@@ -76,7 +78,12 @@ pub async fn register_raw_table(jc: &JobContext, name: &str, loc: &Location) -> 
 
 /// Registers batches held in memory as table `name` (replacing any table of
 /// that name), one partition per inner vector.
-pub fn register_batches(jc: &JobContext, name: &str, schema: SchemaRef, partitions: Vec<Vec<RecordBatch>>) -> Result<()> {
+pub fn register_batches(
+    jc: &JobContext,
+    name: &str,
+    schema: SchemaRef,
+    partitions: Vec<Vec<RecordBatch>>,
+) -> Result<()> {
     let mem = MemTable::try_new(schema, partitions).map_err(Error::query)?;
     let _ = jc.ctx.deregister_table(name);
     jc.ctx.register_table(name, Arc::new(mem)).map_err(Error::query)?;

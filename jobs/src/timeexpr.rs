@@ -163,7 +163,10 @@ mod tests {
     #[test]
     fn templates_expand_relative_to_now() {
         let x = |s: &str| expand_at(s, at()).unwrap();
-        assert_eq!(x("s3://b/firehose/dt={now-1h|%Y-%m-%d}/hour={now-1h|%H}/"), "s3://b/firehose/dt=2025-02-28/hour=23/");
+        assert_eq!(
+            x("s3://b/firehose/dt={now-1h|%Y-%m-%d}/hour={now-1h|%H}/"),
+            "s3://b/firehose/dt=2025-02-28/hour=23/"
+        );
         assert_eq!(x("{today}"), "2025-03-01");
         assert_eq!(x("{hour-30m|%H:%M}"), "23:30");
         assert_eq!(x("{2025-02-01+3d}"), "2025-02-04");
@@ -172,6 +175,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)]
     fn env_variables_inside_templates() {
         // SAFETY: the variables are unique to this test
         unsafe {

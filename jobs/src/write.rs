@@ -10,11 +10,11 @@ use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::arrow::AsyncArrowWriter;
-use object_store::buffered::BufWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use futures::StreamExt;
 use object_store::ObjectStore;
+use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use std::sync::Arc;
 
@@ -81,7 +81,10 @@ impl PartitionedWriter {
                     Error::Argument(format!("query result for {} lacks partition column {k}", self.table.sql_name()))
                 })?;
                 let s = cast(col, &DataType::Utf8).map_err(|e| Error::arrow(format!("partition column {k}"), e))?;
-                Ok(s.as_any().downcast_ref::<StringArray>().cloned().unwrap_or_else(|| StringArray::from(Vec::<&str>::new())))
+                Ok(s.as_any()
+                    .downcast_ref::<StringArray>()
+                    .cloned()
+                    .unwrap_or_else(|| StringArray::from(Vec::<&str>::new())))
             })
             .collect::<Result<_>>()?;
         let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
@@ -173,7 +176,8 @@ impl PartitionedWriter {
 pub async fn write_file(store: &dyn ObjectStore, loc: &Location, path: &Path, batch: &RecordBatch) -> Result<()> {
     let mut buf = Vec::new();
     let perr = |source| Error::ParquetWrite { location: loc.url_of(path), source };
-    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(parquet_props())).map_err(perr)?;
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(parquet_props()))
+        .map_err(perr)?;
     w.write(batch).map_err(perr)?;
     w.close().map_err(perr)?;
     crate::store::put(store, loc, path, buf).await

@@ -15,7 +15,9 @@ fn rec(id: &str, at: &str, text: &str) -> String {
 }
 
 fn good(n: usize, hour: u32) -> String {
-    (0..n).map(|i| rec(&format!("g{hour}-{i}"), &format!("2025-02-10T{hour:02}:00:{:02}Z", i % 60), "a good day")).collect()
+    (0..n)
+        .map(|i| rec(&format!("g{hour}-{i}"), &format!("2025-02-10T{hour:02}:00:{:02}Z", i % 60), "a good day"))
+        .collect()
 }
 
 /// The figure a summary line of `score` prints (`records read      12`).
@@ -60,12 +62,17 @@ fn one_bad_record_costs_one_row() {
     let n = 10_000;
     let ids: ArrayRef = Arc::new((0..n).map(|i| Some(format!("p{i}"))).collect::<StringArray>());
     let at: ArrayRef = Arc::new(
-        TimestampMicrosecondArray::from((0..n).map(|i| if i == 10 { 253_402_300_799_000_000 } else { 1_739_149_200_000_000 }).collect::<Vec<i64>>())
-            .with_timezone("UTC"),
+        TimestampMicrosecondArray::from(
+            (0..n).map(|i| if i == 10 { 253_402_300_799_000_000 } else { 1_739_149_200_000_000 }).collect::<Vec<i64>>(),
+        )
+        .with_timezone("UTC"),
     );
     let text: ArrayRef = Arc::new((0..n).map(|i| (i != 4_999).then_some("fine")).collect::<StringArray>());
     let src: ArrayRef = Arc::new(StringArray::from(vec!["x"; n]));
-    parquet_file(&input.join("b.parquet"), vec![("tweet_id", ids), ("created_at", at), ("text", text), ("source", src)]);
+    parquet_file(
+        &input.join("b.parquet"),
+        vec![("tweet_id", ids), ("created_at", at), ("text", text), ("source", src)],
+    );
     std::fs::write(input.join("c.json"), good(3, 2)).unwrap();
     let out_dir = d.path().join("out");
     let out = ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &s(&out_dir)]);
@@ -74,9 +81,20 @@ fn one_bad_record_costs_one_row() {
     assert_eq!(figure(&out, "rejected"), 4, "{out}");
     let data = s(&out_dir);
     assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets"), (5 + n - 2 + 3) as i64);
-    let reasons = ok(&["sql", "--data", &data, "--format", "csv", "-c",
-        "SELECT regexp_replace(file, '.*/', '') AS f, line, reason FROM rejected ORDER BY f, line"]);
-    assert!(reasons.contains("a.json,6,\"field created_at: \"\"9999-12-31T23:59:59Z\"\" is outside the supported time range"), "{reasons}");
+    let reasons = ok(&[
+        "sql",
+        "--data",
+        &data,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT regexp_replace(file, '.*/', '') AS f, line, reason FROM rejected ORDER BY f, line",
+    ]);
+    assert!(
+        reasons
+            .contains("a.json,6,\"field created_at: \"\"9999-12-31T23:59:59Z\"\" is outside the supported time range"),
+        "{reasons}"
+    );
     assert!(reasons.contains("b.parquet,11,field created_at"), "{reasons}");
     assert!(reasons.contains("b.parquet,5000,missing required field text"), "{reasons}");
 }
@@ -107,7 +125,8 @@ fn paths_and_reruns_never_double_rows() {
     run(&d.path().join("x"), &["score", "--scorer", "lexicon", "--input", "../w/in", "--out", "o"]);
     run(d.path(), &["score", "--scorer", "lexicon", "--input", "link.json", "--out", "x/o"]);
     assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets"), 5, "one file under three names is scored once");
-    let o = in_dir(&w, &["sql", "--data", "../x/o", "--format", "csv", "-c", "SELECT count(*) AS n FROM scored_tweets"]);
+    let o =
+        in_dir(&w, &["sql", "--data", "../x/o", "--format", "csv", "-c", "SELECT count(*) AS n FROM scored_tweets"]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n5\n");
 
     // a record turns invalid: its old row leaves its old hour= partition
@@ -136,7 +155,7 @@ fn unreadable_entries_are_dead_lettered() {
     std::os::unix::fs::symlink("nowhere.json", input.join("dangling.json")).unwrap();
     assert!(Command::new("mkfifo").arg(input.join("pipe.json")).status().unwrap().success());
     std::fs::write(input.join("locked.json"), good(2, 2)).unwrap();
-    std::fs::set_permissions(input.join("locked.json"), std::os::unix::fs::PermissionsExt::from_mode(0)).unwrap();
+    std::fs::set_permissions(input.join("locked.json"), std::os::unix::fs::PermissionsExt::from_mode(0o0)).unwrap();
     // Parquet files that panic the Parquet/Arrow readers (found by fuzzing) are one reject each
     for seed in ["parquet_ipc_schema_panic", "parquet_metadata_panic"] {
         let bytes = std::fs::read(repo().join("fuzz/corpus/parse_record_file").join(seed)).unwrap();
@@ -149,8 +168,15 @@ fn unreadable_entries_are_dead_lettered() {
     let files_rejected = if root { 4 } else { 5 };
     assert_eq!(figure(&out, "files rejected"), files_rejected, "{out}");
     assert_eq!(figure(&out, "scored"), if root { 6 } else { 4 }, "{out}");
-    let reasons = ok(&["sql", "--data", &out_dir, "--format", "csv", "-c",
-        "SELECT regexp_replace(file, '.*/', '') AS f, line IS NULL AS whole, reason FROM rejected ORDER BY f"]);
+    let reasons = ok(&[
+        "sql",
+        "--data",
+        &out_dir,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT regexp_replace(file, '.*/', '') AS f, line IS NULL AS whole, reason FROM rejected ORDER BY f",
+    ]);
     assert!(reasons.contains("dangling.json,true,a symlink whose target cannot be read"), "{reasons}");
     assert!(reasons.contains("pipe.json,true,\"a FIFO, not a regular file"), "{reasons}");
     assert!(reasons.contains("parquet_ipc_schema_panic.parquet,true,Parquet data is corrupt after row 0"), "{reasons}");
@@ -226,7 +252,8 @@ pub fn big_input(path: &Path) -> usize {
 /// below each table prefix as Parquet (hidden `_x`/`.x` names are skipped by all of them).
 fn assert_every_table_file_is_parquet(root: &Path) {
     for f in files_below(root) {
-        if f.split('/').any(|p| p.starts_with('_') || p.starts_with('.')) || f.ends_with(".html") || f.ends_with(".png") {
+        if f.split('/').any(|p| p.starts_with('_') || p.starts_with('.')) || f.ends_with(".html") || f.ends_with(".png")
+        {
             continue;
         }
         let file = std::fs::File::open(root.join(&f)).unwrap();
@@ -260,8 +287,15 @@ fn concurrent_aggregates_do_not_mix() {
         let o = k.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let sizes = ok(&["sql", "--data", &data, "--format", "csv", "-c",
-        "SELECT DISTINCT 'w' AS t, CAST(window_end - window_start AS VARCHAR) AS size FROM windows UNION ALL SELECT DISTINCT 'b', CAST(window_end - window_start AS VARCHAR) FROM windows_by_source ORDER BY t"]);
+    let sizes = ok(&[
+        "sql",
+        "--data",
+        &data,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT DISTINCT 'w' AS t, CAST(window_end - window_start AS VARCHAR) AS size FROM windows UNION ALL SELECT DISTINCT 'b', CAST(window_end - window_start AS VARCHAR) FROM windows_by_source ORDER BY t",
+    ]);
     let lines: Vec<&str> = sizes.lines().skip(1).collect();
     assert_eq!(lines.len(), 2, "one window size per table: {sizes}");
     assert_eq!(lines[0].split(',').nth(1), lines[1].split(',').nth(1), "both tables from one run: {sizes}");
@@ -274,7 +308,15 @@ fn sql_is_safe_with_deep_expressions_comments_and_writes() {
     let data = s(d.path());
     ok(&["score", "--scorer", "lexicon", "--input", &sample_tweets(), "--out", &data]);
     let ors = (0..400).map(|i| format!("x = {i}")).collect::<Vec<_>>().join(" OR ");
-    let out = ok(&["sql", "--data", &data, "--format", "csv", "-c", &format!("SELECT count(*) AS n FROM (VALUES (7)) t(x) WHERE {ors}")]);
+    let out = ok(&[
+        "sql",
+        "--data",
+        &data,
+        "--format",
+        "csv",
+        "-c",
+        &format!("SELECT count(*) AS n FROM (VALUES (7)) t(x) WHERE {ors}"),
+    ]);
     assert_eq!(out, "n\n1\n");
     let sum = vec!["1"; 500].join("+");
     assert_eq!(ok(&["sql", "--data", &data, "--format", "csv", "-c", &format!("SELECT {sum} AS s")]), "s\n500\n");
@@ -317,8 +359,15 @@ fn sql_over_raw_counts_what_it_leaves_out() {
         body.push_str(&format!("{{broken {i}\n"));
     }
     std::fs::write(raw.join("a.json"), body).unwrap();
-    let out = sentiflow(&["sql", "--data", &s(d.path()), "--format", "csv", "-c",
-        "SELECT count(*) AS n FROM raw_tweets; SELECT count(*) AS n FROM raw_tweets_rejected"]);
+    let out = sentiflow(&[
+        "sql",
+        "--data",
+        &s(d.path()),
+        "--format",
+        "csv",
+        "-c",
+        "SELECT count(*) AS n FROM raw_tweets; SELECT count(*) AS n FROM raw_tweets_rejected",
+    ]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n15\nn\n16\n");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -338,7 +387,8 @@ fn bad_arguments_are_named() {
     assert!(err.contains("--sources"), "{err}");
     let (_, err) = fails(&["generate", "--start", "1600-01-01", "--to", &s(&d.path().join("g"))]);
     assert!(err.contains("supported time range"), "{err}");
-    let (_, err) = fails(&["score", "--input", &sample_tweets(), "--out", &s(&d.path().join("o")), "--onnx-sessions", "999"]);
+    let (_, err) =
+        fails(&["score", "--input", &sample_tweets(), "--out", &s(&d.path().join("o")), "--onnx-sessions", "999"]);
     assert!(err.contains("--onnx-sessions 999"), "{err}");
 
     // `… | head`: a closed pipe ends the process by SIGPIPE, not by a panic
@@ -376,7 +426,15 @@ fn every_record_is_scored_or_rejected() {
         check_counts(&out, good, bad, seed);
         if let Some(root) = crate::s3::s3_root("accounting") {
             upload_dir(&input, &format!("{root}/in"));
-            let out = ok(&["score", "--scorer", "lexicon", "--input", &format!("{root}/in"), "--out", &format!("{root}/out")]);
+            let out = ok(&[
+                "score",
+                "--scorer",
+                "lexicon",
+                "--input",
+                &format!("{root}/in"),
+                "--out",
+                &format!("{root}/out"),
+            ]);
             check_counts(&out, good, bad, seed);
         }
     }
@@ -523,12 +581,22 @@ fn crash_during_an_s3_upload_leaves_nothing_visible() {
     let store = sentiflow_jobs::store::build_object_store(&loc.store_url).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listed = rt.block_on(sentiflow_jobs::store::list_below(store.as_ref(), &loc, &loc.path)).unwrap();
-    assert!(listed.is_empty(), "nothing visible after the crash: {:?}", listed.iter().map(|m| m.location.to_string()).collect::<Vec<_>>());
+    assert!(
+        listed.is_empty(),
+        "nothing visible after the crash: {:?}",
+        listed.iter().map(|m| m.location.to_string()).collect::<Vec<_>>()
+    );
     let out = ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &root]);
     assert_eq!(figure(&out, "scored"), rows, "{out}");
     assert_eq!(count(&root, "SELECT count(*) FROM scored_tweets"), rows as i64);
     for m in rt.block_on(sentiflow_jobs::store::list_below(store.as_ref(), &loc, &loc.path)).unwrap() {
-        let bytes = rt.block_on(async { object_store::ObjectStoreExt::get(store.as_ref(), &m.location).await.unwrap().bytes().await.unwrap() });
-        assert!(datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).is_ok(), "{}", m.location);
+        let bytes = rt.block_on(async {
+            object_store::ObjectStoreExt::get(store.as_ref(), &m.location).await.unwrap().bytes().await.unwrap()
+        });
+        assert!(
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).is_ok(),
+            "{}",
+            m.location
+        );
     }
 }

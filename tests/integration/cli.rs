@@ -29,10 +29,25 @@ fn sql_command_formats_and_files() {
     let d = tmp();
     let root = s(d.path());
     ok(&["run", "--out", &root]);
-    let csv = ok(&["sql", "--data", &root, "--format", "csv", "-c",
-        "SELECT count(*) AS n FROM windows; SELECT source, count(*) AS n FROM raw_tweets GROUP BY source ORDER BY n DESC LIMIT 1"]);
+    let csv = ok(&[
+        "sql",
+        "--data",
+        &root,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT count(*) AS n FROM windows; SELECT source, count(*) AS n FROM raw_tweets GROUP BY source ORDER BY n DESC LIMIT 1",
+    ]);
     assert_eq!(csv, "n\n288\nsource,n\ntwitter,2727\n");
-    let json = ok(&["sql", "--data", &root, "--format", "json", "-c", "SELECT n, n_negative FROM windows ORDER BY window_start LIMIT 2"]);
+    let json = ok(&[
+        "sql",
+        "--data",
+        &root,
+        "--format",
+        "json",
+        "-c",
+        "SELECT n, n_negative FROM windows ORDER BY window_start LIMIT 2",
+    ]);
     let v: serde_json::Value = serde_json::from_str(json.trim()).expect("json array");
     assert_eq!(v.as_array().map(Vec::len), Some(2));
     assert!(v[0]["n"].as_i64().unwrap() > 0);
@@ -45,7 +60,8 @@ fn sql_command_formats_and_files() {
     // any path is queryable directly
     let file = files_below(&d.path().join("windows"))[0].clone();
     let path = d.path().join("windows").join(file);
-    let out = ok(&["sql", "--data", &root, "--format", "csv", "-c", &format!("SELECT count(*) AS n FROM '{}'", s(&path))]);
+    let out =
+        ok(&["sql", "--data", &root, "--format", "csv", "-c", &format!("SELECT count(*) AS n FROM '{}'", s(&path))]);
     assert_eq!(out, "n\n288\n");
 
     let (code, err) = fails(&["sql", "--data", &root, "-c", "SELECT nope FROM windows"]);

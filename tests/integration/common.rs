@@ -41,7 +41,11 @@ pub fn ok(args: &[&str]) -> String {
 /// Runs the binary expecting failure: returns (exit code, stderr).
 pub fn fails(args: &[&str]) -> (i32, String) {
     let out = sentiflow(args);
-    assert!(!out.status.success(), "sentiflow {args:?} should fail, printed:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "sentiflow {args:?} should fail, printed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 

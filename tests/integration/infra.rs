@@ -44,7 +44,8 @@ fn glue_json_and_athena_ddl_are_generated_from_the_schema_module() {
             })
             .collect();
         assert_eq!(cols, want, "{}", t.sql_name());
-        let keys: Vec<&str> = g["partition_keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
+        let keys: Vec<&str> =
+            g["partition_keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
         assert_eq!(keys, t.partition_keys(), "{}", t.sql_name());
         assert_eq!(g["dir"], t.dir());
         for k in t.partition_keys() {

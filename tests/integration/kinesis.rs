@@ -24,7 +24,9 @@ fn kinesis_endpoint(test: &str) -> Option<String> {
             eprintln!("SKIPPED {test}: SENTIFLOW_SKIP_AWS is set and no Kinesis server was started");
             None
         }
-        Err(_) => panic!("no Kinesis server: run the tests with scripts/test.sh (it starts kinesalite and moto), or set SENTIFLOW_SKIP_AWS=1"),
+        Err(_) => panic!(
+            "no Kinesis server: run the tests with scripts/test.sh (it starts kinesalite and moto), or set SENTIFLOW_SKIP_AWS=1"
+        ),
     }
 }
 
@@ -101,14 +103,25 @@ fn produced(rows: u64, seed: u64, start: &str) -> BTreeMap<String, String> {
 }
 
 fn produce(stream: &str, rows: u64, seed: u64, start: &str) -> BTreeMap<String, String> {
-    let out = ok(&["generate", "--rows", &rows.to_string(), "--seed", &seed.to_string(), "--start", start, "--to", &format!("kinesis://{stream}")]);
+    let out = ok(&[
+        "generate",
+        "--rows",
+        &rows.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--start",
+        start,
+        "--to",
+        &format!("kinesis://{stream}"),
+    ]);
     assert!(out.contains(&format!("generated {rows} tweets")), "{out}");
     produced(rows, seed, start)
 }
 
 /// Every (tweet_id, text) row of the raw table at `raw`, and the row count.
 fn ingested(raw: &str) -> (BTreeMap<String, String>, usize) {
-    let batches = rt().block_on(query(raw.trim_end_matches("/raw"), &[Table::Raw], "SELECT tweet_id, text FROM raw_tweets"));
+    let batches =
+        rt().block_on(query(raw.trim_end_matches("/raw"), &[Table::Raw], "SELECT tweet_id, text FROM raw_tweets"));
     let mut m = BTreeMap::new();
     let mut n = 0;
     for b in &batches {
@@ -124,7 +137,9 @@ fn ingested(raw: &str) -> (BTreeMap<String, String>, usize) {
 
 fn ingest_cmd(stream: &str, raw: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sentiflow"));
-    c.args(["ingest", "--from", &format!("kinesis://{stream}"), "--to", raw]).args(extra).env("SENTIFLOW_NO_PROGRESS", "1");
+    c.args(["ingest", "--from", &format!("kinesis://{stream}"), "--to", raw])
+        .args(extra)
+        .env("SENTIFLOW_NO_PROGRESS", "1");
     c
 }
 
@@ -140,8 +155,13 @@ pub fn figure_pub(out: &str, label: &str) -> u64 {
 }
 
 fn figure(out: &str, label: &str) -> u64 {
-    let words: Vec<&str> = out.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')').filter(|w| !w.is_empty()).collect();
-    words.windows(2).find(|w| w[1] == label).and_then(|w| w[0].parse().ok()).unwrap_or_else(|| panic!("no figure for {label} in {out}"))
+    let words: Vec<&str> =
+        out.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')').filter(|w| !w.is_empty()).collect();
+    words
+        .windows(2)
+        .find(|w| w[1] == label)
+        .and_then(|w| w[0].parse().ok())
+        .unwrap_or_else(|| panic!("no figure for {label} in {out}"))
 }
 
 #[test]
@@ -157,7 +177,10 @@ fn produce_then_ingest_exactly_once_through_kill_9() {
     // deterministic crashes first: after a commit's files (before its checkpoint), after an intent
     for crash in ["files:3", "intent:2", "files:1"] {
         let out = ingest_cmd(&stream, &raw, &args).env("SENTIFLOW_TEST_CRASH", crash).output().unwrap();
-        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("aborting after"), "{crash}: {out:?}");
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("aborting after"),
+            "{crash}: {out:?}"
+        );
     }
     let out = run_ok(ingest_cmd(&stream, &raw, &args));
     assert!(figure(&out, "replays") >= 1, "the range written before the crash is re-written: {out}");
@@ -171,7 +194,8 @@ fn produce_then_ingest_exactly_once_through_kill_9() {
     let (mut kills, mut completed, mut batch) = (0, 0, 0);
     while kills < 12 {
         assert!(Instant::now() < deadline, "only {kills} kills in 240 s");
-        let mut child: Child = ingest_cmd(&stream, &raw, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child: Child =
+            ingest_cmd(&stream, &raw, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(100 + rng.below(600) as u64));
         match child.try_wait().unwrap() {
             Some(status) => {
@@ -209,11 +233,15 @@ fn resharding_split_and_merge_loses_nothing_and_sigterm_checkpoints() {
     let d = tmp();
     let raw = format!("{}/raw", s(d.path()));
     let mut expected = produce(&stream, 1500, 1, "2025-02-10T00:00:00Z");
-    let child = ingest_cmd(&stream, &raw, &["--max-seconds", "0.5", "--list-every", "300ms", "--idle-poll", "100ms", "--worker-id", "r1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ingest_cmd(
+        &stream,
+        &raw,
+        &["--max-seconds", "0.5", "--list-every", "300ms", "--idle-poll", "100ms", "--worker-id", "r1"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     // split the only shard in two, write to the children, then merge them back
     rt.block_on(async {
@@ -273,7 +301,10 @@ fn poisoned_records_go_to_rejected_with_shard_and_sequence() {
     let Some(_) = kinesis_endpoint("kinesis poison") else { return };
     let rt = rt();
     let stream = create_stream(&rt, "poison", 1);
-    let good = |id: &str| format!(r#"{{"tweet_id":"{id}","created_at":"2025-02-10T10:00:00Z","text":"great day","source":"twitter"}}"#).into_bytes();
+    let good = |id: &str| {
+        format!(r#"{{"tweet_id":"{id}","created_at":"2025-02-10T10:00:00Z","text":"great day","source":"twitter"}}"#)
+            .into_bytes()
+    };
     let junk: Vec<u8> = (0..(1024 * 1024 - 1)).map(|i| (i % 251) as u8).collect();
     let records: Vec<(&str, Vec<u8>)> = vec![
         ("a", good("g1")),
@@ -336,7 +367,9 @@ fn two_workers_split_the_shards_without_double_reading() {
     let mut keep = None;
     let raw = format!("{}/raw", out_root("kinesis-workers", &mut keep));
     let expected = produce(&stream, 4000, 11, "2025-02-10T00:00:00Z");
-    let args = |w: &'static str| ["--max-seconds", "0.5", "--list-every", "500ms", "--idle-poll", "200ms", "--lease", "3s", "--worker-id", w];
+    let args = |w: &'static str| {
+        ["--max-seconds", "0.5", "--list-every", "500ms", "--idle-poll", "200ms", "--lease", "3s", "--worker-id", w]
+    };
     let a = ingest_cmd(&stream, &raw, &args("wa")).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let b = ingest_cmd(&stream, &raw, &args("wb")).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -384,7 +417,10 @@ fn start_throttling_proxy(upstream: &str) -> (String, Arc<ProxyStats>) {
     (url, stats)
 }
 
-pub fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<(String, Vec<(String, String)>, Vec<u8>)>> {
+/// An HTTP request: path, headers, body.
+type Request = (String, Vec<(String, String)>, Vec<u8>);
+
+pub fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
         return Ok(None);
@@ -469,7 +505,8 @@ fn proxy_conn(conn: TcpStream, up: &str, st: &ProxyStats) -> std::io::Result<()>
                     recs.push(serde_json::json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded for shard"}));
                 }
             }
-            resp["FailedRecordCount"] = serde_json::json!(resp["FailedRecordCount"].as_u64().unwrap_or(0) + failed as u64);
+            resp["FailedRecordCount"] =
+                serde_json::json!(resp["FailedRecordCount"].as_u64().unwrap_or(0) + failed as u64);
             st.partial.fetch_add(1, Ordering::Relaxed);
             (status, serde_json::to_vec(&resp).unwrap())
         } else {
@@ -503,12 +540,16 @@ fn throttling_is_retried_and_succeeds() {
     let rt = rt();
     let stream = create_stream(&rt, "throttle", 2);
     let (proxy, stats) = start_throttling_proxy(&endpoint);
-    let out = sentiflow_via(&proxy, &["generate", "--rows", "3000", "--seed", "5", "--to", &format!("kinesis://{stream}")]);
+    let out =
+        sentiflow_via(&proxy, &["generate", "--rows", "3000", "--seed", "5", "--to", &format!("kinesis://{stream}")]);
     assert!(figure(&out, "throttled") >= 2 && figure(&out, "retries") >= 2, "{out}");
     assert!(figure(&out, "failed") >= 500, "a half-failed PutRecords retries its failed entries: {out}");
     let d = tmp();
     let raw = format!("{}/raw", s(d.path()));
-    let out = sentiflow_via(&proxy, &["ingest", "--from", &format!("kinesis://{stream}"), "--to", &raw, "--until-caught-up", "--max-rows", "500"]);
+    let out = sentiflow_via(
+        &proxy,
+        &["ingest", "--from", &format!("kinesis://{stream}"), "--to", &raw, "--until-caught-up", "--max-rows", "500"],
+    );
     assert!(figure(&out, "throttled") >= 1, "{out}");
     assert!(stats.throttled.load(Ordering::Relaxed) >= 3 && stats.partial.load(Ordering::Relaxed) >= 1);
     let (rows, n) = ingested(&raw);
@@ -520,7 +561,12 @@ fn throttling_is_retried_and_succeeds() {
 
 fn http(endpoint: &str, method: &str, path: &str) -> u16 {
     let mut s = TcpStream::connect(endpoint.trim_start_matches("http://")).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n", endpoint.trim_start_matches("http://")).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        endpoint.trim_start_matches("http://")
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
@@ -567,7 +613,11 @@ fn firehose_delivery_is_scored_from_s3() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("input files       3"), "one object per PutRecordBatch: {stdout}");
-    let ids = rt.block_on(query(&s(d.path()), &[Table::Scored], "SELECT count(*), count(DISTINCT tweet_id) FROM scored_tweets"));
+    let ids = rt.block_on(query(
+        &s(d.path()),
+        &[Table::Scored],
+        "SELECT count(*), count(DISTINCT tweet_id) FROM scored_tweets",
+    ));
     let b = &ids[0];
     let c = |i: usize| b.column(i).as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(0);
     assert_eq!((c(0), c(1)), (1200, 1200));
@@ -593,7 +643,8 @@ fn start_latest_is_pinned_so_a_restart_misses_nothing() {
     assert_eq!(n, 200);
     assert!(rows == later);
     // at-timestamp needs its time, and a typo in the stream URL is a clear error
-    let (code, err) = fails(&["ingest", "--from", &format!("kinesis://{stream}"), "--to", &raw, "--start", "at-timestamp"]);
+    let (code, err) =
+        fails(&["ingest", "--from", &format!("kinesis://{stream}"), "--to", &raw, "--start", "at-timestamp"]);
     assert_eq!(code, 2);
     assert!(err.contains("--start-time"), "{err}");
     let (_, err) = fails(&["ingest", "--from", "kinesis://no-such-stream", "--to", &raw, "--until-caught-up"]);

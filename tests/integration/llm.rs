@@ -40,7 +40,11 @@ fn completion(content: &str) -> String {
 }
 
 fn respond(w: &mut TcpStream, status: u16, extra: &str, body: &str) -> std::io::Result<()> {
-    write!(w, "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}", body.len())
+    write!(
+        w,
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 fn start_fake_openai() -> (String, Arc<Mutex<Seen>>) {
@@ -59,7 +63,8 @@ fn start_fake_openai() -> (String, Arc<Mutex<Seen>>) {
                     // the post is the last turn (after the system message and the few-shot examples)
                     let last = req["messages"].as_array().map(|m| m.len()).unwrap_or(1).saturating_sub(1);
                     let prompt = req["messages"][last]["content"].as_str().unwrap_or("").to_string();
-                    let auth = headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).unwrap_or_default();
+                    let auth =
+                        headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).unwrap_or_default();
                     if prompt.starts_with("Write ") {
                         seen.lock().unwrap().auth.push(auth);
                         let n: usize = prompt.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(10);
@@ -69,7 +74,12 @@ fn start_fake_openai() -> (String, Arc<Mutex<Seen>>) {
                         let mut lines = vec![format!("{}. Bitcoin feels unstoppable today, buying more #BTC", 1)];
                         lines.push("2. Bitcoin feels unstoppable today, buying more #BTC!".into());
                         for i in 2..n {
-                            lines.push(format!("{}. Post number {i} of round {k} about {} with its own words {}", i + 1, "bitcoin", i * 7 + k));
+                            lines.push(format!(
+                                "{}. Post number {i} of round {k} about {} with its own words {}",
+                                i + 1,
+                                "bitcoin",
+                                i * 7 + k
+                            ));
                         }
                         let _ = respond(&mut w, 200, "", &completion(&lines.join("\n")));
                         continue;
@@ -88,9 +98,19 @@ fn start_fake_openai() -> (String, Arc<Mutex<Seen>>) {
                         v.len()
                     };
                     let res = if post.contains("[429]") && n == 1 {
-                        respond(&mut w, 429, "retry-after: 1\r\n", r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#)
+                        respond(
+                            &mut w,
+                            429,
+                            "retry-after: 1\r\n",
+                            r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+                        )
                     } else if (post.contains("[500]") && n <= 2) || post.contains("[always500]") {
-                        respond(&mut w, 500, "", r#"{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}"#)
+                        respond(
+                            &mut w,
+                            500,
+                            "",
+                            r#"{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}"#,
+                        )
                     } else if post.contains("[slow]") {
                         std::thread::sleep(Duration::from_millis(2500));
                         respond(&mut w, 200, "", &completion("5"))
@@ -168,8 +188,27 @@ fn llm_scorer_retries_caches_and_never_makes_up_a_score() {
     std::fs::write(&input, lines.join("\n")).unwrap();
     let out = d.path().join("out");
     let args = [
-        "score", "--scorer", "llm", "--input", &s(&input), "--out", &s(&out), "--llm-base-url", &url, "--llm-model", "test-model",
-        "--llm-timeout", "1s", "--llm-max-retries", "3", "--llm-concurrency", "2", "--llm-price-in", "1", "--llm-price-out", "2",
+        "score",
+        "--scorer",
+        "llm",
+        "--input",
+        &s(&input),
+        "--out",
+        &s(&out),
+        "--llm-base-url",
+        &url,
+        "--llm-model",
+        "test-model",
+        "--llm-timeout",
+        "1s",
+        "--llm-max-retries",
+        "3",
+        "--llm-concurrency",
+        "2",
+        "--llm-price-in",
+        "1",
+        "--llm-price-out",
+        "2",
     ];
     let o = run_with_key(&args);
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
@@ -178,7 +217,8 @@ fn llm_scorer_retries_caches_and_never_makes_up_a_score() {
     assert!(!stdout.contains("sk-test") && !stderr.contains("sk-test"), "the key is never printed");
     assert!(seen.lock().unwrap().auth.iter().all(|a| a == "Bearer sk-test-secret-key-0123"), "the key is sent");
 
-    let q = "SELECT tweet_id, sentiment_score, sentiment_label, score_error, scorer FROM scored_tweets ORDER BY tweet_id";
+    let q =
+        "SELECT tweet_id, sentiment_score, sentiment_label, score_error, scorer FROM scored_tweets ORDER BY tweet_id";
     let b = rt_query(&s(&out), q);
     let scores = b.column(1).as_primitive::<Float64Type>();
     let row = |id: &str| (0..b.num_rows()).find(|&r| b.column(0).as_string::<i32>().value(r) == id).unwrap();
@@ -248,7 +288,20 @@ fn llm_generator_drops_near_duplicates_and_fails_clearly_without_a_server() {
     let (url, _seen) = start_fake_openai();
     let d = tmp();
     let out = s(&d.path().join("raw"));
-    let o = run_with_key(&["generate", "--llm", "--rows", "20", "--topic", "bitcoin", "--to", &out, "--llm-base-url", &url, "--llm-model", "test-model"]);
+    let o = run_with_key(&[
+        "generate",
+        "--llm",
+        "--rows",
+        "20",
+        "--topic",
+        "bitcoin",
+        "--to",
+        &out,
+        "--llm-base-url",
+        &url,
+        "--llm-model",
+        "test-model",
+    ]);
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("generated 20 tweets (20 written by the LLM"), "{stdout}");
@@ -259,7 +312,18 @@ fn llm_generator_drops_near_duplicates_and_fails_clearly_without_a_server() {
     let o2 = ok(&["score", "--scorer", "lexicon", "--input", &out, "--out", &s(d.path())]);
     assert!(o2.contains("scored            20"), "{o2}");
     // no server: a clear failure, no invented text
-    let o = run_with_key(&["generate", "--llm", "--rows", "5", "--to", &s(&d.path().join("none")), "--llm-base-url", "http://127.0.0.1:9/v1", "--llm-max-retries", "1"]);
+    let o = run_with_key(&[
+        "generate",
+        "--llm",
+        "--rows",
+        "5",
+        "--to",
+        &s(&d.path().join("none")),
+        "--llm-base-url",
+        "http://127.0.0.1:9/v1",
+        "--llm-max-retries",
+        "1",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("http://127.0.0.1:9/v1") && err.contains("llm"), "{err}");
@@ -277,11 +341,29 @@ fn compare_reports_agreement_between_two_scorers() {
     assert!(same.contains("spearman         1.0000") && same.contains("label agreement  1.0000"), "{same}");
     // an LLM that answers 7.5 for "great", -6 for "terrible", else 0 (the test double) against the lexicon
     let (url, _seen) = start_fake_openai();
-    let o = run_with_key(&["score", "--scorer", "llm", "--input", &root("raw"), "--out", &root("llm"), "--llm-base-url", &url, "--llm-model", "test-model"]);
+    let o = run_with_key(&[
+        "score",
+        "--scorer",
+        "llm",
+        "--input",
+        &root("raw"),
+        "--out",
+        &root("llm"),
+        "--llm-base-url",
+        &url,
+        "--llm-model",
+        "test-model",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = ok(&["compare", "--a", &root("lex"), "--b", &root("llm")]);
     assert!(out.contains("300 in both, 300 scored by both"), "{out}");
-    let rho: f64 = out.lines().find(|l| l.starts_with("spearman")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+    let rho: f64 = out
+        .lines()
+        .find(|l| l.starts_with("spearman"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(rho > 0.0 && rho < 1.0, "{out}");
     let (code, err) = fails(&["compare", "--a", &root("lex"), "--b", &root("nothing")]);
     assert_eq!(code, 2);
@@ -297,18 +379,40 @@ fn api_key_comes_from_secrets_manager() {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (plain, json) = rt.block_on(async {
-        let conf = aws_sdk_secretsmanager::config::Builder::from(&sentiflow_jobs::aws::sdk_config().await).endpoint_url(&moto).build();
+        let conf = aws_sdk_secretsmanager::config::Builder::from(&sentiflow_jobs::aws::sdk_config().await)
+            .endpoint_url(&moto)
+            .build();
         let c = aws_sdk_secretsmanager::Client::from_conf(conf);
         let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let a = c.create_secret().name(format!("plain-{n}")).secret_string("sk-from-secrets-manager").send().await.unwrap();
-        let b = c.create_secret().name(format!("json-{n}")).secret_string(r#"{"api_key":"sk-in-json"}"#).send().await.unwrap();
+        let a =
+            c.create_secret().name(format!("plain-{n}")).secret_string("sk-from-secrets-manager").send().await.unwrap();
+        let b = c
+            .create_secret()
+            .name(format!("json-{n}"))
+            .secret_string(r#"{"api_key":"sk-in-json"}"#)
+            .send()
+            .await
+            .unwrap();
         (a.arn().unwrap().to_string(), b.arn().unwrap().to_string())
     });
     let d = tmp();
     ok(&["generate", "--rows", "5", "--to", &s(&d.path().join("raw"))]);
     let score_with = |arn: &str, url: &str| {
         Command::new(env!("CARGO_BIN_EXE_sentiflow"))
-            .args(["score", "--scorer", "llm", "--input", &s(&d.path().join("raw")), "--out", &s(&d.path().join("out")), "--llm-base-url", url, "--api-key-secret", arn, "--no-llm-cache"])
+            .args([
+                "score",
+                "--scorer",
+                "llm",
+                "--input",
+                &s(&d.path().join("raw")),
+                "--out",
+                &s(&d.path().join("out")),
+                "--llm-base-url",
+                url,
+                "--api-key-secret",
+                arn,
+                "--no-llm-cache",
+            ])
             .env("SENTIFLOW_NO_PROGRESS", "1")
             .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto)
             .env_remove("OPENAI_API_KEY")

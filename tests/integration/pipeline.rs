@@ -106,7 +106,12 @@ async fn score_reads_parquet_and_gzip_inputs_and_is_idempotent() {
     let out = ok(&["score", "--input", &s(&raw_pq), "--out", &s(&a)]);
     // every record is scored, or unscorable with its reason (the non-English ones)
     let count = |name: &str| -> usize {
-        out.lines().find(|l| l.starts_with(name)).and_then(|l| l[name.len()..].split_whitespace().next()).unwrap().parse().unwrap()
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l[name.len()..].split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     assert_eq!((count("records read"), count("rejected")), (700, 0), "{out}");
     assert_eq!(count("scored") + count("unscorable"), 700, "{out}");
@@ -116,7 +121,12 @@ async fn score_reads_parquet_and_gzip_inputs_and_is_idempotent() {
     let diff = |root: &std::path::Path| {
         let root = s(root);
         async move {
-            query(&root, &[Table::Scored], "SELECT tweet_id, sentiment_score, text FROM scored_tweets ORDER BY tweet_id").await
+            query(
+                &root,
+                &[Table::Scored],
+                "SELECT tweet_id, sentiment_score, text FROM scored_tweets ORDER BY tweet_id",
+            )
+            .await
         }
     };
     assert_eq!(render(&diff(&a).await), render(&diff(&b).await));

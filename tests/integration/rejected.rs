@@ -7,7 +7,8 @@ use crate::common::*;
 use sentiflow_jobs::schema::Table;
 
 fn rec(id: &str, text: &str) -> String {
-    serde_json::json!({"tweet_id": id, "created_at": "2025-02-10T10:00:00Z", "text": text, "source": "twitter"}).to_string()
+    serde_json::json!({"tweet_id": id, "created_at": "2025-02-10T10:00:00Z", "text": text, "source": "twitter"})
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -15,7 +16,11 @@ async fn bad_records_go_to_rejected_with_file_line_and_reason() {
     let d = tmp();
     let input = d.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
-    std::fs::write(input.join("good.jsonl"), format!("{}\n{}\n{}\n", rec("g1", "love it"), rec("g2", "hate it"), rec("g3", "ok"))).unwrap();
+    std::fs::write(
+        input.join("good.jsonl"),
+        format!("{}\n{}\n{}\n", rec("g1", "love it"), rec("g2", "hate it"), rec("g3", "ok")),
+    )
+    .unwrap();
     let mut bad = Vec::new();
     writeln!(bad, "{}", rec("b1", "great day")).unwrap(); // 1 good
     writeln!(bad, "{{not json").unwrap(); // 2 malformed
@@ -24,7 +29,9 @@ async fn bad_records_go_to_rejected_with_file_line_and_reason() {
     extra["retweets"] = 5.into();
     writeln!(bad, "{extra}").unwrap(); // 4 extra field: kept, field reported
     writeln!(bad, r#"{{"tweet_id":"b5","created_at":12345,"text":"x","source":"x"}}"#).unwrap(); // 5 wrong type
-    bad.extend_from_slice(b"{\"tweet_id\":\"b6\",\"created_at\":\"2025-02-10T10:00:00Z\",\"text\":\"caf\xe9\",\"source\":\"x\"}\n"); // 6 latin-1
+    bad.extend_from_slice(
+        b"{\"tweet_id\":\"b6\",\"created_at\":\"2025-02-10T10:00:00Z\",\"text\":\"caf\xe9\",\"source\":\"x\"}\n",
+    ); // 6 latin-1
     writeln!(bad, "{}", rec("b7", &"spam ".repeat(210_000))).unwrap(); // 7 ~1 MB text
     writeln!(bad, "{}", rec("b8", "")).unwrap(); // 8 empty text: kept, unscorable
     std::fs::write(input.join("bad.jsonl"), &bad).unwrap();
@@ -98,7 +105,11 @@ async fn bad_records_go_to_rejected_with_file_line_and_reason() {
     assert!(t.contains("| b8       | true       | true       | text is empty |"), "{t}");
 
     // fixing a file and re-running clears its dead letters; the rest stay
-    std::fs::write(input.join("mixed.csv"), "tweet_id,created_at,text,source\nc1,2025-02-10 10:00:00,\"good, fine\",reddit\n").unwrap();
+    std::fs::write(
+        input.join("mixed.csv"),
+        "tweet_id,created_at,text,source\nc1,2025-02-10 10:00:00,\"good, fine\",reddit\n",
+    )
+    .unwrap();
     let out = ok(&["score", "--input", &s(&input), "--out", &s(&root)]);
     assert!(out.contains("rejected          5"), "{out}");
     assert!(out.contains("files rejected    1"), "{out}");

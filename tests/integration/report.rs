@@ -40,9 +40,17 @@ fn chromium() -> Option<String> {
 
 fn headless(bin: &str, profile: &Path, extra: &[&str], url: &str) -> std::process::Output {
     let mut args = vec![
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
     ];
     let prof = format!("--user-data-dir={}", s(profile));
     args.push(&prof);
@@ -57,13 +65,25 @@ fn write_alert(root: &Path) {
     let st = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
     let f = |v: f64| Arc::new(Float64Array::from(vec![v])) as ArrayRef;
     let cols = vec![
-        ts(t("2025-02-10T14:00:00Z")), ts(t("2025-02-10T14:05:00Z")), st("negative_share_high"), st("twitter"),
-        st("share_negative"), f(0.71), f(0.6), st("71 % negative <in> 14 tweets"), ts(t("2025-02-10T14:06:00Z")),
+        ts(t("2025-02-10T14:00:00Z")),
+        ts(t("2025-02-10T14:05:00Z")),
+        st("negative_share_high"),
+        st("twitter"),
+        st("share_negative"),
+        f(0.71),
+        f(0.6),
+        st("71 % negative <in> 14 tweets"),
+        ts(t("2025-02-10T14:06:00Z")),
     ];
     let batch = RecordBatch::try_new(Table::Alerts.schema(), cols).unwrap();
     let dir = root.join("alerts/dt=2025-02-10");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(std::fs::File::create(dir.join("a.parquet")).unwrap(), batch.schema(), None).unwrap();
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(dir.join("a.parquet")).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -99,10 +119,23 @@ fn report_renders_in_a_browser_with_every_section() {
     for loader in [" src=", " href=", "<link", "url(", "@import", "<iframe", "<img"] {
         assert!(!html.contains(loader), "self-contained: nothing is loaded ({loader} found)");
     }
-    for needle in ["chart-sentiment", "chart-negative", "chart-distribution", "chart-sources", "Most positive tweets",
-        "Most negative tweets", "negative_share_high", "71 % negative &lt;in&gt; 14 tweets", "alert-mark", "UTC",
-        "vader-lexicon", "Tweets per window", "Average sentiment score", "in a language the model does not read",
-        "neutral tweets</title>"] {
+    for needle in [
+        "chart-sentiment",
+        "chart-negative",
+        "chart-distribution",
+        "chart-sources",
+        "Most positive tweets",
+        "Most negative tweets",
+        "negative_share_high",
+        "71 % negative &lt;in&gt; 14 tweets",
+        "alert-mark",
+        "UTC",
+        "vader-lexicon",
+        "Tweets per window",
+        "Average sentiment score",
+        "in a language the model does not read",
+        "neutral tweets</title>",
+    ] {
         assert!(html.contains(needle), "report lacks {needle}");
     }
 
@@ -126,7 +159,12 @@ fn report_renders_in_a_browser_with_every_section() {
     assert!(console.is_empty(), "console messages: {console:?}");
 
     let shot = d.path().join("shot.png");
-    let run = headless(&bin, &d.path().join("prof2"), &["--window-size=1040,3400", &format!("--screenshot={}", s(&shot))], &url);
+    let run = headless(
+        &bin,
+        &d.path().join("prof2"),
+        &["--window-size=1040,3400", &format!("--screenshot={}", s(&shot))],
+        &url,
+    );
     assert!(run.status.success() && shot.exists(), "{}", String::from_utf8_lossy(&run.stderr));
     let (w, h, colours, ink) = png_stats(&shot);
     assert_eq!((w, h), (1040, 3400));

@@ -22,8 +22,15 @@ fn run_score_and_sql_on_s3() {
     let Some(root) = s3_root("run") else { return };
     let out = ok(&["run", "--out", &root]);
     assert!(out.contains("aggregate  windows/                     288"), "{out}");
-    let csv = ok(&["sql", "--data", &root, "--format", "csv", "-c",
-        "SELECT count(*) AS n FROM scored_tweets; SELECT count(*) AS n FROM windows_by_source; SELECT count(DISTINCT hour) AS h FROM scored_tweets"]);
+    let csv = ok(&[
+        "sql",
+        "--data",
+        &root,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT count(*) AS n FROM scored_tweets; SELECT count(*) AS n FROM windows_by_source; SELECT count(DISTINCT hour) AS h FROM scored_tweets",
+    ]);
     assert_eq!(csv, "n\n5000\nn\n1075\nh\n24\n");
 
     // a glob over the Firehose layout on S3, into another root
@@ -40,7 +47,8 @@ fn run_score_and_sql_on_s3() {
     );
 
     // the report reads S3 data and writes to S3
-    let out = ok(&["report", "--data", &root, "--out", &format!("{root}/r.html"), "--png", &format!("{root}/chart.png")]);
+    let out =
+        ok(&["report", "--data", &root, "--out", &format!("{root}/r.html"), "--png", &format!("{root}/chart.png")]);
     assert!(out.contains("288 windows, 5000 tweets"), "{out}");
     let by_path = ok(&["sql", "--format", "csv", "-c", &format!("SELECT count(*) AS n FROM '{root}/windows/'")]);
     assert_eq!(by_path, "n\n288\n", "windows on S3 are queryable by path");

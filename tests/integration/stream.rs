@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sentiflow_jobs::schema::Table;
@@ -26,13 +26,23 @@ fn kinesis() -> bool {
 
 fn stream_cmd(stream: &str, root: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sentiflow"));
-    c.args(["stream", "--from", &format!("kinesis://{stream}"), "--to", root, "--scorer", "lexicon"]).args(extra).env("SENTIFLOW_NO_PROGRESS", "1");
+    c.args(["stream", "--from", &format!("kinesis://{stream}"), "--to", root, "--scorer", "lexicon"])
+        .args(extra)
+        .env("SENTIFLOW_NO_PROGRESS", "1");
     c
 }
 
 /// Every row of a table, rendered as CSV and sorted (independent of file layout).
 fn table_rows(root: &str, table: Table, cols: &str) -> Vec<String> {
-    let out = ok(&["sql", "--data", root, "--format", "csv", "-c", &format!("SELECT {cols} FROM {} ORDER BY 1, 2", table.sql_name())]);
+    let out = ok(&[
+        "sql",
+        "--data",
+        root,
+        "--format",
+        "csv",
+        "-c",
+        &format!("SELECT {cols} FROM {} ORDER BY 1, 2", table.sql_name()),
+    ]);
     out.lines().skip(1).map(str::to_string).collect()
 }
 
@@ -47,7 +57,19 @@ fn stream_windows_are_exactly_once_through_crashes() {
     let d = tmp();
     let (a, b) = (s(&d.path().join("a")), s(&d.path().join("b")));
     // a watermark wider than the skew between shards: no row is late, whatever the batches
-    let args = ["--window", "10m", "--slide", "5m", "--watermark", "3h", "--until-caught-up", "--max-records-per-shard", "60", "--trigger", "100ms"];
+    let args = [
+        "--window",
+        "10m",
+        "--slide",
+        "5m",
+        "--watermark",
+        "3h",
+        "--until-caught-up",
+        "--max-records-per-shard",
+        "60",
+        "--trigger",
+        "100ms",
+    ];
     let out_a = String::from_utf8(stream_cmd(&stream, &a, &args).output().unwrap().stdout).unwrap();
     assert!(out_a.contains("4000 records, 4000 rows, 0 rejected, 0 late rows"), "{out_a}");
 
@@ -77,28 +99,54 @@ fn stream_windows_are_exactly_once_through_crashes() {
     assert!(kills >= 10, "the run finished after only {kills} kills: make the batches smaller");
     // sums of scores add up in a different order when the batches differ: averages to 1e-9;
     // min and max must be exact (the window state keeps floats exactly: serde_json float_roundtrip)
-    let w = "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, n_positive";
+    let w =
+        "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, n_positive";
     let (wa, wb) = (table_rows(&a, Table::Windows, w), table_rows(&b, Table::Windows, w));
     assert!(wa.len() > 100, "{}", wa.len());
     let only_a: Vec<_> = wa.iter().filter(|r| !wb.contains(r)).take(5).collect();
     let only_b: Vec<_> = wb.iter().filter(|r| !wa.contains(r)).take(5).collect();
-    assert!(wa == wb, "windows after crashes differ from the uninterrupted run's: {} vs {} rows; only in a: {only_a:#?}; only in b: {only_b:#?}", wa.len(), wb.len());
+    assert!(
+        wa == wb,
+        "windows after crashes differ from the uninterrupted run's: {} vs {} rows; only in a: {only_a:#?}; only in b: {only_b:#?}",
+        wa.len(),
+        wb.len()
+    );
     let ws = "window_start, source, n, round(avg_score, 9), n_negative";
     assert_eq!(table_rows(&a, Table::WindowsBySource, ws), table_rows(&b, Table::WindowsBySource, ws));
-    let counts = ok(&["sql", "--data", &b, "--format", "csv", "-c", "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets"]);
+    let counts = ok(&[
+        "sql",
+        "--data",
+        &b,
+        "--format",
+        "csv",
+        "-c",
+        "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets",
+    ]);
     assert_eq!(counts, "n,d\n4000,4000\n", "scored rows once each");
 
     // compaction merges the micro-batch files without changing any query result
     let q = "SELECT tweet_id, sentiment_score, dt, hour FROM scored_tweets ORDER BY tweet_id";
     let before = (ok(&["sql", "--data", &b, "--format", "csv", "-c", q]), table_rows(&b, Table::Windows, w));
-    let files = |t: &str| files_below(&d.path().join("b").join(t)).iter().filter(|f| f.ends_with(".parquet") && !f.starts_with('_')).count();
+    let files = |t: &str| {
+        files_below(&d.path().join("b").join(t))
+            .iter()
+            .filter(|f| f.ends_with(".parquet") && !f.starts_with('_'))
+            .count()
+    };
     let (scored_files, window_files) = (files("scored"), files("windows"));
     let out = ok(&["compact", "--table", &format!("{b}/scored")]);
     ok(&["compact", "--table", &format!("{b}/windows")]);
-    assert!(files("scored") == 24 && scored_files > 24 && files("windows") < window_files, "one file per dt/hour partition: {out}: {scored_files} -> {}", files("scored"));
+    assert!(
+        files("scored") == 24 && scored_files > 24 && files("windows") < window_files,
+        "one file per dt/hour partition: {out}: {scored_files} -> {}",
+        files("scored")
+    );
     assert_eq!((ok(&["sql", "--data", &b, "--format", "csv", "-c", q]), table_rows(&b, Table::Windows, w)), before);
     // an interrupted compaction (output written, inputs not yet deleted) is finished by the next run
-    let part = d.path().join("b/scored").join(files_below(&d.path().join("b/scored")).into_iter().find(|f| f.contains("compacted-")).unwrap());
+    let part = d
+        .path()
+        .join("b/scored")
+        .join(files_below(&d.path().join("b/scored")).into_iter().find(|f| f.contains("compacted-")).unwrap());
     let dup = part.with_file_name("batch-dup.parquet");
     std::fs::copy(&part, &dup).unwrap();
     std::fs::create_dir_all(d.path().join("b/scored/_compaction")).unwrap();
@@ -146,14 +194,22 @@ fn late_rows_alerts_webhook_and_sigterm() {
     });
     let d = tmp();
     let rules = d.path().join("rules.toml");
-    std::fs::write(&rules, "[[rule]]\nname = \"any-negative\"\nmetric = \"share_negative\"\nop = \">=\"\nthreshold = 0.0\nmin_n = 1\n").unwrap();
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"any-negative\"\nmetric = \"share_negative\"\nop = \">=\"\nthreshold = 0.0\nmin_n = 1\n",
+    )
+    .unwrap();
     let root = s(&d.path().join("out"));
     ok(&["generate", "--rows", "600", "--seed", "4", "--span", "2h", "--to", &format!("kinesis://{stream}")]);
-    let child = stream_cmd(&stream, &root, &["--window", "10m", "--watermark", "10m", "--trigger", "200ms", "--alerts", &s(&rules), "--webhook", &hook])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = stream_cmd(
+        &stream,
+        &root,
+        &["--window", "10m", "--watermark", "10m", "--trigger", "200ms", "--alerts", &s(&rules), "--webhook", &hook],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     // wait (bounded) until the checkpoint has committed `n` records: no fixed sleeps, CI machines are slow
     let ck = d.path().join(format!("out/_checkpoints/stream/{stream}.json"));
     let committed = |n: u64| {
@@ -173,14 +229,32 @@ fn late_rows_alerts_webhook_and_sigterm() {
     };
     committed(600);
     // a day-old batch arrives after the watermark moved on: late
-    ok(&["generate", "--rows", "40", "--seed", "5", "--span", "1h", "--start", "2025-02-09T00:00:00Z", "--to", &format!("kinesis://{stream}")]);
+    ok(&[
+        "generate",
+        "--rows",
+        "40",
+        "--seed",
+        "5",
+        "--span",
+        "1h",
+        "--start",
+        "2025-02-09T00:00:00Z",
+        "--to",
+        &format!("kinesis://{stream}"),
+    ]);
     committed(640);
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let o = child.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "SIGTERM exits 0: {}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("640 records") && out.contains("40 late rows"), "{out}");
-    let late = ok(&["sql", "--format", "csv", "-c", &format!("SELECT count(*) AS n, max(created_at) < TIMESTAMP '2025-02-10 00:00:00' AS old FROM '{root}/late/'")]);
+    let late = ok(&[
+        "sql",
+        "--format",
+        "csv",
+        "-c",
+        &format!("SELECT count(*) AS n, max(created_at) < TIMESTAMP '2025-02-10 00:00:00' AS old FROM '{root}/late/'"),
+    ]);
     assert_eq!(late, "n,old\n40,true\n");
     let windows = table_rows(&root, Table::Windows, "window_start, n");
     let alerts = table_rows(&root, Table::Alerts, "window_start, rule");

@@ -12,7 +12,11 @@ use crate::common::*;
 use sentiflow_jobs::schema::Table;
 
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
-    b.column_by_name(name).unwrap_or_else(|| panic!("column {name}")).as_any().downcast_ref::<T>().unwrap_or_else(|| panic!("type of {name}"))
+    b.column_by_name(name)
+        .unwrap_or_else(|| panic!("column {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("type of {name}"))
 }
 
 fn strings(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
@@ -35,7 +39,9 @@ const MIN_US: i64 = 60_000_000;
 
 /// Windows computed the plain way: every row added to every window holding it.
 async fn oracle(root: &str, window_us: i64, slide_us: i64) -> BTreeMap<(i64, String), Agg> {
-    let rows = query(root, &[Table::Scored], "SELECT created_at, source, sentiment_score, sentiment_label FROM scored_tweets").await;
+    let rows =
+        query(root, &[Table::Scored], "SELECT created_at, source, sentiment_score, sentiment_label FROM scored_tweets")
+            .await;
     let mut out: BTreeMap<(i64, String), Agg> = BTreeMap::new();
     for b in &rows {
         let t = col::<TimestampMicrosecondArray>(b, "created_at");
@@ -89,13 +95,21 @@ fn check_output(batches: &[RecordBatch], expect: &BTreeMap<(i64, String), Agg>, 
             seen += 1;
             let start = ws.value(i);
             let e = match &src[i] {
-                Some(s) => expect.get(&(start, s.clone())).cloned().unwrap_or_else(|| panic!("unexpected window {start} {s}")),
+                Some(s) => {
+                    expect.get(&(start, s.clone())).cloned().unwrap_or_else(|| panic!("unexpected window {start} {s}"))
+                }
                 None => expect.iter().filter(|((w, _), _)| *w == start).fold(Agg::default(), |mut acc, (_, a)| {
                     acc.n += a.n;
                     acc.n_unscored += a.n_unscored;
                     acc.sum += a.sum;
-                    acc.min = match (acc.min, a.min) { (Some(x), Some(y)) => Some(x.min(y)), (x, y) => x.or(y) };
-                    acc.max = match (acc.max, a.max) { (Some(x), Some(y)) => Some(x.max(y)), (x, y) => x.or(y) };
+                    acc.min = match (acc.min, a.min) {
+                        (Some(x), Some(y)) => Some(x.min(y)),
+                        (x, y) => x.or(y),
+                    };
+                    acc.max = match (acc.max, a.max) {
+                        (Some(x), Some(y)) => Some(x.max(y)),
+                        (x, y) => x.or(y),
+                    };
                     acc.neg += a.neg;
                     acc.pos += a.pos;
                     acc
@@ -104,7 +118,11 @@ fn check_output(batches: &[RecordBatch], expect: &BTreeMap<(i64, String), Agg>, 
             assert_eq!(we.value(i) - start, window_us);
             let day = chrono::DateTime::from_timestamp_micros(start).unwrap().format("%Y-%m-%d").to_string();
             assert_eq!(dt[i].as_deref(), Some(day.as_str()), "dt is the day of window_start");
-            assert_eq!((n.value(i), nu.value(i), neg.value(i), pos.value(i)), (e.n, e.n_unscored, e.neg, e.pos), "counts at {start}");
+            assert_eq!(
+                (n.value(i), nu.value(i), neg.value(i), pos.value(i)),
+                (e.n, e.n_unscored, e.neg, e.pos),
+                "counts at {start}"
+            );
             if e.n == 0 {
                 // every row unscorable (e.g. all in a language the model does not read)
                 assert!(avg.is_null(i) && min.is_null(i) && max.is_null(i) && share.is_null(i), "window {start}");
@@ -154,10 +172,15 @@ async fn tumbling_and_sliding_windows_match_the_oracle() {
     assert_matches_oracle(&root, 60, 15).await;
     // windows starting before the first row exist for sliding windows; all dt partitions present
     let parts = files_below(&d.path().join("windows"));
-    assert_eq!(parts, vec![
-        "dt=2025-02-09/part-00000.parquet", "dt=2025-02-10/part-00000.parquet",
-        "dt=2025-02-11/part-00000.parquet", "dt=2025-02-12/part-00000.parquet",
-    ]);
+    assert_eq!(
+        parts,
+        vec![
+            "dt=2025-02-09/part-00000.parquet",
+            "dt=2025-02-10/part-00000.parquet",
+            "dt=2025-02-11/part-00000.parquet",
+            "dt=2025-02-12/part-00000.parquet",
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,7 +188,9 @@ async fn rerunning_a_range_replaces_its_partitions_only() {
     let d = tmp();
     let root = three_days(d.path());
     ok(&["aggregate", "--out", &root]);
-    let total = |root: String| async move { scalar_i64(&query(&root, &[Table::Windows], "SELECT count(*) FROM windows").await) };
+    let total = |root: String| async move {
+        scalar_i64(&query(&root, &[Table::Windows], "SELECT count(*) FROM windows").await)
+    };
     let n = total(root.clone()).await;
     assert_eq!(n, 3 * 288);
     ok(&["aggregate", "--out", &root]);
@@ -174,7 +199,8 @@ async fn rerunning_a_range_replaces_its_partitions_only() {
     // strays (say, files of an older run) in two partitions
     let w = d.path().join("windows");
     for day in ["2025-02-10", "2025-02-11"] {
-        std::fs::copy(w.join(format!("dt={day}/part-00000.parquet")), w.join(format!("dt={day}/old-run.parquet"))).unwrap();
+        std::fs::copy(w.join(format!("dt={day}/part-00000.parquet")), w.join(format!("dt={day}/old-run.parquet")))
+            .unwrap();
     }
     assert_eq!(total(root.clone()).await, n + 2 * 288);
     let out = ok(&["aggregate", "--out", &root, "--from", "2025-02-11", "--to", "2025-02-12"]);
@@ -228,10 +254,12 @@ fn golden_outputs_on_sample_data() {
             std::fs::write(&path, &got).unwrap();
             continue;
         }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("{} missing: run with SENTIFLOW_BLESS=1", path.display()));
+        let want = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{} missing: run with SENTIFLOW_BLESS=1", path.display()));
         // numbers may differ in the last bits (parallel sums add in any order); text must not
         let same_cell = |a: &str, b: &str| {
-            a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if (x - y).abs() <= 1e-12 * x.abs().max(1.0))
+            a == b
+                || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if (x - y).abs() <= 1e-12 * x.abs().max(1.0))
         };
         let same_line = |a: &str, b: &str| {
             let (x, y): (Vec<&str>, Vec<&str>) = (a.split(',').collect(), b.split(',').collect());
@@ -271,13 +299,17 @@ async fn bench_contract_matches_the_oracle() {
         Field::new("score", DataType::Float64, false),
         Field::new("source", DataType::Utf8, false),
     ]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![
-        Arc::new(StringArray::from((0..n).map(|i| i.to_string()).collect::<Vec<_>>())),
-        Arc::new(TimestampMicrosecondArray::from(ts.clone()).with_timezone("UTC")),
-        Arc::new(StringArray::from(vec!["t"; n as usize])),
-        Arc::new(Float64Array::from(score.clone())),
-        Arc::new(StringArray::from(src.clone())),
-    ]).unwrap();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from((0..n).map(|i| i.to_string()).collect::<Vec<_>>())),
+            Arc::new(TimestampMicrosecondArray::from(ts.clone()).with_timezone("UTC")),
+            Arc::new(StringArray::from(vec!["t"; n as usize])),
+            Arc::new(Float64Array::from(score.clone())),
+            Arc::new(StringArray::from(src.clone())),
+        ],
+    )
+    .unwrap();
     let file = std::fs::File::create(input.join("part-0.parquet")).unwrap();
     let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
     w.write(&batch).unwrap();
@@ -303,7 +335,12 @@ async fn bench_contract_matches_the_oracle() {
     }
     assert_eq!(r["windows_rows"].as_u64().unwrap() as usize, by_window.len());
     let root = s(&out);
-    let b = query(&root, &[Table::Windows], "SELECT window_start, n, avg_score, n_negative FROM windows ORDER BY window_start").await;
+    let b = query(
+        &root,
+        &[Table::Windows],
+        "SELECT window_start, n, avg_score, n_negative FROM windows ORDER BY window_start",
+    )
+    .await;
     let mut i = 0;
     for batch in &b {
         let ws = col::<TimestampMicrosecondArray>(batch, "window_start");

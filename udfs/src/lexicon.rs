@@ -57,9 +57,7 @@ impl LexiconScorer {
         }
         // The port indexes token windows directly; a panic there must not take
         // the job down, and must not become a score either.
-        let compound = catch_unwind(AssertUnwindSafe(|| {
-            self.analyzer.polarity_scores(text).get("compound").copied()
-        }));
+        let compound = catch_unwind(AssertUnwindSafe(|| self.analyzer.polarity_scores(text).get("compound").copied()));
         match compound {
             Ok(Some(c)) if c.is_finite() => Outcome::Scored { score: c, label: label_for(c) },
             Ok(_) => Outcome::Unscorable("lexicon scorer returned no finite compound score".into()),

@@ -84,7 +84,10 @@ impl Label {
 /// What a scorer says about one text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Scored { score: f64, label: Label },
+    Scored {
+        score: f64,
+        label: Label,
+    },
     /// The text could not be scored; the reason is stored in `score_error`.
     Unscorable(String),
 }

@@ -83,7 +83,14 @@ pub struct OnnxOptions {
 
 impl OnnxOptions {
     pub fn new(model_dir: impl Into<PathBuf>) -> Self {
-        Self { model_dir: model_dir.into(), ort_lib: None, device: Device::Cpu, threads: 0, sessions: 0, batch_size: 32 }
+        Self {
+            model_dir: model_dir.into(),
+            ort_lib: None,
+            device: Device::Cpu,
+            threads: 0,
+            sessions: 0,
+            batch_size: 32,
+        }
     }
 }
 
@@ -193,7 +200,9 @@ fn read_config(dir: &Path) -> Result<ModelConfig> {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Array(a)) => Some(
             a.iter()
-                .map(|l| l.as_str().map(str::to_string).ok_or_else(|| bad(format!("languages holds {l}, not a string"))))
+                .map(|l| {
+                    l.as_str().map(str::to_string).ok_or_else(|| bad(format!("languages holds {l}, not a string")))
+                })
                 .collect::<Result<Vec<_>>>()?,
         ),
         Some(other) => return Err(bad(format!("languages must be a list like [\"en\"], got {other}"))),
@@ -493,7 +502,10 @@ impl OnnxScorer {
                     .collect();
                 workers
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(Error::Inference { reason: "a scoring thread panicked".into() })))
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(Error::Inference { reason: "a scoring thread panicked".into() }))
+                    })
                     .collect()
             })
         };
@@ -513,9 +525,8 @@ impl OnnxScorer {
         next: &AtomicUsize,
         encodings: &[tokenizers::Encoding],
     ) -> Result<Vec<(usize, Probs)>> {
-        let mut session = self.sessions[w]
-            .lock()
-            .map_err(|_| Error::Inference { reason: "an earlier run panicked".into() })?;
+        let mut session =
+            self.sessions[w].lock().map_err(|_| Error::Inference { reason: "an earlier run panicked".into() })?;
         let n_classes = self.labels.len();
         let mut out = Vec::new();
         loop {
@@ -538,9 +549,8 @@ impl OnnxScorer {
                 }
             }
             let shape = [rows as i64, width as i64];
-            let tensor = |v: Vec<i64>| {
-                Tensor::from_array((shape, v)).map_err(|e| Error::Inference { reason: e.to_string() })
-            };
+            let tensor =
+                |v: Vec<i64>| Tensor::from_array((shape, v)).map_err(|e| Error::Inference { reason: e.to_string() });
             let mut inputs = ort::inputs![
                 "input_ids" => tensor(ids)?,
                 "attention_mask" => tensor(mask)?,
@@ -572,12 +582,7 @@ impl OnnxScorer {
 
     /// The score (P(positive) − P(negative)) and label of one probability vector.
     pub fn outcome(&self, probs: &[f32]) -> Outcome {
-        let best = probs
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i)
-            .unwrap_or(0);
+        let best = probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
         let score = f64::from(probs[self.positive]) - f64::from(probs[self.negative]);
         Outcome::Scored { score, label: self.classes[best] }
     }

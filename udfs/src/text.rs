@@ -212,10 +212,7 @@ pub struct LanguageGate {
 
 impl LanguageGate {
     pub fn new(languages: &[String], model: &str) -> Self {
-        Self {
-            languages: languages.iter().filter_map(|l| primary_subtag(l)).collect(),
-            model: model.to_string(),
-        }
+        Self { languages: languages.iter().filter_map(|l| primary_subtag(l)).collect(), model: model.to_string() }
     }
 
     /// `None` when the model reads the text; else the reason for `score_error`.
@@ -225,7 +222,7 @@ impl LanguageGate {
             Some(code) => (code, "lang field"),
             None => (detect_language(text)?.to_string(), "detected"),
         };
-        if self.languages.iter().any(|l| *l == code) {
+        if self.languages.contains(&code) {
             return None;
         }
         Some(format!(
@@ -243,7 +240,10 @@ mod tests {
 
     #[test]
     fn mentions_and_urls_are_normalised() {
-        assert_eq!(normalize_tweet("@hodl_queen Podcast out https://t.co/xY12 #Bitcoin"), "@user Podcast out http #Bitcoin");
+        assert_eq!(
+            normalize_tweet("@hodl_queen Podcast out https://t.co/xY12 #Bitcoin"),
+            "@user Podcast out http #Bitcoin"
+        );
         assert_eq!(normalize_tweet("HTTP://A.b/c?d=1\tand @x_1, @ alone, a@b"), "http\tand @user, @ alone, a@user");
         assert_eq!(normalize_tweet("http:// nothing"), "http:// nothing");
         assert_eq!(normalize_tweet("¡mañana! @José"), "¡mañana! @useré");

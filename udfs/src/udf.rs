@@ -21,9 +21,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float32Builder, Float64Builder, StringBuilder, StructArray,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float32Builder, Float64Builder, StringBuilder, StructArray};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{DataFusionError, Result as DfResult, exec_err};
@@ -90,10 +88,8 @@ pub struct ScorerUdf {
 impl ScorerUdf {
     fn new(scorer: SharedScorer, name: String, output: Output) -> Self {
         let gate = scorer.languages().map(|l| LanguageGate::new(&l, scorer.id()));
-        let signature = Signature::one_of(
-            vec![TypeSignature::String(1), TypeSignature::String(2)],
-            Volatility::Immutable,
-        );
+        let signature =
+            Signature::one_of(vec![TypeSignature::String(1), TypeSignature::String(2)], Volatility::Immutable);
         Self { scorer, name, output, signature, gate }
     }
 

@@ -81,10 +81,11 @@ pub async fn posts(client: &LlmClient, topic: &str, n: usize) -> Result<(Vec<Str
         let want = PER_REQUEST.min(n - out.len()).max(3);
         let prompt = GENERATE_PROMPT.replace("{n}", &want.to_string()).replace("{topic}", topic);
         // ~60 tokens a post; a warm temperature for variety
-        let answer = client
-            .ask(prompt, (want * 70) as u32, 0.9)
-            .await
-            .map_err(|reason| Error::Llm { base_url: client.opts.base_url.clone(), model: client.opts.model.clone(), reason })?;
+        let answer = client.ask(prompt, (want * 70) as u32, 0.9).await.map_err(|reason| Error::Llm {
+            base_url: client.opts.base_url.clone(),
+            model: client.opts.model.clone(),
+            reason,
+        })?;
         let before = out.len();
         for post in answer.text.lines().filter_map(clean_line) {
             if out.len() < n && diversity.admit(&post) {
@@ -140,7 +141,10 @@ mod tests {
 
     #[test]
     fn lines_are_cleaned_and_near_duplicates_dropped() {
-        assert_eq!(clean_line("1. Bitcoin is pumping today, love it! 🚀").as_deref(), Some("Bitcoin is pumping today, love it! 🚀"));
+        assert_eq!(
+            clean_line("1. Bitcoin is pumping today, love it! 🚀").as_deref(),
+            Some("Bitcoin is pumping today, love it! 🚀")
+        );
         assert_eq!(clean_line("- \"Worried about ETH fees again\"").as_deref(), Some("Worried about ETH fees again"));
         assert_eq!(clean_line("Here are 10 posts:"), None);
         assert_eq!(clean_line(""), None);

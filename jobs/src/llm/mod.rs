@@ -220,7 +220,9 @@ impl std::fmt::Debug for LlmClient {
 
 /// Seconds (or an HTTP date) from `Retry-After`, or milliseconds from `retry-after-ms`.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
+    if let Some(ms) =
+        headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok())
+    {
         return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
     }
     let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().to_string();
@@ -272,7 +274,9 @@ impl LlmClient {
                             }
                             (retry_after(resp.headers()).map(|d| policy.server_delay(d)), Ok(resp))
                         }
-                        Err(e) if (e.is_timeout() || e.is_connect() || e.is_request()) && retry < policy.max_retries => {
+                        Err(e)
+                            if (e.is_timeout() || e.is_connect() || e.is_request()) && retry < policy.max_retries =>
+                        {
                             (None, Err(OpenAIError::Reqwest(e)))
                         }
                         Err(e) => return Err(OpenAIError::Reqwest(e)),
@@ -306,7 +310,12 @@ impl LlmClient {
     }
 
     /// One chat completion.
-    pub async fn chat(&self, turns: Vec<(Role, String)>, max_tokens: u32, temperature: f32) -> std::result::Result<Answer, String> {
+    pub async fn chat(
+        &self,
+        turns: Vec<(Role, String)>,
+        max_tokens: u32,
+        temperature: f32,
+    ) -> std::result::Result<Answer, String> {
         use async_openai::types::chat::{ChatCompletionRequestAssistantMessage, ChatCompletionRequestSystemMessage};
         // rough token estimate for the per-minute budget: ~4 characters a token
         let estimate = (turns.iter().map(|(_, t)| t.len()).sum::<usize>() / 4) as u32 + max_tokens;
@@ -315,7 +324,9 @@ impl LlmClient {
             .map(|(role, text)| match role {
                 Role::System => ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage::from(text)),
                 Role::User => ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(text)),
-                Role::Assistant => ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage::from(text)),
+                Role::Assistant => {
+                    ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage::from(text))
+                }
             })
             .collect();
         self.limiter.acquire(estimate).await;
@@ -375,7 +386,9 @@ pub fn parse_score(answer: &str) -> std::result::Result<f64, String> {
             || (b[i] == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit));
         if starts_number {
             let mut j = i + 1;
-            while j < b.len() && (b[j].is_ascii_digit() || (b[j] == b'.' && b.get(j + 1).is_some_and(u8::is_ascii_digit))) {
+            while j < b.len()
+                && (b[j].is_ascii_digit() || (b[j] == b'.' && b.get(j + 1).is_some_and(u8::is_ascii_digit)))
+            {
                 j += 1;
             }
             let v: f64 = s[i..j].parse().map_err(|_| format!("unparsable number {:?} in the answer", &s[i..j]))?;
@@ -409,7 +422,10 @@ pub async fn load_api_key(secret_arn: Option<&str>) -> Result<Option<ApiKey>> {
                 .or_else(|| m.get("OPENAI_API_KEY"))
                 .and_then(|v| v.as_str())
                 .map(str::to_string)
-                .ok_or_else(|| Error::Secret { secret: arn.to_string(), reason: "JSON secret without an api_key field".into() })?,
+                .ok_or_else(|| Error::Secret {
+                    secret: arn.to_string(),
+                    reason: "JSON secret without an api_key field".into(),
+                })?,
             _ => s.trim().to_string(),
         };
         return Ok(Some(ApiKey(key)));
@@ -444,7 +460,7 @@ mod tests {
         let m = prompt_messages(SCORE_PROMPT, "hello\nworld");
         assert_eq!(m[0].0, Role::System);
         assert_eq!(m.last().unwrap(), &(Role::User, "hello\nworld".to_string()));
-        assert!(m.len() >= 4 && m.len() % 2 == 0, "system, pairs of examples, the post");
+        assert!(m.len() >= 4 && m.len().is_multiple_of(2), "system, pairs of examples, the post");
         assert!(m[1..m.len() - 1].chunks(2).all(|p| p[0].0 == Role::User && p[1].0 == Role::Assistant));
         assert_eq!(prompt_messages("just {text}", "x"), vec![(Role::User, "just x".to_string())]);
     }

@@ -88,10 +88,10 @@ impl LlmScorer {
         };
         match outcome {
             Ok((score, answer)) => {
-                if let Some(c) = &self.cache {
-                    if let Err(e) = c.put(&key, &Cached { score, answer }).await {
-                        tracing::warn!(error = %e, "LLM answer not cached");
-                    }
+                if let Some(c) = &self.cache
+                    && let Err(e) = c.put(&key, &Cached { score, answer }).await
+                {
+                    tracing::warn!(error = %e, "LLM answer not cached");
                 }
                 Ok(score)
             }
@@ -226,7 +226,8 @@ impl AsyncScalarUDFImpl for LlmUdf {
                 Arc::new(b.finish())
             }
             Output::Struct => {
-                let (mut sc, mut lb, mut er) = (Float64Builder::with_capacity(n), StringBuilder::new(), StringBuilder::new());
+                let (mut sc, mut lb, mut er) =
+                    (Float64Builder::with_capacity(n), StringBuilder::new(), StringBuilder::new());
                 for o in &outcomes {
                     match o {
                         None => {
@@ -246,8 +247,12 @@ impl AsyncScalarUDFImpl for LlmUdf {
                         }
                     }
                 }
-                let DataType::Struct(fields) = sentiflow_udfs::score_struct_type() else { unreachable!("a struct type") };
-                let nulls = datafusion::arrow::buffer::NullBuffer::from(outcomes.iter().map(|o| o.is_some()).collect::<Vec<_>>());
+                let DataType::Struct(fields) = sentiflow_udfs::score_struct_type() else {
+                    unreachable!("a struct type")
+                };
+                let nulls = datafusion::arrow::buffer::NullBuffer::from(
+                    outcomes.iter().map(|o| o.is_some()).collect::<Vec<_>>(),
+                );
                 Arc::new(StructArray::try_new(
                     fields,
                     vec![Arc::new(sc.finish()), Arc::new(lb.finish()), Arc::new(er.finish())],

@@ -102,7 +102,9 @@ impl Rows<'_> {
                     } else if spans_lines && raw.len() > self.max_text_bytes {
                         Some("a quoted field runs over several lines past the text limit (a quote is likely missing)")
                     } else if spans_lines && raw.split(|c| *c == b'\n').skip(1).any(|l| self.is_record(l)) {
-                        Some("a quoted field opened on this line runs into a later line that is a record of its own (a closing quote is likely missing)")
+                        Some(
+                            "a quoted field opened on this line runs into a later line that is a record of its own (a closing quote is likely missing)",
+                        )
                     } else {
                         None
                     };

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 
-pub use record::{Cell, parse_timestamp};
 use record::RawBuilder;
+pub use record::{Cell, parse_timestamp};
 
 use crate::schema::Table;
 use crate::{Error, Result};
@@ -106,7 +106,12 @@ impl RecordParser {
         let before_rejects = self.out.rejects.len();
         self.b.default_ingested_at = arrival_micros;
         if data.iter().all(u8::is_ascii_whitespace) {
-            self.out.rejects.push(Reject::new(&self.origin, None, "empty record; producers must put one JSON object per record".into(), data));
+            self.out.rejects.push(Reject::new(
+                &self.origin,
+                None,
+                "empty record; producers must put one JSON object per record".into(),
+                data,
+            ));
         } else {
             ndjson::parse_ndjson(&self.origin, data, &mut self.b, &mut self.out);
         }
@@ -260,7 +265,6 @@ pub fn rejects_batch(rejects: &[Reject], rejected_at_micros: i64) -> Result<Reco
     RecordBatch::try_new(schema, cols).map_err(|e| Error::arrow("rejected records", e))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,7 +294,9 @@ mod tests {
 
     #[test]
     fn invalid_utf8_and_long_text_are_rejected() {
-        let mut data = b"{\"tweet_id\":\"1\",\"created_at\":\"2025-02-10T00:00:01Z\",\"text\":\"\xff\xfe\",\"source\":\"x\"}\n".to_vec();
+        let mut data =
+            b"{\"tweet_id\":\"1\",\"created_at\":\"2025-02-10T00:00:01Z\",\"text\":\"\xff\xfe\",\"source\":\"x\"}\n"
+                .to_vec();
         let long = format!(
             r#"{{"tweet_id":"2","created_at":"2025-02-10T00:00:01Z","text":"{}","source":"x"}}"#,
             "a".repeat(DEFAULT_MAX_TEXT_BYTES + 1)
@@ -353,7 +359,13 @@ mod tests {
         let truth = strings(n, |i| (i == 9).then(|| "bogus".to_string()));
         let p = parse(
             "f.parquet",
-            &parquet_bytes(vec![("tweet_id", id.clone()), ("created_at", ts), ("text", text), ("source", source.clone()), ("truth_label", truth)]),
+            &parquet_bytes(vec![
+                ("tweet_id", id.clone()),
+                ("created_at", ts),
+                ("text", text),
+                ("source", source.clone()),
+                ("truth_label", truth),
+            ]),
         );
         assert_eq!(p.rows, n - 4);
         let got: Vec<(i64, &str)> = p.rejects.iter().map(|r| (r.line.unwrap(), r.reason.as_str())).collect();
@@ -374,20 +386,43 @@ mod tests {
         }
         let list: ArrayRef = Arc::new(lb.finish());
         let secs: ArrayRef = Arc::new(Int64Array::from(vec![1_739_195_100; m]));
-        let nanos: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![1_739_195_100_000_000_001; m]).with_timezone("UTC"));
+        let nanos: ArrayRef =
+            Arc::new(TimestampNanosecondArray::from(vec![1_739_195_100_000_000_001; m]).with_timezone("UTC"));
         let src = strings(m, |_| Some("x".into()));
         let ids = strings(m, |i| Some(i.to_string()));
-        let p = parse("b.parquet", &parquet_bytes(vec![("tweet_id", ids.clone()), ("created_at", nanos.clone()), ("text", bin), ("source", src.clone())]));
+        let p = parse(
+            "b.parquet",
+            &parquet_bytes(vec![
+                ("tweet_id", ids.clone()),
+                ("created_at", nanos.clone()),
+                ("text", bin),
+                ("source", src.clone()),
+            ]),
+        );
         assert_eq!((p.rows, p.rejects.len()), (3, 1));
         assert_eq!(p.rejects[0].line, Some(2));
         assert!(p.rejects[0].reason.contains("not UTF-8"));
         let created = p.batches[0].column_by_name("created_at").unwrap();
-        assert_eq!(created.as_any().downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>().unwrap().value(0), 1_739_195_100_000_000);
-        let p = parse("l.parquet", &parquet_bytes(vec![("tweet_id", ids.clone()), ("created_at", nanos), ("text", list), ("source", src.clone())]));
+        assert_eq!(
+            created.as_any().downcast_ref::<datafusion::arrow::array::TimestampMicrosecondArray>().unwrap().value(0),
+            1_739_195_100_000_000
+        );
+        let p = parse(
+            "l.parquet",
+            &parquet_bytes(vec![
+                ("tweet_id", ids.clone()),
+                ("created_at", nanos),
+                ("text", list),
+                ("source", src.clone()),
+            ]),
+        );
         assert_eq!((p.rows, p.rejects.len()), (0, m));
         assert!(p.rejects[0].reason.contains("expected a string, got a list"));
         let texts = strings(m, |_| Some("hi".into()));
-        let p = parse("s.parquet", &parquet_bytes(vec![("tweet_id", ids), ("created_at", secs), ("text", texts), ("source", src)]));
+        let p = parse(
+            "s.parquet",
+            &parquet_bytes(vec![("tweet_id", ids), ("created_at", secs), ("text", texts), ("source", src)]),
+        );
         assert_eq!((p.rows, p.rejects.len()), (0, m));
         assert!(p.rejects[0].reason.contains("is a number"), "{}", p.rejects[0].reason);
     }
@@ -397,16 +432,28 @@ mod tests {
     fn out_of_range_times_are_rejected() {
         use datafusion::arrow::array::TimestampMicrosecondArray;
         let mut data = String::new();
-        for t in ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "1600-01-01T00:00:00Z", "2262-04-12T00:00:00Z", "2025-02-10T00:00:00Z"] {
+        for t in [
+            "9999-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "1600-01-01T00:00:00Z",
+            "2262-04-12T00:00:00Z",
+            "2025-02-10T00:00:00Z",
+        ] {
             data.push_str(&format!("{{\"tweet_id\":\"1\",\"created_at\":\"{t}\",\"text\":\"a\",\"source\":\"x\"}}\n"));
         }
         let p = parse("t.json", data.as_bytes());
         assert_eq!((p.rows, p.rejects.len()), (1, 4));
         assert!(p.rejects.iter().all(|r| r.reason.contains("outside the supported time range")));
-        let ts: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![253_402_300_799_000_000, 0]).with_timezone("UTC"));
+        let ts: ArrayRef =
+            Arc::new(TimestampMicrosecondArray::from(vec![253_402_300_799_000_000, 0]).with_timezone("UTC"));
         let p = parse(
             "t.parquet",
-            &parquet_bytes(vec![("tweet_id", strings(2, |_| Some("1".into()))), ("created_at", ts), ("text", strings(2, |_| Some("a".into()))), ("source", strings(2, |_| Some("x".into())))]),
+            &parquet_bytes(vec![
+                ("tweet_id", strings(2, |_| Some("1".into()))),
+                ("created_at", ts),
+                ("text", strings(2, |_| Some("a".into()))),
+                ("source", strings(2, |_| Some("x".into()))),
+            ]),
         );
         assert_eq!((p.rows, p.rejects.len()), (1, 1));
         assert_eq!(p.rejects[0].line, Some(1));
@@ -430,7 +477,10 @@ mod tests {
         let ids = p.batches[0].column_by_name("tweet_id").unwrap();
         assert_eq!(ids.as_any().downcast_ref::<StringArray>().unwrap().value(1), "3");
         // a quote that never closes, on the last record
-        let p = parse("e.csv", b"tweet_id,created_at,text,source\n1,2025-02-10T00:00:00Z,ok,x\n2,2025-02-10T00:00:00Z,\"no end,x\nmore\n");
+        let p = parse(
+            "e.csv",
+            b"tweet_id,created_at,text,source\n1,2025-02-10T00:00:00Z,ok,x\n2,2025-02-10T00:00:00Z,\"no end,x\nmore\n",
+        );
         assert_eq!((p.rows, p.rejects.len()), (1, 2), "{:?}", p.rejects);
         assert!(p.rejects[0].reason.contains("never closes"), "{}", p.rejects[0].reason);
         assert!(p.rejects[1].reason.contains("expected 4 fields"), "the line after it is read on its own");
@@ -454,7 +504,11 @@ mod tests {
         for data in [utf16.clone(), [&[0xff, 0xfe][..], &utf16].concat()] {
             let p = parse("w.json", &data);
             assert_eq!((p.rows, p.rejects.len()), (0, 1));
-            assert!(p.rejects[0].reason.contains("UTF-16") && p.rejects[0].reason.contains("iconv"), "{}", p.rejects[0].reason);
+            assert!(
+                p.rejects[0].reason.contains("UTF-16") && p.rejects[0].reason.contains("iconv"),
+                "{}",
+                p.rejects[0].reason
+            );
         }
         let p = parse("c.csv", b"tweet_id,created_at,text,source\n1,bad,\"a, b\",x\n");
         assert_eq!(p.rejects[0].record.as_deref(), Some("1,bad,\"a, b\",x"));

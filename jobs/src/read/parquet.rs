@@ -27,12 +27,21 @@ enum Column {
     LargeBinary(ArrayRef),
     BinaryView(ArrayRef),
     /// Integers as Int64; `src` tells a NULL from a value that did not fit.
-    Int { ints: ArrayRef, src: ArrayRef },
+    Int {
+        ints: ArrayRef,
+        src: ArrayRef,
+    },
     Float(ArrayRef),
     Bool(ArrayRef),
     /// Timestamps and dates as UTC microseconds; `src` tells NULL from overflow.
-    Time { micros: ArrayRef, src: ArrayRef },
-    Other { src: ArrayRef, kind: &'static str },
+    Time {
+        micros: ArrayRef,
+        src: ArrayRef,
+    },
+    Other {
+        src: ArrayRef,
+        kind: &'static str,
+    },
 }
 
 fn kind_of(t: &DataType) -> &'static str {
@@ -98,7 +107,11 @@ impl Column {
         }
         match self {
             Column::Missing => Cell::Null,
-            Column::Utf8(a) | Column::LargeUtf8(a) | Column::Utf8View(a) | Column::Binary(a) | Column::LargeBinary(a)
+            Column::Utf8(a)
+            | Column::LargeUtf8(a)
+            | Column::Utf8View(a)
+            | Column::Binary(a)
+            | Column::LargeBinary(a)
             | Column::BinaryView(a)
                 if a.is_null(i) =>
             {
@@ -181,8 +194,14 @@ fn read_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFi
             Ok(batch) => batch,
             Err(e) => {
                 // rows before this batch are kept; the rest of the file cannot be read
-                let kept = if row_base == 0 { "no row could be read".to_string() } else { format!("rows 1..={row_base} were read, the rest was not") };
-                out.rejects.push(file_reject(format!("Parquet data is corrupt after row {row_base}: {e}; {kept} (re-deliver the file)")));
+                let kept = if row_base == 0 {
+                    "no row could be read".to_string()
+                } else {
+                    format!("rows 1..={row_base} were read, the rest was not")
+                };
+                out.rejects.push(file_reject(format!(
+                    "Parquet data is corrupt after row {row_base}: {e}; {kept} (re-deliver the file)"
+                )));
                 return;
             }
         };

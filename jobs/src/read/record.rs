@@ -101,7 +101,9 @@ fn ts(k: &str, c: Cell, required: bool) -> Check<Option<i64>> {
         Cell::Str(s) => match parse_timestamp(&s) {
             Some(t) if event_time_in_range(t) => t,
             Some(_) => return Err(out_of_range(k, &format!("{s:?}"))),
-            None => return Err(format!("field {k}: {s:?} is not a timestamp (use RFC 3339, e.g. 2025-02-10T13:45:00Z)")),
+            None => {
+                return Err(format!("field {k}: {s:?} is not a timestamp (use RFC 3339, e.g. 2025-02-10T13:45:00Z)"));
+            }
         },
         Cell::Time(t) if event_time_in_range(t) => t,
         Cell::Time(t) => {
@@ -194,15 +196,15 @@ impl RawBuilder {
         let lang = string("lang", field("lang"), false)?;
         let ingested_at = ts("ingested_at", field("ingested_at"), false)?;
         let truth = string("truth_label", field("truth_label"), false)?;
-        if let Some(t) = &truth {
-            if !schema::LABELS.contains(&t.as_str()) {
-                return Err(format!("field truth_label: {t:?} is not {}", schema::LABELS.join(", ")));
-            }
+        if let Some(t) = &truth
+            && !schema::LABELS.contains(&t.as_str())
+        {
+            return Err(format!("field truth_label: {t:?} is not {}", schema::LABELS.join(", ")));
         }
-        if let Some(t) = &text {
-            if t.len() > self.max_text_bytes {
-                return Err(text_too_long(t.len(), self.max_text_bytes));
-            }
+        if let Some(t) = &text
+            && t.len() > self.max_text_bytes
+        {
+            return Err(text_too_long(t.len(), self.max_text_bytes));
         }
         let vals = [tweet_id, text, source, user_id, lang, truth];
         for (b, v) in self.strings.iter_mut().zip(vals) {
@@ -257,7 +259,9 @@ impl RawBuilder {
                 out.batches.push(b);
             }
             // the builders are driven by the schema module, so this is a bug, not bad input
-            Err(e) => out.rejects.push(Reject::new("<internal>", None, format!("internal error building rows: {e}"), &[])),
+            Err(e) => {
+                out.rejects.push(Reject::new("<internal>", None, format!("internal error building rows: {e}"), &[]))
+            }
         }
         self.pending = 0;
     }
@@ -302,7 +306,11 @@ mod tests {
             ("text", Cell::Null, "missing required field text"),
             ("truth_label", Cell::Str("bogus".into()), "is not negative, neutral, positive"),
             ("created_at", Cell::Int(1_739_195_100), "is a number"),
-            ("created_at", Cell::Str("9999-12-31T23:59:59Z".into()), "outside the supported time range 1900-01-01..2200-01-01"),
+            (
+                "created_at",
+                Cell::Str("9999-12-31T23:59:59Z".into()),
+                "outside the supported time range 1900-01-01..2200-01-01",
+            ),
             ("created_at", Cell::Str("1600-01-01T00:00:00Z".into()), "outside the supported time range"),
             ("created_at", Cell::Str("2262-04-12T00:00:00Z".into()), "outside the supported time range"),
             ("created_at", Cell::Time(i64::MIN), "outside the supported time range"),

@@ -9,7 +9,9 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 
@@ -147,7 +149,13 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
     // windows
     let mut points = Vec::new();
     for b in rows(jc, "report_windows", from, to).await? {
-        let (s, e, n, a, sh) = (times(&b, "window_start")?, times(&b, "window_end")?, i64s(&b, "n")?, f64s(&b, "avg_score")?, f64s(&b, "share_negative")?);
+        let (s, e, n, a, sh) = (
+            times(&b, "window_start")?,
+            times(&b, "window_end")?,
+            i64s(&b, "n")?,
+            f64s(&b, "avg_score")?,
+            f64s(&b, "share_negative")?,
+        );
         for i in 0..b.num_rows() {
             points.push(WindowPoint {
                 start_us: s[i].unwrap_or_default(),
@@ -164,7 +172,8 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
     let get = |name: &str| i64s(sb, name).map(|v| v.first().copied().flatten().unwrap_or(0));
     let (n_rows, n_scored, n_unscorable) = (get("n_rows")?, get("n_scored")?, get("n_unscorable")?);
     let n_other_language = get("n_other_language")?;
-    let (n_neg, n_neu, n_pos, n_sources) = (get("n_negative")?, get("n_neutral")?, get("n_positive")?, get("n_sources")?);
+    let (n_neg, n_neu, n_pos, n_sources) =
+        (get("n_negative")?, get("n_neutral")?, get("n_positive")?, get("n_sources")?);
     let avg = f64s(sb, "avg_score")?.first().copied().flatten();
     let first_at = times(sb, "first_at")?.first().copied().flatten();
     let last_at = times(sb, "last_at")?.first().copied().flatten();
@@ -172,7 +181,14 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
     // sources, distribution, extremes, alerts
     let mut sources = Vec::new();
     for b in rows(jc, "report_sources", from, to).await? {
-        let (s, n, a, ng, nu, p) = (strs(&b, "source")?, i64s(&b, "n")?, f64s(&b, "avg_score")?, i64s(&b, "n_negative")?, i64s(&b, "n_neutral")?, i64s(&b, "n_positive")?);
+        let (s, n, a, ng, nu, p) = (
+            strs(&b, "source")?,
+            i64s(&b, "n")?,
+            f64s(&b, "avg_score")?,
+            i64s(&b, "n_negative")?,
+            i64s(&b, "n_neutral")?,
+            i64s(&b, "n_positive")?,
+        );
         for i in 0..b.num_rows() {
             sources.push(SourceRow {
                 source: s[i].clone().unwrap_or_default(),
@@ -201,29 +217,56 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
             }
         }
     }
-    let mut extremes: Vec<(String, Option<i64>, String, Option<f64>, String)> = Vec::new();
+    type Extreme = (String, Option<i64>, String, Option<f64>, String);
+    let mut extremes: Vec<Extreme> = Vec::new();
     for b in rows(jc, "report_extremes", from, to).await? {
-        let (side, at, src, score, text) = (strs(&b, "side")?, times(&b, "created_at")?, strs(&b, "source")?, f64s(&b, "sentiment_score")?, strs(&b, "text")?);
+        let (side, at, src, score, text) = (
+            strs(&b, "side")?,
+            times(&b, "created_at")?,
+            strs(&b, "source")?,
+            f64s(&b, "sentiment_score")?,
+            strs(&b, "text")?,
+        );
         for i in 0..b.num_rows() {
-            extremes.push((side[i].clone().unwrap_or_default(), at[i], src[i].clone().unwrap_or_default(), score[i], text[i].clone().unwrap_or_default()));
+            extremes.push((
+                side[i].clone().unwrap_or_default(),
+                at[i],
+                src[i].clone().unwrap_or_default(),
+                score[i],
+                text[i].clone().unwrap_or_default(),
+            ));
         }
     }
     let mut alerts: Vec<(Option<i64>, String, Option<String>, String)> = Vec::new();
     if has_alerts {
         for b in rows(jc, "report_alerts", from, to).await? {
-            let (at, rule, src, msg) = (times(&b, "window_start")?, strs(&b, "rule")?, strs(&b, "source")?, strs(&b, "message")?);
+            let (at, rule, src, msg) =
+                (times(&b, "window_start")?, strs(&b, "rule")?, strs(&b, "source")?, strs(&b, "message")?);
             for i in 0..b.num_rows() {
-                alerts.push((at[i], rule[i].clone().unwrap_or_default(), src[i].clone(), msg[i].clone().unwrap_or_default()));
+                alerts.push((
+                    at[i],
+                    rule[i].clone().unwrap_or_default(),
+                    src[i].clone(),
+                    msg[i].clone().unwrap_or_default(),
+                ));
             }
         }
     }
     let marks: Vec<AlertMark> = alerts
         .iter()
         .filter_map(|(at, rule, src, msg)| {
-            at.map(|t| AlertMark { at_us: t, label: format!("{} UTC · {rule}{}: {msg}", fmt_ts(Some(t)), src.as_ref().map(|s| format!(" ({s})")).unwrap_or_default()) })
+            at.map(|t| AlertMark {
+                at_us: t,
+                label: format!(
+                    "{} UTC · {rule}{}: {msg}",
+                    fmt_ts(Some(t)),
+                    src.as_ref().map(|s| format!(" ({s})")).unwrap_or_default()
+                ),
+            })
         })
         .collect();
-    let window_len = points.first().map(|p| crate::aggregate::fmt_duration(chrono::Duration::microseconds(p.end_us - p.start_us)));
+    let window_len =
+        points.first().map(|p| crate::aggregate::fmt_duration(chrono::Duration::microseconds(p.end_us - p.start_us)));
     let period = match (points.first(), points.last()) {
         (Some(a), Some(b)) => format!("{} – {}", fmt_ts(Some(a.start_us)), fmt_ts(Some(b.end_us))),
         _ => "no windows".into(),
@@ -288,7 +331,10 @@ dt {{ color: #4a5560; }} dd {{ margin: 0; }}
         chart_src = svg::sources(&sources, "Sentiment by source"),
     );
     for (side, title) in [("positive", "Most positive tweets"), ("negative", "Most negative tweets")] {
-        let _ = write!(h, r##"<h2>{title}</h2><table class="extremes {side}"><tr><th>Score</th><th>Time (UTC)</th><th>Source</th><th>Text</th></tr>"##);
+        let _ = write!(
+            h,
+            r##"<h2>{title}</h2><table class="extremes {side}"><tr><th>Score</th><th>Time (UTC)</th><th>Source</th><th>Text</th></tr>"##
+        );
         for (s, at, src, score, text) in extremes.iter().filter(|e| e.0 == side) {
             let cls = if s == "positive" { "pos" } else { "neg" };
             let _ = write!(
@@ -304,7 +350,11 @@ dt {{ color: #4a5560; }} dd {{ margin: 0; }}
     }
     h.push_str("<h2>Alerts</h2>\n");
     if alerts.is_empty() {
-        let why = if has_alerts { "No alert fired in this period." } else { "No alerts table in this data (alerts are written by streaming mode)." };
+        let why = if has_alerts {
+            "No alert fired in this period."
+        } else {
+            "No alerts table in this data (alerts are written by streaming mode)."
+        };
         let _ = write!(h, r##"<p class="note alerts-none">{why}</p>"##);
     } else {
         h.push_str(r##"<table class="alerts"><tr><th>Window (UTC)</th><th>Rule</th><th>Source</th><th>What happened</th></tr>"##);

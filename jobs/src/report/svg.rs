@@ -242,7 +242,8 @@ pub fn sentiment_over_time(points: &[WindowPoint], alerts: &[AlertMark], title: 
             None => pen_down = false,
         }
     }
-    let _ = write!(o, r##"<path class="avg-line" d="{}" fill="none" stroke="{C_LINE}" stroke-width="1.8"/>"##, d.trim());
+    let _ =
+        write!(o, r##"<path class="avg-line" d="{}" fill="none" stroke="{C_LINE}" stroke-width="1.8"/>"##, d.trim());
     // alerts
     for a in alerts {
         if a.at_us < axis.t0 || a.at_us > axis.t1 {
@@ -292,7 +293,11 @@ pub fn share_negative(points: &[WindowPoint], title: &str) -> String {
             pen_down = false;
         }
     }
-    let _ = write!(o, r##"<path class="negative-line" d="{}" fill="none" stroke="{C_NEG}" stroke-width="1.6"/>"##, d.trim());
+    let _ = write!(
+        o,
+        r##"<path class="negative-line" d="{}" fill="none" stroke="{C_NEG}" stroke-width="1.6"/>"##,
+        d.trim()
+    );
     y_label(&mut o, 18.0, TOP + plot_h / 2.0, "Negative tweets (% of scored)");
     o.push_str("</svg>");
     o
@@ -341,7 +346,8 @@ pub fn distribution(bins: &[Bin], title: &str) -> String {
         let x0 = x(b.lo) + 1.0;
         let w = (x(b.hi) - x(b.lo) - 2.0).max(0.5);
         let mut below = 0i64;
-        for (k, (name, color)) in [("negative", C_NEG), ("neutral", C_NEU), ("positive", C_POS)].into_iter().enumerate() {
+        for (k, (name, color)) in [("negative", C_NEG), ("neutral", C_NEU), ("positive", C_POS)].into_iter().enumerate()
+        {
             let n = b.n[k];
             if n == 0 {
                 continue;
@@ -408,7 +414,13 @@ pub fn sources(rows: &[SourceRow], title: &str) -> String {
         top - 8.0
     );
     let ax = |v: f64| avg_x + (v + 1.0) / 2.0 * avg_w;
-    let _ = write!(o, r##"<line x1="{:.1}" y1="{top}" x2="{:.1}" y2="{:.1}" stroke="#aab4bf"/>"##, ax(0.0), ax(0.0), top + rows.len() as f64 * row_h);
+    let _ = write!(
+        o,
+        r##"<line x1="{:.1}" y1="{top}" x2="{:.1}" y2="{:.1}" stroke="#aab4bf"/>"##,
+        ax(0.0),
+        ax(0.0),
+        top + rows.len() as f64 * row_h
+    );
     for (i, r) in rows.iter().enumerate() {
         let y = top + i as f64 * row_h;
         let total = (r.negative + r.neutral + r.positive).max(1) as f64;
@@ -421,7 +433,9 @@ pub fn sources(rows: &[SourceRow], title: &str) -> String {
             fmt_num(r.n as f64)
         );
         let mut x = bar_x;
-        for (count, color, name) in [(r.negative, C_NEG, "negative"), (r.neutral, C_NEU, "neutral"), (r.positive, C_POS, "positive")] {
+        for (count, color, name) in
+            [(r.negative, C_NEG, "negative"), (r.neutral, C_NEU, "neutral"), (r.positive, C_POS, "positive")]
+        {
             let w = count as f64 / total * bar_w;
             let pct = count as f64 / total * 100.0;
             let _ = write!(
@@ -432,7 +446,12 @@ pub fn sources(rows: &[SourceRow], title: &str) -> String {
                 esc(&r.source)
             );
             if w > 34.0 {
-                let _ = write!(o, r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#ffffff">{pct:.0}%</text>"##, x + w / 2.0, y + 21.0);
+                let _ = write!(
+                    o,
+                    r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#ffffff">{pct:.0}%</text>"##,
+                    x + w / 2.0,
+                    y + 21.0
+                );
             }
             x += w;
         }
@@ -452,7 +471,12 @@ pub fn sources(rows: &[SourceRow], title: &str) -> String {
     }
     let yb = top + rows.len() as f64 * row_h + 18.0;
     for v in [-1.0, 0.0, 1.0] {
-        let _ = write!(o, r##"<text x="{:.1}" y="{yb:.1}" text-anchor="middle" fill="{C_AXIS}">{}</text>"##, ax(v), fmt_num(v));
+        let _ = write!(
+            o,
+            r##"<text x="{:.1}" y="{yb:.1}" text-anchor="middle" fill="{C_AXIS}">{}</text>"##,
+            ax(v),
+            fmt_num(v)
+        );
     }
     o.push_str("</svg>");
     o
