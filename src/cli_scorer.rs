@@ -5,13 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use sentiflow_jobs::eval::{self, EvalArgs, EvalReport};
+use sentiflow_jobs::job::eval::{self, EvalArgs, EvalReport};
 use std::sync::Arc;
 
+use sentiflow_jobs::io::retry::RetryPolicy;
 use sentiflow_jobs::llm::cache::AnswerCache;
 use sentiflow_jobs::llm::udf::LlmScorer;
 use sentiflow_jobs::llm::{LlmClient, LlmOptions, Prices, SCORE_PROMPT_VERSION, load_api_key};
-use sentiflow_jobs::retry::RetryPolicy;
 use sentiflow_jobs::{JobContext, JobScorer, ScorerKind, default_model_dir};
 use sentiflow_udfs::{AnyLanguage, Device, OnnxOptions};
 

@@ -7,9 +7,9 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::execution::context::SQLOptions;
 use sentiflow_jobs::JobContext;
+use sentiflow_jobs::io::store::{Location, list_files};
 use sentiflow_jobs::schema::Table;
 use sentiflow_jobs::sql::split_statements;
-use sentiflow_jobs::store::{Location, list_files};
 use sentiflow_jobs::tables::{register_parquet_table, register_raw_table};
 
 #[derive(clap::Args, Debug)]

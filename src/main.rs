@@ -8,19 +8,19 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
-use sentiflow_jobs::aggregate::{self, AggregateArgs, WindowSpec, fmt_duration};
-use sentiflow_jobs::bench::{self, BenchTask};
-use sentiflow_jobs::generate::{self, GenerateArgs, OutputFormat};
-use sentiflow_jobs::ingest::{self, IngestArgs};
-use sentiflow_jobs::kinesis::StartPosition;
+use sentiflow_jobs::io::kinesis::StartPosition;
+use sentiflow_jobs::io::read::{DEFAULT_MAX_TEXT_BYTES, Format};
+use sentiflow_jobs::io::retry::RetryPolicy;
+use sentiflow_jobs::io::store::Location;
+use sentiflow_jobs::job::aggregate::{self, AggregateArgs, WindowSpec, fmt_duration};
+use sentiflow_jobs::job::bench::{self, BenchTask};
+use sentiflow_jobs::job::generate::{self, GenerateArgs, OutputFormat};
+use sentiflow_jobs::job::ingest::{self, IngestArgs};
+use sentiflow_jobs::job::pipeline::{self, RunArgs};
+use sentiflow_jobs::job::report::{self, ReportArgs};
+use sentiflow_jobs::job::score::{self, ScoreArgs};
 use sentiflow_jobs::llm::cache::default_dir;
-use sentiflow_jobs::pipeline::{self, RunArgs};
-use sentiflow_jobs::read::{DEFAULT_MAX_TEXT_BYTES, Format};
-use sentiflow_jobs::report::{self, ReportArgs};
-use sentiflow_jobs::retry::RetryPolicy;
 use sentiflow_jobs::schema::Table;
-use sentiflow_jobs::score::{self, ScoreArgs};
-use sentiflow_jobs::store::Location;
 use sentiflow_jobs::{ContextOptions, JobContext};
 
 use crate::cli_scorer::ScorerArgs;
@@ -433,8 +433,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 None => generate::run(&jc.stores, args).await?,
                 Some(client) => {
                     let (posts, dropped) =
-                        sentiflow_jobs::llm::generate::posts(client, &args.topic, args.rows as usize).await?;
-                    let tweets = sentiflow_jobs::llm::generate::as_tweets(posts, &args);
+                        sentiflow_jobs::job::generate::llm::posts(client, &args.topic, args.rows as usize).await?;
+                    let tweets = sentiflow_jobs::job::generate::llm::as_tweets(posts, &args);
                     let r = generate::write_tweets(&jc.stores, args, tweets.into_iter()).await?;
                     let m = client.summary();
                     println!(
@@ -582,10 +582,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Eval(e) => cli_scorer::eval(&jc, e).await?,
         Cmd::Stream(st) => {
             let spec = WindowSpec::new(st.window.window, st.window.slide)?;
-            let rules = st.alerts.as_deref().map(sentiflow_jobs::alerts::Rules::load).transpose()?;
+            let rules = st.alerts.as_deref().map(sentiflow_jobs::job::alerts::Rules::load).transpose()?;
             let cache = default_dir(&Location::parse(&st.to)?);
             let scorer = st.scorer.build(&jc, Some(cache)).await?;
-            let args = sentiflow_jobs::stream::StreamArgs {
+            let args = sentiflow_jobs::job::stream::StreamArgs {
                 from: st.from,
                 to: st.to,
                 spec,
@@ -598,7 +598,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 max_text_bytes: st.max_text_bytes,
                 retry: RetryPolicy::default(),
             };
-            let r = sentiflow_jobs::stream::run(&jc, scorer, args, stop_signal()).await?;
+            let r = sentiflow_jobs::job::stream::run(&jc, scorer, args, stop_signal()).await?;
             let wm = r
                 .watermark_us
                 .and_then(DateTime::<Utc>::from_timestamp_micros)
@@ -626,9 +626,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Compact(c) => {
-            let r = sentiflow_jobs::compact::run(
+            let r = sentiflow_jobs::job::compact::run(
                 &jc.stores,
-                sentiflow_jobs::compact::CompactArgs {
+                sentiflow_jobs::job::compact::CompactArgs {
                     table: c.table.clone(),
                     target_bytes: c.target_mb.max(1) << 20,
                     min_files: c.min_files,
@@ -651,7 +651,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             );
         }
         Cmd::Compare(c) => {
-            let r = sentiflow_jobs::compare::run(&jc, sentiflow_jobs::compare::CompareArgs { a: c.a, b: c.b }).await?;
+            let r =
+                sentiflow_jobs::job::compare::run(&jc, sentiflow_jobs::job::compare::CompareArgs { a: c.a, b: c.b })
+                    .await?;
             println!("a                {}", r.a_scorer);
             println!("b                {}", r.b_scorer);
             println!("tweets           {} in both, {} scored by both", r.joined, r.both_scored);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use sentiflow_udfs::{LexiconScorer, OnnxOptions, OnnxScorer, SharedScorer, register_scorer_udfs};
 
-use crate::store::{Location, StoreRegistry, list_files};
+use crate::io::store::{Location, StoreRegistry, list_files};
 use crate::{Error, Result};
 
 /// Which scorer a job uses.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 
-use crate::read::{Format, ReadOptions, parse_file, parse_timestamp};
+use crate::io::read::{Format, ReadOptions, parse_file, parse_timestamp};
 use crate::schema::{self, event_time_in_range};
 
 /// For the fuzz targets: libFuzzer's panic hook aborts on every panic, even
@@ -44,7 +44,7 @@ pub fn records(data: &[u8]) {
         assert!(!r.reason.is_empty(), "every reject has a reason");
         assert!(r.line.is_none_or(|l| l >= 1), "lines are 1-based");
         // lossy UTF-8 turns each bad byte of the excerpt into U+FFFD (3 bytes)
-        assert!(r.record.as_ref().is_none_or(|t| t.len() <= 3 * crate::read::REJECT_EXCERPT_BYTES));
+        assert!(r.record.as_ref().is_none_or(|t| t.len() <= 3 * crate::io::read::REJECT_EXCERPT_BYTES));
     }
     for b in &p.batches {
         assert_eq!(b.schema(), crate::schema::Table::Raw.schema());

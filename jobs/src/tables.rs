@@ -9,9 +9,9 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 
 use crate::context::JobContext;
-use crate::read::{ReadOptions, parse_file};
+use crate::io::read::{ReadOptions, parse_file};
+use crate::io::store::{Location, list_files};
 use crate::schema::Table;
-use crate::store::{Location, list_files};
 use crate::{Error, Result};
 
 /// Registers a Parquet table written by sentiflow (Hive partitions as string
@@ -39,7 +39,7 @@ pub struct RawTable {
     pub files: usize,
     /// Records (and files) that failed validation; in the `<name>_rejected` table.
     pub rejected: usize,
-    pub first_reject: Option<crate::read::Reject>,
+    pub first_reject: Option<crate::io::read::Reject>,
 }
 
 /// Registers raw tweets: a Parquet layout as a listing table; NDJSON/CSV
@@ -58,7 +58,7 @@ pub async fn register_raw_table(jc: &JobContext, name: &str, loc: &Location) -> 
     let mut batches = Vec::new();
     let mut rejects = Vec::new();
     for f in &files {
-        let bytes = crate::score::fetch(store.as_ref(), loc, &f.location).await?;
+        let bytes = crate::io::store::fetch(store.as_ref(), loc, &f.location).await?;
         let parsed = parse_file(&loc.url_of(&f.location), bytes, ReadOptions::default());
         batches.extend(parsed.batches);
         rejects.extend(parsed.rejects);
@@ -68,7 +68,7 @@ pub async fn register_raw_table(jc: &JobContext, name: &str, loc: &Location) -> 
     if rejects.is_empty() {
         let _ = jc.ctx.deregister_table(rejected_name.as_str());
     } else {
-        let batch = crate::read::rejects_batch(&rejects, chrono::Utc::now().timestamp_micros())?;
+        let batch = crate::io::read::rejects_batch(&rejects, chrono::Utc::now().timestamp_micros())?;
         register_batches(jc, &rejected_name, Table::Rejected.schema(), vec![vec![batch]])?;
     }
     out.rejected = rejects.len();

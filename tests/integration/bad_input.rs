@@ -551,8 +551,8 @@ fn mixture(seed: u64, dir: &Path) -> (usize, usize) {
 
 /// Copies a local directory's files to an s3:// prefix.
 fn upload_dir(dir: &Path, prefix: &str) {
-    let loc = sentiflow_jobs::store::Location::parse(prefix).unwrap();
-    let store = sentiflow_jobs::store::build_object_store(&loc.store_url).unwrap();
+    let loc = sentiflow_jobs::io::store::Location::parse(prefix).unwrap();
+    let store = sentiflow_jobs::io::store::build_object_store(&loc.store_url).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     for f in files_below(dir) {
         let bytes = std::fs::read(dir.join(&f)).unwrap();
@@ -577,10 +577,10 @@ fn crash_during_an_s3_upload_leaves_nothing_visible() {
         .unwrap();
     assert!(!out.status.success(), "the crash point was not reached");
     assert!(String::from_utf8_lossy(&out.stderr).contains("SENTIFLOW_TEST_CRASH"));
-    let loc = sentiflow_jobs::store::Location::parse(&format!("{root}/scored")).unwrap();
-    let store = sentiflow_jobs::store::build_object_store(&loc.store_url).unwrap();
+    let loc = sentiflow_jobs::io::store::Location::parse(&format!("{root}/scored")).unwrap();
+    let store = sentiflow_jobs::io::store::build_object_store(&loc.store_url).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listed = rt.block_on(sentiflow_jobs::store::list_below(store.as_ref(), &loc, &loc.path)).unwrap();
+    let listed = rt.block_on(sentiflow_jobs::io::store::list_below(store.as_ref(), &loc, &loc.path)).unwrap();
     assert!(
         listed.is_empty(),
         "nothing visible after the crash: {:?}",
@@ -589,7 +589,7 @@ fn crash_during_an_s3_upload_leaves_nothing_visible() {
     let out = ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &root]);
     assert_eq!(figure(&out, "scored"), rows, "{out}");
     assert_eq!(count(&root, "SELECT count(*) FROM scored_tweets"), rows as i64);
-    for m in rt.block_on(sentiflow_jobs::store::list_below(store.as_ref(), &loc, &loc.path)).unwrap() {
+    for m in rt.block_on(sentiflow_jobs::io::store::list_below(store.as_ref(), &loc, &loc.path)).unwrap() {
         let bytes = rt.block_on(async {
             object_store::ObjectStoreExt::get(store.as_ref(), &m.location).await.unwrap().bytes().await.unwrap()
         });

@@ -5,8 +5,8 @@ use std::process::{Command, Output};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use sentiflow_jobs::io::store::Location;
 use sentiflow_jobs::schema::Table;
-use sentiflow_jobs::store::Location;
 use sentiflow_jobs::tables::register_parquet_table;
 use sentiflow_jobs::{ContextOptions, JobContext};
 

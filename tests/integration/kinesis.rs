@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::AsArray;
-use sentiflow_jobs::generate::{GenerateArgs, Generator};
+use sentiflow_jobs::job::generate::{GenerateArgs, Generator};
 use sentiflow_jobs::schema::Table;
 
 use crate::common::*;
@@ -52,7 +52,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 async fn client() -> aws_sdk_kinesis::Client {
-    sentiflow_jobs::aws::kinesis_client().await
+    sentiflow_jobs::io::aws::kinesis_client().await
 }
 
 async fn wait_active(c: &aws_sdk_kinesis::Client, name: &str) {
@@ -189,7 +189,7 @@ fn produce_then_ingest_exactly_once_through_kill_9() {
     assert!(rows == expected);
     // then kill -9 at random moments, with more data arriving between runs
     expected.extend(produce(&stream, 3000, 8, "2025-02-20T00:00:00Z"));
-    let mut rng = sentiflow_jobs::generate::Rng::new(nonce() as u64);
+    let mut rng = sentiflow_jobs::rng::Rng::new(nonce() as u64);
     let deadline = Instant::now() + Duration::from_secs(240);
     let (mut kills, mut completed, mut batch) = (0, 0, 0);
     while kills < 12 {
@@ -581,7 +581,7 @@ fn firehose_delivery_is_scored_from_s3() {
     assert_eq!(http(&moto, "PUT", &format!("/{bucket}")), 200, "create the bucket in moto's S3");
     let name = format!("tweets-{}", nonce() % 1_000_000);
     rt.block_on(async {
-        let c = sentiflow_jobs::aws::firehose_client().await;
+        let c = sentiflow_jobs::io::aws::firehose_client().await;
         use aws_sdk_firehose::types::{CompressionFormat, ExtendedS3DestinationConfiguration};
         c.create_delivery_stream()
             .delivery_stream_name(&name)

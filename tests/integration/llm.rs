@@ -379,7 +379,7 @@ fn api_key_comes_from_secrets_manager() {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let (plain, json) = rt.block_on(async {
-        let conf = aws_sdk_secretsmanager::config::Builder::from(&sentiflow_jobs::aws::sdk_config().await)
+        let conf = aws_sdk_secretsmanager::config::Builder::from(&sentiflow_jobs::io::aws::sdk_config().await)
             .endpoint_url(&moto)
             .build();
         let c = aws_sdk_secretsmanager::Client::from_conf(conf);

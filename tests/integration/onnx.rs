@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Float32Type;
 use datafusion::arrow::datatypes::Float64Type;
-use sentiflow_jobs::score::{self, ScoreArgs};
+use sentiflow_jobs::job::score::{self, ScoreArgs};
 use sentiflow_jobs::{ContextOptions, JobContext, ScorerKind};
 use sentiflow_udfs::{Label, OnnxOptions, Outcome, Scorer};
 

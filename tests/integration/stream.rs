@@ -78,7 +78,7 @@ fn stream_windows_are_exactly_once_through_crashes() {
         let o = stream_cmd(&stream, &b, &args).env("SENTIFLOW_TEST_CRASH", crash).output().unwrap();
         assert!(!o.status.success(), "{crash}");
     }
-    let mut rng = sentiflow_jobs::generate::Rng::new(99);
+    let mut rng = sentiflow_jobs::rng::Rng::new(99);
     let (mut kills, deadline) = (0, Instant::now() + Duration::from_secs(180));
     loop {
         assert!(Instant::now() < deadline, "{kills} kills in 180 s");

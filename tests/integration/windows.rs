@@ -287,7 +287,7 @@ async fn bench_contract_matches_the_oracle() {
     std::fs::create_dir_all(&input).unwrap();
     let n = 20_000i64;
     let start = 1_739_145_600_000_000i64; // 2025-02-10
-    let mut rng = sentiflow_jobs::generate::Rng::new(1);
+    let mut rng = sentiflow_jobs::rng::Rng::new(1);
     let ts: Vec<i64> = (0..n).map(|_| start + (rng.f64() * 2.0 * 86_400e6) as i64).collect();
     let score: Vec<f64> = (0..n).map(|_| (rng.below(81) as f64 - 40.0) * 0.25).collect();
     let sources = ["a", "b", "c"];

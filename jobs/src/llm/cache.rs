@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use crate::Result;
-use crate::store::{Location, StoreRegistry, list_below};
+use crate::io::store::{Location, StoreRegistry, list_below};
 
 /// Where a job writing below `root` keeps its answers unless told otherwise.
 pub fn default_dir(root: &Location) -> String {

@@ -7,7 +7,6 @@
 //! limiter and the counters the job summary prints. The key is never logged.
 
 pub mod cache;
-pub mod generate;
 pub mod limiter;
 pub mod udf;
 
@@ -22,7 +21,7 @@ use async_openai::types::chat::{
     ChatCompletionRequestMessage, ChatCompletionRequestUserMessage, CreateChatCompletionRequest,
 };
 
-use crate::retry::{Jitter, RetryPolicy};
+use crate::io::retry::{Jitter, RetryPolicy};
 use crate::{Error, Result};
 use limiter::RateLimiter;
 
@@ -407,10 +406,10 @@ pub fn parse_score(answer: &str) -> std::result::Result<f64, String> {
 /// else from `OPENAI_API_KEY` / `SENTIFLOW_LLM_API_KEY`.
 pub async fn load_api_key(secret_arn: Option<&str>) -> Result<Option<ApiKey>> {
     if let Some(arn) = secret_arn {
-        let client = aws_sdk_secretsmanager::Client::new(&crate::aws::sdk_config().await);
+        let client = aws_sdk_secretsmanager::Client::new(&crate::io::aws::sdk_config().await);
         let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| Error::Secret {
             secret: arn.to_string(),
-            reason: crate::aws::classify(&e).message().to_string(),
+            reason: crate::io::aws::classify(&e).message().to_string(),
         })?;
         let s = out.secret_string().ok_or_else(|| Error::Secret {
             secret: arn.to_string(),

@@ -7,8 +7,8 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::Float64Type;
 
 use crate::context::JobContext;
+use crate::io::store::Location;
 use crate::schema::Table;
-use crate::store::Location;
 use crate::tables::register_parquet_table;
 use crate::{Error, Result, sql};
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 
-use crate::aws::{Failure, classify};
-use crate::retry::{Jitter, RetryPolicy};
+use crate::io::aws::{Failure, classify};
+use crate::io::retry::{Jitter, RetryPolicy};
 use crate::{Error, Result};
 
 /// What one put call of a service may carry.
@@ -174,7 +174,7 @@ where
                 Ok(PutOutcome::Done) => break,
                 Ok(PutOutcome::Partial(failed, code)) => {
                     stats.failed_entries += failed.len() as u64;
-                    if crate::aws::is_throttle_code(&code) {
+                    if crate::io::aws::is_throttle_code(&code) {
                         stats.throttled += 1;
                     }
                     pending = failed.into_iter().filter_map(|i| pending.get(i).cloned()).collect();
@@ -218,7 +218,7 @@ pub struct KinesisProducer {
 
 impl KinesisProducer {
     pub async fn new(stream: &str, policy: RetryPolicy) -> Self {
-        Self::with_client(crate::aws::kinesis_client().await, stream, policy)
+        Self::with_client(crate::io::aws::kinesis_client().await, stream, policy)
     }
 
     pub fn with_client(client: aws_sdk_kinesis::Client, stream: &str, policy: RetryPolicy) -> Self {
@@ -269,7 +269,7 @@ pub struct FirehoseProducer {
 impl FirehoseProducer {
     pub async fn new(stream: &str, policy: RetryPolicy) -> Self {
         Self {
-            client: crate::aws::firehose_client().await,
+            client: crate::io::aws::firehose_client().await,
             stream: stream.into(),
             policy,
             jitter: Jitter::default(),
@@ -313,7 +313,7 @@ pub fn arrival_ms(r: &aws_sdk_kinesis::types::Record) -> Option<i64> {
 }
 
 /// Adds a stream record to a parser: its arrival time fills a missing `ingested_at`.
-pub fn parse_record(parser: &mut crate::read::RecordParser, shard: &str, r: &aws_sdk_kinesis::types::Record) {
+pub fn parse_record(parser: &mut crate::io::read::RecordParser, shard: &str, r: &aws_sdk_kinesis::types::Record) {
     parser.push(shard, r.sequence_number(), r.data().as_ref(), arrival_ms(r).map(|ms| ms * 1000));
 }
 
@@ -395,7 +395,7 @@ pub struct ReadCounters {
 
 impl KinesisReader {
     pub async fn new(stream: &str, policy: RetryPolicy) -> Self {
-        Self::with_client(crate::aws::kinesis_client().await, stream, policy)
+        Self::with_client(crate::io::aws::kinesis_client().await, stream, policy)
     }
 
     pub fn with_client(client: aws_sdk_kinesis::Client, stream: &str, policy: RetryPolicy) -> Self {
@@ -421,7 +421,7 @@ impl KinesisReader {
     {
         use std::sync::atomic::Ordering::Relaxed;
         let c = &self.counters;
-        crate::retry::retrying(op, &self.policy, &self.jitter, |retry| {
+        crate::io::retry::retrying(op, &self.policy, &self.jitter, |retry| {
             c.requests.fetch_add(1, Relaxed);
             if retry > 0 {
                 c.retries.fetch_add(1, Relaxed);

@@ -2,7 +2,7 @@
 //! tables (`aggregate`) never interleave their writes.
 //!
 //! The lock is a JSON document `<out>/_locks/<job>.json` written with the same
-//! compare-and-swap as the Kinesis checkpoints ([`crate::checkpoint::StateStore`]):
+//! compare-and-swap as the Kinesis checkpoints ([`crate::io::checkpoint::StateStore`]):
 //! S3 conditional PUT, or an OS file lock around read-compare-rename locally.
 //! The holder renews its lease every third of [`LEASE`]; a run that finds the
 //! lock held waits, and takes it over once the lease has expired (its holder
@@ -15,8 +15,8 @@ use std::time::Duration;
 use object_store::ObjectStore;
 use serde_json::{Value, json};
 
-use crate::checkpoint::{StateStore, Version};
-use crate::store::Location;
+use crate::io::checkpoint::{StateStore, Version};
+use crate::io::store::Location;
 use crate::{Error, Result};
 
 /// How long a lock stays valid without renewal.
@@ -47,7 +47,7 @@ impl OutputLock {
     /// live run holds it.
     pub async fn acquire(store: Arc<dyn ObjectStore>, out: &Location, name: &str) -> Result<OutputLock> {
         let states = StateStore::new(store, out.child(LOCK_DIR));
-        let owner = format!("{}:{}:{}", crate::ingest::default_worker_id(), std::process::id(), now_ms());
+        let owner = format!("{}:{}:{}", crate::io::checkpoint::default_worker_id(), std::process::id(), now_ms());
         let mut last_note = std::time::Instant::now() - Duration::from_secs(3600);
         let version = loop {
             let current = states.load_doc(name).await?;

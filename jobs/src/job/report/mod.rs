@@ -16,16 +16,16 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 
 use crate::context::JobContext;
+use crate::io::store::{Location, put};
 use crate::schema::{Table, timestamp_type};
 use crate::sql::timestamp_param;
-use crate::store::{Location, put};
 use crate::tables::register_parquet_table;
 use crate::{Error, Result, sql};
 use svg::{AlertMark, SourceRow, WindowPoint, esc};
 
 /// DejaVu Sans 2.37 (Bitstream Vera license + public domain changes; see
 /// `jobs/assets/DejaVu-LICENSE.txt`), for the PNG: no system fonts needed.
-const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 
 #[derive(Debug, Clone)]
 pub struct ReportArgs {
@@ -140,8 +140,8 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
         register_parquet_table(jc, "alerts", Table::Alerts, &alerts_loc)?;
     }
 
-    let from = args.from.unwrap_or_else(crate::aggregate::far_past);
-    let to = args.to.unwrap_or_else(crate::aggregate::far_future);
+    let from = args.from.unwrap_or_else(crate::job::aggregate::far_past);
+    let to = args.to.unwrap_or_else(crate::job::aggregate::far_future);
     if from >= to {
         return Err(Error::Argument("--from must be before --to".into()));
     }
@@ -265,8 +265,9 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
             })
         })
         .collect();
-    let window_len =
-        points.first().map(|p| crate::aggregate::fmt_duration(chrono::Duration::microseconds(p.end_us - p.start_us)));
+    let window_len = points
+        .first()
+        .map(|p| crate::job::aggregate::fmt_duration(chrono::Duration::microseconds(p.end_us - p.start_us)));
     let period = match (points.first(), points.last()) {
         (Some(a), Some(b)) => format!("{} – {}", fmt_ts(Some(a.start_us)), fmt_ts(Some(b.end_us))),
         _ => "no windows".into(),

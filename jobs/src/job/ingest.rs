@@ -4,7 +4,7 @@
 //! A coordinator lists the shards (ListShards, re-listed so splits and
 //! merges are followed; a child is read only after its parents are read to
 //! their end), takes a lease on each free shard in the object store (see
-//! [`crate::checkpoint`]) and runs one reader task per leased shard. A task
+//! [`crate::io::checkpoint`]) and runs one reader task per leased shard. A task
 //! buffers records into a file of at most `--max-rows` records or
 //! `--max-seconds` age, then commits: intent → files named
 //! `<shard>-<first sequence number>.parquet` → checkpoint. Bad records go to
@@ -20,13 +20,13 @@ use object_store::ObjectStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::checkpoint::{Pending, ShardState, StateStore, Version, crash_point};
-use crate::kinesis::{KinesisReader, Position, ReadError, ShardInfo, StartPosition, StreamUrl, sleep_or_stop};
-use crate::read::RecordParser;
-use crate::retry::RetryPolicy;
+use crate::io::checkpoint::{Pending, ShardState, StateStore, Version, crash_point};
+use crate::io::kinesis::{KinesisReader, Position, ReadError, ShardInfo, StartPosition, StreamUrl, sleep_or_stop};
+use crate::io::read::RecordParser;
+use crate::io::retry::RetryPolicy;
+use crate::io::store::{Location, StoreRegistry};
+use crate::io::write::write_raw_and_rejects;
 use crate::schema::Table;
-use crate::store::{Location, StoreRegistry};
-use crate::write::write_raw_and_rejects;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ impl Default for IngestArgs {
             idle_poll: Duration::from_secs(1),
             list_every: Duration::from_secs(10),
             get_limit: 10_000,
-            max_text_bytes: crate::read::DEFAULT_MAX_TEXT_BYTES,
+            max_text_bytes: crate::io::read::DEFAULT_MAX_TEXT_BYTES,
             retry: RetryPolicy::default(),
         }
     }
@@ -113,17 +113,6 @@ const MIN_GET_INTERVAL: Duration = Duration::from_millis(200);
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// A worker id unique per process: host, pid and a random suffix.
-pub fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
-        .unwrap_or_else(|| "host".into());
-    let mut rng = crate::retry::jitter_rng();
-    format!("{host}-{}-{:04x}", std::process::id(), rng.next_u64() & 0xffff)
 }
 
 /// Orders Kinesis sequence numbers (decimal strings of up to 128 digits).
@@ -187,7 +176,7 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
     let out = Location::parse(&args.to)?;
     let store = stores.store(&out.store_url)?;
     let states = StateStore::new(store.clone(), out.child(&format!("_checkpoints/ingest/{stream}")));
-    let worker = args.worker_id.clone().unwrap_or_else(default_worker_id);
+    let worker = args.worker_id.clone().unwrap_or_else(crate::io::checkpoint::default_worker_id);
     let reader = KinesisReader::new(&stream, args.retry).await;
     let shared = Arc::new(Shared {
         reader,
@@ -441,7 +430,7 @@ impl Buffer {
 
     fn push(&mut self, shard: &str, r: &Record) {
         let seq = r.sequence_number();
-        crate::kinesis::parse_record(&mut self.parser, shard, r);
+        crate::io::kinesis::parse_record(&mut self.parser, shard, r);
         if self.first.is_none() {
             self.first = Some(seq.to_string());
             self.since = Some(Instant::now());

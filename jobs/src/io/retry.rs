@@ -9,8 +9,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::aws::Failure;
-use crate::generate::Rng;
+use crate::io::aws::Failure;
+use crate::rng::Rng;
 
 /// How a failed call is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -5,10 +5,11 @@
 
 use std::collections::HashSet;
 
-use crate::generate::{GenerateArgs, Rng, Tweet, draw_user, snowflake_id};
+use crate::job::generate::{GenerateArgs, Tweet, draw_user, snowflake_id};
+use crate::rng::Rng;
 use crate::{Error, Result};
 
-use super::{GENERATE_PROMPT, LlmClient};
+use crate::llm::{GENERATE_PROMPT, LlmClient};
 
 /// Posts asked for per request.
 const PER_REQUEST: usize = 10;

@@ -31,18 +31,18 @@ use datafusion::common::ScalarValue;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::aggregate::{WindowSpec, far_future, far_past};
-use crate::alerts::{Rules, Webhook, WindowFigures, alerts_batch, evaluate};
-use crate::checkpoint::{StateStore, Version, crash_point};
 use crate::context::{JobContext, JobScorer};
-use crate::kinesis::{KinesisReader, Position, ReadError, StreamUrl, sleep_or_stop};
-use crate::read::RecordParser;
-use crate::retry::RetryPolicy;
+use crate::io::checkpoint::{StateStore, Version, crash_point};
+use crate::io::kinesis::{KinesisReader, Position, ReadError, StreamUrl, sleep_or_stop};
+use crate::io::read::RecordParser;
+use crate::io::retry::RetryPolicy;
+use crate::io::store::Location;
+use crate::io::write::{PartitionedWriter, write_raw_and_rejects};
+use crate::job::aggregate::{WindowSpec, far_future, far_past};
+use crate::job::alerts::{Rules, Webhook, WindowFigures, alerts_batch, evaluate};
 use crate::schema::Table;
 use crate::sql::{interval_param, timestamp_param};
-use crate::store::Location;
 use crate::tables::register_batches;
-use crate::write::{PartitionedWriter, write_raw_and_rejects};
 use crate::{Error, Result, sql};
 
 #[derive(Debug, Clone)]
@@ -415,7 +415,7 @@ pub async fn run(
         for (shard, recs) in &records {
             let mut p = RecordParser::new(format!("kinesis://{stream}/{shard}"), args.max_text_bytes);
             for r in recs {
-                crate::kinesis::parse_record(&mut p, shard, r);
+                crate::io::kinesis::parse_record(&mut p, shard, r);
             }
             let parsed = p.finish();
             raw_batches.extend(parsed.batches);
@@ -591,7 +591,7 @@ pub async fn run(
         let durable_ms = chrono::Utc::now().timestamp_millis();
         for recs in records.values() {
             for r in recs {
-                if let Some(ms) = crate::kinesis::arrival_ms(r)
+                if let Some(ms) = crate::io::kinesis::arrival_ms(r)
                     && latencies.len() < 2_000_000
                 {
                     latencies.push((durable_ms - ms).max(0) as u64);

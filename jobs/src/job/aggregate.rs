@@ -15,11 +15,11 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::context::JobContext;
+use crate::io::store::{Location, delete_except, list_below};
+use crate::io::write::PartitionedWriter;
 use crate::schema::Table;
 use crate::sql::{interval_param, timestamp_param};
-use crate::store::{Location, delete_except, list_below};
 use crate::tables::{register_batches, register_parquet_table};
-use crate::write::PartitionedWriter;
 use crate::{Error, Result, sql};
 
 /// Window size and slide. Tumbling when `slide == window`.
@@ -156,7 +156,7 @@ pub async fn compute_and_write(
     ];
     let store = jc.stores.store(&out.store_url)?;
     // one run at a time replaces windows/ and windows_by_source/ under this root
-    let lock = crate::lock::OutputLock::acquire(store.clone(), out, "aggregate").await?;
+    let lock = crate::io::lock::OutputLock::acquire(store.clone(), out, "aggregate").await?;
     let partials = sql::query(&jc.ctx, "window_source_aggs", params).await?;
     let schema = Arc::new(partials.schema().as_arrow().clone());
     let batches = partials.collect().await.map_err(Error::query)?;
@@ -178,7 +178,7 @@ pub async fn compute_and_write(
         lock.check()?;
         report.files_removed += replace_partitions(store.as_ref(), &root, &written, range).await?;
         report.partitions.extend(written.iter().map(|f| f.partition.clone()));
-        crate::checkpoint::pause_point("aggregate_tables").await;
+        crate::io::checkpoint::pause_point("aggregate_tables").await;
     }
     let _ = jc.ctx.deregister_table("window_source_aggs");
     lock.release().await?;
@@ -197,7 +197,7 @@ pub async fn compute_and_write(
 async fn replace_partitions(
     store: &dyn ObjectStore,
     root: &Location,
-    written: &[crate::write::WrittenFile],
+    written: &[crate::io::write::WrittenFile],
     range: Option<(DateTime<Utc>, DateTime<Utc>)>,
 ) -> Result<usize> {
     let keep: Vec<Path> = written.iter().map(|f| f.path.clone()).collect();

@@ -18,8 +18,8 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use std::sync::Arc;
 
+use crate::io::store::Location;
 use crate::schema::Table;
-use crate::store::Location;
 use crate::{Error, Result};
 
 /// A row group is closed once its encoded data reaches this size, so long
@@ -123,7 +123,7 @@ impl PartitionedWriter {
                     path = path.join(seg);
                 }
                 let path = path.join(self.file_name.as_str());
-                let staged = crate::store::staging_path(&self.root, &path);
+                let staged = crate::io::store::staging_path(&self.root, &path);
                 let target = staged.clone().unwrap_or_else(|| path.clone());
                 let writer = AsyncArrowWriter::try_new(
                     BufWriter::new(self.store.clone(), target),
@@ -140,7 +140,7 @@ impl PartitionedWriter {
                 if f.writer.in_progress_size() >= ROW_GROUP_MAX_BYTES {
                     f.writer.flush().await.map_err(perr)?;
                     // for the crash tests: dies (as kill -9 would) with a large file half written
-                    crate::checkpoint::crash_point("parquet_write");
+                    crate::io::checkpoint::crash_point("parquet_write");
                 }
             }
         }
@@ -164,7 +164,7 @@ impl PartitionedWriter {
             let location = self.root.url_of(&f.path);
             f.writer.close().await.map_err(|source| Error::ParquetWrite { location, source })?;
             if let Some(staged) = &f.staged {
-                crate::store::publish(self.store.as_ref(), &self.root, staged, &f.path).await?;
+                crate::io::store::publish(self.store.as_ref(), &self.root, staged, &f.path).await?;
             }
             out.push(WrittenFile { path: f.path, partition, rows: f.rows });
         }
@@ -180,7 +180,7 @@ pub async fn write_file(store: &dyn ObjectStore, loc: &Location, path: &Path, ba
         .map_err(perr)?;
     w.write(batch).map_err(perr)?;
     w.close().map_err(perr)?;
-    crate::store::put(store, loc, path, buf).await
+    crate::io::store::put(store, loc, path, buf).await
 }
 
 /// Writes raw rows (partitioned `dt=/hour=` by `created_at`) below `raw_root`
@@ -192,7 +192,7 @@ pub async fn write_raw_and_rejects(
     rejected_dir: &Location,
     name: &str,
     batches: &[RecordBatch],
-    rejects: &[crate::read::Reject],
+    rejects: &[crate::io::read::Reject],
 ) -> Result<u64> {
     let mut writer = PartitionedWriter::new(store.clone(), raw_root.clone(), Table::Raw, name);
     for b in batches {
@@ -200,7 +200,7 @@ pub async fn write_raw_and_rejects(
     }
     let mut files = writer.finish().await?.len() as u64;
     if !rejects.is_empty() {
-        let batch = crate::read::rejects_batch(rejects, chrono::Utc::now().timestamp_micros())?;
+        let batch = crate::io::read::rejects_batch(rejects, chrono::Utc::now().timestamp_micros())?;
         write_file(store.as_ref(), rejected_dir, &rejected_dir.path.clone().join(name), &batch).await?;
         files += 1;
     }

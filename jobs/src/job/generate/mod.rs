@@ -8,6 +8,8 @@
 //! give byte-identical output: the PRNG is our own SplitMix64, not a crate
 //! whose streams may change between versions.
 
+pub mod llm;
+
 use std::io::Write;
 use std::sync::Arc;
 
@@ -16,11 +18,12 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicr
 use datafusion::parquet::arrow::ArrowWriter;
 use object_store::path::Path;
 
-use crate::kinesis::{Entry, FirehoseProducer, KinesisProducer, StreamUrl};
+use crate::io::kinesis::{Entry, FirehoseProducer, KinesisProducer, StreamUrl};
+use crate::io::store::{Location, StoreRegistry, put, stable_hash};
+use crate::io::write::parquet_props;
 use crate::progress::Progress;
+use crate::rng::Rng;
 use crate::schema::Table;
-use crate::store::{Location, StoreRegistry, put, stable_hash};
-use crate::write::parquet_props;
 use crate::{Error, Result};
 
 /// Output format of the generator.
@@ -48,7 +51,7 @@ pub struct GenerateArgs {
     /// Stream sinks: records per second (None: as fast as the stream takes them).
     pub rate: Option<f64>,
     /// Stream sinks: retries of throttled or failed puts.
-    pub retry: crate::retry::RetryPolicy,
+    pub retry: crate::io::retry::RetryPolicy,
 }
 
 impl Default for GenerateArgs {
@@ -68,7 +71,7 @@ impl Default for GenerateArgs {
             gzip: false,
             max_rows_per_file: 100_000,
             rate: None,
-            retry: crate::retry::RetryPolicy::default(),
+            retry: crate::io::retry::RetryPolicy::default(),
         }
     }
 }
@@ -87,7 +90,7 @@ pub struct GenerateReport {
     /// Posts without ground truth (written by an LLM).
     pub unlabelled: u64,
     /// Stream sinks: what the producer did (requests, retries, throttles).
-    pub producer: Option<crate::kinesis::ProducerStats>,
+    pub producer: Option<crate::io::kinesis::ProducerStats>,
 }
 
 /// One generated post.
@@ -111,36 +114,6 @@ pub(crate) fn snowflake_id(created_at_us: i64, seq: u64) -> String {
 /// A user id `uNNNNN` from the PRNG: a few heavy posters, a long tail.
 pub(crate) fn draw_user(rng: &mut Rng) -> String {
     format!("u{:05}", (rng.f64().powi(3) * 5000.0) as u64)
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and its output is fixed forever.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5851_f42d_4c95_7f2d)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
-    }
-    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.f64() < p
-    }
 }
 
 const POSITIVE: &[&str] = &[

@@ -5,7 +5,7 @@
 //! else us-east-1), credentials (env, profile, web identity, ECS task role,
 //! instance metadata) and endpoints (`AWS_ENDPOINT_URL_KINESIS`,
 //! `AWS_ENDPOINT_URL_FIREHOSE`, then `AWS_ENDPOINT_URL`) for local servers.
-//! The SDK's own retries are off: [`crate::retry`] retries with full jitter
+//! The SDK's own retries are off: [`crate::io::retry`] retries with full jitter
 //! and counts what it did, per request and per failed entry.
 
 use std::time::Duration;

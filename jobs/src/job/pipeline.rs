@@ -3,14 +3,14 @@
 use std::time::{Duration, Instant};
 
 use crate::Result;
-use crate::aggregate::{self, AggregateArgs, AggregateReport, WindowSpec};
 use crate::context::JobContext;
-use crate::generate::{self, GenerateArgs, GenerateReport};
-use crate::read::DEFAULT_MAX_TEXT_BYTES;
-use crate::report::{self, ReportArgs, ReportSummary};
+use crate::io::read::DEFAULT_MAX_TEXT_BYTES;
+use crate::io::store::Location;
+use crate::job::aggregate::{self, AggregateArgs, AggregateReport, WindowSpec};
+use crate::job::generate::{self, GenerateArgs, GenerateReport};
+use crate::job::report::{self, ReportArgs, ReportSummary};
+use crate::job::score::{self, ScoreArgs, ScoreReport};
 use crate::schema::Table;
-use crate::score::{self, ScoreArgs, ScoreReport};
-use crate::store::Location;
 
 #[derive(Debug, Clone)]
 pub struct RunArgs {

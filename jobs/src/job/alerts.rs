@@ -25,7 +25,7 @@ use std::time::Duration;
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use serde::Deserialize;
 
-use crate::aws::Failure;
+use crate::io::aws::Failure;
 use crate::schema::Table;
 use crate::{Error, Result};
 
@@ -261,7 +261,7 @@ pub fn alerts_batch(alerts: &[Alert], fired_at_us: i64) -> Result<RecordBatch> {
 pub struct Webhook {
     url: String,
     http: reqwest::Client,
-    jitter: crate::retry::Jitter,
+    jitter: crate::io::retry::Jitter,
 }
 
 impl Webhook {
@@ -271,19 +271,22 @@ impl Webhook {
             .timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| Error::Argument(format!("--webhook {url}: cannot build an HTTP client: {e}")))?;
-        Ok(Webhook { url: url.to_string(), http, jitter: crate::retry::Jitter::default() })
+        Ok(Webhook { url: url.to_string(), http, jitter: crate::io::retry::Jitter::default() })
     }
 
     /// Posts each alert, with up to 3 retries on 5xx, 429, timeouts and connection errors.
     /// Returns how many were delivered. At least once: a retry after a timed-out post that
     /// the server did receive repeats it.
     pub async fn post(&self, alerts: &[Alert]) -> usize {
-        let policy =
-            crate::retry::RetryPolicy { max_retries: 3, base: Duration::from_millis(200), cap: Duration::from_secs(2) };
+        let policy = crate::io::retry::RetryPolicy {
+            max_retries: 3,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(2),
+        };
         let mut delivered = 0;
         for a in alerts {
             let body = serde_json::json!({"text": format!("sentiflow alert {}", a.message)}).to_string();
-            let sent = crate::retry::retrying("webhook", &policy, &self.jitter, |_| {
+            let sent = crate::io::retry::retrying("webhook", &policy, &self.jitter, |_| {
                 let post = self.http.post(&self.url).header("content-type", "application/json").body(body.clone());
                 async move {
                     match post.send().await {

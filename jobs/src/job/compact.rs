@@ -17,8 +17,8 @@ use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::store::{Location, StoreRegistry, list_below, put, stable_hash};
-use crate::write::parquet_props;
+use crate::io::store::{Location, StoreRegistry, list_below, put, stable_hash};
+use crate::io::write::parquet_props;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -90,7 +90,7 @@ pub async fn run(stores: &StoreRegistry, args: CompactArgs) -> Result<CompactRep
     finish_markers(store.as_ref(), &loc, &mut report).await?;
     // visible Parquet files grouped by directory
     let mut parts: BTreeMap<String, Vec<object_store::ObjectMeta>> = BTreeMap::new();
-    for m in crate::store::list_files(store.as_ref(), &loc).await? {
+    for m in crate::io::store::list_files(store.as_ref(), &loc).await? {
         if !m.location.as_ref().ends_with(".parquet") {
             continue;
         }

@@ -7,18 +7,17 @@
 
 use std::collections::BTreeSet;
 
-use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::context::JobContext;
+use crate::io::read::{Format, ParsedFile, ReadOptions, Reject, parse_file, rejects_batch};
+use crate::io::store::{Location, fetch, list_inputs, stable_hash};
+use crate::io::write::{PartitionedWriter, null_count, write_file};
 use crate::progress::Progress;
-use crate::read::{Format, ParsedFile, ReadOptions, Reject, parse_file, rejects_batch};
 use crate::schema::Table;
-use crate::store::{Location, list_inputs, stable_hash};
-use crate::write::{PartitionedWriter, null_count, write_file};
 use crate::{Error, Result, sql};
 
 #[derive(Debug, Clone)]
@@ -56,12 +55,6 @@ pub struct ScoreReport {
     pub output_files: usize,
     /// LLM scorer: requests, cache hits, retries, failures, tokens, cost.
     pub llm: Option<crate::llm::LlmSummary>,
-}
-
-/// Reads a whole object.
-pub async fn fetch(store: &dyn ObjectStore, loc: &Location, path: &Path) -> Result<Bytes> {
-    let get = |source| Error::Store { op: "get", location: loc.url_of(path), source };
-    store.get(path).await.map_err(get)?.bytes().await.map_err(get)
 }
 
 /// Slices a file's rows into up to `n` partitions so the scoring UDF runs on
@@ -115,7 +108,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
     if report.output_files_skipped > 0 {
         tracing::warn!(files = report.output_files_skipped, out = %output.parent().display, "the input contains the output's own tables; their files are not read");
     }
-    if let Ok(n) = crate::store::clean_staging(out_store.as_ref(), &output).await
+    if let Ok(n) = crate::io::store::clean_staging(out_store.as_ref(), &output).await
         && n > 0
     {
         tracing::info!(files = n, "removed staged files of crashed runs");
@@ -176,7 +169,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
             for b in &batches {
                 let unscorable = null_count(b, "sentiment_score");
                 report.rows_unscorable += unscorable;
-                report.rows_other_language += crate::write::language_refusals(b);
+                report.rows_other_language += crate::io::write::language_refusals(b);
                 report.rows_scored += b.num_rows() - unscorable;
                 writer.write(b).await?;
             }
@@ -292,7 +285,7 @@ impl PreviousOutputs {
     async fn list(store: &dyn ObjectStore, output: &Location) -> Result<Self> {
         let mut by_name: std::collections::HashMap<String, Vec<Path>> = Default::default();
         let mut orphans = Vec::new();
-        for m in crate::store::list_below(store, output, &output.path).await? {
+        for m in crate::io::store::list_below(store, output, &output.path).await? {
             let Some(name) = m.location.filename().map(str::to_string) else { continue };
             if name.contains('#') {
                 orphans.push(m.location);

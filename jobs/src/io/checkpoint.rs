@@ -24,7 +24,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde_json::{Value, json};
 
-use crate::store::Location;
+use crate::io::store::Location;
 use crate::{Error, Result};
 
 /// Crash injection for the exactly-once tests: `SENTIFLOW_TEST_CRASH=files:3`
@@ -49,6 +49,17 @@ pub async fn pause_point(stage: &str) {
     {
         tokio::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0))).await;
     }
+}
+
+/// A worker id unique per process: host, pid and a random suffix.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| "host".into());
+    let mut rng = crate::io::retry::jitter_rng();
+    format!("{host}-{}-{:04x}", std::process::id(), rng.next_u64() & 0xffff)
 }
 
 /// The range being written when a worker stopped between steps 1 and 3.
@@ -284,7 +295,7 @@ impl StateStore {
     /// Every shard state below the directory (for reports and tests).
     pub async fn all(&self) -> Result<Vec<ShardState>> {
         let mut out = Vec::new();
-        for m in crate::store::list_below(self.store.as_ref(), &self.dir, &self.dir.path).await? {
+        for m in crate::io::store::list_below(self.store.as_ref(), &self.dir, &self.dir.path).await? {
             let name = m.location.filename().unwrap_or_default();
             if let Some(shard) = name.strip_suffix(".json")
                 && let Some((s, _)) = self.load(shard).await?

@@ -9,9 +9,9 @@ use std::time::Instant;
 use datafusion::arrow::array::{Array, Float64Array, Int64Array};
 use datafusion::prelude::ParquetReadOptions;
 
-use crate::aggregate::{WindowSpec, compute_and_write};
 use crate::context::JobContext;
-use crate::store::Location;
+use crate::io::store::Location;
+use crate::job::aggregate::{WindowSpec, compute_and_write};
 use crate::{Error, Result, sql};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

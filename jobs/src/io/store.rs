@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use futures::TryStreamExt;
 use globset::{GlobBuilder, GlobMatcher};
@@ -446,6 +447,12 @@ pub async fn clean_staging(store: &dyn ObjectStore, loc: &Location) -> Result<us
         }
     }
     Ok(n)
+}
+
+/// Reads a whole object.
+pub async fn fetch(store: &dyn ObjectStore, loc: &Location, path: &Path) -> Result<Bytes> {
+    let get = |source| Error::Store { op: "get", location: loc.url_of(path), source };
+    store.get(path).await.map_err(get)?.bytes().await.map_err(get)
 }
 
 /// Writes bytes to a path atomically: an S3 PUT, or locally a staged file
