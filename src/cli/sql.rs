@@ -31,7 +31,7 @@ pub struct SqlCli {
     allow_write: bool,
     /// The scorer behind sentiment(), sentiment_label(), sentiment_probs(), score_sentiment().
     #[command(flatten)]
-    pub scorer: crate::cli_scorer::ScorerArgs,
+    pub scorer: super::scorer::ScorerArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -154,7 +154,7 @@ impl Session<'_> {
                     "{}: no sentiflow tables were found under --data {} (the default is {}); run `sentiflow run` first or point --data at a data root",
                     e.strip_backtrace(),
                     self.root.display,
-                    crate::DEFAULT_OUT
+                    super::DEFAULT_OUT
                 )
             }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("sql failed: {}", short_sql(sql)))),

@@ -1,0 +1,154 @@
+//! The command line, split by concern: one module per command holding its
+//! arguments, their mapping to the job's arguments and the printing of its
+//! summary; [`scorer`] holds the scorer options every scoring command shares.
+
+pub(crate) mod aggregate;
+pub(crate) mod bench;
+pub(crate) mod compact;
+pub(crate) mod compare;
+pub(crate) mod eval;
+pub(crate) mod generate;
+pub(crate) mod ingest;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod schema;
+pub(crate) mod score;
+pub(crate) mod scorer;
+pub(crate) mod sql;
+pub(crate) mod stream;
+
+use anyhow::Result;
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::Subcommand;
+use sentiflow_jobs::JobContext;
+use sentiflow_jobs::timeexpr::parse_duration;
+
+/// Default data root of every command.
+pub(crate) const DEFAULT_OUT: &str = "./sentiflow-out";
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Generate synthetic tweets (seeded, deterministic) to files or S3.
+    Generate(generate::GenerateCli),
+    /// Score raw tweets (NDJSON/CSV/Parquet, local or s3://) into partitioned Parquet.
+    Score(score::ScoreCli),
+    /// Aggregate scored tweets over event-time windows.
+    Aggregate(aggregate::AggregateCli),
+    /// Read a Kinesis data stream into raw Parquet (dt=/hour=), exactly once, with checkpoints.
+    Ingest(ingest::IngestCli),
+    /// Micro-batch streaming: Kinesis → scored rows → event-time windows with a watermark → alerts.
+    Stream(stream::StreamCli),
+    /// Merge a table's small files (one per micro-batch) into files of about --target-mb.
+    Compact(compact::CompactCli),
+    /// Generate, score and aggregate the embedded sample data set, then print a summary.
+    Run(run::RunCli),
+    /// Write an HTML report (charts, extremes, alerts) of a data root, optionally a PNG chart.
+    Report(report::ReportCli),
+    /// Ad-hoc SQL over the tables of a data root (REPL, -c or -f).
+    Sql(sql::SqlCli),
+    /// A scorer's accuracy, macro-F1, confusion matrix and throughput on labelled data.
+    Eval(eval::EvalCli),
+    /// How two scorers agree on the same tweets: sign and label agreement, Spearman, accuracy.
+    Compare(compare::CompareCli),
+    /// The peer benchmark contract: --input DIR --out DIR --task scan|window.
+    Bench(bench::BenchCli),
+    /// Print the table schemas for Glue/Terraform (--glue-json) or Athena (--athena-ddl).
+    Schema(schema::SchemaCli),
+}
+
+/// Runs one command.
+pub(crate) async fn dispatch(jc: &JobContext, cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Generate(a) => generate::run(jc, a).await,
+        Command::Score(a) => score::run(jc, a).await,
+        Command::Aggregate(a) => aggregate::run(jc, a).await,
+        Command::Ingest(a) => ingest::run(jc, a).await,
+        Command::Stream(a) => stream::run(jc, a).await,
+        Command::Compact(a) => compact::run(jc, a).await,
+        Command::Run(a) => run::run(jc, a).await,
+        Command::Report(a) => report::run(jc, a).await,
+        Command::Sql(a) => {
+            jc.select_scorer(&a.scorer.build(jc, None).await?);
+            sql::run(jc, a).await
+        }
+        Command::Eval(a) => eval::run(jc, a).await,
+        Command::Compare(a) => compare::run(jc, a).await,
+        Command::Bench(a) => bench::run(jc, a).await,
+        Command::Schema(a) => schema::run(a),
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct WindowCli {
+    /// Window size (e.g. 5m, 1h).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    window: chrono::Duration,
+    /// Slide for sliding windows (a divisor of --window); tumbling when absent.
+    #[arg(long, value_parser = parse_duration)]
+    slide: Option<chrono::Duration>,
+}
+
+/// A location argument with its time templates expanded (see timeexpr).
+pub(crate) fn expand_location(s: &str) -> Result<String, String> {
+    sentiflow_jobs::timeexpr::expand(s).map_err(|e| e.to_string())
+}
+
+/// RFC 3339 or a plain date (midnight UTC), after expanding time templates
+/// (`{now-1h}`, `{${BACKFILL_START}+${AWS_BATCH_JOB_ARRAY_INDEX}d}`: see timeexpr).
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = &sentiflow_jobs::timeexpr::expand(s).map_err(|e| e.to_string())?;
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("{s:?} is not a time: use RFC 3339 (2025-02-10T13:00:00Z) or a date (2025-02-10)"))
+}
+
+/// Turns true on SIGTERM or SIGINT (Ctrl-C): long-running jobs finish their
+/// current work, checkpoint and exit 0.
+pub(crate) fn stop_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await
+                }
+            }
+        };
+        tokio::select! {
+            _ = term => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("stopping: finishing the current files and checkpointing");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+pub(crate) fn secs(d: std::time::Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(parse_duration("5m").unwrap(), chrono::Duration::minutes(5));
+        assert_eq!(parse_duration("1h30m").unwrap(), chrono::Duration::minutes(90));
+        assert_eq!(parse_duration("250ms").unwrap(), chrono::Duration::milliseconds(250));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert_eq!(parse_time("2025-02-10").unwrap().to_rfc3339(), "2025-02-10T00:00:00+00:00");
+        assert!(parse_time("feb 10").is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! `sentiflow score`: raw tweets in, scored Parquet out.
+
+use super::DEFAULT_OUT;
+use super::expand_location;
+use super::scorer::ScorerArgs;
+use anyhow::Result;
+use clap::ValueEnum;
+use sentiflow_jobs::JobContext;
+use sentiflow_jobs::io::read::DEFAULT_MAX_TEXT_BYTES;
+use sentiflow_jobs::io::read::Format;
+use sentiflow_jobs::io::store::Location;
+use sentiflow_jobs::job::score;
+use sentiflow_jobs::job::score::ScoreArgs;
+use sentiflow_jobs::llm::cache::default_dir;
+use sentiflow_jobs::schema::Table;
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ScoreCli {
+    /// Raw tweets: a file, a directory or a glob, local or s3://; time templates like
+    /// dt={now-1h|%Y-%m-%d} are expanded.
+    #[arg(long, value_parser = expand_location)]
+    input: String,
+    /// Data root: writes scored/ and _rejected/ below it.
+    #[arg(long, default_value = DEFAULT_OUT, value_parser = expand_location)]
+    out: String,
+    /// Input format (default: from each file's name; no extension = NDJSON).
+    #[arg(long, value_enum)]
+    format: Option<InFormat>,
+    /// Longer texts are rejected to _rejected/ instead of scored.
+    #[arg(long, default_value_t = DEFAULT_MAX_TEXT_BYTES)]
+    max_text_bytes: usize,
+    #[command(flatten)]
+    scorer: ScorerArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum InFormat {
+    Ndjson,
+    Csv,
+    Parquet,
+}
+
+pub(crate) async fn run(jc: &JobContext, s: ScoreCli) -> Result<()> {
+    let out = Location::parse(&s.out)?;
+    let cache = default_dir(&out);
+    let r = score::run(
+        jc,
+        s.scorer.build(jc, Some(cache)).await?,
+        ScoreArgs {
+            input: s.input,
+            output: out.child(Table::Scored.dir()).display,
+            rejected: out.child(Table::Rejected.dir()).display,
+            format: s.format.map(|f| match f {
+                InFormat::Ndjson => Format::Ndjson,
+                InFormat::Csv => Format::Csv,
+                InFormat::Parquet => Format::Parquet,
+            }),
+            max_text_bytes: s.max_text_bytes,
+        },
+    )
+    .await?;
+    print_score(&r);
+    Ok(())
+}
+
+fn print_score(r: &score::ScoreReport) {
+    println!("scorer            {}", r.scorer);
+    println!(
+        "input files       {}{}",
+        r.files,
+        if r.empty_files.is_empty() { String::new() } else { format!(" ({} empty)", r.empty_files.len()) }
+    );
+    println!("records read      {}", r.rows_read);
+    println!("scored            {}", r.rows_scored);
+    println!(
+        "unscorable        {} (NULL score, reason in score_error; {} in a language the model does not read)",
+        r.rows_unscorable, r.rows_other_language
+    );
+    println!("rejected          {} (see _rejected/job=score/)", r.rows_rejected);
+    if r.files_rejected > 0 {
+        println!(
+            "files rejected    {} (unreadable, not a regular file, corrupt or lacking a column; see _rejected/job=score/)",
+            r.files_rejected
+        );
+    }
+    if r.output_files_skipped > 0 {
+        println!("not input         {} files of the output's own tables below --input", r.output_files_skipped);
+    }
+    if r.stale_files_removed > 0 {
+        println!("stale removed     {} files of earlier runs whose rows moved or were rejected", r.stale_files_removed);
+    }
+    if !r.extra_fields.is_empty() {
+        println!("ignored fields    {}", r.extra_fields.iter().cloned().collect::<Vec<_>>().join(", "));
+    }
+    println!("partitions        {}  files {}", r.partitions.len(), r.output_files);
+    if let Some(l) = &r.llm {
+        println!(
+            "llm               {} requests, {} cache hits, {} deduplicated, {} retries ({} throttled), {} failures",
+            l.requests, l.cache_hits, l.deduplicated, l.retries, l.throttled, l.failures
+        );
+        println!(
+            "llm tokens        {} prompt + {} completion, estimated cost ${:.4}",
+            l.prompt_tokens, l.completion_tokens, l.cost_usd
+        );
+    }
+}
