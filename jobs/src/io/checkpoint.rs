@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::io::store::Location;
@@ -63,15 +64,17 @@ pub fn default_worker_id() -> String {
 }
 
 /// The range being written when a worker stopped between steps 1 and 3.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     pub first: String,
     pub last: String,
+    #[serde(default)]
     pub records: u64,
 }
 
-/// What the state object holds.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What the state object holds (serde; the store's `updated_at` is ignored on reading).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ShardState {
     pub shard_id: String,
     pub owner: Option<String>,
@@ -95,40 +98,15 @@ impl ShardState {
     }
 
     fn to_value(&self) -> Value {
-        json!({
-            "shard_id": self.shard_id,
-            "owner": self.owner,
-            "lease_until_ms": self.lease_until_ms,
-            "committed": self.committed,
-            "pending": self.pending.as_ref().map(|p| json!({"first": p.first, "last": p.last, "records": p.records})),
-            "closed": self.closed,
-            "start_at_ms": self.start_at_ms,
-            "records_committed": self.records_committed,
-            "rev": self.rev,
-        })
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     fn from_value(v: &Value) -> std::result::Result<Self, String> {
-        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        let pending = match v.get("pending") {
-            Some(Value::Object(p)) => Some(Pending {
-                first: p.get("first").and_then(Value::as_str).ok_or("pending.first missing")?.to_string(),
-                last: p.get("last").and_then(Value::as_str).ok_or("pending.last missing")?.to_string(),
-                records: p.get("records").and_then(Value::as_u64).unwrap_or(0),
-            }),
-            _ => None,
-        };
-        Ok(Self {
-            shard_id: s("shard_id").ok_or("shard_id missing")?,
-            owner: s("owner"),
-            lease_until_ms: v.get("lease_until_ms").and_then(Value::as_i64).unwrap_or(0),
-            committed: s("committed"),
-            pending,
-            closed: v.get("closed").and_then(Value::as_bool).unwrap_or(false),
-            start_at_ms: v.get("start_at_ms").and_then(Value::as_i64),
-            records_committed: v.get("records_committed").and_then(Value::as_u64).unwrap_or(0),
-            rev: v.get("rev").and_then(Value::as_u64).unwrap_or(0),
-        })
+        let state: Self = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+        if state.shard_id.is_empty() {
+            return Err("shard_id missing".into());
+        }
+        Ok(state)
     }
 
     /// Whether `worker` may take the shard at `now_ms`.

@@ -28,6 +28,7 @@ use datafusion::arrow::datatypes::{
     DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimestampMicrosecondType,
 };
 use datafusion::common::ScalarValue;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -82,84 +83,55 @@ pub struct StreamReport {
     pub elapsed: Duration,
 }
 
-/// The checkpoint, one JSON document per stream.
-#[derive(Debug, Clone, Default)]
+/// The checkpoint, one JSON document per stream (serde; unknown fields such
+/// as the store's `rev` and `updated_at` are ignored on reading).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Checkpoint {
     batch_id: u64,
-    /// shard → (committed sequence number, closed and finished)
-    shards: BTreeMap<String, (Option<String>, bool)>,
+    #[serde(default)]
+    shards: BTreeMap<String, ShardCursor>,
+    #[serde(default)]
     max_event_us: Option<i64>,
     /// open windows: rows of window_source_aggs
+    #[serde(default)]
     state: Vec<Value>,
     /// emitted windows' (start, avg, n), for trailing-statistics rules
+    #[serde(default)]
     history: Vec<(i64, f64, i64)>,
-    /// the micro-batch being written: id, shard → (first, last), shards found closed
+    /// the micro-batch being written
+    #[serde(default)]
     pending: Option<PendingBatch>,
+    #[serde(default)]
     totals: BTreeMap<String, u64>,
 }
 
-/// A micro-batch being written: id, shard → (first, last) sequence numbers, shards found closed.
-type PendingBatch = (u64, BTreeMap<String, (String, String)>, Vec<String>);
+/// Where a shard stands: its last committed sequence number, and whether it
+/// is closed (split or merged) and read to its end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct ShardCursor {
+    committed: Option<String>,
+    #[serde(default)]
+    closed: bool,
+}
+
+/// A micro-batch being written: its id, shard → (first, last) sequence
+/// numbers, and the shards found closed in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PendingBatch {
+    batch_id: u64,
+    #[serde(default)]
+    ranges: BTreeMap<String, (String, String)>,
+    #[serde(default)]
+    closed: Vec<String>,
+}
 
 impl Checkpoint {
     fn to_value(&self) -> Value {
-        json!({
-            "batch_id": self.batch_id,
-            "shards": self.shards.iter().map(|(k, (c, closed))| (k.clone(), json!({"committed": c, "closed": closed}))).collect::<serde_json::Map<_, _>>(),
-            "max_event_us": self.max_event_us,
-            "state": self.state,
-            "history": self.history,
-            "pending": self.pending.as_ref().map(|(id, ranges, closed)| json!({
-                "batch_id": id,
-                "ranges": ranges.iter().map(|(k, (f, l))| (k.clone(), json!([f, l]))).collect::<serde_json::Map<_, _>>(),
-                "closed": closed,
-            })),
-            "totals": self.totals,
-        })
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     fn from_value(v: &Value) -> std::result::Result<Self, String> {
-        let mut c = Checkpoint { batch_id: v["batch_id"].as_u64().ok_or("batch_id missing")?, ..Default::default() };
-        if let Some(m) = v["shards"].as_object() {
-            for (k, s) in m {
-                c.shards.insert(
-                    k.clone(),
-                    (s["committed"].as_str().map(str::to_string), s["closed"].as_bool().unwrap_or(false)),
-                );
-            }
-        }
-        c.max_event_us = v["max_event_us"].as_i64();
-        c.state = v["state"].as_array().cloned().unwrap_or_default();
-        c.history = v["history"]
-            .as_array()
-            .map(|a| {
-                a.iter().filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?, p[2].as_i64().unwrap_or(0)))).collect()
-            })
-            .unwrap_or_default();
-        if let Some(p) = v["pending"].as_object() {
-            let ranges = p
-                .get("ranges")
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, r)| {
-                            Some((k.clone(), (r[0].as_str()?.to_string(), r[1].as_str()?.to_string())))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let closed = p
-                .get("closed")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            c.pending =
-                Some((p.get("batch_id").and_then(Value::as_u64).ok_or("pending.batch_id missing")?, ranges, closed));
-        }
-        if let Some(m) = v["totals"].as_object() {
-            c.totals = m.iter().filter_map(|(k, n)| Some((k.clone(), n.as_u64()?))).collect();
-        }
-        Ok(c)
+        serde_json::from_value(v.clone()).map_err(|e| e.to_string())
     }
 }
 
@@ -278,10 +250,10 @@ pub async fn run(
         let mut records: BTreeMap<String, Vec<aws_sdk_kinesis::types::Record>> = BTreeMap::new();
         let mut closed_now: Vec<String> = Vec::new();
         let mut all_caught_up = true;
-        if let Some((_, ranges, closed)) = &replay {
+        if let Some(PendingBatch { ranges, closed, .. }) = &replay {
             report.replays += 1;
             for (shard, (_, last)) in ranges {
-                let pos = match ck.shards.get(shard).and_then(|s| s.0.clone()) {
+                let pos = match ck.shards.get(shard).and_then(|s| s.committed.clone()) {
                     Some(c) => Position::After(c),
                     None => Position::TrimHorizon,
                 };
@@ -314,7 +286,7 @@ pub async fn run(
         } else {
             let shards = reader.list_shards().await?;
             let ids: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
-            let finished = |id: &str| ck.shards.get(id).is_some_and(|s| s.1);
+            let finished = |id: &str| ck.shards.get(id).is_some_and(|s| s.closed);
             for s in &shards {
                 if finished(&s.id) {
                     continue;
@@ -324,7 +296,7 @@ pub async fn run(
                     continue;
                 }
                 if !iters.contains_key(&s.id) {
-                    let pos = match ck.shards.get(&s.id).and_then(|st| st.0.clone()) {
+                    let pos = match ck.shards.get(&s.id).and_then(|st| st.committed.clone()) {
                         Some(c) => Position::After(c),
                         None => Position::TrimHorizon,
                     };
@@ -344,7 +316,7 @@ pub async fn run(
                             let pos = match got
                                 .last()
                                 .map(|r: &aws_sdk_kinesis::types::Record| r.sequence_number().to_string())
-                                .or_else(|| ck.shards.get(&s.id).and_then(|st| st.0.clone()))
+                                .or_else(|| ck.shards.get(&s.id).and_then(|st| st.committed.clone()))
                             {
                                 Some(c) => Position::After(c),
                                 None => Position::TrimHorizon,
@@ -392,7 +364,7 @@ pub async fn run(
         }
 
         // ---- 2. intent
-        let batch_id = replay.as_ref().map(|p| p.0).unwrap_or(ck.batch_id + 1);
+        let batch_id = replay.as_ref().map(|p| p.batch_id).unwrap_or(ck.batch_id + 1);
         if replay.is_none() {
             let ranges: BTreeMap<String, (String, String)> = records
                 .iter()
@@ -404,7 +376,7 @@ pub async fn run(
                 })
                 .collect();
             let mut next = ck.clone();
-            next.pending = Some((batch_id, ranges, closed_now.clone()));
+            next.pending = Some(PendingBatch { batch_id, ranges, closed: closed_now.clone() });
             version = Some(save(&states, &stream, &next, version.as_ref()).await?);
             ck = next;
         }
@@ -566,11 +538,11 @@ pub async fn run(
         next.batch_id = batch_id;
         for (shard, recs) in &records {
             if let Some(last) = recs.last() {
-                next.shards.entry(shard.clone()).or_default().0 = Some(last.sequence_number().to_string());
+                next.shards.entry(shard.clone()).or_default().committed = Some(last.sequence_number().to_string());
             }
         }
         for shard in &closed_now {
-            next.shards.entry(shard.clone()).or_default().1 = true;
+            next.shards.entry(shard.clone()).or_default().closed = true;
         }
         next.max_event_us = max_event;
         next.state = keep.iter().flat_map(state_rows).collect();
@@ -656,14 +628,23 @@ mod tests {
     #[test]
     fn checkpoint_round_trip_and_percentiles() {
         let mut c = Checkpoint { batch_id: 7, max_event_us: Some(5), ..Default::default() };
-        c.shards.insert("s0".into(), (Some("12".into()), false));
+        c.shards.insert("s0".into(), ShardCursor { committed: Some("12".into()), closed: false });
         c.state.push(json!([60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2]));
         c.history.push((1, 0.5, 30));
-        c.pending =
-            Some((8, BTreeMap::from([("s0".to_string(), ("13".to_string(), "20".to_string()))]), vec!["s1".into()]));
+        c.pending = Some(PendingBatch {
+            batch_id: 8,
+            ranges: BTreeMap::from([("s0".to_string(), ("13".to_string(), "20".to_string()))]),
+            closed: vec!["s1".into()],
+        });
         c.totals.insert("rows".into(), 9);
         let back = Checkpoint::from_value(&c.to_value()).unwrap();
-        assert_eq!(back.to_value(), c.to_value());
+        assert_eq!(back, c);
+        // the JSON shape written before serde (and the store's own fields) still reads
+        let old = json!({"batch_id": 7, "shards": {"s0": {"committed": "12", "closed": false}}, "max_event_us": 5,
+            "state": [[60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2]], "history": [[1, 0.5, 30]],
+            "pending": {"batch_id": 8, "ranges": {"s0": ["13", "20"]}, "closed": ["s1"]}, "totals": {"rows": 9},
+            "rev": 3, "updated_at": "2026-12-01T00:00:00Z"});
+        assert_eq!(Checkpoint::from_value(&old).unwrap(), c);
         let b = state_batch(&c.state).unwrap();
         assert_eq!(state_rows(&b), c.state);
         assert_eq!(percentiles((1..=100).collect()), Some([51, 95, 99, 100]));
