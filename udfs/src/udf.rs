@@ -11,8 +11,10 @@
 //! Every function also takes the record's language as an optional second
 //! argument (`score_sentiment(text, lang)`, as `sql/score.sql` calls it).
 //!
-//! NULL in gives NULL out; an unscorable text gives NULL (and its reason in
-//! `score_sentiment(text).error`), never a made-up score. Empty and
+//! One NULL rule for every scorer, local or LLM, kept by [`ScoreResults`]:
+//! a NULL text gives NULL from every function (`score_sentiment` returns a
+//! NULL struct); an unscorable text gives a NULL score and label and its
+//! reason in `score_sentiment(text).error`, never a made-up score. Empty and
 //! content-free texts are the scorers' own to refuse ([`crate::text::unreadable`]);
 //! here, before a scorer sees a text, the same for every output, a text in a
 //! language the scorer does not read ([`crate::Scorer::languages`]) is made
@@ -44,6 +46,79 @@ fn score_struct_fields() -> Fields {
         Field::new("label", DataType::Utf8, true),
         Field::new("error", DataType::Utf8, true),
     ])
+}
+
+/// Which column a scoring UDF returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreColumn {
+    Score,
+    Label,
+    /// `STRUCT<score, label, error>`.
+    Struct,
+}
+
+/// The one result builder of every scoring UDF (this crate's and the LLM's):
+/// one row per input text, with the NULL rule of the module doc.
+pub struct ScoreResults {
+    scores: Float64Builder,
+    labels: StringBuilder,
+    errors: StringBuilder,
+    present: Vec<bool>,
+}
+
+impl ScoreResults {
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            scores: Float64Builder::with_capacity(n),
+            labels: StringBuilder::with_capacity(n, n * 8),
+            errors: StringBuilder::new(),
+            present: Vec::with_capacity(n),
+        }
+    }
+
+    /// A NULL text: NULL everywhere, the struct included.
+    pub fn push_null(&mut self) {
+        self.scores.append_null();
+        self.labels.append_null();
+        self.errors.append_null();
+        self.present.push(false);
+    }
+
+    pub fn push_scored(&mut self, score: f64, label: &str) {
+        self.scores.append_value(score);
+        self.labels.append_value(label);
+        self.errors.append_null();
+        self.present.push(true);
+    }
+
+    /// A text that cannot be scored: NULL score and label, the reason in `error`.
+    pub fn push_unscorable(&mut self, reason: &str) {
+        self.scores.append_null();
+        self.labels.append_null();
+        self.errors.append_value(reason);
+        self.present.push(true);
+    }
+
+    /// A local scorer's answer for a text (`None`: the text was NULL).
+    pub fn push_outcome(&mut self, text_present: bool, outcome: &Outcome) {
+        match (text_present, outcome) {
+            (false, _) => self.push_null(),
+            (true, Outcome::Scored { score, label }) => self.push_scored(*score, label.as_str()),
+            (true, Outcome::Unscorable(reason)) => self.push_unscorable(reason),
+        }
+    }
+
+    pub fn finish(mut self, column: ScoreColumn) -> DfResult<ArrayRef> {
+        Ok(match column {
+            ScoreColumn::Score => Arc::new(self.scores.finish()),
+            ScoreColumn::Label => Arc::new(self.labels.finish()),
+            ScoreColumn::Struct => Arc::new(StructArray::try_new(
+                score_struct_fields(),
+                vec![Arc::new(self.scores.finish()), Arc::new(self.labels.finish()), Arc::new(self.errors.finish())],
+                Some(NullBuffer::from(self.present)),
+            )?),
+        })
+    }
 }
 
 /// Registers `sentiment_<name>(text)` for the scorer and, when `selected`,
@@ -188,35 +263,22 @@ impl ScalarUDFImpl for ScorerUdf {
                 *o = Outcome::Unscorable(reason);
             }
         }
-        let n = outcomes.len();
-        let mut scores = Float64Builder::with_capacity(n);
-        let mut labels = StringBuilder::with_capacity(n, n * 8);
-        let mut errors = StringBuilder::new();
-        for o in &outcomes {
-            match o {
-                Outcome::Scored { score, label } => {
-                    scores.append_value(*score);
-                    labels.append_value(label.as_str());
-                    errors.append_null();
-                }
-                Outcome::Unscorable(reason) => {
-                    scores.append_null();
-                    labels.append_null();
-                    errors.append_value(reason);
-                }
-            }
+        let mut results = ScoreResults::with_capacity(outcomes.len());
+        for (o, present) in outcomes.iter().zip(array_present(&array)) {
+            results.push_outcome(present, o);
         }
-        let out: ArrayRef = match self.output {
-            Output::Score => Arc::new(scores.finish()),
-            Output::Label => Arc::new(labels.finish()),
-            _ => Arc::new(StructArray::try_new(
-                score_struct_fields(),
-                vec![Arc::new(scores.finish()), Arc::new(labels.finish()), Arc::new(errors.finish())],
-                None,
-            )?),
-        };
+        let out = results.finish(match self.output {
+            Output::Score => ScoreColumn::Score,
+            Output::Label => ScoreColumn::Label,
+            _ => ScoreColumn::Struct,
+        })?;
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// Which rows of the text argument are not NULL.
+fn array_present(array: &ArrayRef) -> Vec<bool> {
+    (0..array.len()).map(|i| array.is_valid(i)).collect()
 }
 
 fn probs_fields(labels: &[String]) -> Fields {
@@ -236,4 +298,35 @@ fn probs_array(labels: &[String], probs: &[Option<Vec<f32>>]) -> DfResult<Column
         .collect();
     let nulls = NullBuffer::from(probs.iter().map(Option::is_some).collect::<Vec<_>>());
     Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(probs_fields(labels), columns, Some(nulls))?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, StringArray};
+
+    /// The NULL rule every scoring UDF shares (the LLM's uses the same builder).
+    #[test]
+    fn one_null_rule() {
+        let again = || {
+            let mut r = ScoreResults::with_capacity(3);
+            r.push_null();
+            r.push_scored(0.5, "positive");
+            r.push_unscorable("text is empty");
+            r
+        };
+        let st = again().finish(ScoreColumn::Struct).unwrap();
+        let st = st.as_struct();
+        assert!(st.is_null(0), "NULL text: a NULL struct");
+        assert!(st.is_valid(1) && st.is_valid(2));
+        let err = st.column(2).as_any().downcast_ref::<StringArray>().unwrap();
+        assert!(err.is_null(1));
+        assert_eq!(err.value(2), "text is empty");
+        let score = again().finish(ScoreColumn::Score).unwrap();
+        let score = score.as_any().downcast_ref::<Float64Array>().unwrap();
+        assert!(score.is_null(0) && score.value(1) == 0.5 && score.is_null(2));
+        let label = again().finish(ScoreColumn::Label).unwrap();
+        let label = label.as_any().downcast_ref::<StringArray>().unwrap();
+        assert!(label.is_null(0) && label.value(1) == "positive" && label.is_null(2));
+    }
 }

@@ -17,7 +17,6 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use datafusion::arrow::array::{Array, ArrayRef, Float64Builder, StringBuilder, StructArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result as DfResult, exec_err};
@@ -27,6 +26,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
+use sentiflow_udfs::{ScoreColumn, ScoreResults};
 
 use super::cache::{AnswerCache, Cached, text_key};
 use super::{LlmClient, SCORE_PROMPT, SCORE_PROMPT_VERSION, parse_score};
@@ -209,57 +209,21 @@ impl AsyncScalarUDFImpl for LlmUdf {
         })?;
         let texts: Vec<Option<&str>> = s.iter().collect();
         let outcomes = self.scorer.score_texts(&texts).await;
-        let out: ArrayRef = match self.output {
-            Output::Raw | Output::Normalized => {
-                let div = if self.output == Output::Raw { 1.0 } else { 10.0 };
-                let mut b = Float64Builder::with_capacity(n);
-                for o in &outcomes {
-                    b.append_option(o.as_ref().and_then(|r| r.as_ref().ok()).map(|v| v / div));
-                }
-                Arc::new(b.finish())
+        // the same builder and NULL rule as the local scorers' UDFs
+        let div = if self.output == Output::Raw { 1.0 } else { 10.0 };
+        let mut results = ScoreResults::with_capacity(n);
+        for o in &outcomes {
+            match o {
+                None => results.push_null(),
+                Some(Ok(v)) => results.push_scored(v / div, label_of(*v)),
+                Some(Err(e)) => results.push_unscorable(e),
             }
-            Output::Label => {
-                let mut b = StringBuilder::new();
-                for o in &outcomes {
-                    b.append_option(o.as_ref().and_then(|r| r.as_ref().ok()).map(|v| label_of(*v)));
-                }
-                Arc::new(b.finish())
-            }
-            Output::Struct => {
-                let (mut sc, mut lb, mut er) =
-                    (Float64Builder::with_capacity(n), StringBuilder::new(), StringBuilder::new());
-                for o in &outcomes {
-                    match o {
-                        None => {
-                            sc.append_null();
-                            lb.append_null();
-                            er.append_null();
-                        }
-                        Some(Ok(v)) => {
-                            sc.append_value(v / 10.0);
-                            lb.append_value(label_of(*v));
-                            er.append_null();
-                        }
-                        Some(Err(e)) => {
-                            sc.append_null();
-                            lb.append_null();
-                            er.append_value(e);
-                        }
-                    }
-                }
-                let DataType::Struct(fields) = sentiflow_udfs::score_struct_type() else {
-                    unreachable!("a struct type")
-                };
-                let nulls = datafusion::arrow::buffer::NullBuffer::from(
-                    outcomes.iter().map(|o| o.is_some()).collect::<Vec<_>>(),
-                );
-                Arc::new(StructArray::try_new(
-                    fields,
-                    vec![Arc::new(sc.finish()), Arc::new(lb.finish()), Arc::new(er.finish())],
-                    Some(nulls),
-                )?)
-            }
-        };
+        }
+        let out = results.finish(match self.output {
+            Output::Raw | Output::Normalized => ScoreColumn::Score,
+            Output::Label => ScoreColumn::Label,
+            Output::Struct => ScoreColumn::Struct,
+        })?;
         Ok(ColumnarValue::Array(out))
     }
 }
