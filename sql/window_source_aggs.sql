@@ -10,7 +10,8 @@
 -- Rows with a NULL score (unscorable) count in n_unscored only. A row counts
 -- as negative/positive by its label; a score without a label (data scored by
 -- another system) counts by its sign.
--- sum_score is kept so averages can be re-aggregated exactly.
+-- sum_score is kept so averages can be re-aggregated exactly. The final
+-- SELECT's combine rule is repeated in stream_merge.sql (see why there).
 --
 -- Params: $slide, $lookback (intervals); $origin (timestamp);
 --         $from, $to: keep windows starting in [$from, $to);
