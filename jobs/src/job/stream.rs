@@ -217,175 +217,287 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<StreamReport> {
     let started = Instant::now();
-    let stream = match StreamUrl::parse(&args.from) {
-        Some(Ok(StreamUrl::Kinesis(s))) => s,
-        Some(Err(e)) => return Err(e),
-        _ => return Err(Error::Argument(format!("--from {:?}: use kinesis://STREAM", args.from))),
-    };
-    let window_us = args.spec.window.num_microseconds().unwrap_or(i64::MAX);
-    let delay_us = args.watermark.num_microseconds().unwrap_or(0).max(0);
-    let root = Location::parse(&args.to)?;
-    let store = jc.stores.store(&root.store_url)?;
-    let states = StateStore::new(store.clone(), root.child("_checkpoints/stream"));
-    let reader = KinesisReader::new(&stream, args.retry).await;
-    let webhook = args.webhook.as_deref().map(Webhook::new).transpose()?;
-    jc.select_scorer(&scorer);
-
-    let (mut ck, mut version): (Checkpoint, Option<Version>) = match states.load_doc(&stream).await? {
-        Some((v, ver)) => (
-            Checkpoint::from_value(&v)
-                .map_err(|r| Error::Checkpoint { location: root.child("_checkpoints/stream").display, reason: r })?,
-            Some(ver),
-        ),
-        None => (Checkpoint::default(), None),
-    };
-    let mut report = StreamReport { stream: stream.clone(), ..Default::default() };
-    let mut latencies: Vec<u64> = Vec::new();
-    let mut iters: HashMap<String, Option<String>> = HashMap::new();
-    let batch_name = |id: u64| format!("batch-{id:010}.parquet");
-
+    let mut s = Streamer::open(jc, &scorer, &args).await?;
     loop {
         // ---- 1. what to read: a pending batch's exact ranges, or what is new
-        let replay = ck.pending.clone();
-        let mut records: BTreeMap<String, Vec<aws_sdk_kinesis::types::Record>> = BTreeMap::new();
-        let mut closed_now: Vec<String> = Vec::new();
-        let mut all_caught_up = true;
-        if let Some(PendingBatch { ranges, closed, .. }) = &replay {
-            report.replays += 1;
-            for (shard, (_, last)) in ranges {
-                let pos = match ck.shards.get(shard).and_then(|s| s.committed.clone()) {
-                    Some(c) => Position::After(c),
-                    None => Position::TrimHorizon,
-                };
-                let mut it = reader.iterator(shard, &pos).await?;
-                let got = records.entry(shard.clone()).or_default();
-                'shard: while let Some(i) = it.clone() {
-                    let page = match reader.get_records(&i, 10_000).await {
-                        Ok(p) => p,
-                        Err(ReadError::Expired) => {
-                            return Err(Error::Kinesis {
-                                op: "GetRecords",
-                                stream: stream.clone(),
-                                reason: "iterator expired during a replay".into(),
-                            });
-                        }
-                        Err(ReadError::Fatal(e)) => return Err(e),
-                    };
-                    for r in page.records {
-                        let done = r.sequence_number() == last;
-                        got.push(r);
-                        if done {
-                            break 'shard;
-                        }
-                    }
-                    it = page.next;
-                }
-                iters.remove(shard);
-            }
-            closed_now = closed.clone();
-        } else {
-            let shards = reader.list_shards().await?;
-            let ids: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
-            let finished = |id: &str| ck.shards.get(id).is_some_and(|s| s.closed);
-            for s in &shards {
-                if finished(&s.id) {
-                    continue;
-                }
-                if !s.readable(&ids, finished) {
-                    all_caught_up = false;
-                    continue;
-                }
-                if !iters.contains_key(&s.id) {
-                    let pos = match ck.shards.get(&s.id).and_then(|st| st.committed.clone()) {
-                        Some(c) => Position::After(c),
-                        None => Position::TrimHorizon,
-                    };
-                    let it = reader.iterator(&s.id, &pos).await?;
-                    iters.insert(s.id.clone(), it);
-                }
-                let mut got = Vec::new();
-                loop {
-                    let Some(Some(it)) = iters.get(&s.id).cloned() else {
-                        closed_now.push(s.id.clone());
-                        break;
-                    };
-                    let limit = 10_000.min(args.max_records_per_shard as i32);
-                    let page = match reader.get_records(&it, limit).await {
-                        Ok(p) => p,
-                        Err(ReadError::Expired) => {
-                            let pos = match got
-                                .last()
-                                .map(|r: &aws_sdk_kinesis::types::Record| r.sequence_number().to_string())
-                                .or_else(|| ck.shards.get(&s.id).and_then(|st| st.committed.clone()))
-                            {
-                                Some(c) => Position::After(c),
-                                None => Position::TrimHorizon,
-                            };
-                            let it = reader.iterator(&s.id, &pos).await?;
-                            iters.insert(s.id.clone(), it);
-                            continue;
-                        }
-                        Err(ReadError::Fatal(e)) => return Err(e),
-                    };
-                    // a micro-batch takes what is there now; it does not chase a busy shard's tip
-                    let full = page.records.len() >= limit as usize;
-                    let behind = page.millis_behind.unwrap_or(0) > 0;
-                    got.extend(page.records);
-                    iters.insert(s.id.clone(), page.next.clone());
-                    if page.next.is_none() {
-                        continue; // closed: recorded at the top of the loop
-                    }
-                    if !full || !behind {
-                        all_caught_up &= !full && !behind;
-                        break;
-                    }
-                    if got.len() >= args.max_records_per_shard {
-                        all_caught_up = false;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                if !got.is_empty() {
-                    records.insert(s.id.clone(), got);
-                }
-            }
-        }
-        let n_records: usize = records.values().map(Vec::len).sum();
-
-        if n_records == 0 && closed_now.is_empty() && replay.is_none() {
-            if args.until_caught_up && all_caught_up {
-                break;
-            }
-            if *stop.borrow() {
+        let replay = s.ck.pending.clone();
+        let batch = match &replay {
+            Some(p) => s.read_replay(p).await?,
+            None => s.read_new().await?,
+        };
+        let n_records = batch.n_records();
+        if n_records == 0 && batch.closed_now.is_empty() && replay.is_none() {
+            if (args.until_caught_up && batch.all_caught_up) || *stop.borrow() {
                 break;
             }
             sleep_or_stop(args.trigger, &stop).await;
             continue;
         }
-
-        // ---- 2. intent
-        let batch_id = replay.as_ref().map(|p| p.batch_id).unwrap_or(ck.batch_id + 1);
+        // ---- 2. intent, 3-4. rows, 5. windows, 6. commit
+        let batch_id = replay.as_ref().map(|p| p.batch_id).unwrap_or(s.ck.batch_id + 1);
         if replay.is_none() {
-            let ranges: BTreeMap<String, (String, String)> = records
-                .iter()
-                .filter_map(|(k, v)| {
-                    Some((
-                        k.clone(),
-                        (v.first()?.sequence_number().to_string(), v.last()?.sequence_number().to_string()),
-                    ))
-                })
-                .collect();
-            let mut next = ck.clone();
-            next.pending = Some(PendingBatch { batch_id, ranges, closed: closed_now.clone() });
-            version = Some(save(&states, &stream, &next, version.as_ref()).await?);
-            ck = next;
+            s.write_intent(batch_id, &batch).await?;
         }
+        let name = format!("batch-{batch_id:010}.parquet");
+        let rows = s.handle_rows(&batch, &name).await?;
+        let windows = s.handle_windows(rows.on_time.clone(), rows.max_event, &name, rows.scored_at).await?;
+        crash_point("stream_outputs");
+        s.commit(batch_id, &batch, &rows, &windows).await?;
+        if let (Some(hook), false) = (&s.webhook, windows.fired.is_empty()) {
+            s.report.webhook_delivered += hook.post(&windows.fired).await as u64;
+        }
+        if *stop.borrow() {
+            break;
+        }
+        if replay.is_none() && n_records > 0 && !batch.all_caught_up {
+            continue; // more to read right away
+        }
+        if !(args.until_caught_up && batch.all_caught_up) {
+            sleep_or_stop(args.trigger, &stop).await;
+        }
+        if stop.has_changed().unwrap_or(false) && *stop.borrow_and_update() {
+            break;
+        }
+    }
+    let _ = jc.ctx.deregister_table("raw_tweets");
+    let mut report = std::mem::take(&mut s.report);
+    report.open_windows = s.ck.state.len();
+    report.watermark_us = s.ck.max_event_us.map(|m| m - s.delay_us);
+    report.latency_ms = percentiles(std::mem::take(&mut s.latencies));
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
 
-        // ---- 3. raw rows, rejects
+/// What one micro-batch read.
+struct ReadBatch {
+    records: BTreeMap<String, Vec<aws_sdk_kinesis::types::Record>>,
+    /// Shards read to their end (closed by a split or merge) in this batch.
+    closed_now: Vec<String>,
+    all_caught_up: bool,
+}
+
+impl ReadBatch {
+    fn n_records(&self) -> usize {
+        self.records.values().map(Vec::len).sum()
+    }
+}
+
+/// The rows of one micro-batch, once written.
+struct BatchRows {
+    on_time: Vec<RecordBatch>,
+    max_event: Option<i64>,
+    rows: u64,
+    rejected: u64,
+    late_rows: u64,
+    scored_at: i64,
+}
+
+/// The windows one micro-batch emitted, and what stays open.
+struct BatchWindows {
+    keep: Vec<RecordBatch>,
+    windows: u64,
+    by_source: u64,
+    fired: Vec<crate::job::alerts::Alert>,
+    history: Vec<(i64, f64, i64)>,
+}
+
+/// One `stream` run: its context, its checkpoint and what it has done so far.
+struct Streamer<'a> {
+    jc: &'a JobContext,
+    args: &'a StreamArgs,
+    scorer_id: String,
+    stream: String,
+    root: Location,
+    store: Arc<dyn object_store::ObjectStore>,
+    states: StateStore,
+    reader: KinesisReader,
+    webhook: Option<Webhook>,
+    window_us: i64,
+    delay_us: i64,
+    /// Open shard iterators (None: the shard ended).
+    iters: HashMap<String, Option<String>>,
+    ck: Checkpoint,
+    version: Option<Version>,
+    report: StreamReport,
+    latencies: Vec<u64>,
+}
+
+impl<'a> Streamer<'a> {
+    async fn open(jc: &'a JobContext, scorer: &JobScorer, args: &'a StreamArgs) -> Result<Streamer<'a>> {
+        let stream = match StreamUrl::parse(&args.from) {
+            Some(Ok(StreamUrl::Kinesis(s))) => s,
+            Some(Err(e)) => return Err(e),
+            _ => return Err(Error::Argument(format!("--from {:?}: use kinesis://STREAM", args.from))),
+        };
+        let root = Location::parse(&args.to)?;
+        let store = jc.stores.store(&root.store_url)?;
+        let states = StateStore::new(store.clone(), root.child("_checkpoints/stream"));
+        let reader = KinesisReader::new(&stream, args.retry).await;
+        let webhook = args.webhook.as_deref().map(Webhook::new).transpose()?;
+        jc.select_scorer(scorer);
+        let (ck, version) = match states.load_doc(&stream).await? {
+            Some((v, ver)) => (
+                Checkpoint::from_value(&v).map_err(|r| Error::Checkpoint {
+                    location: root.child("_checkpoints/stream").display,
+                    reason: r,
+                })?,
+                Some(ver),
+            ),
+            None => (Checkpoint::default(), None),
+        };
+        Ok(Streamer {
+            jc,
+            args,
+            scorer_id: scorer.id(),
+            report: StreamReport { stream: stream.clone(), ..Default::default() },
+            stream,
+            root,
+            store,
+            states,
+            reader,
+            webhook,
+            window_us: args.spec.window.num_microseconds().unwrap_or(i64::MAX),
+            delay_us: args.watermark.num_microseconds().unwrap_or(0).max(0),
+            iters: HashMap::new(),
+            ck,
+            version,
+            latencies: Vec::new(),
+        })
+    }
+
+    /// Where to start reading a shard: after its committed record, or at its start.
+    fn committed_position(&self, shard: &str) -> Position {
+        match self.ck.shards.get(shard).and_then(|s| s.committed.clone()) {
+            Some(c) => Position::After(c),
+            None => Position::TrimHorizon,
+        }
+    }
+
+    /// Re-reads exactly the ranges of a batch whose intent was saved but not committed.
+    async fn read_replay(&mut self, pending: &PendingBatch) -> Result<ReadBatch> {
+        self.report.replays += 1;
+        let mut records = BTreeMap::new();
+        for (shard, (_, last)) in &pending.ranges {
+            let mut it = self.reader.iterator(shard, &self.committed_position(shard)).await?;
+            let got: &mut Vec<aws_sdk_kinesis::types::Record> = records.entry(shard.clone()).or_default();
+            'shard: while let Some(i) = it.clone() {
+                let page = match self.reader.get_records(&i, 10_000).await {
+                    Ok(p) => p,
+                    Err(ReadError::Expired) => {
+                        return Err(Error::Kinesis {
+                            op: "GetRecords",
+                            stream: self.stream.clone(),
+                            reason: "iterator expired during a replay".into(),
+                        });
+                    }
+                    Err(ReadError::Fatal(e)) => return Err(e),
+                };
+                for r in page.records {
+                    let done = r.sequence_number() == last;
+                    got.push(r);
+                    if done {
+                        break 'shard;
+                    }
+                }
+                it = page.next;
+            }
+            self.iters.remove(shard);
+        }
+        Ok(ReadBatch { records, closed_now: pending.closed.clone(), all_caught_up: true })
+    }
+
+    /// Reads what is new on every readable shard (parents before children).
+    async fn read_new(&mut self) -> Result<ReadBatch> {
+        let mut batch = ReadBatch { records: BTreeMap::new(), closed_now: Vec::new(), all_caught_up: true };
+        let shards = self.reader.list_shards().await?;
+        let ids: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
+        for s in &shards {
+            let finished = |id: &str| self.ck.shards.get(id).is_some_and(|s| s.closed);
+            if finished(&s.id) {
+                continue;
+            }
+            if !s.readable(&ids, finished) {
+                batch.all_caught_up = false;
+                continue;
+            }
+            self.read_shard(&s.id, &mut batch).await?;
+        }
+        Ok(batch)
+    }
+
+    /// Takes what one shard holds now (up to --max-records-per-shard); a
+    /// micro-batch does not chase a busy shard's tip.
+    async fn read_shard(&mut self, shard: &str, batch: &mut ReadBatch) -> Result<()> {
+        if !self.iters.contains_key(shard) {
+            let it = self.reader.iterator(shard, &self.committed_position(shard)).await?;
+            self.iters.insert(shard.to_string(), it);
+        }
+        let mut got: Vec<aws_sdk_kinesis::types::Record> = Vec::new();
+        loop {
+            let Some(Some(it)) = self.iters.get(shard).cloned() else {
+                batch.closed_now.push(shard.to_string());
+                break;
+            };
+            let limit = 10_000.min(self.args.max_records_per_shard as i32);
+            let page = match self.reader.get_records(&it, limit).await {
+                Ok(p) => p,
+                Err(ReadError::Expired) => {
+                    let pos = match got.last() {
+                        Some(r) => Position::After(r.sequence_number().to_string()),
+                        None => self.committed_position(shard),
+                    };
+                    let it = self.reader.iterator(shard, &pos).await?;
+                    self.iters.insert(shard.to_string(), it);
+                    continue;
+                }
+                Err(ReadError::Fatal(e)) => return Err(e),
+            };
+            let full = page.records.len() >= limit as usize;
+            let behind = page.millis_behind.unwrap_or(0) > 0;
+            got.extend(page.records);
+            self.iters.insert(shard.to_string(), page.next.clone());
+            if page.next.is_none() {
+                continue; // closed: recorded at the top of the loop
+            }
+            if !full || !behind {
+                batch.all_caught_up &= !full && !behind;
+                break;
+            }
+            if got.len() >= self.args.max_records_per_shard {
+                batch.all_caught_up = false;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !got.is_empty() {
+            batch.records.insert(shard.to_string(), got);
+        }
+        Ok(())
+    }
+
+    /// Step 2: the batch's shard ranges, saved before any output is written.
+    async fn write_intent(&mut self, batch_id: u64, batch: &ReadBatch) -> Result<()> {
+        let ranges: BTreeMap<String, (String, String)> = batch
+            .records
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((k.clone(), (v.first()?.sequence_number().to_string(), v.last()?.sequence_number().to_string())))
+            })
+            .collect();
+        let mut next = self.ck.clone();
+        next.pending = Some(PendingBatch { batch_id, ranges, closed: batch.closed_now.clone() });
+        self.version = Some(save(&self.states, &self.stream, &next, self.version.as_ref()).await?);
+        self.ck = next;
+        Ok(())
+    }
+
+    /// Steps 3-4: raw rows and rejects, scored rows, late rows split off; all written.
+    async fn handle_rows(&mut self, batch: &ReadBatch, name: &str) -> Result<BatchRows> {
+        let (jc, store, root) = (self.jc, &self.store, &self.root);
         let mut raw_batches = Vec::new();
         let mut rejects = Vec::new();
-        for (shard, recs) in &records {
-            let mut p = RecordParser::new(format!("kinesis://{stream}/{shard}"), args.max_text_bytes);
+        for (shard, recs) in &batch.records {
+            let mut p = RecordParser::new(format!("kinesis://{}/{shard}", self.stream), self.args.max_text_bytes);
             for r in recs {
                 crate::io::kinesis::parse_record(&mut p, shard, r);
             }
@@ -393,29 +505,22 @@ pub async fn run(
             raw_batches.extend(parsed.batches);
             rejects.extend(parsed.rejects);
         }
-        let name = batch_name(batch_id);
         let rejected = root.child(&format!("{}/job=stream", Table::Rejected.dir()));
-        write_raw_and_rejects(&store, &root.child(Table::Raw.dir()), &rejected, &name, &raw_batches, &rejects).await?;
+        write_raw_and_rejects(store, &root.child(Table::Raw.dir()), &rejected, name, &raw_batches, &rejects).await?;
 
-        // ---- 4. score, split late rows off
         let scored_at = chrono::Utc::now().timestamp_micros();
-        let prev_watermark = ck.max_event_us.map(|m| m - delay_us);
         let mut scored = Vec::new();
         if !raw_batches.is_empty() {
             register_batches(jc, "raw_tweets", Table::Raw.schema(), vec![raw_batches])?;
-            let df = sql::query(
-                &jc.ctx,
-                "score",
-                vec![
-                    ("scorer", ScalarValue::Utf8(Some(scorer.id()))),
-                    ("scored_at", ScalarValue::TimestampMicrosecond(Some(scored_at), Some("UTC".into()))),
-                ],
-            )
-            .await?;
-            scored = df.collect().await.map_err(Error::query)?;
+            let params = vec![
+                ("scorer", ScalarValue::Utf8(Some(self.scorer_id.clone()))),
+                ("scored_at", ScalarValue::TimestampMicrosecond(Some(scored_at), Some("UTC".into()))),
+            ];
+            scored = sql::query(&jc.ctx, "score", params).await?.collect().await.map_err(Error::query)?;
         }
+        let prev_watermark = self.ck.max_event_us.map(|m| m - self.delay_us);
         let (mut on_time, mut late) = (Vec::new(), Vec::new());
-        let mut max_event = ck.max_event_us;
+        let mut max_event = self.ck.max_event_us;
         let mut rows = 0u64;
         for b in &scored {
             rows += b.num_rows() as u64;
@@ -430,29 +535,31 @@ pub async fn run(
                 max_event = Some(max_event.map_or(v, |m| m.max(v)));
             }
         }
-        let late_rows: usize = late.iter().map(RecordBatch::num_rows).sum();
-        let mut scored_writer =
-            PartitionedWriter::new(store.clone(), root.child(Table::Scored.dir()), Table::Scored, name.clone());
-        for b in &scored {
-            scored_writer.write(b).await?;
-        }
-        scored_writer.finish().await?;
+        let late_rows = late.iter().map(RecordBatch::num_rows).sum::<usize>() as u64;
+        write_table(store, root.child(Table::Scored.dir()), Table::Scored, name, &scored).await?;
         if late_rows > 0 {
-            let mut w = PartitionedWriter::new(store.clone(), root.child("late"), Table::Scored, name.clone());
-            for b in &late {
-                w.write(b).await?;
-            }
-            w.finish().await?;
+            write_table(store, root.child("late"), Table::Scored, name, &late).await?;
         }
+        Ok(BatchRows { on_time, max_event, rows, rejected: rejects.len() as u64, late_rows, scored_at })
+    }
 
-        // ---- 5. windows: merge the batch into the state, emit what the watermark passed
-        let scored_schema = scored.first().map(|b| b.schema());
-        let batch_partials = match scored_schema {
+    /// Step 5: merges the batch's window partials into the open windows and
+    /// emits (writes, checks the alert rules of) those the watermark passed.
+    async fn handle_windows(
+        &mut self,
+        on_time: Vec<RecordBatch>,
+        max_event: Option<i64>,
+        name: &str,
+        scored_at: i64,
+    ) -> Result<BatchWindows> {
+        let jc = self.jc;
+        let spec = self.args.spec;
+        let batch_partials = match on_time.first().map(|b| b.schema()) {
             Some(schema) if on_time.iter().any(|b| b.num_rows() > 0) => {
                 register_batches(jc, "scored_tweets", schema, vec![on_time])?;
                 let params = vec![
-                    ("slide", interval_param(args.spec.slide)),
-                    ("lookback", interval_param(args.spec.window - args.spec.slide)),
+                    ("slide", interval_param(spec.slide)),
+                    ("lookback", interval_param(spec.window - spec.slide)),
                     ("origin", timestamp_param(chrono::DateTime::UNIX_EPOCH)),
                     ("from", timestamp_param(far_past())),
                     ("to", timestamp_param(far_future())),
@@ -463,152 +570,141 @@ pub async fn run(
             _ => Vec::new(),
         };
         register_batches(jc, "batch_aggs", partial_schema(), vec![as_partials(batch_partials)?])?;
-        register_batches(jc, "state_aggs", partial_schema(), vec![vec![state_batch(&ck.state)?]])?;
+        register_batches(jc, "state_aggs", partial_schema(), vec![vec![state_batch(&self.ck.state)?]])?;
         let (_, merged) = collect(jc, "stream_merge", vec![]).await?;
-        let watermark = max_event.map(|m| m - delay_us);
+        let watermark = max_event.map(|m| m - self.delay_us);
         let (mut emit, mut keep) = (Vec::new(), Vec::new());
         for b in &merged {
             let ws = b.column(0).as_primitive::<TimestampMicrosecondType>();
-            let due: BooleanArray =
-                ws.iter().map(|s| Some(matches!((s, watermark), (Some(s), Some(w)) if s + window_us <= w))).collect();
+            let due: BooleanArray = ws
+                .iter()
+                .map(|s| Some(matches!((s, watermark), (Some(s), Some(w)) if s + self.window_us <= w)))
+                .collect();
             let not_due = datafusion::arrow::compute::not(&due).map_err(|e| Error::arrow("window mask", e))?;
             emit.push(filter_record_batch(b, &due).map_err(|e| Error::arrow("due windows", e))?);
             keep.push(filter_record_batch(b, &not_due).map_err(|e| Error::arrow("open windows", e))?);
         }
-        let emitted_partials: usize = emit.iter().map(RecordBatch::num_rows).sum();
-        let (mut n_windows, mut n_by_source, mut fired) = (0u64, 0u64, Vec::new());
-        let mut history = ck.history.clone();
-        if emitted_partials > 0 {
-            register_batches(jc, "window_source_aggs", partial_schema(), vec![as_partials(emit)?])?;
-            for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {
-                let (_, out) = collect(jc, sql_name, vec![("window", interval_param(args.spec.window))]).await?;
-                let mut w = PartitionedWriter::new(store.clone(), root.child(table.dir()), table, name.clone());
-                for b in &out {
-                    w.write(b).await?;
+        let mut out =
+            BatchWindows { keep, windows: 0, by_source: 0, fired: Vec::new(), history: self.ck.history.clone() };
+        if emit.iter().map(RecordBatch::num_rows).sum::<usize>() == 0 {
+            return Ok(out);
+        }
+        register_batches(jc, "window_source_aggs", partial_schema(), vec![as_partials(emit)?])?;
+        for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {
+            let (_, rows) = collect(jc, sql_name, vec![("window", interval_param(spec.window))]).await?;
+            let n = write_table(&self.store, self.root.child(table.dir()), table, name, &rows).await?;
+            if table == Table::Windows {
+                out.windows = n;
+                if let Some(rules) = &self.args.rules {
+                    out.fired = evaluate(rules, &window_figures(&rows), &mut out.history);
                 }
-                let n: u64 = w.finish().await?.iter().map(|f| f.rows as u64).sum();
-                if table == Table::Windows {
-                    n_windows = n;
-                    if let Some(rules) = &args.rules {
-                        let mut figs = Vec::new();
-                        for b in &out {
-                            let s = b
-                                .column_by_name("window_start")
-                                .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-                            let e = b
-                                .column_by_name("window_end")
-                                .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-                            let (Some(s), Some(e)) = (s, e) else { continue };
-                            let n = b.column_by_name("n").map(|c| c.as_primitive::<Int64Type>().clone());
-                            let avg = b.column_by_name("avg_score").map(|c| c.as_primitive::<Float64Type>().clone());
-                            let neg =
-                                b.column_by_name("share_negative").map(|c| c.as_primitive::<Float64Type>().clone());
-                            for r in 0..b.num_rows() {
-                                let f = |a: &Option<datafusion::arrow::array::Float64Array>| {
-                                    a.as_ref().and_then(|a| (!a.is_null(r)).then(|| a.value(r)))
-                                };
-                                figs.push(WindowFigures {
-                                    start_us: s.value(r),
-                                    end_us: e.value(r),
-                                    n: n.as_ref().map(|a| a.value(r)).unwrap_or(0),
-                                    avg_score: f(&avg),
-                                    share_negative: f(&neg),
-                                });
-                            }
-                        }
-                        figs.sort_by_key(|f| f.start_us);
-                        fired = evaluate(rules, &figs, &mut history);
-                    }
-                } else {
-                    n_by_source = n;
-                }
+            } else {
+                out.by_source = n;
             }
         }
-        if !fired.is_empty() {
-            let batch = alerts_batch(&fired, scored_at)?;
-            let mut w =
-                PartitionedWriter::new(store.clone(), root.child(Table::Alerts.dir()), Table::Alerts, name.clone());
-            w.write(&batch).await?;
-            w.finish().await?;
+        if !out.fired.is_empty() {
+            let batch = alerts_batch(&out.fired, scored_at)?;
+            write_table(&self.store, self.root.child(Table::Alerts.dir()), Table::Alerts, name, &[batch]).await?;
         }
-        crash_point("stream_outputs");
+        Ok(out)
+    }
 
-        // ---- 6. commit: cursors, state, batch id together
-        let mut next = ck.clone();
+    /// Step 6: shard cursors, window state and batch id in one conditional write.
+    async fn commit(&mut self, batch_id: u64, batch: &ReadBatch, rows: &BatchRows, w: &BatchWindows) -> Result<()> {
+        let n_records = batch.n_records() as u64;
+        let mut next = self.ck.clone();
         next.batch_id = batch_id;
-        for (shard, recs) in &records {
+        for (shard, recs) in &batch.records {
             if let Some(last) = recs.last() {
                 next.shards.entry(shard.clone()).or_default().committed = Some(last.sequence_number().to_string());
             }
         }
-        for shard in &closed_now {
+        for shard in &batch.closed_now {
             next.shards.entry(shard.clone()).or_default().closed = true;
         }
-        next.max_event_us = max_event;
-        next.state = keep.iter().flat_map(state_rows).collect();
-        next.history = history;
+        next.max_event_us = rows.max_event;
+        next.state = w.keep.iter().flat_map(state_rows).collect();
+        next.history = w.history.clone();
         next.pending = None;
         for (k, n) in [
-            ("records", n_records as u64),
-            ("rows", rows),
-            ("rejected", rejects.len() as u64),
-            ("late_rows", late_rows as u64),
-            ("windows", n_windows),
-            ("alerts", fired.len() as u64),
+            ("records", n_records),
+            ("rows", rows.rows),
+            ("rejected", rows.rejected),
+            ("late_rows", rows.late_rows),
+            ("windows", w.windows),
+            ("alerts", w.fired.len() as u64),
         ] {
             *next.totals.entry(k.into()).or_default() += n;
         }
-        version = Some(save(&states, &stream, &next, version.as_ref()).await?);
-        ck = next;
+        self.version = Some(save(&self.states, &self.stream, &next, self.version.as_ref()).await?);
+        self.ck = next;
         let durable_ms = chrono::Utc::now().timestamp_millis();
-        for recs in records.values() {
-            for r in recs {
-                if let Some(ms) = crate::io::kinesis::arrival_ms(r)
-                    && latencies.len() < 2_000_000
-                {
-                    latencies.push((durable_ms - ms).max(0) as u64);
-                }
+        for r in batch.records.values().flatten() {
+            if let Some(ms) = crate::io::kinesis::arrival_ms(r)
+                && self.latencies.len() < 2_000_000
+            {
+                self.latencies.push((durable_ms - ms).max(0) as u64);
             }
         }
-        report.batches += 1;
-        report.records += n_records as u64;
-        report.rows += rows;
-        report.rejected += rejects.len() as u64;
-        report.late_rows += late_rows as u64;
-        report.windows += n_windows;
-        report.windows_by_source += n_by_source;
-        report.alerts += fired.len() as u64;
+        let rep = &mut self.report;
+        rep.batches += 1;
+        rep.records += n_records;
+        rep.rows += rows.rows;
+        rep.rejected += rows.rejected;
+        rep.late_rows += rows.late_rows;
+        rep.windows += w.windows;
+        rep.windows_by_source += w.by_source;
+        rep.alerts += w.fired.len() as u64;
         tracing::info!(
             batch = batch_id,
             records = n_records,
-            late = late_rows,
-            windows = n_windows,
-            alerts = fired.len(),
-            open = ck.state.len(),
+            late = rows.late_rows,
+            windows = w.windows,
+            alerts = w.fired.len(),
+            open = self.ck.state.len(),
             "micro-batch committed"
         );
-        if let (Some(hook), false) = (&webhook, fired.is_empty()) {
-            report.webhook_delivered += hook.post(&fired).await as u64;
-        }
-        if *stop.borrow() {
-            break;
-        }
-        if replay.is_none() && n_records > 0 && !all_caught_up {
-            continue; // more to read right away
-        }
-        if !(args.until_caught_up && all_caught_up) {
-            sleep_or_stop(args.trigger, &stop).await;
-        }
-        if stop.has_changed().unwrap_or(false) && *stop.borrow_and_update() {
-            break;
+        Ok(())
+    }
+}
+
+/// Writes batches as one partitioned file per partition named `name`; returns the rows written.
+async fn write_table(
+    store: &Arc<dyn object_store::ObjectStore>,
+    root: Location,
+    table: Table,
+    name: &str,
+    batches: &[RecordBatch],
+) -> Result<u64> {
+    let mut w = PartitionedWriter::new(store.clone(), root, table, name.to_string());
+    for b in batches {
+        w.write(b).await?;
+    }
+    Ok(w.finish().await?.iter().map(|f| f.rows as u64).sum())
+}
+
+/// The figures the alert rules read, from emitted `windows` rows, in time order.
+fn window_figures(rows: &[RecordBatch]) -> Vec<WindowFigures> {
+    let mut figs = Vec::new();
+    for b in rows {
+        let ts = |c: &str| b.column_by_name(c).map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
+        let f64s = |c: &str| b.column_by_name(c).map(|c| c.as_primitive::<Float64Type>().clone());
+        let (Some(s), Some(e)) = (ts("window_start"), ts("window_end")) else { continue };
+        let n = b.column_by_name("n").map(|c| c.as_primitive::<Int64Type>().clone());
+        let (avg, neg) = (f64s("avg_score"), f64s("share_negative"));
+        for r in 0..b.num_rows() {
+            let f = |a: &Option<Float64Array>| a.as_ref().and_then(|a| (!a.is_null(r)).then(|| a.value(r)));
+            figs.push(WindowFigures {
+                start_us: s.value(r),
+                end_us: e.value(r),
+                n: n.as_ref().map(|a| a.value(r)).unwrap_or(0),
+                avg_score: f(&avg),
+                share_negative: f(&neg),
+            });
         }
     }
-    let _ = jc.ctx.deregister_table("raw_tweets");
-    report.open_windows = ck.state.len();
-    report.watermark_us = ck.max_event_us.map(|m| m - delay_us);
-    report.latency_ms = percentiles(latencies);
-    report.elapsed = started.elapsed();
-    Ok(report)
+    figs.sort_by_key(|f| f.start_us);
+    figs
 }
 
 async fn save(states: &StateStore, stream: &str, ck: &Checkpoint, prev: Option<&Version>) -> Result<Version> {
