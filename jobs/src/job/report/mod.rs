@@ -124,6 +124,82 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
             windows.display, root.display
         )));
     }
+    let (n_rejected, has_alerts) = register_tables(jc, &root).await?;
+    let from = args.from.unwrap_or_else(crate::job::aggregate::far_past);
+    let to = args.to.unwrap_or_else(crate::job::aggregate::far_future);
+    if from >= to {
+        return Err(Error::Argument("--from must be before --to".into()));
+    }
+    let data = ReportData {
+        data: root.display.clone(),
+        points: load_points(jc, from, to).await?,
+        summary: load_summary(jc, from, to).await?,
+        sources: load_sources(jc, from, to).await?,
+        bins: load_bins(jc, from, to).await?,
+        extremes: load_extremes(jc, from, to).await?,
+        alerts: if has_alerts { load_alerts(jc, from, to).await? } else { Vec::new() },
+        has_alerts,
+        n_rejected,
+    };
+    let (h, chart_time) = render(&data);
+
+    let out = Location::parse(&args.out)?;
+    let store = jc.stores.store(&out.store_url)?;
+    let bytes = h.len();
+    put(store.as_ref(), &out, &out.path, h.into_bytes()).await?;
+    let png = match &args.png {
+        Some(p) => {
+            let loc = Location::parse(p)?;
+            let png = tokio::task::block_in_place(|| svg_to_png(&chart_time))?;
+            let store = jc.stores.store(&loc.store_url)?;
+            put(store.as_ref(), &loc, &loc.path, png).await?;
+            Some(loc.display)
+        }
+        None => None,
+    };
+    let (windows, tweets, alerts) = (data.points.len(), data.summary.n_rows, data.alerts.len());
+    tracing::info!(out = %out.display, windows, tweets, alerts, "wrote report");
+    Ok(ReportSummary { out: out.display, png, windows, tweets, alerts, bytes })
+}
+
+/// A row of `report_extremes`: side, time, source, score, text.
+type Extreme = (String, Option<i64>, String, Option<f64>, String);
+/// A row of `report_alerts`: window start, rule, source, message.
+type AlertRow = (Option<i64>, String, Option<String>, String);
+
+/// The figures of `report_summary`.
+struct Summary {
+    n_rows: i64,
+    n_scored: i64,
+    n_unscorable: i64,
+    n_other_language: i64,
+    n_neg: i64,
+    n_neu: i64,
+    n_pos: i64,
+    n_sources: i64,
+    avg: Option<f64>,
+    first_at: Option<i64>,
+    last_at: Option<i64>,
+    scorers: String,
+}
+
+/// Everything the report shows, loaded by the `report_*.sql` queries.
+struct ReportData {
+    data: String,
+    points: Vec<WindowPoint>,
+    summary: Summary,
+    sources: Vec<SourceRow>,
+    bins: Vec<svg::Bin>,
+    extremes: Vec<Extreme>,
+    alerts: Vec<AlertRow>,
+    has_alerts: bool,
+    n_rejected: i64,
+}
+
+/// Registers the data root's tables; returns (rejected records, whether there is an alerts table).
+async fn register_tables(jc: &JobContext, root: &Location) -> Result<(i64, bool)> {
+    let scored = root.child(Table::Scored.dir());
+    let windows = root.child(Table::Windows.dir());
     register_parquet_table(jc, "scored_tweets", Table::Scored, &scored)?;
     register_parquet_table(jc, "windows", Table::Windows, &windows)?;
     let rejected = root.child(Table::Rejected.dir());
@@ -140,13 +216,10 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
         register_parquet_table(jc, "alerts", Table::Alerts, &alerts_loc)?;
     }
 
-    let from = args.from.unwrap_or_else(crate::job::aggregate::far_past);
-    let to = args.to.unwrap_or_else(crate::job::aggregate::far_future);
-    if from >= to {
-        return Err(Error::Argument("--from must be before --to".into()));
-    }
+    Ok((n_rejected, has_alerts))
+}
 
-    // windows
+async fn load_points(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<WindowPoint>> {
     let mut points = Vec::new();
     for b in rows(jc, "report_windows", from, to).await? {
         let (s, e, n, a, sh) = (
@@ -166,19 +239,30 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
             });
         }
     }
-    // summary
+    Ok(points)
+}
+
+async fn load_summary(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Summary> {
     let summary = rows(jc, "report_summary", from, to).await?;
     let sb = summary.first().ok_or_else(|| Error::Argument("summary query returned nothing".into()))?;
     let get = |name: &str| i64s(sb, name).map(|v| v.first().copied().flatten().unwrap_or(0));
-    let (n_rows, n_scored, n_unscorable) = (get("n_rows")?, get("n_scored")?, get("n_unscorable")?);
-    let n_other_language = get("n_other_language")?;
-    let (n_neg, n_neu, n_pos, n_sources) =
-        (get("n_negative")?, get("n_neutral")?, get("n_positive")?, get("n_sources")?);
-    let avg = f64s(sb, "avg_score")?.first().copied().flatten();
-    let first_at = times(sb, "first_at")?.first().copied().flatten();
-    let last_at = times(sb, "last_at")?.first().copied().flatten();
-    let scorers = strs(sb, "scorers")?.first().cloned().flatten().unwrap_or_default();
-    // sources, distribution, extremes, alerts
+    Ok(Summary {
+        n_rows: get("n_rows")?,
+        n_scored: get("n_scored")?,
+        n_unscorable: get("n_unscorable")?,
+        n_other_language: get("n_other_language")?,
+        n_neg: get("n_negative")?,
+        n_neu: get("n_neutral")?,
+        n_pos: get("n_positive")?,
+        n_sources: get("n_sources")?,
+        avg: f64s(sb, "avg_score")?.first().copied().flatten(),
+        first_at: times(sb, "first_at")?.first().copied().flatten(),
+        last_at: times(sb, "last_at")?.first().copied().flatten(),
+        scorers: strs(sb, "scorers")?.first().cloned().flatten().unwrap_or_default(),
+    })
+}
+
+async fn load_sources(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<SourceRow>> {
     let mut sources = Vec::new();
     for b in rows(jc, "report_sources", from, to).await? {
         let (s, n, a, ng, nu, p) = (
@@ -200,6 +284,10 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
             });
         }
     }
+    Ok(sources)
+}
+
+async fn load_bins(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<svg::Bin>> {
     let mut bins: Vec<svg::Bin> =
         (0..20).map(|i| svg::Bin { lo: -1.0 + i as f64 * 0.1, hi: -0.9 + i as f64 * 0.1, n: [0; 3] }).collect();
     for b in rows(jc, "report_distribution", from, to).await? {
@@ -217,7 +305,10 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
             }
         }
     }
-    type Extreme = (String, Option<i64>, String, Option<f64>, String);
+    Ok(bins)
+}
+
+async fn load_extremes(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Extreme>> {
     let mut extremes: Vec<Extreme> = Vec::new();
     for b in rows(jc, "report_extremes", from, to).await? {
         let (side, at, src, score, text) = (
@@ -237,21 +328,31 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
             ));
         }
     }
-    let mut alerts: Vec<(Option<i64>, String, Option<String>, String)> = Vec::new();
-    if has_alerts {
-        for b in rows(jc, "report_alerts", from, to).await? {
-            let (at, rule, src, msg) =
-                (times(&b, "window_start")?, strs(&b, "rule")?, strs(&b, "source")?, strs(&b, "message")?);
-            for i in 0..b.num_rows() {
-                alerts.push((
-                    at[i],
-                    rule[i].clone().unwrap_or_default(),
-                    src[i].clone(),
-                    msg[i].clone().unwrap_or_default(),
-                ));
-            }
+    Ok(extremes)
+}
+
+async fn load_alerts(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlertRow>> {
+    let mut alerts: Vec<AlertRow> = Vec::new();
+    for b in rows(jc, "report_alerts", from, to).await? {
+        let (at, rule, src, msg) =
+            (times(&b, "window_start")?, strs(&b, "rule")?, strs(&b, "source")?, strs(&b, "message")?);
+        for i in 0..b.num_rows() {
+            alerts.push((
+                at[i],
+                rule[i].clone().unwrap_or_default(),
+                src[i].clone(),
+                msg[i].clone().unwrap_or_default(),
+            ));
         }
     }
+    Ok(alerts)
+}
+
+/// The HTML page, and the time chart's SVG (also rendered to PNG).
+fn render(d: &ReportData) -> (String, String) {
+    let ReportData { points, alerts, bins, sources, has_alerts, .. } = d;
+    let Summary { n_rows, n_scored, n_unscorable, n_other_language, n_neg, n_pos, n_sources, avg, .. } = &d.summary;
+    let (n_rows, n_scored, n_neg, n_pos, avg, n_rejected) = (*n_rows, *n_scored, *n_neg, *n_pos, *avg, d.n_rejected);
     let marks: Vec<AlertMark> = alerts
         .iter()
         .filter_map(|(at, rule, src, msg)| {
@@ -274,7 +375,7 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
     };
 
     let chart_time = svg::sentiment_over_time(
-        &points,
+        points,
         &marks,
         &format!("Average sentiment per {} window, with tweet volume", window_len.clone().unwrap_or_default()),
     );
@@ -327,10 +428,17 @@ dt {{ color: #4a5560; }} dd {{ margin: 0; }}
         avg = avg.map(|a| format!("{a:+.3}")).unwrap_or_else(|| "–".into()),
         neg_share = pct(n_neg, n_scored),
         pos_share = pct(n_pos, n_scored),
-        chart_neg = svg::share_negative(&points, "Negative tweets per window"),
-        chart_dist = svg::distribution(&bins, "Distribution of sentiment scores"),
-        chart_src = svg::sources(&sources, "Sentiment by source"),
+        chart_neg = svg::share_negative(points, "Negative tweets per window"),
+        chart_dist = svg::distribution(bins, "Distribution of sentiment scores"),
+        chart_src = svg::sources(sources, "Sentiment by source"),
     );
+    render_tables(&mut h, &d.extremes, alerts, *has_alerts);
+    render_about(&mut h, d, &period, window_len);
+    (h, chart_time)
+}
+
+/// The most positive and negative tweets, and the alerts.
+fn render_tables(h: &mut String, extremes: &[Extreme], alerts: &[AlertRow], has_alerts: bool) {
     for (side, title) in [("positive", "Most positive tweets"), ("negative", "Most negative tweets")] {
         let _ = write!(
             h,
@@ -359,7 +467,7 @@ dt {{ color: #4a5560; }} dd {{ margin: 0; }}
         let _ = write!(h, r##"<p class="note alerts-none">{why}</p>"##);
     } else {
         h.push_str(r##"<table class="alerts"><tr><th>Window (UTC)</th><th>Rule</th><th>Source</th><th>What happened</th></tr>"##);
-        for (at, rule, src, msg) in &alerts {
+        for (at, rule, src, msg) in alerts {
             let _ = write!(
                 h,
                 "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -371,6 +479,25 @@ dt {{ color: #4a5560; }} dd {{ margin: 0; }}
         }
         h.push_str("</table>\n");
     }
+}
+
+/// The "About this report" block and the end of the page.
+fn render_about(h: &mut String, d: &ReportData, period: &str, window_len: Option<String>) {
+    let Summary {
+        n_rows,
+        n_scored,
+        n_unscorable,
+        n_other_language,
+        n_neg,
+        n_neu,
+        n_pos,
+        first_at,
+        last_at,
+        scorers,
+        ..
+    } = &d.summary;
+    let (root_display, n_rejected, points) = (&d.data, d.n_rejected, &d.points);
+    let (first_at, last_at) = (*first_at, *last_at);
     let _ = write!(
         h,
         r##"<h2>About this report</h2>
@@ -385,30 +512,13 @@ dt {{ color: #4a5560; }} dd {{ margin: 0; }}
 </dl>
 </main></body></html>
 "##,
-        data = esc(&root.display),
+        data = esc(root_display),
         first = fmt_ts(first_at),
         last = fmt_ts(last_at),
         n_windows = points.len(),
         window_len = window_len.unwrap_or_else(|| "–".into()),
-        scorers = esc(&scorers),
+        scorers = esc(scorers),
         now = Utc::now().format("%Y-%m-%d %H:%M UTC"),
         version = env!("CARGO_PKG_VERSION"),
     );
-
-    let out = Location::parse(&args.out)?;
-    let store = jc.stores.store(&out.store_url)?;
-    let bytes = h.len();
-    put(store.as_ref(), &out, &out.path, h.into_bytes()).await?;
-    let png = match &args.png {
-        Some(p) => {
-            let loc = Location::parse(p)?;
-            let png = tokio::task::block_in_place(|| svg_to_png(&chart_time))?;
-            let store = jc.stores.store(&loc.store_url)?;
-            put(store.as_ref(), &loc, &loc.path, png).await?;
-            Some(loc.display)
-        }
-        None => None,
-    };
-    tracing::info!(out = %out.display, windows = points.len(), tweets = n_rows, alerts = alerts.len(), "wrote report");
-    Ok(ReportSummary { out: out.display, png, windows: points.len(), tweets: n_rows, alerts: alerts.len(), bytes })
 }
