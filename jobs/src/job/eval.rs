@@ -230,10 +230,42 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
     };
     jc.select_scorer(&scorer);
     let model_labels = scorer.labels();
-    let names = args.label_names.clone().or_else(|| model_labels.clone());
+    let gold = gold_labels(&args, &pairs, model_labels.as_ref())?;
+    let binary = !gold.contains(&Label::Neutral);
+    let (batches, wall_s, cpu_s) = score_timed(jc, &args, &pairs, model_labels.is_some()).await?;
+    let scored = collect_answers(&batches, pairs.len(), model_labels.as_ref(), binary)?;
+    let predictions: Vec<Prediction> =
+        gold.into_iter().zip(scored).map(|(gold, (predicted, probs))| Prediction { gold, predicted, probs }).collect();
+    let m = Metrics::of(&predictions, model_labels.as_ref(), binary);
+    Ok(EvalReport {
+        scorer: scorer.id().to_string(),
+        data: args.data.display().to_string(),
+        rows: pairs.len(),
+        evaluated: m.evaluated,
+        skipped: m.skipped,
+        unscorable: m.unscorable,
+        accuracy: m.correct as f64 / (m.evaluated as f64).max(1.0),
+        macro_f1: m.macro_f1,
+        recall: m.recall,
+        macro_recall: m.macro_recall,
+        binary,
+        classes: m.classes,
+        confusion: m.confusion,
+        wall_s,
+        cpu_s,
+        model_labels,
+        predictions,
+        scorer_stats: scorer.stats(),
+    })
+}
+
+/// The gold labels as sentiment classes: names, or indices read through
+/// `--label-names` (else the model's `id2label`).
+fn gold_labels(args: &EvalArgs, pairs: &[(String, String)], model_labels: Option<&Vec<String>>) -> Result<Vec<Label>> {
+    let names = args.label_names.clone().or_else(|| model_labels.cloned());
     // 0/1 gold labels read through a 3-class model's id2label would make every 1 neutral
     if args.label_names.is_none()
-        && model_labels.as_ref().is_some_and(|l| l.len() > 2)
+        && model_labels.is_some_and(|l| l.len() > 2)
         && pairs.iter().all(|(_, l)| matches!(l.trim(), "0" | "1"))
     {
         return Err(data_err(
@@ -242,7 +274,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
              say what they mean with --label-names negative,positive (or negative,neutral,positive)",
         ));
     }
-    let gold: Vec<Label> = pairs
+    pairs
         .iter()
         .map(|(_, l)| {
             let name = match (l.parse::<usize>(), &names) {
@@ -257,9 +289,17 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
                 &args.data,
                 format!("gold label {bad:?} is not a sentiment class (map indices with --label-names negative,neutral,positive)"),
             )
-        })?;
+        })
+}
 
-    let binary = !gold.contains(&Label::Neutral);
+/// Runs the eval query `--repeat` times over the texts; returns the last
+/// answers and the fastest run's wall and CPU seconds.
+async fn score_timed(
+    jc: &JobContext,
+    args: &EvalArgs,
+    pairs: &[(String, String)],
+    classifier: bool,
+) -> Result<(Vec<RecordBatch>, f64, f64)> {
     let ids = UInt64Array::from_iter_values(0..pairs.len() as u64);
     let texts = StringArray::from_iter_values(pairs.iter().map(|(t, _)| t.as_str()));
     let schema = Arc::new(Schema::new(vec![
@@ -269,8 +309,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
     let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(texts)])
         .map_err(|e| Error::arrow("eval texts", e))?;
     crate::tables::register_batches(jc, "eval_texts", schema, vec![vec![batch]])?;
-
-    let name = if model_labels.is_some() { "eval_probs" } else { "eval_labels" };
+    let name = if classifier { "eval_probs" } else { "eval_labels" };
     let (mut batches, mut wall_s, mut cpu_s) = (Vec::new(), f64::INFINITY, f64::INFINITY);
     for _ in 0..args.repeat.max(1) {
         let (cpu0, t0) = (process_cpu_seconds(), Instant::now());
@@ -281,13 +320,23 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
         }
         batches = b;
     }
+    Ok((batches, wall_s, cpu_s))
+}
 
-    // (predicted class, probabilities) per row, placed by row_id
+/// A row's answer: the predicted class and, for a classifier, its probabilities.
+type Answer = (Option<Label>, Option<Vec<f32>>);
+
+/// Every row's answer, placed by `row_id`; each row must answer exactly once.
+fn collect_answers(
+    batches: &[RecordBatch],
+    n: usize,
+    model_labels: Option<&Vec<String>>,
+    binary: bool,
+) -> Result<Vec<Answer>> {
     let model_classes: Option<Vec<Option<Label>>> =
-        model_labels.as_ref().map(|l| l.iter().map(|n| Label::from_name(n)).collect());
-    type Scored = (Option<Label>, Option<Vec<f32>>);
-    let mut scored: Vec<Option<Scored>> = vec![None; pairs.len()];
-    for b in &batches {
+        model_labels.map(|l| l.iter().map(|n| Label::from_name(n)).collect());
+    let mut scored: Vec<Option<Answer>> = vec![None; n];
+    for b in batches {
         let rows: &UInt64Array = b.column(0).as_primitive::<UInt64Type>();
         let st: &StructArray = b.column(1).as_struct();
         // classifiers: one probability column per label; the lexicon: its label and score
@@ -327,85 +376,83 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
     }
     let missing = scored.iter().filter(|s| s.is_none()).count();
     if missing > 0 {
-        return Err(Error::Argument(format!("eval: {missing} of {} rows came back without an answer", pairs.len())));
+        return Err(Error::Argument(format!("eval: {missing} of {n} rows came back without an answer")));
     }
-    let scored: Vec<(Option<Label>, Option<Vec<f32>>)> = scored.into_iter().flatten().collect();
-    let predictions: Vec<Prediction> =
-        gold.into_iter().zip(scored).map(|(gold, (predicted, probs))| Prediction { gold, predicted, probs }).collect();
+    Ok(scored.into_iter().flatten().collect())
+}
 
-    // the classes the scorer can predict
-    let predictable: Vec<Label> = match &model_labels {
-        Some(l) => l.iter().filter_map(|n| Label::from_name(n)).collect(),
-        None => vec![Label::Negative, Label::Neutral, Label::Positive],
-    };
-    let classes: Vec<Label> = [Label::Negative, Label::Neutral, Label::Positive]
-        .into_iter()
-        .filter(|c| predictable.contains(c) && !(binary && *c == Label::Neutral))
-        .collect();
-    let idx = |l: Label| classes.iter().position(|c| *c == l);
-    let mut confusion = vec![vec![0usize; classes.len()]; classes.len()];
-    let (mut evaluated, mut correct, mut unscorable) = (0, 0, 0);
-    let mut skipped: Vec<(String, usize)> = Vec::new();
-    for p in &predictions {
-        let g = p.gold;
-        let Some(gi) = idx(g) else {
-            match skipped.iter_mut().find(|(n, _)| n == g.as_str()) {
-                Some((_, c)) => *c += 1,
-                None => skipped.push((g.as_str().to_string(), 1)),
-            }
-            continue;
+/// Confusion matrix, recall, macro-recall and macro-F1 over the classes the
+/// scorer can predict (neutral left out on binary data).
+struct Metrics {
+    classes: Vec<Label>,
+    confusion: Vec<Vec<usize>>,
+    evaluated: usize,
+    correct: usize,
+    unscorable: usize,
+    skipped: Vec<(String, usize)>,
+    recall: Vec<f64>,
+    macro_recall: f64,
+    macro_f1: f64,
+}
+
+impl Metrics {
+    fn of(predictions: &[Prediction], model_labels: Option<&Vec<String>>, binary: bool) -> Metrics {
+        // the classes the scorer can predict
+        let predictable: Vec<Label> = match model_labels {
+            Some(l) => l.iter().filter_map(|n| Label::from_name(n)).collect(),
+            None => vec![Label::Negative, Label::Neutral, Label::Positive],
         };
-        let Some(pi) = p.predicted.and_then(idx) else {
-            unscorable += 1;
-            continue;
-        };
-        evaluated += 1;
-        correct += usize::from(gi == pi);
-        confusion[gi][pi] += 1;
-    }
-    // recall per class, and their mean over the gold classes present
-    let recall: Vec<f64> = confusion
-        .iter()
-        .enumerate()
-        .map(|(k, row)| {
-            let n: usize = row.iter().sum();
-            if n == 0 { f64::NAN } else { row[k] as f64 / n as f64 }
-        })
-        .collect();
-    let present: Vec<f64> = recall.iter().copied().filter(|r| !r.is_nan()).collect();
-    let macro_recall = present.iter().sum::<f64>() / (present.len() as f64).max(1.0);
-    // macro-F1 over the gold classes present
-    let mut f1s = Vec::new();
-    for k in 0..classes.len() {
-        let tp = confusion[k][k] as f64;
-        let gold_k: usize = confusion[k].iter().sum();
-        if gold_k == 0 {
-            continue;
+        let classes: Vec<Label> = [Label::Negative, Label::Neutral, Label::Positive]
+            .into_iter()
+            .filter(|c| predictable.contains(c) && !(binary && *c == Label::Neutral))
+            .collect();
+        let idx = |l: Label| classes.iter().position(|c| *c == l);
+        let mut confusion = vec![vec![0usize; classes.len()]; classes.len()];
+        let (mut evaluated, mut correct, mut unscorable) = (0, 0, 0);
+        let mut skipped: Vec<(String, usize)> = Vec::new();
+        for p in predictions {
+            let g = p.gold;
+            let Some(gi) = idx(g) else {
+                match skipped.iter_mut().find(|(n, _)| n == g.as_str()) {
+                    Some((_, c)) => *c += 1,
+                    None => skipped.push((g.as_str().to_string(), 1)),
+                }
+                continue;
+            };
+            let Some(pi) = p.predicted.and_then(idx) else {
+                unscorable += 1;
+                continue;
+            };
+            evaluated += 1;
+            correct += usize::from(gi == pi);
+            confusion[gi][pi] += 1;
         }
-        let pred_k: usize = confusion.iter().map(|r| r[k]).sum();
-        let (p, r) = (tp / (pred_k as f64).max(1.0), tp / gold_k as f64);
-        f1s.push(if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 });
+        // recall per class, and their mean over the gold classes present
+        let recall: Vec<f64> = confusion
+            .iter()
+            .enumerate()
+            .map(|(k, row)| {
+                let n: usize = row.iter().sum();
+                if n == 0 { f64::NAN } else { row[k] as f64 / n as f64 }
+            })
+            .collect();
+        let present: Vec<f64> = recall.iter().copied().filter(|r| !r.is_nan()).collect();
+        let macro_recall = present.iter().sum::<f64>() / (present.len() as f64).max(1.0);
+        // macro-F1 over the gold classes present
+        let mut f1s = Vec::new();
+        for k in 0..classes.len() {
+            let tp = confusion[k][k] as f64;
+            let gold_k: usize = confusion[k].iter().sum();
+            if gold_k == 0 {
+                continue;
+            }
+            let pred_k: usize = confusion.iter().map(|r| r[k]).sum();
+            let (p, r) = (tp / (pred_k as f64).max(1.0), tp / gold_k as f64);
+            f1s.push(if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 });
+        }
+        let macro_f1 = f1s.iter().sum::<f64>() / (f1s.len() as f64).max(1.0);
+        Metrics { classes, confusion, evaluated, correct, unscorable, skipped, recall, macro_recall, macro_f1 }
     }
-    Ok(EvalReport {
-        scorer: scorer.id().to_string(),
-        data: args.data.display().to_string(),
-        rows: pairs.len(),
-        evaluated,
-        skipped,
-        unscorable,
-        accuracy: correct as f64 / (evaluated as f64).max(1.0),
-        macro_f1: f1s.iter().sum::<f64>() / (f1s.len() as f64).max(1.0),
-        recall,
-        macro_recall,
-        binary,
-        classes,
-        confusion,
-        wall_s,
-        cpu_s,
-        model_labels,
-        predictions,
-        scorer_stats: scorer.stats(),
-    })
 }
 
 /// The class a probability vector predicts (`classes`: the model's labels as
