@@ -7,88 +7,12 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use std::path::PathBuf;
 
-use sentiflow_udfs::{LexiconScorer, OnnxOptions, OnnxScorer, SharedScorer, register_scorer_udfs};
+use sentiflow_udfs::{LexiconScorer, register_scorer_udfs};
+
+use crate::scorer::JobScorer;
 
 use crate::io::store::{Location, StoreRegistry, list_files};
 use crate::{Error, Result};
-
-/// Which scorer a job uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ScorerKind {
-    /// VADER lexicon (rule-based baseline).
-    Lexicon,
-    /// A transformer classifier exported to ONNX (the default: the shipped model).
-    Onnx(OnnxOptions),
-}
-
-impl ScorerKind {
-    /// Loads the scorer (for ONNX: the runtime library, the model, the tokenizer).
-    pub fn build(self) -> Result<SharedScorer> {
-        Ok(match self {
-            ScorerKind::Lexicon => Arc::new(LexiconScorer::new()),
-            ScorerKind::Onnx(opts) => Arc::new(OnnxScorer::load(opts)?),
-        })
-    }
-}
-
-/// The scorer a job runs: a local model (sync UDFs) or an LLM (async UDFs
-/// that call a server).
-#[derive(Debug, Clone)]
-pub enum JobScorer {
-    Local(SharedScorer),
-    Llm(Arc<crate::llm::udf::LlmScorer>),
-}
-
-impl From<SharedScorer> for JobScorer {
-    fn from(s: SharedScorer) -> Self {
-        JobScorer::Local(s)
-    }
-}
-
-impl JobScorer {
-    /// Model and version, for the `scorer` column.
-    pub fn id(&self) -> String {
-        match self {
-            JobScorer::Local(s) => s.id().to_string(),
-            JobScorer::Llm(l) => l.id().to_string(),
-        }
-    }
-
-    /// A classifier's label names (None for lexicon and LLM scorers).
-    pub fn labels(&self) -> Option<Vec<String>> {
-        match self {
-            JobScorer::Local(s) => s.labels(),
-            JobScorer::Llm(_) => None,
-        }
-    }
-
-    /// A local scorer's counters (texts, time in inference); the LLM's, as figures.
-    pub fn stats(&self) -> Vec<(&'static str, f64)> {
-        match self {
-            JobScorer::Local(s) => s.stats(),
-            JobScorer::Llm(l) => {
-                let m = l.client.summary();
-                vec![
-                    ("requests", m.requests as f64),
-                    ("cache_hits", m.cache_hits as f64),
-                    ("retries", m.retries as f64),
-                    ("failures", m.failures as f64),
-                    ("prompt_tokens", m.prompt_tokens as f64),
-                    ("completion_tokens", m.completion_tokens as f64),
-                    ("cost_usd", m.cost_usd),
-                ]
-            }
-        }
-    }
-
-    /// What the LLM client did so far (None for local scorers).
-    pub fn llm_summary(&self) -> Option<crate::llm::LlmSummary> {
-        match self {
-            JobScorer::Local(_) => None,
-            JobScorer::Llm(l) => Some(l.client.summary()),
-        }
-    }
-}
 
 /// The project's shipped model, relative to a checkout.
 pub const DEFAULT_MODEL: &str = "sample_data/models/sentiment-minilm";

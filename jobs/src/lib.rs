@@ -8,7 +8,8 @@
 //!   the shard reader, checkpoints and leases, retries;
 //! - the shared core beside them: the [`schema`] module (single source of
 //!   truth for every table), [`sql`] (the `sql/*.sql` files), [`tables`]
-//!   (registering tables), [`context`] (the session and its scorer), [`llm`].
+//!   (registering tables), [`context`] (the session), [`scorer`] (choosing
+//!   and building every scorer), [`llm`] (the chat-model client and UDFs).
 //!
 //! Dependencies point one way: `job` → `io` → core; nothing in `io` or the
 //! core imports a job.
@@ -23,9 +24,11 @@ pub mod llm;
 mod progress;
 pub mod rng;
 pub mod schema;
+pub mod scorer;
 pub mod sql;
 pub mod tables;
 pub mod timeexpr;
 
-pub use context::{ContextOptions, DEFAULT_MODEL, JobContext, JobScorer, ScorerKind, default_model_dir};
+pub use context::{ContextOptions, DEFAULT_MODEL, JobContext, default_model_dir};
 pub use error::{Error, Result};
+pub use scorer::{JobScorer, ScorerChoice, ScorerKind};

@@ -6,13 +6,11 @@ use super::scorer::ScorerArgs;
 use super::secs;
 use anyhow::Result;
 use sentiflow_jobs::JobContext;
-use sentiflow_jobs::io::store::Location;
 use sentiflow_jobs::job::aggregate::WindowSpec;
 use sentiflow_jobs::job::aggregate::fmt_duration;
 use sentiflow_jobs::job::generate::GenerateArgs;
 use sentiflow_jobs::job::pipeline;
 use sentiflow_jobs::job::pipeline::RunArgs;
-use sentiflow_jobs::llm::cache::default_dir;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct RunCli {
@@ -30,10 +28,9 @@ pub(crate) struct RunCli {
 
 pub(crate) async fn run(jc: &JobContext, r: RunCli) -> Result<()> {
     let spec = WindowSpec::new(r.window.window, r.window.slide)?;
-    let cache = default_dir(&Location::parse(&r.out)?);
     let rep = pipeline::run(
         jc,
-        r.scorer.build(jc, Some(cache)).await?,
+        r.scorer.build(jc, Some(&r.out)).await?,
         RunArgs { out: r.out, input: r.input, generate: GenerateArgs::default(), spec },
     )
     .await?;

@@ -11,7 +11,6 @@ use sentiflow_jobs::io::read::Format;
 use sentiflow_jobs::io::store::Location;
 use sentiflow_jobs::job::score;
 use sentiflow_jobs::job::score::ScoreArgs;
-use sentiflow_jobs::llm::cache::default_dir;
 use sentiflow_jobs::schema::Table;
 
 #[derive(clap::Args, Debug)]
@@ -42,10 +41,9 @@ pub(crate) enum InFormat {
 
 pub(crate) async fn run(jc: &JobContext, s: ScoreCli) -> Result<()> {
     let out = Location::parse(&s.out)?;
-    let cache = default_dir(&out);
     let r = score::run(
         jc,
-        s.scorer.build(jc, Some(cache)).await?,
+        s.scorer.build(jc, Some(&s.out)).await?,
         ScoreArgs {
             input: s.input,
             output: out.child(Table::Scored.dir()).display,

@@ -5,14 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::ValueEnum;
-use std::sync::Arc;
 
 use sentiflow_jobs::io::retry::RetryPolicy;
-use sentiflow_jobs::llm::cache::AnswerCache;
-use sentiflow_jobs::llm::udf::LlmScorer;
-use sentiflow_jobs::llm::{LlmClient, LlmOptions, Prices, SCORE_PROMPT_VERSION, load_api_key};
+use sentiflow_jobs::llm::{LlmClient, LlmOptions, Prices};
+use sentiflow_jobs::scorer::{LlmCache, LlmChoice, ScorerChoice, llm_client};
 use sentiflow_jobs::{JobContext, JobScorer, ScorerKind, default_model_dir};
-use sentiflow_udfs::{AnyLanguage, Device, OnnxOptions};
+use sentiflow_udfs::{Device, OnnxOptions};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScorerCli {
@@ -110,31 +108,39 @@ pub struct LlmArgs {
 }
 
 impl LlmArgs {
-    pub async fn client(&self) -> Result<LlmClient> {
-        let key = load_api_key(self.api_key_secret.as_deref()).await?;
+    /// The chat model these options name (the API key is loaded when it is built).
+    pub fn choice(&self) -> LlmChoice {
         let known = Prices::for_model(&self.llm_model);
-        Ok(LlmClient::new(LlmOptions {
-            base_url: self.llm_base_url.clone(),
-            model: self.llm_model.clone(),
-            api_key: key,
-            timeout: self.llm_timeout.to_std().unwrap_or(std::time::Duration::from_secs(30)),
-            retry: RetryPolicy { max_retries: self.llm_max_retries, ..Default::default() },
-            concurrency: self.llm_concurrency.max(1),
-            requests_per_minute: self.llm_rpm,
-            tokens_per_minute: self.llm_tpm,
-            max_tokens: self.llm_max_tokens.max(1),
-            cache: None,
-            prices: Prices {
-                input_per_m: self.llm_price_in.unwrap_or(known.input_per_m),
-                output_per_m: self.llm_price_out.unwrap_or(known.output_per_m),
+        LlmChoice {
+            options: LlmOptions {
+                base_url: self.llm_base_url.clone(),
+                model: self.llm_model.clone(),
+                api_key: None,
+                timeout: self.llm_timeout.to_std().unwrap_or(std::time::Duration::from_secs(30)),
+                retry: RetryPolicy { max_retries: self.llm_max_retries, ..Default::default() },
+                concurrency: self.llm_concurrency.max(1),
+                requests_per_minute: self.llm_rpm,
+                tokens_per_minute: self.llm_tpm,
+                max_tokens: self.llm_max_tokens.max(1),
+                cache: None,
+                prices: Prices {
+                    input_per_m: self.llm_price_in.unwrap_or(known.input_per_m),
+                    output_per_m: self.llm_price_out.unwrap_or(known.output_per_m),
+                },
             },
-        })?)
+            api_key_secret: self.api_key_secret.clone(),
+        }
+    }
+
+    pub async fn client(&self) -> Result<LlmClient> {
+        Ok(llm_client(&self.choice()).await?)
     }
 }
 
 impl ScorerArgs {
-    pub fn kind(&self) -> ScorerKind {
-        match self.scorer {
+    /// The scorer these options choose; `sentiflow_jobs::scorer` builds it.
+    pub fn choice(&self) -> ScorerChoice {
+        let kind = match self.scorer {
             ScorerCli::Lexicon => ScorerKind::Lexicon,
             ScorerCli::Onnx | ScorerCli::Llm => ScorerKind::Onnx(OnnxOptions {
                 model_dir: self.model.clone().unwrap_or_else(default_model_dir),
@@ -147,22 +153,20 @@ impl ScorerArgs {
                 sessions: self.onnx_sessions,
                 batch_size: self.onnx_batch.max(1),
             }),
+        };
+        if self.scorer != ScorerCli::Llm {
+            return ScorerChoice::Local { kind, any_language: self.any_language };
         }
+        let cache = match (&self.llm.llm_cache, self.llm.no_llm_cache) {
+            (_, true) => LlmCache::Off,
+            (Some(d), false) => LlmCache::Dir(d.clone()),
+            (None, false) => LlmCache::Default,
+        };
+        ScorerChoice::Llm { llm: self.llm.choice(), cache }
     }
 
-    /// Loads the selected scorer; an LLM scorer caches answers in `--llm-cache`,
-    /// else in `default_cache` (None: no cache).
-    pub async fn build(&self, jc: &JobContext, default_cache: Option<String>) -> Result<JobScorer> {
-        if self.scorer != ScorerCli::Llm {
-            let scorer = self.kind().build()?;
-            return Ok(JobScorer::Local(if self.any_language { Arc::new(AnyLanguage(scorer)) } else { scorer }));
-        }
-        let client = self.llm.client().await?;
-        let cache_dir = if self.llm.no_llm_cache { None } else { self.llm.llm_cache.clone().or(default_cache) };
-        let cache = match cache_dir {
-            Some(d) => Some(AnswerCache::open(&jc.stores, &d, &self.llm.llm_model, SCORE_PROMPT_VERSION)?),
-            None => None,
-        };
-        Ok(JobScorer::Llm(Arc::new(LlmScorer::new(client, cache))))
+    /// Loads the chosen scorer; `out_root` is the job's data root (the LLM's default answer cache).
+    pub async fn build(&self, jc: &JobContext, out_root: Option<&str>) -> Result<JobScorer> {
+        Ok(self.choice().build(jc, out_root).await?)
     }
 }

@@ -10,9 +10,7 @@ use chrono::{DateTime, Utc};
 use sentiflow_jobs::JobContext;
 use sentiflow_jobs::io::read::DEFAULT_MAX_TEXT_BYTES;
 use sentiflow_jobs::io::retry::RetryPolicy;
-use sentiflow_jobs::io::store::Location;
 use sentiflow_jobs::job::aggregate::WindowSpec;
-use sentiflow_jobs::llm::cache::default_dir;
 use sentiflow_jobs::timeexpr::parse_duration;
 
 #[derive(clap::Args, Debug)]
@@ -52,8 +50,7 @@ pub(crate) struct StreamCli {
 pub(crate) async fn run(jc: &JobContext, st: StreamCli) -> Result<()> {
     let spec = WindowSpec::new(st.window.window, st.window.slide)?;
     let rules = st.alerts.as_deref().map(sentiflow_jobs::job::alerts::Rules::load).transpose()?;
-    let cache = default_dir(&Location::parse(&st.to)?);
-    let scorer = st.scorer.build(jc, Some(cache)).await?;
+    let scorer = st.scorer.build(jc, Some(&st.to)).await?;
     let args = sentiflow_jobs::job::stream::StreamArgs {
         from: st.from,
         to: st.to,

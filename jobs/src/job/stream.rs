@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::context::{JobContext, JobScorer};
+use crate::context::JobContext;
 use crate::io::checkpoint::{StateStore, Version, crash_point};
 use crate::io::kinesis::{KinesisReader, Position, ReadError, StreamUrl, sleep_or_stop};
 use crate::io::read::RecordParser;
@@ -42,6 +42,7 @@ use crate::io::write::{PartitionedWriter, write_raw_and_rejects};
 use crate::job::aggregate::{WindowSpec, far_future, far_past};
 use crate::job::alerts::{Rules, Webhook, WindowFigures, alerts_batch, evaluate};
 use crate::schema::Table;
+use crate::scorer::JobScorer;
 use crate::sql::{interval_param, timestamp_param};
 use crate::tables::register_batches;
 use crate::{Error, Result, sql};
