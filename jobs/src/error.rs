@@ -74,8 +74,29 @@ pub enum Error {
     #[error("secret {secret} could not be read: {reason}")]
     Secret { secret: String, reason: String },
 
-    #[error("invalid argument: {0}")]
-    Argument(String),
+    /// A command-line option (or the job argument it maps to) has a value the job cannot use.
+    #[error("{option}: {reason}")]
+    Option { option: &'static str, reason: String },
+
+    /// A time template in a location or `--from/--to` (see `timeexpr`).
+    #[error("time template {template:?}: {reason}")]
+    TimeTemplate { template: String, reason: String },
+
+    /// A file the user gave that is not what the job reads (eval data, alert rules).
+    #[error("{what} {path}: {reason}")]
+    InputFile { what: &'static str, path: String, reason: String },
+
+    /// An output needed before this job is missing (`report` without windows).
+    #[error("{reason}")]
+    Missing { reason: String },
+
+    #[error("output lock {lock} was lost: {reason}")]
+    Lock { lock: String, reason: String },
+
+    /// A broken promise inside sentiflow (a query without an expected column):
+    /// a bug to report, not bad input.
+    #[error("internal error: {0} (a bug in sentiflow; please report it)")]
+    Internal(String),
 
     #[error("io on {path} failed")]
     Io {

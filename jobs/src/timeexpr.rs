@@ -49,7 +49,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 }
 
 fn err(template: &str, reason: impl Into<String>) -> Error {
-    Error::Argument(format!("time template {template:?}: {}", reason.into()))
+    Error::TimeTemplate { template: template.to_string(), reason: reason.into() }
 }
 
 /// Replaces `${VAR}` by the variable's value.

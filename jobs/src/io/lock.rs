@@ -81,12 +81,13 @@ impl OutputLock {
         if self.held.load(Ordering::SeqCst) {
             Ok(())
         } else {
-            Err(Error::Argument(format!(
-                "lost the lock {}/{}.json (it was not renewed within {} s); nothing more was replaced, run the job again",
-                self.states_display(),
-                self.name,
-                LEASE.as_secs()
-            )))
+            Err(Error::Lock {
+                lock: format!("{}/{}.json", self.states_display(), self.name),
+                reason: format!(
+                    "it was not renewed within {} s; nothing more was replaced, run the job again",
+                    LEASE.as_secs()
+                ),
+            })
         }
     }
 

@@ -78,7 +78,7 @@ impl PartitionedWriter {
             .iter()
             .map(|k| {
                 let col = batch.column_by_name(k).ok_or_else(|| {
-                    Error::Argument(format!("query result for {} lacks partition column {k}", self.table.sql_name()))
+                    Error::Internal(format!("query result for {} lacks partition column {k}", self.table.sql_name()))
                 })?;
                 let s = cast(col, &DataType::Utf8).map_err(|e| Error::arrow(format!("partition column {k}"), e))?;
                 Ok(s.as_any()
@@ -92,7 +92,7 @@ impl PartitionedWriter {
             let mut dir = String::new();
             for (k, col) in self.table.partition_keys().iter().zip(&keys) {
                 if col.is_null(row) {
-                    return Err(Error::Argument(format!("partition column {k} is NULL in row {row}")));
+                    return Err(Error::Internal(format!("partition column {k} is NULL in row {row}")));
                 }
                 if !dir.is_empty() {
                     dir.push('/');
@@ -109,7 +109,7 @@ impl PartitionedWriter {
                 .iter()
                 .map(|f| {
                     let c = batch.column_by_name(f.name()).ok_or_else(|| {
-                        Error::Argument(format!("query result for {} lacks column {}", self.table.sql_name(), f.name()))
+                        Error::Internal(format!("query result for {} lacks column {}", self.table.sql_name(), f.name()))
                     })?;
                     let c = take(c.as_ref(), &idx, None).map_err(|e| Error::arrow(f.name().to_string(), e))?;
                     cast(&c, f.data_type()).map_err(|e| Error::arrow(f.name().to_string(), e))
@@ -229,7 +229,7 @@ pub fn with_hour_partitions(batch: &RecordBatch, ts_col: &str) -> Result<RecordB
     let ts = batch
         .column_by_name(ts_col)
         .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>())
-        .ok_or_else(|| Error::Argument(format!("batch lacks a microsecond timestamp column {ts_col}")))?;
+        .ok_or_else(|| Error::Internal(format!("batch lacks a microsecond timestamp column {ts_col}")))?;
     let mut dt = datafusion::arrow::array::StringBuilder::new();
     let mut hour = datafusion::arrow::array::StringBuilder::new();
     for v in ts.iter() {

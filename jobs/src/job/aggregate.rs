@@ -34,17 +34,23 @@ impl WindowSpec {
         let slide = slide.unwrap_or(window);
         let us = |d: Duration| d.num_microseconds().unwrap_or(0);
         if us(window) <= 0 || us(slide) <= 0 {
-            return Err(Error::Argument("--window and --slide must be positive".into()));
+            return Err(Error::Option { option: "--window", reason: "--window and --slide must be positive".into() });
         }
         if us(slide) > us(window) || us(window) % us(slide) != 0 {
-            return Err(Error::Argument(format!(
-                "--window ({}) must be a whole multiple of --slide ({}): windows are built from slide-wide panes",
-                fmt_duration(window),
-                fmt_duration(slide)
-            )));
+            return Err(Error::Option {
+                option: "--window",
+                reason: format!(
+                    "{} must be a whole multiple of --slide ({}): windows are built from slide-wide panes",
+                    fmt_duration(window),
+                    fmt_duration(slide)
+                ),
+            });
         }
         if us(window) / us(slide) > 1000 {
-            return Err(Error::Argument("--window / --slide is over 1000 panes per window; use a larger slide".into()));
+            return Err(Error::Option {
+                option: "--slide",
+                reason: "over 1000 panes per window; use a larger slide".into(),
+            });
         }
         Ok(Self { window, slide })
     }
@@ -124,10 +130,10 @@ pub async fn run(jc: &JobContext, args: AggregateArgs) -> Result<AggregateReport
                 Err(_) => to,
             };
             if from < far_past() || to > far_future() {
-                return Err(Error::Argument("--from/--to must lie between 1900 and 2200".into()));
+                return Err(Error::Option { option: "--from/--to", reason: "must lie between 1900 and 2200".into() });
             }
             if from >= to {
-                return Err(Error::Argument("--from must be before --to".into()));
+                return Err(Error::Option { option: "--from", reason: "must be before --to".into() });
             }
             Some((from, to))
         }

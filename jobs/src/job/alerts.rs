@@ -60,7 +60,7 @@ pub struct Rules {
 
 impl Rules {
     pub fn parse(path: &str, text: &str) -> Result<Self> {
-        let bad = |reason: String| Error::Argument(format!("alert rules {path}: {reason}"));
+        let bad = |reason: String| Error::InputFile { what: "alert rules", path: path.to_string(), reason };
         let r: Rules = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
         for rule in &r.rule {
             match rule.kind.as_str() {
@@ -267,10 +267,10 @@ pub struct Webhook {
 impl Webhook {
     /// A webhook client with a 5 s timeout per post.
     pub fn new(url: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| Error::Argument(format!("--webhook {url}: cannot build an HTTP client: {e}")))?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| Error::Option {
+            option: "--webhook",
+            reason: format!("{url}: cannot build an HTTP client: {e}"),
+        })?;
         Ok(Webhook { url: url.to_string(), http, jitter: crate::io::retry::Jitter::default() })
     }
 

@@ -116,7 +116,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 fn data_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Argument(format!("eval data {}: {}", path.display(), reason.into()))
+    Error::InputFile { what: "eval data", path: path.display().to_string(), reason: reason.into() }
 }
 
 /// Reads (text, gold label string) pairs.
@@ -370,13 +370,13 @@ fn collect_answers(
             let row = rows.value(i) as usize;
             match scored.get_mut(row) {
                 Some(slot @ None) => *slot = Some(answer),
-                _ => return Err(Error::Argument(format!("eval: row {row} answered twice or out of range"))),
+                _ => return Err(Error::Internal(format!("eval: row {row} answered twice or out of range"))),
             }
         }
     }
     let missing = scored.iter().filter(|s| s.is_none()).count();
     if missing > 0 {
-        return Err(Error::Argument(format!("eval: {missing} of {n} rows came back without an answer")));
+        return Err(Error::Internal(format!("eval: {missing} of {n} rows came back without an answer")));
     }
     Ok(scored.into_iter().flatten().collect())
 }

@@ -162,16 +162,20 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
     let stream = match StreamUrl::parse(&args.from) {
         Some(Ok(StreamUrl::Kinesis(s))) => s,
         Some(Ok(StreamUrl::Firehose(_))) => {
-            return Err(Error::Argument(
-                "ingest reads Kinesis data streams; Firehose delivers to S3 by itself: score its S3 prefix instead"
-                    .into(),
-            ));
+            return Err(Error::Option {
+                option: "--from",
+                reason:
+                    "ingest reads Kinesis data streams; Firehose delivers to S3 by itself: score its S3 prefix instead"
+                        .into(),
+            });
         }
         Some(Err(e)) => return Err(e),
-        None => return Err(Error::Argument(format!("--from {:?}: use kinesis://STREAM", args.from))),
+        None => {
+            return Err(Error::Option { option: "--from", reason: format!("{:?}: use kinesis://STREAM", args.from) });
+        }
     };
     if args.max_rows == 0 || args.max_seconds <= 0.0 {
-        return Err(Error::Argument("--max-rows and --max-seconds must be positive".into()));
+        return Err(Error::Option { option: "--max-rows/--max-seconds", reason: "must be positive".into() });
     }
     let out = Location::parse(&args.to)?;
     let store = stores.store(&out.store_url)?;

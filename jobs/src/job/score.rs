@@ -223,11 +223,10 @@ fn check_output_is_a_directory(output: &Location) -> Result<()> {
     let root = output.parent();
     for loc in [&root, output] {
         if std::fs::metadata(format!("/{}", loc.path)).is_ok_and(|m| !m.is_dir()) {
-            return Err(Error::Argument(format!(
-                "--out {}: {} is a file, not a directory",
-                root.display,
-                loc.url_of(&loc.path)
-            )));
+            return Err(Error::Option {
+                option: "--out",
+                reason: format!("{}: {} is a file, not a directory", root.display, loc.url_of(&loc.path)),
+            });
         }
     }
     Ok(())

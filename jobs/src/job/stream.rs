@@ -328,7 +328,12 @@ impl<'a> Streamer<'a> {
         let stream = match StreamUrl::parse(&args.from) {
             Some(Ok(StreamUrl::Kinesis(s))) => s,
             Some(Err(e)) => return Err(e),
-            _ => return Err(Error::Argument(format!("--from {:?}: use kinesis://STREAM", args.from))),
+            _ => {
+                return Err(Error::Option {
+                    option: "--from",
+                    reason: format!("{:?}: use kinesis://STREAM", args.from),
+                });
+            }
         };
         let root = Location::parse(&args.to)?;
         let store = jc.stores.store(&root.store_url)?;

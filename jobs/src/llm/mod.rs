@@ -235,15 +235,16 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 impl LlmClient {
     pub fn new(opts: LlmOptions) -> Result<Self> {
         if opts.base_url.trim().is_empty() || opts.model.trim().is_empty() {
-            return Err(Error::Argument("--llm-base-url and --llm-model must not be empty".into()));
+            return Err(Error::Option { option: "--llm-base-url/--llm-model", reason: "must not be empty".into() });
         }
         let key = match &opts.api_key {
             Some(k) => k.0.clone(),
             // OpenAI itself needs a key; local OpenAI-compatible servers usually do not
             None if opts.base_url.contains("api.openai.com") => {
-                return Err(Error::Argument(
-                    "no API key for api.openai.com: set OPENAI_API_KEY (or SENTIFLOW_LLM_API_KEY) or pass --api-key-secret ARN".into(),
-                ));
+                return Err(Error::Option {
+                    option: "--api-key-secret",
+                    reason: "no API key for api.openai.com: set OPENAI_API_KEY (or SENTIFLOW_LLM_API_KEY) or pass --api-key-secret ARN".into(),
+                });
             }
             None => "none".into(),
         };
@@ -251,7 +252,10 @@ impl LlmClient {
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
             .build()
-            .map_err(|e| Error::Argument(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| Error::Option {
+                option: "--llm-base-url",
+                reason: format!("cannot build the HTTP client: {e}"),
+            })?;
         let stats = Arc::new(LlmStats::default());
         let (policy, jitter, st) = (opts.retry, Arc::new(Jitter::default()), stats.clone());
         // the transport: every attempt counted, 429/5xx/timeouts/connection errors retried

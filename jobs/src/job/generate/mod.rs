@@ -491,21 +491,27 @@ pub async fn write_tweets(
     tweets: impl Iterator<Item = Tweet>,
 ) -> Result<GenerateReport> {
     if args.sources.is_empty() || args.sources.iter().any(|s| s.trim().is_empty()) {
-        return Err(Error::Argument(format!(
-            "--sources needs non-empty names (got {:?}); every record's source is required",
-            args.sources.join(",")
-        )));
+        return Err(Error::Option {
+            option: "--sources",
+            reason: format!(
+                "needs non-empty names (got {:?}); every record's source is required",
+                args.sources.join(",")
+            ),
+        });
     }
     let in_range = |t: DateTime<Utc>| crate::schema::event_time_in_range(t.timestamp_micros());
     if !in_range(args.start) || !args.start.checked_add_signed(args.span).is_some_and(in_range) {
-        return Err(Error::Argument(format!(
-            "--start {} with --span {} leaves the supported time range 1900-01-01..2200-01-01",
-            args.start.to_rfc3339(),
-            args.span
-        )));
+        return Err(Error::Option {
+            option: "--start",
+            reason: format!(
+                "{} with --span {} leaves the supported time range 1900-01-01..2200-01-01",
+                args.start.to_rfc3339(),
+                args.span
+            ),
+        });
     }
     if args.span <= chrono::Duration::zero() {
-        return Err(Error::Argument("--span must be positive".into()));
+        return Err(Error::Option { option: "--span", reason: "must be positive".into() });
     }
     if let Some(stream) = StreamUrl::parse(&args.to) {
         return run_stream(stream?, args, tweets).await;
@@ -572,7 +578,7 @@ async fn run_stream(
     tweets: impl Iterator<Item = Tweet>,
 ) -> Result<GenerateReport> {
     if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
-        return Err(Error::Argument("--rate must be positive".into()));
+        return Err(Error::Option { option: "--rate", reason: "must be positive".into() });
     }
     enum Producer {
         Kinesis(KinesisProducer),

@@ -55,7 +55,7 @@ fn strings(a: &ArrayRef) -> Result<StringArray> {
 }
 
 fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
-    b.column_by_name(name).ok_or_else(|| Error::Argument(format!("report query lacks column {name}")))
+    b.column_by_name(name).ok_or_else(|| Error::Internal(format!("report query lacks column {name}")))
 }
 
 fn i64s(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
@@ -102,13 +102,13 @@ pub fn svg_to_png(svg_text: &str) -> Result<Vec<u8>> {
     fontdb.set_sans_serif_family("DejaVu Sans");
     let opts = resvg::usvg::Options { fontdb: Arc::new(fontdb), ..Default::default() };
     let tree = resvg::usvg::Tree::from_str(svg_text, &opts)
-        .map_err(|e| Error::Argument(format!("chart SVG does not parse: {e}")))?;
+        .map_err(|e| Error::Internal(format!("chart SVG does not parse: {e}")))?;
     let size = tree.size().to_int_size();
     // twice the CSS size, for sharp text in READMEs and tickets
     let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width() * 2, size.height() * 2)
-        .ok_or_else(|| Error::Argument("chart has no area".into()))?;
+        .ok_or_else(|| Error::Internal("chart has no area".into()))?;
     resvg::render(&tree, resvg::tiny_skia::Transform::from_scale(2.0, 2.0), &mut pixmap.as_mut());
-    pixmap.encode_png().map_err(|e| Error::Argument(format!("png encoding failed: {e}")))
+    pixmap.encode_png().map_err(|e| Error::Internal(format!("png encoding failed: {e}")))
 }
 
 pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
@@ -119,16 +119,18 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
         return Err(Error::NoInput { location: scored.display });
     }
     if !jc.has_files(&windows).await? {
-        return Err(Error::Argument(format!(
-            "no windows at {}: run `sentiflow aggregate --out {}` first",
-            windows.display, root.display
-        )));
+        return Err(Error::Missing {
+            reason: format!(
+                "no windows at {}: run `sentiflow aggregate --out {}` first",
+                windows.display, root.display
+            ),
+        });
     }
     let (n_rejected, has_alerts) = register_tables(jc, &root).await?;
     let from = args.from.unwrap_or_else(crate::job::aggregate::far_past);
     let to = args.to.unwrap_or_else(crate::job::aggregate::far_future);
     if from >= to {
-        return Err(Error::Argument("--from must be before --to".into()));
+        return Err(Error::Option { option: "--from", reason: "must be before --to".into() });
     }
     let data = ReportData {
         data: root.display.clone(),
@@ -244,7 +246,7 @@ async fn load_points(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) ->
 
 async fn load_summary(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Summary> {
     let summary = rows(jc, "report_summary", from, to).await?;
-    let sb = summary.first().ok_or_else(|| Error::Argument("summary query returned nothing".into()))?;
+    let sb = summary.first().ok_or_else(|| Error::Internal("summary query returned nothing".into()))?;
     let get = |name: &str| i64s(sb, name).map(|v| v.first().copied().flatten().unwrap_or(0));
     Ok(Summary {
         n_rows: get("n_rows")?,
