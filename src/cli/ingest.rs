@@ -116,5 +116,11 @@ pub(crate) async fn run(jc: &JobContext, i: IngestCli) -> Result<()> {
         r.replays,
         r.leases_lost
     );
+    if !r.left_to_live_workers.is_empty() {
+        println!(
+            "not caught up: shard(s) {} are read by other live workers (they kept renewing their leases)",
+            r.left_to_live_workers.join(", ")
+        );
+    }
     Ok(())
 }

@@ -650,3 +650,69 @@ fn start_latest_is_pinned_so_a_restart_misses_nothing() {
     let (_, err) = fails(&["ingest", "--from", "kinesis://no-such-stream", "--to", &raw, "--until-caught-up"]);
     assert!(err.contains("no-such-stream") && err.contains("ResourceNotFoundException"), "{err}");
 }
+
+/// Issue 19: `--until-caught-up` after workers were killed waits for their
+/// leases to expire and reads every shard to its tip, instead of exiting at
+/// once with the shards "leased by other workers"; a shard whose holder keeps
+/// renewing its lease is left to it, and the summary says so.
+#[test]
+fn until_caught_up_takes_over_dead_workers_shards() {
+    let Some(_) = kinesis_endpoint("kinesis dead leases") else { return };
+    let rt = rt();
+    let stream = create_stream(&rt, "dead", 2);
+    let d = tmp();
+    let raw = format!("{}/raw", s(d.path()));
+    let states = d.path().join(format!("raw/_checkpoints/ingest/{stream}"));
+    let expected = produce(&stream, 20_000, 19, "2025-02-10T00:00:00Z");
+    let lease = ["--lease", "6s", "--max-rows", "500"];
+    for k in 0..5 {
+        // a new worker id each time, as the default gives; killed once it holds a lease
+        let mut child = ingest_cmd(&stream, &raw, &lease).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let t = Instant::now();
+        while live_leases(&states) == 0 && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(100 * k));
+        child.kill().unwrap(); // SIGKILL: the leases stay until they expire
+        child.wait().unwrap();
+    }
+    assert!(live_leases(&states) >= 1, "a killed worker's lease is still live");
+    let t0 = Instant::now();
+    let out = run_ok(ingest_cmd(&stream, &raw, &["--until-caught-up", "--lease", "6s"]));
+    assert!(out.contains("shards: 2 read"), "{out}");
+    assert!(!out.contains("not caught up"), "{out}");
+    let (rows, n) = ingested(&raw);
+    assert_eq!(n, expected.len(), "every record once after the killed runs ({:?}): {out}", t0.elapsed());
+    assert!(rows == expected);
+
+    // a live worker keeps one shard: the caught-up run takes its share and says what it left
+    let more = produce(&stream, 2_000, 20, "2025-02-20T00:00:00Z");
+    let mut live = ingest_cmd(&stream, &raw, &["--lease", "3s", "--worker-id", "live", "--list-every", "500ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let out = run_ok(ingest_cmd(&stream, &raw, &["--until-caught-up", "--lease", "3s", "--worker-id", "other"]));
+    let _ = live.kill();
+    let _ = live.wait();
+    assert!(out.contains("not caught up: shard(s) shardId-"), "{out}");
+    let run = run_ok(ingest_cmd(&stream, &raw, &["--until-caught-up", "--lease", "3s"]));
+    assert!(!run.contains("not caught up"), "{run}");
+    let (rows, n) = ingested(&raw);
+    assert_eq!(n, expected.len() + more.len(), "{run}");
+    assert_eq!(rows.len(), n);
+}
+
+/// Shard leases in a local checkpoint directory that have not expired.
+fn live_leases(dir: &std::path::Path) -> usize {
+    let now = chrono::Utc::now().timestamp_millis();
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&std::fs::read(e.path()).ok()?).ok())
+        .filter(|v| v["owner"].is_string() && v["lease_until_ms"].as_i64().is_some_and(|t| t > now))
+        .count()
+}

@@ -97,6 +97,9 @@ pub struct IngestReport {
     pub shards_closed: usize,
     /// Shards skipped because another worker holds their lease.
     pub shards_leased_elsewhere: usize,
+    /// `--until-caught-up`: shards left to other workers that kept renewing
+    /// their leases; the run is not caught up for these.
+    pub left_to_live_workers: Vec<String>,
     /// Pending ranges re-written after a crash.
     pub replays: u64,
     pub leases_lost: u64,
@@ -156,24 +159,14 @@ enum Outcome {
 }
 
 /// Runs ingest until stopped (`stop` turns true) or, with `until_caught_up`,
-/// until every shard it could take is read to its tip.
+/// until every shard is read to its tip: a shard whose lease has expired is
+/// taken over, one held by a worker that stopped renewing is waited for until
+/// its lease expires, and only shards whose holders keep renewing their
+/// leases are left to them (the report lists those: the run is not caught up
+/// for them).
 pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Receiver<bool>) -> Result<IngestReport> {
     let started = Instant::now();
-    let stream = match StreamUrl::parse(&args.from) {
-        Some(Ok(StreamUrl::Kinesis(s))) => s,
-        Some(Ok(StreamUrl::Firehose(_))) => {
-            return Err(Error::Option {
-                option: "--from",
-                reason:
-                    "ingest reads Kinesis data streams; Firehose delivers to S3 by itself: score its S3 prefix instead"
-                        .into(),
-            });
-        }
-        Some(Err(e)) => return Err(e),
-        None => {
-            return Err(Error::Option { option: "--from", reason: format!("{:?}: use kinesis://STREAM", args.from) });
-        }
-    };
+    let stream = kinesis_stream(&args.from)?;
     if args.max_rows == 0 || args.max_seconds <= 0.0 {
         return Err(Error::Option { option: "--max-rows/--max-seconds", reason: "must be positive".into() });
     }
@@ -193,122 +186,238 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
         totals: Totals::default(),
     });
     tracing::info!(stream = %stream, to = %out.display, worker = %worker, "ingest starting");
-
-    // tasks see this channel; the caller's stop is forwarded to it
-    let (task_stop_tx, task_stop) = watch::channel(false);
-    let mut tasks: JoinSet<(String, Result<Outcome>)> = JoinSet::new();
-    let mut running: HashSet<String> = HashSet::new();
-    let mut report = IngestReport {
+    let mut w = Workers::new(IngestReport {
         stream: stream.clone(),
         to: out.display.clone(),
         worker_id: worker.clone(),
         ..Default::default()
-    };
-    let mut leased_elsewhere: HashSet<String> = HashSet::new();
-    let mut failure: Option<Error> = None;
-    let mut read_ever: HashSet<String> = HashSet::new();
-    // shards this run finished with (caught up, or lost to another worker): not taken again
-    let mut done_here: HashSet<String> = HashSet::new();
-
+    });
     loop {
-        let stopping = *stop.borrow() || failure.is_some();
+        let stopping = *stop.borrow() || w.failure.is_some();
         if !stopping {
-            match acquire_free_shards(&shared, &running, &done_here).await {
-                Ok(acq) => {
-                    leased_elsewhere = acq.leased_elsewhere;
-                    for (shard, state, version, pinned_now) in acq.taken {
-                        running.insert(shard.id.clone());
-                        read_ever.insert(shard.id.clone());
-                        let sh = shared.clone();
-                        let st = task_stop.clone();
-                        tasks.spawn(async move {
-                            let id = shard.id.clone();
-                            let r = read_shard(sh, shard, state, version, pinned_now, st).await;
-                            (id, r)
-                        });
-                    }
-                }
-                Err(e) => failure = Some(e),
-            }
+            w.take_free_shards(&shared).await;
         }
-        if tasks.is_empty() && (args.until_caught_up || stopping) {
+        if w.tasks.is_empty() && (stopping || (args.until_caught_up && w.only_live_leases_left(&args))) {
             break;
         }
         if stopping {
-            let _ = task_stop_tx.send(true);
+            let _ = w.task_stop_tx.send(true);
         }
+        let (poll, has_tasks) = (w.poll_interval(&args), !w.tasks.is_empty());
         tokio::select! {
-            done = tasks.join_next(), if !tasks.is_empty() => {
+            done = w.tasks.join_next(), if has_tasks => {
                 if let Some(done) = done {
-                    match done {
-                        Ok((id, Ok(outcome))) => {
-                            running.remove(&id);
-                            if outcome != Outcome::Lost {
-                                done_here.insert(id.clone());
-                            }
-                            match outcome {
-                                Outcome::Closed => report.shards_closed += 1,
-                                Outcome::Lost => report.leases_lost += 1,
-                                Outcome::Released => {}
-                            }
-                            tracing::info!(shard = %id, outcome = ?outcome, "shard task ended");
-                        }
-                        Ok((id, Err(e))) => {
-                            running.remove(&id);
-                            tracing::error!(shard = %id, error = %e, "shard task failed; stopping");
-                            failure.get_or_insert(e);
-                        }
-                        Err(join) => {
-                            failure.get_or_insert(Error::Checkpoint {
-                                location: shared.out.display.clone(),
-                                reason: format!("a shard task panicked: {join}"),
-                            });
-                        }
-                    }
+                    w.handle_task_end(done, &shared);
                 }
             }
-            _ = tokio::time::sleep(args.list_every), if !stopping => {}
+            _ = tokio::time::sleep(poll), if !stopping => {}
             _ = stop.changed(), if !stopping => {}
         }
     }
-    let _ = task_stop_tx.send(true);
-    while let Some(done) = tasks.join_next().await {
-        if let Ok((_, Err(e))) = done {
-            failure.get_or_insert(e);
+    w.finish(&shared, started).await
+}
+
+/// The Kinesis stream a `--from` names.
+fn kinesis_stream(from: &str) -> Result<String> {
+    match StreamUrl::parse(from) {
+        Some(Ok(StreamUrl::Kinesis(s))) => Ok(s),
+        Some(Ok(StreamUrl::Firehose(_))) => Err(Error::Option {
+            option: "--from",
+            reason: "ingest reads Kinesis data streams; Firehose delivers to S3 by itself: score its S3 prefix instead"
+                .into(),
+        }),
+        Some(Err(e)) => Err(e),
+        None => Err(Error::Option { option: "--from", reason: format!("{from:?}: use kinesis://STREAM") }),
+    }
+}
+
+/// Another worker's lease on a shard, as this run has seen it.
+#[derive(Debug, Clone)]
+struct ForeignLease {
+    owner: String,
+    /// Lease end when first seen.
+    first_until_ms: i64,
+    /// The holder renewed it since: a live worker, whose shard is left to it.
+    renewed: bool,
+}
+
+/// The shard tasks of this worker and what they did.
+struct Workers {
+    tasks: JoinSet<(String, Result<Outcome>)>,
+    task_stop_tx: watch::Sender<bool>,
+    task_stop: watch::Receiver<bool>,
+    running: HashSet<String>,
+    read_ever: HashSet<String>,
+    /// Shards this run finished with (caught up, or closed): not taken again.
+    done_here: HashSet<String>,
+    /// Shards held by other workers, by shard id.
+    foreign: HashMap<String, ForeignLease>,
+    failure: Option<Error>,
+    report: IngestReport,
+    last_wait_note: Option<Instant>,
+}
+
+impl Workers {
+    fn new(report: IngestReport) -> Self {
+        // tasks see this channel; the caller's stop is forwarded to it
+        let (task_stop_tx, task_stop) = watch::channel(false);
+        Self {
+            tasks: JoinSet::new(),
+            task_stop_tx,
+            task_stop,
+            running: HashSet::new(),
+            read_ever: HashSet::new(),
+            done_here: HashSet::new(),
+            foreign: HashMap::new(),
+            failure: None,
+            report,
+            last_wait_note: None,
         }
     }
-    let t = &shared.totals;
-    report.records = t.records.load(Relaxed);
-    report.rows = t.rows.load(Relaxed);
-    report.rejected = t.rejected.load(Relaxed);
-    report.bytes = t.bytes.load(Relaxed);
-    report.files = t.files.load(Relaxed);
-    report.commits = t.commits.load(Relaxed);
-    report.replays = t.replays.load(Relaxed);
-    report.shards_read = read_ever.len();
-    report.shards_leased_elsewhere = leased_elsewhere.len();
-    let c = &shared.reader.counters;
-    report.requests = c.requests.load(Relaxed);
-    report.retries = c.retries.load(Relaxed);
-    report.throttled = c.throttled.load(Relaxed);
-    report.elapsed = started.elapsed();
-    if let Some(e) = failure {
-        return Err(e);
+
+    /// Leases what is free (or expired) and starts a reader task per shard taken.
+    async fn take_free_shards(&mut self, shared: &Arc<Shared>) {
+        let acq = match acquire_free_shards(shared, &self.running, &self.done_here).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.failure = Some(e);
+                return;
+            }
+        };
+        self.note_foreign_leases(acq.leased_elsewhere);
+        for (shard, state, version, pinned_now) in acq.taken {
+            self.running.insert(shard.id.clone());
+            self.read_ever.insert(shard.id.clone());
+            self.foreign.remove(&shard.id);
+            let (sh, st) = (shared.clone(), self.task_stop.clone());
+            self.tasks.spawn(async move {
+                let id = shard.id.clone();
+                let r = read_shard(sh, shard, state, version, pinned_now, st).await;
+                (id, r)
+            });
+        }
     }
-    tracing::info!(
-        records = report.records,
-        rows = report.rows,
-        rejected = report.rejected,
-        files = report.files,
-        "ingest done"
-    );
-    Ok(report)
+
+    /// Tracks other workers' leases: one whose end moves on was renewed (a live holder).
+    fn note_foreign_leases(&mut self, seen: HashMap<String, (String, i64)>) {
+        self.foreign.retain(|id, _| seen.contains_key(id));
+        for (id, (owner, until)) in seen {
+            match self.foreign.get_mut(&id) {
+                Some(f) if f.owner == owner => f.renewed |= until > f.first_until_ms,
+                _ => {
+                    self.foreign.insert(id, ForeignLease { owner, first_until_ms: until, renewed: false });
+                }
+            }
+        }
+    }
+
+    /// `--until-caught-up`: nothing left to read here but shards of live
+    /// workers. A shard whose holder has not renewed yet is waited for (its
+    /// lease expires, or a renewal shows the holder is alive).
+    fn only_live_leases_left(&mut self, args: &IngestArgs) -> bool {
+        let waiting: Vec<(&String, &ForeignLease)> = self.foreign.iter().filter(|(_, f)| !f.renewed).collect();
+        if waiting.is_empty() {
+            return true;
+        }
+        if self.last_wait_note.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            return false;
+        }
+        self.last_wait_note = Some(Instant::now());
+        for (id, f) in &waiting {
+            let ends_in = (f.first_until_ms - now_ms()).max(0) as f64 / 1000.0;
+            tracing::info!(
+                shard = %id,
+                holder = %f.owner,
+                lease_ends_in_s = ends_in,
+                lease_s = args.lease.as_secs(),
+                "waiting: the shard's lease ends unless its holder renews it"
+            );
+        }
+        false
+    }
+
+    /// How long to wait before listing the shards again.
+    fn poll_interval(&self, args: &IngestArgs) -> Duration {
+        let waiting_on_leases = args.until_caught_up && self.tasks.is_empty() && !self.foreign.is_empty();
+        if waiting_on_leases { args.list_every.min(Duration::from_secs(1)) } else { args.list_every }
+    }
+
+    fn handle_task_end(
+        &mut self,
+        done: std::result::Result<(String, Result<Outcome>), tokio::task::JoinError>,
+        shared: &Shared,
+    ) {
+        match done {
+            Ok((id, Ok(outcome))) => {
+                self.running.remove(&id);
+                if outcome != Outcome::Lost {
+                    self.done_here.insert(id.clone());
+                }
+                match outcome {
+                    Outcome::Closed => self.report.shards_closed += 1,
+                    Outcome::Lost => self.report.leases_lost += 1,
+                    Outcome::Released => {}
+                }
+                tracing::info!(shard = %id, outcome = ?outcome, "shard task ended");
+            }
+            Ok((id, Err(e))) => {
+                self.running.remove(&id);
+                tracing::error!(shard = %id, error = %e, "shard task failed; stopping");
+                self.failure.get_or_insert(e);
+            }
+            Err(join) => {
+                self.failure.get_or_insert(Error::Checkpoint {
+                    location: shared.out.display.clone(),
+                    reason: format!("a shard task panicked: {join}"),
+                });
+            }
+        }
+    }
+
+    /// Stops the tasks and sums up.
+    async fn finish(mut self, shared: &Shared, started: Instant) -> Result<IngestReport> {
+        let _ = self.task_stop_tx.send(true);
+        while let Some(done) = self.tasks.join_next().await {
+            if let Ok((_, Err(e))) = done {
+                self.failure.get_or_insert(e);
+            }
+        }
+        let (t, c, report) = (&shared.totals, &shared.reader.counters, &mut self.report);
+        report.records = t.records.load(Relaxed);
+        report.rows = t.rows.load(Relaxed);
+        report.rejected = t.rejected.load(Relaxed);
+        report.bytes = t.bytes.load(Relaxed);
+        report.files = t.files.load(Relaxed);
+        report.commits = t.commits.load(Relaxed);
+        report.replays = t.replays.load(Relaxed);
+        report.shards_read = self.read_ever.len();
+        report.shards_leased_elsewhere = self.foreign.len();
+        report.left_to_live_workers =
+            self.foreign.iter().filter(|(_, f)| f.renewed).map(|(id, _)| id.clone()).collect();
+        report.left_to_live_workers.sort();
+        report.requests = c.requests.load(Relaxed);
+        report.retries = c.retries.load(Relaxed);
+        report.throttled = c.throttled.load(Relaxed);
+        report.elapsed = started.elapsed();
+        if let Some(e) = self.failure {
+            return Err(e);
+        }
+        tracing::info!(
+            records = report.records,
+            rows = report.rows,
+            rejected = report.rejected,
+            files = report.files,
+            "ingest done"
+        );
+        Ok(self.report)
+    }
 }
 
 struct Acquired {
     /// (shard, state, version, "latest" was pinned just now)
     taken: Vec<(ShardInfo, ShardState, Version, bool)>,
-    leased_elsewhere: HashSet<String>,
+    /// Shards under another worker's live lease: shard → (owner, lease end).
+    leased_elsewhere: HashMap<String, (String, i64)>,
 }
 
 /// Lists the shards and leases those that are not finished, whose parents
@@ -326,7 +435,7 @@ async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &Hash
         }
     }
     let finished = |id: &str| states.get(id).and_then(|s| s.as_ref()).is_some_and(|(st, _)| st.closed);
-    let mut out = Acquired { taken: Vec::new(), leased_elsewhere: HashSet::new() };
+    let mut out = Acquired { taken: Vec::new(), leased_elsewhere: HashMap::new() };
     let now = now_ms();
     // live leases per worker, to balance: each of n workers aims at ceil(open shards / n)
     let mut load: HashMap<String, usize> = HashMap::new();
@@ -371,7 +480,7 @@ async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &Hash
             let owner = state.owner.clone().unwrap_or_default();
             let over = load.get(&owner).copied().unwrap_or(0) > target;
             if stole || mine >= target || !over {
-                out.leased_elsewhere.insert(s.id.clone());
+                out.leased_elsewhere.insert(s.id.clone(), (owner, state.lease_until_ms));
                 continue;
             }
             tracing::info!(shard = %s.id, from = %owner, mine, target, "taking a lease to balance the shards");
@@ -403,7 +512,7 @@ async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &Hash
                 out.taken.push((s.clone(), state, v, pinned_now));
             }
             Err(_) => {
-                out.leased_elsewhere.insert(s.id.clone());
+                // another worker wrote the lease first: seen as its holder at the next listing
             }
         }
     }
