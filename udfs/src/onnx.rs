@@ -304,21 +304,7 @@ impl OnnxScorer {
             });
         }
         let config = read_config(dir)?;
-        let n = config.labels.len();
-        let classes = config
-            .labels
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                classify_label(name, i, n).ok_or_else(|| Error::Model {
-                    path: dir.join("config.json").display().to_string(),
-                    reason: format!(
-                        "label {name:?} (class {i}) is not negative, neutral or positive; \
-                         sentiflow needs a sentiment model"
-                    ),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let classes = sentiment_classes(dir, &config.labels)?;
         let find = |want: Label| classes.iter().position(|c| *c == want);
         let (Some(positive), Some(negative)) = (find(Label::Positive), find(Label::Negative)) else {
             return Err(Error::Model {
@@ -327,22 +313,7 @@ impl OnnxScorer {
             });
         };
 
-        let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| Error::Model {
-            path: tok_path.display().to_string(),
-            reason: format!("cannot load the tokenizer: {e}"),
-        })?;
-        // dynamic padding happens per batch here; a tokenizer.json that pads to
-        // a fixed length would waste most of the compute
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: config.max_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(|e| Error::Model { path: tok_path.display().to_string(), reason: e.to_string() })?;
+        let tokenizer = load_tokenizer(dir, config.max_length)?;
 
         let file = model_file(dir)?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -586,6 +557,44 @@ impl OnnxScorer {
         let score = f64::from(probs[self.positive]) - f64::from(probs[self.negative]);
         Outcome::Scored { score, label: self.classes[best] }
     }
+}
+
+/// The sentiment class of each model label (config.json's `id2label`).
+fn sentiment_classes(dir: &Path, labels: &[String]) -> Result<Vec<Label>> {
+    let n = labels.len();
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            classify_label(name, i, n).ok_or_else(|| Error::Model {
+                path: dir.join("config.json").display().to_string(),
+                reason: format!(
+                    "label {name:?} (class {i}) is not negative, neutral or positive; \
+                     sentiflow needs a sentiment model"
+                ),
+            })
+        })
+        .collect()
+}
+
+/// The model's tokenizer, its own padding off (batches pad per width bucket)
+/// and truncation at the model's max length.
+fn load_tokenizer(dir: &Path, max_length: usize) -> Result<Tokenizer> {
+    let tok_path = dir.join("tokenizer.json");
+    let bad = |reason: String| Error::Model { path: tok_path.display().to_string(), reason };
+    let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| bad(format!("cannot load the tokenizer: {e}")))?;
+    // dynamic padding happens per batch here; a tokenizer.json that pads to
+    // a fixed length would waste most of the compute
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(tokenizer)
 }
 
 /// (intra-op threads per session, sessions) for the options: with `sessions`

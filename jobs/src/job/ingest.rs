@@ -571,20 +571,7 @@ async fn read_shard(
         sh.totals.replays.fetch_add(1, Relaxed);
         tracing::info!(shard = %id, pending = ?state.pending, "re-writing the range a previous run did not commit");
     }
-    let mut pos = match (&state.pending, &state.committed) {
-        (_, Some(c)) => Position::After(c.clone()),
-        (Some(p), None) => Position::At(p.first.clone()),
-        (None, None) if has_parent => Position::TrimHorizon,
-        // the run that pinned "latest" opens LATEST (the pin is a moment earlier, so a
-        // restart from the pin re-reads a superset of what this run saw and did not commit)
-        (None, None) if pinned_now => Position::Latest,
-        (None, None) => match (sh.args.start, state.start_at_ms) {
-            (_, Some(ms)) => Position::AtTimestamp(ms),
-            (StartPosition::TrimHorizon, None) => Position::TrimHorizon,
-            (StartPosition::Latest, None) => Position::Latest,
-            (StartPosition::AtTimestamp(ms), None) => Position::AtTimestamp(ms),
-        },
-    };
+    let mut pos = start_position(&state, sh.args.start, has_parent, pinned_now);
     let mut iter = sh.reader.iterator(&id, &pos).await?;
     let mut buf = Buffer::new(&origin, sh.args.max_text_bytes);
     let mut renew_at = Instant::now() + sh.args.lease / 3;
@@ -672,18 +659,47 @@ async fn read_shard(
             return release(&sh, &mut state, &version, false).await;
         }
         if Instant::now() >= renew_at {
-            state.lease_until_ms = now_ms() + sh.args.lease.as_millis() as i64;
-            match sh.states.save(&state, Some(&version)).await? {
-                Ok(v) => version = v,
-                Err(_) => {
-                    tracing::warn!(shard = %id, "lease lost to another worker; dropping uncommitted records");
-                    return Ok(Outcome::Lost);
-                }
+            if !renew(&sh, &mut state, &mut version).await? {
+                return Ok(Outcome::Lost);
             }
             renew_at = Instant::now() + sh.args.lease / 3;
         }
         if caught_up {
             sleep_or_stop(sh.args.idle_poll, &stop).await;
+        }
+    }
+}
+
+/// Where a shard's reading starts: after its committed record, at a pending
+/// range's first record, or where `--start` says for a shard never read.
+fn start_position(state: &ShardState, start: StartPosition, has_parent: bool, pinned_now: bool) -> Position {
+    match (&state.pending, &state.committed) {
+        (_, Some(c)) => Position::After(c.clone()),
+        (Some(p), None) => Position::At(p.first.clone()),
+        (None, None) if has_parent => Position::TrimHorizon,
+        // the run that pinned "latest" opens LATEST (the pin is a moment earlier, so a
+        // restart from the pin re-reads a superset of what this run saw and did not commit)
+        (None, None) if pinned_now => Position::Latest,
+        (None, None) => match (start, state.start_at_ms) {
+            (_, Some(ms)) => Position::AtTimestamp(ms),
+            (StartPosition::TrimHorizon, None) => Position::TrimHorizon,
+            (StartPosition::Latest, None) => Position::Latest,
+            (StartPosition::AtTimestamp(ms), None) => Position::AtTimestamp(ms),
+        },
+    }
+}
+
+/// Renews the shard's lease; false when another worker took it (uncommitted records are dropped).
+async fn renew(sh: &Shared, state: &mut ShardState, version: &mut Version) -> Result<bool> {
+    state.lease_until_ms = now_ms() + sh.args.lease.as_millis() as i64;
+    match sh.states.save(state, Some(version)).await? {
+        Ok(v) => {
+            *version = v;
+            Ok(true)
+        }
+        Err(_) => {
+            tracing::warn!(shard = %state.shard_id, "lease lost to another worker; dropping uncommitted records");
+            Ok(false)
         }
     }
 }
