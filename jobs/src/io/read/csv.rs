@@ -143,6 +143,13 @@ impl Rows<'_> {
         if !matches!(rdr.read_byte_record(&mut rec), Ok(true)) || rec.len() != self.headers.len() {
             return false;
         }
+        let Ok(map) = self.fields(&rec) else { return false };
+        RawBuilder::new(self.max_text_bytes).push_json(&map, &mut BTreeSet::new()).is_ok()
+    }
+
+    /// A record's fields by header name (empty fields left out, as NULL); the
+    /// error names the first field that is not UTF-8.
+    fn fields(&self, rec: &csv::ByteRecord) -> std::result::Result<serde_json::Map<String, Value>, String> {
         let mut map = serde_json::Map::new();
         for (h, f) in self.headers.iter().zip(rec.iter()) {
             match std::str::from_utf8(f) {
@@ -150,10 +157,10 @@ impl Rows<'_> {
                 Ok(s) => {
                     map.insert(h.clone(), Value::String(s.to_string()));
                 }
-                Err(_) => return false,
+                Err(_) => return Err(format!("field {h}: invalid UTF-8; records must be UTF-8")),
             }
         }
-        RawBuilder::new(self.max_text_bytes).push_json(&map, &mut BTreeSet::new()).is_ok()
+        Ok(map)
     }
 
     fn record(&self, rec: &csv::ByteRecord, line: i64, raw: &[u8], b: &mut RawBuilder, out: &mut ParsedFile) {
@@ -166,20 +173,13 @@ impl Rows<'_> {
             ));
             return;
         }
-        let mut map = serde_json::Map::new();
-        for (h, f) in self.headers.iter().zip(rec.iter()) {
-            match std::str::from_utf8(f) {
-                Ok("") => {}
-                Ok(s) => {
-                    map.insert(h.clone(), Value::String(s.to_string()));
-                }
-                Err(_) => {
-                    let reason = format!("field {h}: invalid UTF-8; records must be UTF-8");
-                    out.rejects.push(Reject::new(self.file, Some(line), reason, raw));
-                    return;
-                }
+        let map = match self.fields(rec) {
+            Ok(m) => m,
+            Err(reason) => {
+                out.rejects.push(Reject::new(self.file, Some(line), reason, raw));
+                return;
             }
-        }
+        };
         if let Err(reason) = b.push_json(&map, &mut BTreeSet::new()) {
             out.rejects.push(Reject::new(self.file, Some(line), reason, raw));
         }
