@@ -1,11 +1,11 @@
 -- sql/report_summary.sql: totals of the scored tweets in the report's period.
--- Params: $from, $to (timestamps): tweets created in [$from, $to).
+-- Params: $from, $to (timestamps): tweets created in [$from, $to); $language_prefix (text).
 SELECT
     count(*)                                                AS n_rows,
     count(sentiment_score)                                  AS n_scored,
     count(*) - count(sentiment_score)                       AS n_unscorable,
-    -- the prefix of every language reason (sentiflow_udfs::text::LANGUAGE_REASON_PREFIX)
-    count(*) FILTER (WHERE starts_with(score_error, 'language ')) AS n_other_language,
+    -- $language_prefix: the prefix of every language reason (sentiflow_udfs::text::LANGUAGE_REASON_PREFIX)
+    count(*) FILTER (WHERE starts_with(score_error, $language_prefix)) AS n_other_language,
     min(created_at)                                         AS first_at,
     max(created_at)                                         AS last_at,
     avg(sentiment_score)                                    AS avg_score,

@@ -14,6 +14,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 
 use crate::context::JobContext;
 use crate::io::store::{Location, put};
@@ -245,7 +246,9 @@ async fn load_points(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) ->
 }
 
 async fn load_summary(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Summary> {
-    let summary = rows(jc, "report_summary", from, to).await?;
+    let prefix = ScalarValue::Utf8(Some(sentiflow_udfs::text::LANGUAGE_REASON_PREFIX.to_string()));
+    let params = vec![("from", timestamp_param(from)), ("to", timestamp_param(to)), ("language_prefix", prefix)];
+    let summary = sql::query(&jc.ctx, "report_summary", params).await?.collect().await.map_err(Error::query)?;
     let sb = summary.first().ok_or_else(|| Error::Internal("summary query returned nothing".into()))?;
     let get = |name: &str| i64s(sb, name).map(|v| v.first().copied().flatten().unwrap_or(0));
     Ok(Summary {
