@@ -26,8 +26,13 @@ fn figure(out: &str, label: &str) -> usize {
     line[label.len()..].split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"))
 }
 
+/// `sentiflow sql --format csv` over a data root.
+fn sql_csv(data: &str, sql: &str) -> String {
+    ok(&["sql", "--data", data, "--format", "csv", "-c", sql])
+}
+
 fn count(data: &str, sql: &str) -> i64 {
-    let csv = ok(&["sql", "--data", data, "--format", "csv", "-c", sql]);
+    let csv = sql_csv(data, sql);
     csv.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("{csv}"))
 }
 
@@ -37,6 +42,13 @@ fn parquet_file(path: &Path, cols: Vec<(&str, ArrayRef)>) {
     let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
+}
+
+/// Creates `parent/name` and returns it.
+fn mkdir(parent: &Path, name: &str) -> std::path::PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    dir
 }
 
 fn in_dir(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -53,8 +65,7 @@ fn in_dir(dir: &Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn one_bad_record_costs_one_row() {
     let d = tmp();
-    let input = d.path().join("in");
-    std::fs::create_dir(&input).unwrap();
+    let input = mkdir(d.path(), "in");
     let mut a = good(5, 1);
     a.push_str(&rec("far", "9999-12-31T23:59:59Z", "x"));
     a.push_str(&rec("old", "1600-01-01T00:00:00Z", "x"));
@@ -81,15 +92,8 @@ fn one_bad_record_costs_one_row() {
     assert_eq!(figure(&out, "rejected"), 4, "{out}");
     let data = s(&out_dir);
     assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets"), (5 + n - 2 + 3) as i64);
-    let reasons = ok(&[
-        "sql",
-        "--data",
-        &data,
-        "--format",
-        "csv",
-        "-c",
-        "SELECT regexp_replace(file, '.*/', '') AS f, line, reason FROM rejected ORDER BY f, line",
-    ]);
+    let reasons =
+        sql_csv(&data, "SELECT regexp_replace(file, '.*/', '') AS f, line, reason FROM rejected ORDER BY f, line");
     assert!(
         reasons
             .contains("a.json,6,\"field created_at: \"\"9999-12-31T23:59:59Z\"\" is outside the supported time range"),
@@ -149,8 +153,7 @@ fn paths_and_reruns_never_double_rows() {
 #[test]
 fn unreadable_entries_are_dead_lettered() {
     let d = tmp();
-    let input = d.path().join("in");
-    std::fs::create_dir(&input).unwrap();
+    let input = mkdir(d.path(), "in");
     std::fs::write(input.join("a.json"), good(4, 1)).unwrap();
     std::os::unix::fs::symlink("nowhere.json", input.join("dangling.json")).unwrap();
     assert!(Command::new("mkfifo").arg(input.join("pipe.json")).status().unwrap().success());
@@ -168,15 +171,10 @@ fn unreadable_entries_are_dead_lettered() {
     let files_rejected = if root { 4 } else { 5 };
     assert_eq!(figure(&out, "files rejected"), files_rejected, "{out}");
     assert_eq!(figure(&out, "scored"), if root { 6 } else { 4 }, "{out}");
-    let reasons = ok(&[
-        "sql",
-        "--data",
+    let reasons = sql_csv(
         &out_dir,
-        "--format",
-        "csv",
-        "-c",
         "SELECT regexp_replace(file, '.*/', '') AS f, line IS NULL AS whole, reason FROM rejected ORDER BY f",
-    ]);
+    );
     assert!(reasons.contains("dangling.json,true,a symlink whose target cannot be read"), "{reasons}");
     assert!(reasons.contains("pipe.json,true,\"a FIFO, not a regular file"), "{reasons}");
     assert!(reasons.contains("parquet_ipc_schema_panic.parquet,true,Parquet data is corrupt after row 0"), "{reasons}");
@@ -287,15 +285,10 @@ fn concurrent_aggregates_do_not_mix() {
         let o = k.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let sizes = ok(&[
-        "sql",
-        "--data",
+    let sizes = sql_csv(
         &data,
-        "--format",
-        "csv",
-        "-c",
         "SELECT DISTINCT 'w' AS t, CAST(window_end - window_start AS VARCHAR) AS size FROM windows UNION ALL SELECT DISTINCT 'b', CAST(window_end - window_start AS VARCHAR) FROM windows_by_source ORDER BY t",
-    ]);
+    );
     let lines: Vec<&str> = sizes.lines().skip(1).collect();
     assert_eq!(lines.len(), 2, "one window size per table: {sizes}");
     assert_eq!(lines[0].split(',').nth(1), lines[1].split(',').nth(1), "both tables from one run: {sizes}");
@@ -308,19 +301,11 @@ fn sql_is_safe_with_deep_expressions_comments_and_writes() {
     let data = s(d.path());
     ok(&["score", "--scorer", "lexicon", "--input", &sample_tweets(), "--out", &data]);
     let ors = (0..400).map(|i| format!("x = {i}")).collect::<Vec<_>>().join(" OR ");
-    let out = ok(&[
-        "sql",
-        "--data",
-        &data,
-        "--format",
-        "csv",
-        "-c",
-        &format!("SELECT count(*) AS n FROM (VALUES (7)) t(x) WHERE {ors}"),
-    ]);
+    let out = sql_csv(&data, &format!("SELECT count(*) AS n FROM (VALUES (7)) t(x) WHERE {ors}"));
     assert_eq!(out, "n\n1\n");
     let sum = vec!["1"; 500].join("+");
-    assert_eq!(ok(&["sql", "--data", &data, "--format", "csv", "-c", &format!("SELECT {sum} AS s")]), "s\n500\n");
-    assert_eq!(ok(&["sql", "--data", &data, "--format", "csv", "-c", "select 1 /* ; */ as a"]), "a\n1\n");
+    assert_eq!(sql_csv(&data, &format!("SELECT {sum} AS s")), "s\n500\n");
+    assert_eq!(sql_csv(&data, "select 1 /* ; */ as a"), "a\n1\n");
 
     // read-only unless --allow-write
     let target = d.path().join("copy.csv");
@@ -352,8 +337,7 @@ fn sql_is_safe_with_deep_expressions_comments_and_writes() {
 #[test]
 fn sql_over_raw_counts_what_it_leaves_out() {
     let d = tmp();
-    let raw = d.path().join("raw");
-    std::fs::create_dir(&raw).unwrap();
+    let raw = mkdir(d.path(), "raw");
     let mut body = good(15, 1);
     for i in 0..16 {
         body.push_str(&format!("{{broken {i}\n"));
@@ -419,8 +403,7 @@ fn libc_sigpipe() -> i32 {
 fn every_record_is_scored_or_rejected() {
     for seed in [1u64, 2, 3] {
         let d = tmp();
-        let input = d.path().join("in");
-        std::fs::create_dir(&input).unwrap();
+        let input = mkdir(d.path(), "in");
         let (good, bad) = mixture(seed, &input);
         let out = ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &s(&d.path().join("out"))]);
         check_counts(&out, good, bad, seed);

@@ -82,17 +82,13 @@ impl OutputLock {
             Ok(())
         } else {
             Err(Error::Lock {
-                lock: format!("{}/{}.json", self.states_display(), self.name),
+                lock: format!("{}/{}.json", self.states.display(), self.name),
                 reason: format!(
                     "it was not renewed within {} s; nothing more was replaced, run the job again",
                     LEASE.as_secs()
                 ),
             })
         }
-    }
-
-    fn states_display(&self) -> String {
-        self.states.display()
     }
 
     /// Releases the lock (a run that starts next need not wait for the lease).

@@ -295,7 +295,7 @@ fn walk_local(loc: &Location) -> (Vec<ObjectMeta>, Vec<Skipped>) {
         let shown = p.display().to_string();
         let is_root = p == root;
         let rel = p.strip_prefix(&root).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
-        if !is_root && rel.split('/').any(|s| s.starts_with('_') || s.starts_with('.')) {
+        if !is_root && rel.split('/').any(hidden_name) {
             continue;
         }
         let meta = match std::fs::metadata(&p) {
@@ -369,10 +369,12 @@ fn walk_local(loc: &Location) -> (Vec<ObjectMeta>, Vec<Skipped>) {
 /// (`_SUCCESS`, `_checkpoints/`, `.crc`, temp files).
 fn is_hidden(prefix: &Path, p: &Path) -> bool {
     let skip = prefix.parts().count();
-    p.parts().skip(skip).any(|part| {
-        let s = part.as_ref();
-        s.starts_with('_') || s.starts_with('.')
-    })
+    p.parts().skip(skip).any(|part| hidden_name(part.as_ref()))
+}
+
+/// A file or directory name readers skip: it starts with `_` or `.`.
+fn hidden_name(s: &str) -> bool {
+    s.starts_with('_') || s.starts_with('.')
 }
 
 /// Lists the files a location names: the object itself, or every visible
@@ -420,12 +422,17 @@ pub fn staging_path(loc: &Location, path: &Path) -> Option<Path> {
         format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default())
     });
     let rel: Vec<_> = path.prefix_match(&loc.path).map(|p| p.collect()).unwrap_or_default();
-    let base = loc.parent().path.clone().join(STAGING_DIR).join(RUN.as_str());
+    let base = staging_dir(loc).join(RUN.as_str());
     Some(rel.into_iter().fold(base.join(loc.path.filename().unwrap_or("root")), |p, part| p.join(part)))
 }
 
 /// Name of the staging directory (hidden: it starts with `_`).
 pub const STAGING_DIR: &str = "_staging";
+
+/// The staging directory beside a table root.
+fn staging_dir(loc: &Location) -> Path {
+    loc.parent().path.clone().join(STAGING_DIR)
+}
 
 /// Moves a staged file into place (a rename on the local disk, atomic).
 pub async fn publish(store: &dyn ObjectStore, loc: &Location, staged: &Path, path: &Path) -> Result<()> {
@@ -438,7 +445,7 @@ pub async fn clean_staging(store: &dyn ObjectStore, loc: &Location) -> Result<us
     if loc.is_s3() {
         return Ok(0);
     }
-    let dir = loc.parent().path.clone().join(STAGING_DIR);
+    let dir = staging_dir(loc);
     let cutoff = chrono::Utc::now() - chrono::Duration::hours(1);
     let mut n = 0;
     for f in list_below(store, loc, &dir).await? {
@@ -486,6 +493,14 @@ pub async fn delete_except(store: &dyn ObjectStore, loc: &Location, dir: &Path, 
         n += 1;
     }
     Ok(n)
+}
+
+/// Deletes one object; one that is already gone is no error.
+pub async fn delete_if_exists(store: &dyn ObjectStore, loc: &Location, path: &Path) -> Result<()> {
+    match store.delete(path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(source) => Err(Error::Store { op: "delete", location: loc.url_of(path), source }),
+    }
 }
 
 /// Stable 64-bit FNV-1a hash, for deterministic output file names

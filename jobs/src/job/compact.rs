@@ -68,10 +68,7 @@ async fn finish_markers(store: &dyn ObjectStore, loc: &Location, report: &mut Co
         }
         let doomed = if all_out { inputs } else { outputs };
         for p in doomed {
-            match store.delete(&p).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => return Err(Error::Store { op: "delete", location: loc.url_of(&p), source }),
-            }
+            crate::io::store::delete_if_exists(store, loc, &p).await?;
         }
         store.delete(&m.location).await.map_err(|source| Error::Store {
             op: "delete",

@@ -9,12 +9,12 @@ use std::collections::BTreeSet;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::context::JobContext;
 use crate::io::read::{Format, ParsedFile, ReadOptions, Reject, parse_file, rejects_batch};
-use crate::io::store::{Location, fetch, list_inputs, stable_hash};
+use crate::io::store::{Location, delete_if_exists, fetch, list_inputs, stable_hash};
 use crate::io::write::{PartitionedWriter, null_count, write_file};
 use crate::progress::Progress;
 use crate::schema::Table;
@@ -120,12 +120,13 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
 
     for s in &skipped {
         tracing::warn!(file = %s.path, reason = %s.reason, "input entry not read");
-        dead.write(&s.path, &[Reject::file_level(&s.path, s.reason.clone())]).await?;
+        dead.write(&output_name(&s.path), &[Reject::file_level(&s.path, s.reason.clone())]).await?;
         report.files_rejected += 1;
         progress.inc(1);
     }
     for meta in &files {
         let url = input.url_of(&meta.location);
+        let name = output_name(&url);
         let parsed = match fetch(in_store.as_ref(), &input, &meta.location).await {
             Ok(bytes) => tokio::task::block_in_place(|| parse_file(&url, bytes, opts)),
             Err(e) if is_bad_input(&input, &e) => {
@@ -148,7 +149,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
         for r in parsed.rejects.iter().take(3) {
             tracing::warn!(file = %r.file, line = ?r.line, reason = %r.reason, "rejected record");
         }
-        dead.write(&url, &parsed.rejects).await?;
+        dead.write(&name, &parsed.rejects).await?;
 
         let mut written = Vec::new();
         if parsed.rows > 0 {
@@ -164,8 +165,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
             )
             .await?;
             let batches = df.collect().await.map_err(Error::query)?;
-            let mut writer =
-                PartitionedWriter::new(out_store.clone(), output.clone(), Table::Scored, output_name(&url));
+            let mut writer = PartitionedWriter::new(out_store.clone(), output.clone(), Table::Scored, name.clone());
             for b in &batches {
                 let unscorable = null_count(b, "sentiment_score");
                 report.rows_unscorable += unscorable;
@@ -180,8 +180,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
             }
         }
         // this input's files of earlier runs in partitions it no longer reaches
-        report.stale_files_removed +=
-            previous.remove_stale(out_store.as_ref(), &output, &output_name(&url), &written).await?;
+        report.stale_files_removed += previous.remove_stale(out_store.as_ref(), &output, &name, &written).await?;
         progress.inc(1);
     }
     progress.finish(report.files as u64);
@@ -258,13 +257,11 @@ struct DeadLetters<'a> {
 }
 
 impl DeadLetters<'_> {
-    async fn write(&self, input_url: &str, rejects: &[Reject]) -> Result<()> {
-        let path = self.loc.path.clone().join(output_name(input_url));
+    /// `name`: the input's output name ([`output_name`]).
+    async fn write(&self, name: &str, rejects: &[Reject]) -> Result<()> {
+        let path = self.loc.path.clone().join(name);
         if rejects.is_empty() {
-            return match self.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(source) => Err(Error::Store { op: "delete", location: self.loc.url_of(&path), source }),
-            };
+            return delete_if_exists(self.store, self.loc, &path).await;
         }
         let batch = rejects_batch(rejects, self.at)?;
         write_file(self.store, self.loc, &path, &batch).await
@@ -304,12 +301,9 @@ impl PreviousOutputs {
     ) -> Result<usize> {
         let mut n = 0;
         for p in self.by_name.remove(name).unwrap_or_default() {
-            if keep.contains(&p) {
-                continue;
-            }
-            match store.delete(&p).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
-                Err(source) => return Err(Error::Store { op: "delete", location: output.url_of(&p), source }),
+            if !keep.contains(&p) {
+                delete_if_exists(store, output, &p).await?;
+                n += 1;
             }
         }
         Ok(n)
@@ -318,10 +312,8 @@ impl PreviousOutputs {
     async fn remove_orphans(&mut self, store: &dyn ObjectStore, output: &Location) -> Result<usize> {
         let mut n = 0;
         for p in std::mem::take(&mut self.orphans) {
-            match store.delete(&p).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
-                Err(source) => return Err(Error::Store { op: "delete", location: output.url_of(&p), source }),
-            }
+            delete_if_exists(store, output, &p).await?;
+            n += 1;
         }
         Ok(n)
     }

@@ -191,11 +191,9 @@ pub fn parse_file(file: &str, bytes: Bytes, opts: ReadOptions) -> ParsedFile {
         match flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut d) {
             Ok(_) => d,
             Err(e) => {
-                out.rejects.push(Reject::new(
+                out.rejects.push(Reject::file_level(
                     file,
-                    None,
                     format!("gzip data is corrupt ({e}); re-deliver or delete the file"),
-                    &[],
                 ));
                 return out;
             }
@@ -204,7 +202,7 @@ pub fn parse_file(file: &str, bytes: Bytes, opts: ReadOptions) -> ParsedFile {
         bytes.to_vec()
     };
     if let Some(reason) = wrong_encoding(&data) {
-        out.rejects.push(Reject::new(file, None, reason, &[]));
+        out.rejects.push(Reject::file_level(file, reason));
         return out;
     }
     // a UTF-8 byte order mark (Windows editors write one) is not part of the first record

@@ -150,20 +150,18 @@ pub(super) fn parse_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "unknown".into());
-        out.rejects.push(Reject::new(
+        out.rejects.push(Reject::file_level(
             file,
-            None,
             format!(
                 "not a readable Parquet file: the reader failed ({msg}); rows read before it: {}; re-deliver the file",
                 b.total
             ),
-            &[],
         ));
     }
 }
 
 fn read_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFile) {
-    let file_reject = |reason: String| Reject::new(file, None, reason, &[]);
+    let file_reject = |reason: String| Reject::file_level(file, reason);
     // the embedded Arrow schema is only a type hint, and decoding it is where malformed files panic
     let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
     let reader = match ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
