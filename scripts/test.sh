@@ -47,8 +47,11 @@ fi
 
 # style gates: the tree is rustfmt-formatted (rustfmt.toml) and clippy-clean ([workspace.lints])
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
-  echo "test: rustfmt and clippy are needed: rustup component add rustfmt clippy" >&2
-  exit 1
+  echo "test: installing rustfmt and clippy with rustup for the style gates" >&2
+  rustup component add rustfmt clippy || {
+    echo "test: rustfmt and clippy are needed and rustup could not add them: rustup component add rustfmt clippy" >&2
+    exit 1
+  }
 fi
 cargo fmt --all --check || { echo "test: the tree is not formatted: run cargo fmt --all" >&2; exit 1; }
 cargo clippy --workspace --all-targets -- -D warnings
