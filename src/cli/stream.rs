@@ -29,7 +29,8 @@ pub(crate) struct StreamCli {
     /// Micro-batch interval.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     trigger: chrono::Duration,
-    /// Exit once every shard is read to its tip (emitting only the windows the watermark closed).
+    /// Exit once every shard this worker can take is read to its tip (emitting only the windows the
+    /// watermark closed); shards of live workers are left to them.
     #[arg(long)]
     until_caught_up: bool,
     /// Records read per shard per micro-batch at most.
@@ -43,6 +44,13 @@ pub(crate) struct StreamCli {
     webhook: Option<String>,
     #[arg(long, default_value_t = DEFAULT_MAX_TEXT_BYTES)]
     max_text_bytes: usize,
+    /// This worker's id, unique among the workers sharing the stream (default: host, pid and a random
+    /// suffix); a restarted worker with the same id takes its shards back without waiting for the lease.
+    #[arg(long, env = "SENTIFLOW_WORKER_ID")]
+    worker_id: Option<String>,
+    /// Shard and emitter lease length; a crashed worker's shards are taken over after this.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    lease: chrono::Duration,
     #[command(flatten)]
     scorer: ScorerArgs,
 }
@@ -63,6 +71,8 @@ pub(crate) async fn run(jc: &JobContext, st: StreamCli) -> Result<()> {
         webhook: st.webhook,
         max_text_bytes: st.max_text_bytes,
         retry: RetryPolicy::default(),
+        worker_id: st.worker_id,
+        lease: st.lease.to_std().unwrap_or(std::time::Duration::from_secs(30)).max(std::time::Duration::from_secs(1)),
     };
     let r = sentiflow_jobs::job::stream::run(jc, scorer, args, stop_signal()).await?;
     let wm = r
@@ -85,6 +95,19 @@ pub(crate) async fn run(jc: &JobContext, st: StreamCli) -> Result<()> {
         r.open_windows,
         secs(r.elapsed)
     );
+    let held: Vec<&str> = r.shards_held.iter().map(String::as_str).collect();
+    let (gets, puts, lists) = r.state_requests;
+    println!(
+        "worker {} held shards [{}], {} closed and finished, {} leases lost, {} emissions; checkpoint requests: {gets} GET, {puts} PUT, {lists} LIST",
+        r.worker_id,
+        held.join(", "),
+        r.shards_closed,
+        r.leases_lost,
+        r.emits
+    );
+    if !r.left_to_live_workers.is_empty() {
+        println!("not caught up: shard(s) {} are held by live workers", r.left_to_live_workers.join(", "));
+    }
     if let Some([p50, p95, p99, max]) = r.latency_ms {
         println!(
             "latency (arrival on the stream → micro-batch durable): p50 {p50} ms, p95 {p95} ms, p99 {p99} ms, max {max} ms"

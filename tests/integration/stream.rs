@@ -46,6 +46,18 @@ fn table_rows(root: &str, table: Table, cols: &str) -> Vec<String> {
     out.lines().skip(1).map(str::to_string).collect()
 }
 
+/// Records committed over the shard states in a local checkpoint directory.
+fn records_committed(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&std::fs::read(e.path()).ok()?).ok())
+        .filter_map(|v| v["records_committed"].as_u64())
+        .sum()
+}
+
 #[test]
 fn stream_windows_are_exactly_once_through_crashes() {
     if !kinesis() {
@@ -210,16 +222,12 @@ fn late_rows_alerts_webhook_and_sigterm() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    // wait (bounded) until the checkpoint has committed `n` records: no fixed sleeps, CI machines are slow
-    let ck = d.path().join(format!("out/_checkpoints/stream/{stream}.json"));
+    // wait (bounded) until the shard states have committed `n` records: no fixed sleeps, CI machines are slow
+    let ck = d.path().join(format!("out/_checkpoints/stream/{stream}/shards"));
     let committed = |n: u64| {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            let got = std::fs::read_to_string(&ck)
-                .ok()
-                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                .and_then(|v| v["totals"]["records"].as_u64())
-                .unwrap_or(0);
+            let got = records_committed(&ck);
             if got >= n {
                 return;
             }
@@ -267,4 +275,259 @@ fn late_rows_alerts_webhook_and_sigterm() {
     eprintln!("webhook posts {} for {} alerts", posts.load(Ordering::SeqCst), alerts.len());
     assert!(posts.load(Ordering::SeqCst) >= alerts.len());
     assert!(out.contains(&format!("{} delivered", alerts.len())), "{out}");
+}
+
+/// Shard → owner over the shard states in a local checkpoint directory.
+fn shard_owners(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&std::fs::read(e.path()).ok()?).ok())
+        .filter_map(|v| Some((v["shard_id"].as_str()?.to_string(), v["owner"].as_str()?.to_string())))
+        .collect()
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue 19: several `stream` workers share a 4-shard stream by leases. A
+/// worker stopped for longer than the lease loses its shards to the other and
+/// cannot commit when it wakes; workers killed with SIGKILL at random points
+/// and restarted (with their id, or a new one) and a shard split in the middle
+/// lose and duplicate nothing: every emitted window equals the single-worker
+/// run's and the batch `aggregate` of the same rows, and none is emitted twice.
+#[test]
+fn workers_share_the_stream_through_stops_kills_and_a_split() {
+    if !kinesis() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let stream = crate::kinesis::create_stream_pub(&rt, "workers", 4);
+    let to = format!("kinesis://{stream}");
+    ok(&[
+        "generate",
+        "--rows",
+        "4000",
+        "--seed",
+        "31",
+        "--start",
+        "2025-03-01T00:00:00Z",
+        "--span",
+        "12h",
+        "--to",
+        &to,
+    ]);
+    let d = tmp();
+    let b = s(&d.path().join("b"));
+    let shards_dir = d.path().join(format!("b/_checkpoints/stream/{stream}/shards"));
+    let args = [
+        "--window",
+        "10m",
+        "--slide",
+        "5m",
+        "--watermark",
+        "3h",
+        "--max-records-per-shard",
+        "40",
+        "--trigger",
+        "100ms",
+        "--lease",
+        "3s",
+    ];
+    let spawn = |id: &str| {
+        stream_cmd(&stream, &b, &args)
+            .args(["--worker-id", id])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut workers: Vec<(String, std::process::Child)> = vec![("w1".into(), spawn("w1")), ("w2".into(), spawn("w2"))];
+    wait_for("both workers hold shards", 60, || {
+        let owners = shard_owners(&shards_dir);
+        owners.values().any(|o| o == "w1") && owners.values().any(|o| o == "w2")
+    });
+    // w2 stopped for longer than its lease: its shards move to w1, and it cannot commit when it wakes
+    let w2 = workers[1].1.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &w2]).status().unwrap().success());
+    wait_for("w1 takes the stopped worker's shards", 60, || {
+        let owners = shard_owners(&shards_dir);
+        owners.len() == 4 && owners.values().all(|o| o == "w1")
+    });
+    let moved_at = records_committed(&shards_dir);
+    assert!(Command::new("kill").args(["-CONT", &w2]).status().unwrap().success());
+    workers.push(("w3".into(), spawn("w3")));
+
+    // kill -9 at random points, restarting with the same id or a new one; a split in the middle
+    let mut rng = sentiflow_jobs::rng::Rng::new(19);
+    for k in 0..6 {
+        std::thread::sleep(Duration::from_millis(700 + rng.below(900) as u64));
+        let i = rng.below(workers.len());
+        let (id, mut child) = workers.remove(i);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let id = if k % 2 == 0 { id } else { format!("w{}", 4 + k) };
+        workers.push((id.clone(), spawn(&id)));
+        if k == 2 {
+            rt.block_on(async {
+                let c = sentiflow_jobs::io::aws::kinesis_client().await;
+                c.split_shard()
+                    .stream_name(&stream)
+                    .shard_to_split("shardId-000000000000")
+                    .new_starting_hash_key("42535295865117307932921825928971026432")
+                    .send()
+                    .await
+                    .unwrap();
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            ok(&[
+                "generate",
+                "--rows",
+                "2000",
+                "--seed",
+                "32",
+                "--start",
+                "2025-03-01T12:00:00Z",
+                "--span",
+                "6h",
+                "--to",
+                &to,
+            ]);
+        }
+    }
+    // the last workers stop on SIGTERM; each says which shards it held
+    let mut outs = Vec::new();
+    for (_, c) in workers {
+        assert!(Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success());
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "SIGTERM exits 0");
+        outs.push(String::from_utf8_lossy(&o.stdout).to_string());
+    }
+    assert!(outs.iter().all(|o| o.contains("held shards [")), "{outs:#?}");
+    // a caught-up run finishes what the stopped workers left, then the single-worker reference
+    let out_b =
+        String::from_utf8(stream_cmd(&stream, &b, &args).arg("--until-caught-up").output().unwrap().stdout).unwrap();
+    let a = s(&d.path().join("a"));
+    let out_a =
+        String::from_utf8(stream_cmd(&stream, &a, &args).arg("--until-caught-up").output().unwrap().stdout).unwrap();
+    assert!(out_a.contains("6000 records, 6000 rows, 0 rejected, 0 late rows"), "{out_a}");
+    eprintln!("records committed when w1 had every shard: {moved_at}; last runs: {outs:#?}\n{out_b}");
+    assert!(moved_at > 0);
+    // the watermark is wider than any skew here: sharing the stream made no row late
+    assert!(!d.path().join("b/late").exists(), "late rows in the shared run: {out_b}");
+    let counts = "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets";
+    assert_eq!(
+        ok(&["sql", "--data", &b, "--format", "csv", "-c", counts]),
+        "n,d\n6000,6000\n",
+        "scored rows once each"
+    );
+    assert_eq!(
+        ok(&["sql", "--data", &b, "--format", "csv", "-c", "SELECT count(*) AS n FROM raw_tweets"]),
+        "n\n6000\n"
+    );
+    let w =
+        "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, n_positive";
+    let (wa, wb) = (table_rows(&a, Table::Windows, w), table_rows(&b, Table::Windows, w));
+    assert!(wa.len() > 150, "{}", wa.len());
+    let starts: BTreeSet<&str> = wb.iter().map(|r| r.split(',').next().unwrap()).collect();
+    assert_eq!(starts.len(), wb.len(), "no window emitted twice");
+    let only_b: Vec<_> = wb.iter().filter(|r| !wa.contains(r)).take(5).collect();
+    assert!(wa == wb, "{} vs {} windows; only in the shared run: {only_b:#?}", wa.len(), wb.len());
+    let ws = "window_start, source, n, round(avg_score, 9), n_negative";
+    assert_eq!(table_rows(&a, Table::WindowsBySource, ws), table_rows(&b, Table::WindowsBySource, ws));
+    // the batch aggregate of the same scored rows has every emitted window, equal
+    let c = d.path().join("c");
+    std::fs::create_dir_all(&c).unwrap();
+    let copied = Command::new("cp").args(["-r", &format!("{b}/scored"), &s(&c)]).status().unwrap();
+    assert!(copied.success());
+    ok(&["aggregate", "--out", &s(&c), "--window", "10m", "--slide", "5m"]);
+    let wc = table_rows(&s(&c), Table::Windows, w);
+    let missing: Vec<_> = wb.iter().filter(|r| !wc.contains(r)).take(5).collect();
+    assert!(missing.is_empty(), "windows the batch aggregate does not give: {missing:#?}");
+}
+
+/// The same on the S3 test server, where the leases and commits are
+/// conditional PUTs: two workers, one killed with SIGKILL mid-run, the other
+/// stopped with SIGTERM, then a caught-up run that waits for the dead worker's
+/// leases to expire; windows equal a local single-worker run's.
+#[test]
+fn workers_share_a_stream_on_s3() {
+    if !kinesis() {
+        return;
+    }
+    let Some(b) = crate::s3::s3_root("stream-workers") else { return };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let stream = crate::kinesis::create_stream_pub(&rt, "s3workers", 4);
+    let to = format!("kinesis://{stream}");
+    ok(&[
+        "generate",
+        "--rows",
+        "3000",
+        "--seed",
+        "33",
+        "--start",
+        "2025-03-02T00:00:00Z",
+        "--span",
+        "12h",
+        "--to",
+        &to,
+    ]);
+    let args = [
+        "--window",
+        "10m",
+        "--slide",
+        "5m",
+        "--watermark",
+        "3h",
+        "--max-records-per-shard",
+        "40",
+        "--trigger",
+        "100ms",
+        "--lease",
+        "3s",
+    ];
+    let spawn = |id: &str| {
+        stream_cmd(&stream, &b, &args)
+            .args(["--worker-id", id])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut w1, w2) = (spawn("s1"), spawn("s2"));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(w1.try_wait().unwrap().is_none(), "s1 still working when killed");
+    w1.kill().unwrap();
+    w1.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(Command::new("kill").args(["-TERM", &w2.id().to_string()]).status().unwrap().success());
+    let o = w2.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let out_b =
+        String::from_utf8(stream_cmd(&stream, &b, &args).arg("--until-caught-up").output().unwrap().stdout).unwrap();
+    assert!(!out_b.contains("not caught up"), "{out_b}");
+    let d = tmp();
+    let a = s(&d.path().join("a"));
+    let out_a =
+        String::from_utf8(stream_cmd(&stream, &a, &args).arg("--until-caught-up").output().unwrap().stdout).unwrap();
+    assert!(out_a.contains("3000 records, 3000 rows, 0 rejected, 0 late rows"), "{out_a}");
+    eprintln!("s2: {}\nlast run: {out_b}", String::from_utf8_lossy(&o.stdout));
+    let counts = "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets";
+    assert_eq!(
+        ok(&["sql", "--data", &b, "--format", "csv", "-c", counts]),
+        "n,d\n3000,3000\n",
+        "scored rows once each"
+    );
+    let w =
+        "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, n_positive";
+    let (wa, wb) = (table_rows(&a, Table::Windows, w), table_rows(&b, Table::Windows, w));
+    assert!(wa.len() > 100, "{}", wa.len());
+    assert!(wa == wb, "{} vs {} windows", wa.len(), wb.len());
 }

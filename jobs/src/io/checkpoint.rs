@@ -19,6 +19,8 @@
 //! none resumes AFTER `committed`.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
@@ -88,6 +90,10 @@ pub struct ShardState {
     /// restart before the first commit resumes there instead of skipping records.
     pub start_at_ms: Option<i64>,
     pub records_committed: u64,
+    /// What the job keeps per shard besides the cursor (`stream`: its window
+    /// partials and watermark), committed in the same conditional write.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub job: Value,
     /// Local stores only: the compare-and-swap counter.
     rev: u64,
 }
@@ -135,11 +141,32 @@ pub struct Conflict;
 pub struct StateStore {
     store: Arc<dyn ObjectStore>,
     dir: Location,
+    requests: Arc<StateRequests>,
+}
+
+/// Object-store requests a [`StateStore`] made (clones share them): the
+/// coordination cost of leases and commits.
+#[derive(Debug, Default)]
+pub struct StateRequests {
+    pub gets: AtomicU64,
+    pub puts: AtomicU64,
+    pub lists: AtomicU64,
 }
 
 impl StateStore {
     pub fn new(store: Arc<dyn ObjectStore>, dir: Location) -> Self {
-        Self { store, dir }
+        Self { store, dir, requests: Arc::default() }
+    }
+
+    /// (GETs, conditional PUTs, LISTs) so far.
+    pub fn requests(&self) -> (u64, u64, u64) {
+        let r = &self.requests;
+        (r.gets.load(Relaxed), r.puts.load(Relaxed), r.lists.load(Relaxed))
+    }
+
+    /// A state store for a subdirectory, counting into the same totals.
+    pub fn child(&self, dir: &str) -> Self {
+        Self { store: self.store.clone(), dir: self.dir.child(dir), requests: self.requests.clone() }
     }
 
     /// The directory, as the user named it (for messages).
@@ -159,6 +186,7 @@ impl StateStore {
     /// e_tag on S3), or `None` when there is none yet.
     pub async fn load_doc(&self, name: &str) -> Result<Option<(Value, Version)>> {
         let path = self.path(name);
+        self.requests.gets.fetch_add(1, Relaxed);
         let got = match self.store.get(&path).await {
             Ok(g) => g,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -186,6 +214,7 @@ impl StateStore {
         doc["updated_at"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
         bytes.push(b'\n');
+        self.requests.puts.fetch_add(1, Relaxed);
         if !self.dir.is_s3() {
             return self.save_local(name, bytes, rev, prev.cloned()).await;
         }
@@ -273,6 +302,7 @@ impl StateStore {
     /// Every shard state below the directory (for reports and tests).
     pub async fn all(&self) -> Result<Vec<ShardState>> {
         let mut out = Vec::new();
+        self.requests.lists.fetch_add(1, Relaxed);
         for m in crate::io::store::list_below(self.store.as_ref(), &self.dir, &self.dir.path).await? {
             let name = m.location.filename().unwrap_or_default();
             if let Some(shard) = name.strip_suffix(".json")
@@ -300,6 +330,7 @@ mod tests {
             closed: false,
             start_at_ms: Some(7),
             records_committed: 12,
+            job: json!({"max_event_us": 5}),
             rev: 3,
         };
         assert_eq!(ShardState::from_value(&s.to_value()).unwrap(), s);

@@ -10,7 +10,7 @@
 //! `<shard>-<first sequence number>.parquet` → checkpoint. Bad records go to
 //! `_rejected/job=ingest/` with their shard, sequence number and reason.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::io::checkpoint::{Pending, ShardState, StateStore, Version, crash_point};
+use crate::io::kinesis::lease::{ForeignLeases, ShardLeases, Taken};
 use crate::io::kinesis::{KinesisReader, Position, ReadError, ShardInfo, StartPosition, StreamUrl, sleep_or_stop};
 use crate::io::read::RecordParser;
 use crate::io::retry::RetryPolicy;
@@ -114,10 +115,6 @@ const MAX_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 /// Kinesis allows 5 GetRecords calls per second per shard.
 const MIN_GET_INTERVAL: Duration = Duration::from_millis(200);
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// Orders Kinesis sequence numbers (decimal strings of up to 128 digits).
 pub fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
@@ -127,11 +124,10 @@ pub fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// Everything the shard tasks share.
 struct Shared {
     reader: KinesisReader,
-    states: StateStore,
+    leases: ShardLeases,
     store: Arc<dyn ObjectStore>,
     out: Location,
     args: IngestArgs,
-    worker: String,
     stream: String,
     totals: Totals,
 }
@@ -175,13 +171,13 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
     let states = StateStore::new(store.clone(), out.child(&format!("_checkpoints/ingest/{stream}")));
     let worker = args.worker_id.clone().unwrap_or_else(crate::io::checkpoint::default_worker_id);
     let reader = KinesisReader::new(&stream, args.retry).await;
+    let leases = ShardLeases { states, worker: worker.clone(), lease: args.lease, start: args.start };
     let shared = Arc::new(Shared {
         reader,
-        states,
+        leases,
         store,
         out: out.clone(),
         args: args.clone(),
-        worker: worker.clone(),
         stream: stream.clone(),
         totals: Totals::default(),
     });
@@ -197,7 +193,7 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
         if !stopping {
             w.take_free_shards(&shared).await;
         }
-        if w.tasks.is_empty() && (stopping || (args.until_caught_up && w.only_live_leases_left(&args))) {
+        if w.tasks.is_empty() && (stopping || (args.until_caught_up && w.foreign.only_live_left(args.lease))) {
             break;
         }
         if stopping {
@@ -231,16 +227,6 @@ fn kinesis_stream(from: &str) -> Result<String> {
     }
 }
 
-/// Another worker's lease on a shard, as this run has seen it.
-#[derive(Debug, Clone)]
-struct ForeignLease {
-    owner: String,
-    /// Lease end when first seen.
-    first_until_ms: i64,
-    /// The holder renewed it since: a live worker, whose shard is left to it.
-    renewed: bool,
-}
-
 /// The shard tasks of this worker and what they did.
 struct Workers {
     tasks: JoinSet<(String, Result<Outcome>)>,
@@ -250,11 +236,10 @@ struct Workers {
     read_ever: HashSet<String>,
     /// Shards this run finished with (caught up, or closed): not taken again.
     done_here: HashSet<String>,
-    /// Shards held by other workers, by shard id.
-    foreign: HashMap<String, ForeignLease>,
+    /// Shards held by other workers.
+    foreign: ForeignLeases,
     failure: Option<Error>,
     report: IngestReport,
-    last_wait_note: Option<Instant>,
 }
 
 impl Workers {
@@ -268,27 +253,30 @@ impl Workers {
             running: HashSet::new(),
             read_ever: HashSet::new(),
             done_here: HashSet::new(),
-            foreign: HashMap::new(),
+            foreign: ForeignLeases::default(),
             failure: None,
             report,
-            last_wait_note: None,
         }
     }
 
     /// Leases what is free (or expired) and starts a reader task per shard taken.
     async fn take_free_shards(&mut self, shared: &Arc<Shared>) {
-        let acq = match acquire_free_shards(shared, &self.running, &self.done_here).await {
+        let acquired = match shared.reader.list_shards().await {
+            Ok(shards) => shared.leases.acquire(&shards, &self.running, &self.done_here).await,
+            Err(e) => Err(e),
+        };
+        let acq = match acquired {
             Ok(a) => a,
             Err(e) => {
                 self.failure = Some(e);
                 return;
             }
         };
-        self.note_foreign_leases(acq.leased_elsewhere);
-        for (shard, state, version, pinned_now) in acq.taken {
+        self.foreign.note(acq.leased_elsewhere);
+        for Taken { shard, state, version, pinned_now } in acq.taken {
             self.running.insert(shard.id.clone());
             self.read_ever.insert(shard.id.clone());
-            self.foreign.remove(&shard.id);
+            self.foreign.forget(&shard.id);
             let (sh, st) = (shared.clone(), self.task_stop.clone());
             self.tasks.spawn(async move {
                 let id = shard.id.clone();
@@ -296,44 +284,6 @@ impl Workers {
                 (id, r)
             });
         }
-    }
-
-    /// Tracks other workers' leases: one whose end moves on was renewed (a live holder).
-    fn note_foreign_leases(&mut self, seen: HashMap<String, (String, i64)>) {
-        self.foreign.retain(|id, _| seen.contains_key(id));
-        for (id, (owner, until)) in seen {
-            match self.foreign.get_mut(&id) {
-                Some(f) if f.owner == owner => f.renewed |= until > f.first_until_ms,
-                _ => {
-                    self.foreign.insert(id, ForeignLease { owner, first_until_ms: until, renewed: false });
-                }
-            }
-        }
-    }
-
-    /// `--until-caught-up`: nothing left to read here but shards of live
-    /// workers. A shard whose holder has not renewed yet is waited for (its
-    /// lease expires, or a renewal shows the holder is alive).
-    fn only_live_leases_left(&mut self, args: &IngestArgs) -> bool {
-        let waiting: Vec<(&String, &ForeignLease)> = self.foreign.iter().filter(|(_, f)| !f.renewed).collect();
-        if waiting.is_empty() {
-            return true;
-        }
-        if self.last_wait_note.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
-            return false;
-        }
-        self.last_wait_note = Some(Instant::now());
-        for (id, f) in &waiting {
-            let ends_in = (f.first_until_ms - now_ms()).max(0) as f64 / 1000.0;
-            tracing::info!(
-                shard = %id,
-                holder = %f.owner,
-                lease_ends_in_s = ends_in,
-                lease_s = args.lease.as_secs(),
-                "waiting: the shard's lease ends unless its holder renews it"
-            );
-        }
-        false
     }
 
     /// How long to wait before listing the shards again.
@@ -392,9 +342,7 @@ impl Workers {
         report.replays = t.replays.load(Relaxed);
         report.shards_read = self.read_ever.len();
         report.shards_leased_elsewhere = self.foreign.len();
-        report.left_to_live_workers =
-            self.foreign.iter().filter(|(_, f)| f.renewed).map(|(id, _)| id.clone()).collect();
-        report.left_to_live_workers.sort();
+        report.left_to_live_workers = self.foreign.live();
         report.requests = c.requests.load(Relaxed);
         report.retries = c.retries.load(Relaxed);
         report.throttled = c.throttled.load(Relaxed);
@@ -411,112 +359,6 @@ impl Workers {
         );
         Ok(self.report)
     }
-}
-
-struct Acquired {
-    /// (shard, state, version, "latest" was pinned just now)
-    taken: Vec<(ShardInfo, ShardState, Version, bool)>,
-    /// Shards under another worker's live lease: shard → (owner, lease end).
-    leased_elsewhere: HashMap<String, (String, i64)>,
-}
-
-/// Lists the shards and leases those that are not finished, whose parents
-/// are finished, and that are free (or held by a worker above its share of
-/// ceil(readable shards / live workers): one such lease per call is taken
-/// over; its old owner notices at its next conditional write and lets go).
-/// `done` are shards this run already finished with.
-async fn acquire_free_shards(sh: &Shared, running: &HashSet<String>, done: &HashSet<String>) -> Result<Acquired> {
-    let shards = sh.reader.list_shards().await?;
-    let ids: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
-    let mut states: HashMap<String, Option<(ShardState, Version)>> = HashMap::new();
-    for s in &shards {
-        if !running.contains(&s.id) {
-            states.insert(s.id.clone(), sh.states.load(&s.id).await?);
-        }
-    }
-    let finished = |id: &str| states.get(id).and_then(|s| s.as_ref()).is_some_and(|(st, _)| st.closed);
-    let mut out = Acquired { taken: Vec::new(), leased_elsewhere: HashMap::new() };
-    let now = now_ms();
-    // live leases per worker, to balance: each of n workers aims at ceil(open shards / n)
-    let mut load: HashMap<String, usize> = HashMap::new();
-    let mut readable = 0usize;
-    let mut candidates: Vec<(&ShardInfo, Option<(ShardState, Version)>)> = Vec::new();
-    for s in &shards {
-        if done.contains(&s.id) {
-            continue;
-        }
-        let current = states.get(&s.id).cloned().flatten();
-        if current.as_ref().is_some_and(|(st, _)| st.closed) {
-            continue;
-        }
-        if !s.readable(&ids, finished) {
-            continue;
-        }
-        readable += 1;
-        if running.contains(&s.id) {
-            *load.entry(sh.worker.clone()).or_default() += 1;
-            continue;
-        }
-        if let Some((st, _)) = &current
-            && let Some(o) = st.owner.as_ref().filter(|_| st.lease_until_ms >= now)
-            && o != &sh.worker
-        {
-            *load.entry(o.clone()).or_default() += 1;
-        }
-        candidates.push((s, current));
-    }
-    load.entry(sh.worker.clone()).or_default();
-    let target = readable.div_ceil(load.len().max(1));
-    let mut mine = load.get(&sh.worker).copied().unwrap_or(0);
-    let mut stole = false;
-    for (s, current) in candidates {
-        let has_parent = s.parents().next().is_some();
-        let (mut state, prev) = match current {
-            Some((st, v)) => (st, Some(v)),
-            None => (ShardState::new(&s.id), None),
-        };
-        if !state.available_to(&sh.worker, now) {
-            // another worker's live lease: take one (per listing) from a worker above its share
-            let owner = state.owner.clone().unwrap_or_default();
-            let over = load.get(&owner).copied().unwrap_or(0) > target;
-            if stole || mine >= target || !over {
-                out.leased_elsewhere.insert(s.id.clone(), (owner, state.lease_until_ms));
-                continue;
-            }
-            tracing::info!(shard = %s.id, from = %owner, mine, target, "taking a lease to balance the shards");
-            stole = true;
-            if let Some(n) = load.get_mut(&owner) {
-                *n -= 1;
-            }
-        } else if mine >= target && load.len() > 1 {
-            // free, but this worker has its share: leave it for the others this round
-            continue;
-        }
-        state.owner = Some(sh.worker.clone());
-        state.lease_until_ms = now + sh.args.lease.as_millis() as i64;
-        let mut pinned_now = false;
-        if state.committed.is_none()
-            && state.pending.is_none()
-            && state.start_at_ms.is_none()
-            && !has_parent
-            && let StartPosition::Latest = sh.args.start
-        {
-            // pin "latest" to a time so a restart before the first commit loses nothing
-            state.start_at_ms = Some(now);
-            pinned_now = true;
-        }
-        match sh.states.save(&state, prev.as_ref()).await? {
-            Ok(v) => {
-                tracing::info!(shard = %s.id, worker = %sh.worker, committed = ?state.committed, "lease taken");
-                mine += 1;
-                out.taken.push((s.clone(), state, v, pinned_now));
-            }
-            Err(_) => {
-                // another worker wrote the lease first: seen as its holder at the next listing
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Records read from a shard and not yet committed.
@@ -659,7 +501,7 @@ async fn read_shard(
             return release(&sh, &mut state, &version, false).await;
         }
         if Instant::now() >= renew_at {
-            if !renew(&sh, &mut state, &mut version).await? {
+            if !sh.leases.renew(&mut state, &mut version).await? {
                 return Ok(Outcome::Lost);
             }
             renew_at = Instant::now() + sh.args.lease / 3;
@@ -689,21 +531,6 @@ fn start_position(state: &ShardState, start: StartPosition, has_parent: bool, pi
     }
 }
 
-/// Renews the shard's lease; false when another worker took it (uncommitted records are dropped).
-async fn renew(sh: &Shared, state: &mut ShardState, version: &mut Version) -> Result<bool> {
-    state.lease_until_ms = now_ms() + sh.args.lease.as_millis() as i64;
-    match sh.states.save(state, Some(version)).await? {
-        Ok(v) => {
-            *version = v;
-            Ok(true)
-        }
-        Err(_) => {
-            tracing::warn!(shard = %state.shard_id, "lease lost to another worker; dropping uncommitted records");
-            Ok(false)
-        }
-    }
-}
-
 /// Commits the buffer: intent, files, checkpoint. Returns false when the
 /// lease was lost (nothing more may be written for this shard).
 async fn commit(sh: &Shared, state: &mut ShardState, version: &mut Version, buf: &mut Buffer) -> Result<bool> {
@@ -715,18 +542,12 @@ async fn commit(sh: &Shared, state: &mut ShardState, version: &mut Version, buf:
     let records = taken.records;
     let bytes = taken.bytes as u64;
     let range = Pending { first: first.clone(), last: last.clone(), records };
-    let lease_until = now_ms() + sh.args.lease.as_millis() as i64;
     // 1. intent (a replay finds it already there)
     if state.pending.as_ref().is_none_or(|p| p.first != range.first || p.last != range.last) {
         let mut next = state.clone();
         next.pending = Some(range.clone());
-        next.lease_until_ms = lease_until;
-        match sh.states.save(&next, Some(version)).await? {
-            Ok(v) => {
-                *version = v;
-                *state = next;
-            }
-            Err(_) => return Ok(false),
+        if !sh.leases.save(state, version, next).await? {
+            return Ok(false);
         }
     }
     crash_point("intent");
@@ -741,13 +562,8 @@ async fn commit(sh: &Shared, state: &mut ShardState, version: &mut Version, buf:
     next.committed = Some(last.clone());
     next.pending = None;
     next.records_committed += records;
-    next.lease_until_ms = lease_until;
-    match sh.states.save(&next, Some(version)).await? {
-        Ok(v) => {
-            *version = v;
-            *state = next;
-        }
-        Err(_) => return Ok(false),
+    if !sh.leases.save(state, version, next).await? {
+        return Ok(false);
     }
     let t = &sh.totals;
     t.records.fetch_add(records, Relaxed);
@@ -762,17 +578,11 @@ async fn commit(sh: &Shared, state: &mut ShardState, version: &mut Version, buf:
 
 /// Gives the shard up (and marks it finished when `closed`).
 async fn release(sh: &Shared, state: &mut ShardState, version: &Version, closed: bool) -> Result<Outcome> {
-    let mut next = state.clone();
-    next.owner = None;
-    next.lease_until_ms = 0;
-    next.closed = closed;
-    match sh.states.save(&next, Some(version)).await? {
-        Ok(_) => {
-            *state = next;
-            Ok(if closed { Outcome::Closed } else { Outcome::Released })
-        }
-        Err(_) => Ok(Outcome::Lost),
-    }
+    Ok(match sh.leases.release(state, version, closed).await? {
+        true if closed => Outcome::Closed,
+        true => Outcome::Released,
+        false => Outcome::Lost,
+    })
 }
 
 #[cfg(test)]

@@ -1,24 +1,57 @@
 //! `sentiflow stream`: micro-batches from Kinesis, scored, aggregated over
-//! event-time windows with a watermark, appended to S3 exactly once.
+//! event-time windows with a watermark, appended to S3 exactly once, by one
+//! worker or by several sharing the stream's shards.
 //!
-//! Every trigger: read new records from every readable shard (parents before
-//! children, as ingest does), write the raw and scored rows, merge the
-//! batch's window partials with the kept open-window state
-//! (`sql/window_source_aggs.sql` + `sql/stream_merge.sql`), and emit the
-//! windows the watermark (max event time seen − `--watermark`) has passed
-//! (`sql/windows.sql`, `sql/windows_by_source.sql`), each exactly once.
-//! Rows older than the watermark are late: counted and written to `late/`.
+//! ## Who writes what
 //!
-//! Exactly once: the batch's shard ranges are checkpointed first (intent),
-//! then every output is written under a name derived from the batch id, then
-//! shard cursors + window state + batch id are committed together in one
-//! conditional write. A restart that finds an intent re-reads exactly those
-//! ranges from the committed state and rewrites the same files.
+//! ```text
+//!            Kinesis shards  s0   s1   s2   s3
+//!                             │    │    │    │        leases (io::kinesis::lease, shared with ingest)
+//!                  worker A ◄─┴────┘    └────┴─► worker B
+//!   per shard micro-batch:
+//!     _checkpoints/stream/<stream>/shards/<shard>.json   ◄─ its owner only (conditional writes):
+//!         lease · cursor · intent · window partials · max event time · fence
+//!     raw/ scored/ late/ _rejected/   <shard>-<first sequence number>.parquet
+//!   elected emitter (whoever holds the emitter lease, A or B):
+//!     reads every shard's state ─► emits windows all shards have passed
+//!     _checkpoints/stream/<stream>/emitter.json   ◄─ its holder only:
+//!         lease · emitted-through · global watermark · alert history · intent
+//!     windows/ windows_by_source/ alerts/   emit-<id>.parquet
+//! ```
+//!
+//! **Per shard, exactly once.** A worker reads each of its shards (parents
+//! before children), saves the batch's range as an intent in the shard's
+//! state, writes the rows under names derived from the range, merges the
+//! window partials of the shard's on-time rows (`sql/window_source_aggs.sql`,
+//! then `sql/stream_merge.sql`) into the partials kept in the shard's state, and
+//! commits cursor + partials + max event time in one conditional write. A
+//! worker that lost the lease cannot commit; the next owner finds the intent
+//! and rewrites exactly that range under the same names.
+//!
+//! **Windows once, when every shard has passed them.** Each shard's state
+//! carries a *fence*: a promise that every batch from now on treats rows
+//! before it as late, so windows ending at or before it get nothing more from
+//! the shard. The owner raises it at each commit to the shard's own watermark
+//! (its max event time − `--watermark`) and, once the shard is read to its
+//! tip, to the global watermark (max event time over all shards −
+//! `--watermark`, published by the emitter). The emitter emits the windows
+//! that end after the last emission and at or before the minimum fence over
+//! the live shards (closed shards, and children whose parents are still
+//! open, do not hold it back), summing the partials of every shard, writes
+//! them and the alerts under an intent in `emitter.json`, then commits the
+//! new emitted-through point; owners drop partials of emitted windows at
+//! their next commit. A dead worker's shards hold the windows back until
+//! their leases expire and another worker takes them over; its rows are not
+//! made late by the wait.
+//!
+//! With one worker this is the same machine with every shard and the emitter
+//! lease in one process.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_kinesis::types::Record;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -33,14 +66,16 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::context::JobContext;
-use crate::io::checkpoint::{StateStore, Version, crash_point};
-use crate::io::kinesis::{KinesisReader, Position, ReadError, StreamUrl, sleep_or_stop};
+use crate::io::checkpoint::{Pending, ShardState, StateStore, Version, crash_point};
+use crate::io::kinesis::lease::{ForeignLeases, ShardLeases, now_ms};
+use crate::io::kinesis::{KinesisReader, Position, ReadError, ShardInfo, StartPosition, StreamUrl, sleep_or_stop};
 use crate::io::read::RecordParser;
 use crate::io::retry::RetryPolicy;
 use crate::io::store::Location;
 use crate::io::write::{PartitionedWriter, write_raw_and_rejects};
 use crate::job::aggregate::{WindowSpec, far_future, far_past};
-use crate::job::alerts::{Rules, Webhook, WindowFigures, alerts_batch, evaluate};
+use crate::job::alerts::{Alert, Rules, Webhook, WindowFigures, alerts_batch, evaluate};
+use crate::job::ingest::seq_cmp;
 use crate::schema::Table;
 use crate::scorer::JobScorer;
 use crate::sql::{interval_param, timestamp_param};
@@ -62,79 +97,109 @@ pub struct StreamArgs {
     pub webhook: Option<String>,
     pub max_text_bytes: usize,
     pub retry: RetryPolicy,
+    /// Unique among concurrently running workers (default: host, pid and a
+    /// random suffix); a restarted worker with the same id takes its shards back at once.
+    pub worker_id: Option<String>,
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct StreamReport {
     pub stream: String,
+    pub worker_id: String,
+    /// Shard micro-batches committed by this worker.
     pub batches: u64,
     pub replays: u64,
     pub records: u64,
     pub rows: u64,
     pub rejected: u64,
     pub late_rows: u64,
+    /// Window emissions this worker committed as the emitter.
+    pub emits: u64,
     pub windows: u64,
     pub windows_by_source: u64,
     pub alerts: u64,
     pub webhook_delivered: u64,
+    /// Windows still open (partials kept, not emitted) at the end, over all shards.
     pub open_windows: usize,
+    /// Windows ending at or before this are emitted (all workers together).
     pub watermark_us: Option<i64>,
     /// Record arrival on the stream → its micro-batch durable, milliseconds: p50, p95, p99, max.
     pub latency_ms: Option<[u64; 4]>,
+    /// Shards this worker held at some point, and those it read to their end.
+    pub shards_held: BTreeSet<String>,
+    pub shards_closed: usize,
+    pub leases_lost: u64,
+    /// `--until-caught-up`: shards left to other workers that kept renewing their leases.
+    pub left_to_live_workers: Vec<String>,
+    /// Checkpoint requests (GET, conditional PUT, LIST): the coordination cost.
+    pub state_requests: (u64, u64, u64),
     pub elapsed: Duration,
 }
 
-/// The checkpoint, one JSON document per stream (serde; unknown fields such
-/// as the store's `rev` and `updated_at` are ignored on reading).
+/// What the stream job keeps in a shard's state (`ShardState::job`),
+/// committed with its cursor.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Checkpoint {
-    batch_id: u64,
-    #[serde(default)]
-    shards: BTreeMap<String, ShardCursor>,
-    #[serde(default)]
+#[serde(default)]
+struct ShardWindows {
+    /// Largest event time committed from this shard.
     max_event_us: Option<i64>,
-    /// open windows: rows of window_source_aggs
-    #[serde(default)]
+    /// Every batch whose intent is saved from now on treats rows before this
+    /// as late: windows ending at or before it get nothing more from the shard.
+    fence_us: Option<i64>,
+    /// The late threshold of the batch in the intent (a replay uses it again).
+    pending_late_before_us: Option<i64>,
+    /// Open windows' partials of this shard's on-time rows (window_source_aggs rows).
     state: Vec<Value>,
-    /// emitted windows' (start, avg, n), for trailing-statistics rules
-    #[serde(default)]
-    history: Vec<(i64, f64, i64)>,
-    /// the micro-batch being written
-    #[serde(default)]
-    pending: Option<PendingBatch>,
-    #[serde(default)]
     totals: BTreeMap<String, u64>,
 }
 
-/// Where a shard stands: its last committed sequence number, and whether it
-/// is closed (split or merged) and read to its end.
+impl ShardWindows {
+    fn of(state: &ShardState, states: &StateStore) -> Result<Self> {
+        if state.job.is_null() {
+            return Ok(Self::default());
+        }
+        serde_json::from_value(state.job.clone()).map_err(|e| Error::Checkpoint {
+            location: format!("{}/{}.json", states.display(), state.shard_id),
+            reason: format!("its stream state is not readable: {e}"),
+        })
+    }
+
+    /// The fence the emitter may rely on: a pending batch's threshold counts.
+    fn effective_fence(&self, pending: bool) -> Option<i64> {
+        match (pending, self.pending_late_before_us) {
+            (true, p) => p.min(self.fence_us),
+            (false, _) => self.fence_us,
+        }
+    }
+}
+
+/// The emitter's document: its lease, what has been emitted, the alert
+/// history and the emission being written.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct ShardCursor {
-    committed: Option<String>,
-    #[serde(default)]
-    closed: bool,
+#[serde(default)]
+struct EmitterDoc {
+    owner: Option<String>,
+    lease_until_ms: i64,
+    emit_id: u64,
+    /// Windows ending at or before this are emitted.
+    emitted_through_us: Option<i64>,
+    /// The global watermark: max event time over all shards − `--watermark`.
+    watermark_us: Option<i64>,
+    /// Emitted windows' (start, avg, n), for trailing-statistics rules.
+    history: Vec<(i64, f64, i64)>,
+    pending: Option<PendingEmit>,
+    totals: BTreeMap<String, u64>,
 }
 
-/// A micro-batch being written: its id, shard → (first, last) sequence
-/// numbers, and the shards found closed in it.
+/// An emission being written: its id and the point it emits through.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct PendingBatch {
-    batch_id: u64,
-    #[serde(default)]
-    ranges: BTreeMap<String, (String, String)>,
-    #[serde(default)]
-    closed: Vec<String>,
+struct PendingEmit {
+    emit_id: u64,
+    through_us: i64,
 }
 
-impl Checkpoint {
-    fn to_value(&self) -> Value {
-        serde_json::to_value(self).unwrap_or_default()
-    }
-
-    fn from_value(v: &Value) -> std::result::Result<Self, String> {
-        serde_json::from_value(v.clone()).map_err(|e| e.to_string())
-    }
-}
+const EMITTER_DOC: &str = "emitter";
 
 /// Columns of window_source_aggs / the window state.
 fn partial_schema() -> SchemaRef {
@@ -219,90 +284,56 @@ pub async fn run(
 ) -> Result<StreamReport> {
     let started = Instant::now();
     let mut s = Streamer::open(jc, &scorer, &args).await?;
-    loop {
-        // ---- 1. what to read: a pending batch's exact ranges, or what is new
-        let replay = s.ck.pending.clone();
-        let batch = match &replay {
-            Some(p) => s.read_replay(p).await?,
-            None => s.read_new().await?,
-        };
-        let n_records = batch.n_records();
-        if n_records == 0 && batch.closed_now.is_empty() && replay.is_none() {
-            if (args.until_caught_up && batch.all_caught_up) || *stop.borrow() {
-                break;
-            }
-            sleep_or_stop(args.trigger, &stop).await;
-            continue;
-        }
-        // ---- 2. intent, 3-4. rows, 5. windows, 6. commit
-        let batch_id = replay.as_ref().map(|p| p.batch_id).unwrap_or(s.ck.batch_id + 1);
-        if replay.is_none() {
-            s.write_intent(batch_id, &batch).await?;
-        }
-        let name = format!("batch-{batch_id:010}.parquet");
-        let rows = s.handle_rows(&batch, &name).await?;
-        let windows = s.handle_windows(rows.on_time.clone(), rows.max_event, &name, rows.scored_at).await?;
-        crash_point("stream_outputs");
-        s.commit(batch_id, &batch, &rows, &windows).await?;
-        if let (Some(hook), false) = (&s.webhook, windows.fired.is_empty()) {
-            s.report.webhook_delivered += hook.post(&windows.fired).await as u64;
-        }
-        if *stop.borrow() {
-            break;
-        }
-        if replay.is_none() && n_records > 0 && !batch.all_caught_up {
-            continue; // more to read right away
-        }
-        if !(args.until_caught_up && batch.all_caught_up) {
-            sleep_or_stop(args.trigger, &stop).await;
-        }
-        if stop.has_changed().unwrap_or(false) && *stop.borrow_and_update() {
-            break;
-        }
-    }
-    let _ = jc.ctx.deregister_table("raw_tweets");
-    let mut report = std::mem::take(&mut s.report);
-    report.open_windows = s.ck.state.len();
-    report.watermark_us = s.ck.max_event_us.map(|m| m - s.delay_us);
-    report.latency_ms = percentiles(std::mem::take(&mut s.latencies));
+    let result = s.run_loop(&mut stop).await;
+    let finished = s.finish().await;
+    result?;
+    let mut report = finished?;
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-/// What one micro-batch read.
-struct ReadBatch {
-    records: BTreeMap<String, Vec<aws_sdk_kinesis::types::Record>>,
-    /// Shards read to their end (closed by a split or merge) in this batch.
-    closed_now: Vec<String>,
-    all_caught_up: bool,
+/// What one shard gave in one micro-batch.
+struct ShardRead {
+    records: Vec<Record>,
+    /// The shard is at its tip (nothing more to read now).
+    caught_up: bool,
+    /// The shard is closed (split or merged) and read to its end.
+    ended: bool,
+    /// The records re-read for an intent a previous owner did not commit.
+    replay: bool,
 }
 
-impl ReadBatch {
-    fn n_records(&self) -> usize {
-        self.records.values().map(Vec::len).sum()
-    }
-}
-
-/// The rows of one micro-batch, once written.
+/// The rows of one shard micro-batch, once written.
 struct BatchRows {
     on_time: Vec<RecordBatch>,
     max_event: Option<i64>,
     rows: u64,
     rejected: u64,
     late_rows: u64,
-    scored_at: i64,
 }
 
-/// The windows one micro-batch emitted, and what stays open.
-struct BatchWindows {
-    keep: Vec<RecordBatch>,
-    windows: u64,
-    by_source: u64,
-    fired: Vec<crate::job::alerts::Alert>,
-    history: Vec<(i64, f64, i64)>,
+/// A shard this worker holds the lease on.
+struct Held {
+    state: ShardState,
+    version: Version,
+    win: ShardWindows,
+    /// Open shard iterator: None: not opened yet; Some(None): the shard ended.
+    iter: Option<Option<String>>,
+    renew_at: Instant,
 }
 
-/// One `stream` run: its context, its checkpoint and what it has done so far.
+/// What the emitter step found.
+#[derive(Debug, PartialEq, Eq)]
+enum EmitRole {
+    /// This worker holds the emitter lease; whether anything was emitted.
+    Emitter { emitted: bool },
+    /// Another worker holds it and keeps renewing it.
+    OtherLive,
+    /// Another worker holds it, and has not renewed it since it was first seen.
+    OtherUnknown,
+}
+
+/// One `stream` worker: its context, leases, shards and what it has done so far.
 struct Streamer<'a> {
     jc: &'a JobContext,
     args: &'a StreamArgs,
@@ -310,15 +341,21 @@ struct Streamer<'a> {
     stream: String,
     root: Location,
     store: Arc<dyn object_store::ObjectStore>,
+    /// `_checkpoints/stream/<stream>`: emitter.json; shards/ below it holds the shard states.
     states: StateStore,
+    leases: ShardLeases,
     reader: KinesisReader,
     webhook: Option<Webhook>,
     window_us: i64,
     delay_us: i64,
-    /// Open shard iterators (None: the shard ended).
-    iters: HashMap<String, Option<String>>,
-    ck: Checkpoint,
-    version: Option<Version>,
+    shards: Vec<ShardInfo>,
+    held: BTreeMap<String, Held>,
+    foreign: ForeignLeases,
+    /// The emitter document as last read, and its version.
+    emitter: (EmitterDoc, Option<Version>),
+    /// Another emitter's lease as first seen: (owner, lease end, renewed since).
+    other_emitter: Option<(String, i64, bool)>,
+    taken_now: usize,
     report: StreamReport,
     latencies: Vec<u64>,
 }
@@ -337,203 +374,413 @@ impl<'a> Streamer<'a> {
         };
         let root = Location::parse(&args.to)?;
         let store = jc.stores.store(&root.store_url)?;
-        let states = StateStore::new(store.clone(), root.child("_checkpoints/stream"));
+        let states = StateStore::new(store.clone(), root.child(&format!("_checkpoints/stream/{stream}")));
+        let worker = args.worker_id.clone().unwrap_or_else(crate::io::checkpoint::default_worker_id);
+        let leases = ShardLeases {
+            states: states.child("shards"),
+            worker: worker.clone(),
+            lease: args.lease,
+            start: StartPosition::TrimHorizon,
+        };
         let reader = KinesisReader::new(&stream, args.retry).await;
         let webhook = args.webhook.as_deref().map(Webhook::new).transpose()?;
         jc.select_scorer(scorer);
-        let (ck, version) = match states.load_doc(&stream).await? {
-            Some((v, ver)) => (
-                Checkpoint::from_value(&v).map_err(|r| Error::Checkpoint {
-                    location: root.child("_checkpoints/stream").display,
-                    reason: r,
-                })?,
-                Some(ver),
-            ),
-            None => (Checkpoint::default(), None),
-        };
+        let delay_us = args.watermark.num_microseconds().unwrap_or(0).max(0);
+        let legacy = StateStore::new(store.clone(), root.child("_checkpoints/stream"));
+        migrate_single_document(&legacy, &states, &leases.states, &stream, delay_us).await?;
+        tracing::info!(stream = %stream, to = %root.display, worker = %worker, "stream starting");
         Ok(Streamer {
             jc,
             args,
             scorer_id: scorer.id(),
-            report: StreamReport { stream: stream.clone(), ..Default::default() },
+            report: StreamReport { stream: stream.clone(), worker_id: worker, ..Default::default() },
             stream,
             root,
             store,
             states,
+            leases,
             reader,
             webhook,
             window_us: args.spec.window.num_microseconds().unwrap_or(i64::MAX),
-            delay_us: args.watermark.num_microseconds().unwrap_or(0).max(0),
-            iters: HashMap::new(),
-            ck,
-            version,
+            delay_us,
+            shards: Vec::new(),
+            held: BTreeMap::new(),
+            foreign: ForeignLeases::default(),
+            emitter: (EmitterDoc::default(), None),
+            other_emitter: None,
+            taken_now: 0,
             latencies: Vec::new(),
         })
     }
 
+    async fn run_loop(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        loop {
+            let stopping = *stop.borrow();
+            self.take_leases(stopping).await?;
+            self.load_emitter().await?;
+            let (mut any_records, mut all_caught_up) = (false, true);
+            let ids: Vec<String> = self.held.keys().cloned().collect();
+            for id in ids {
+                let read = self.read(&id).await?;
+                all_caught_up &= read.caught_up;
+                if read.records.is_empty() {
+                    self.handle_idle(&id, &read).await?;
+                } else {
+                    any_records = true;
+                    self.handle_batch(&id, read).await?;
+                }
+            }
+            let role = self.emit().await?;
+            if stopping {
+                return Ok(());
+            }
+            let idle = !any_records && all_caught_up && self.taken_now == 0;
+            let emitting_done = match role {
+                EmitRole::Emitter { emitted } => !emitted,
+                EmitRole::OtherLive => true,
+                EmitRole::OtherUnknown => false,
+            };
+            if self.args.until_caught_up && idle && emitting_done && self.foreign.only_live_left(self.args.lease) {
+                return Ok(());
+            }
+            if any_records && !all_caught_up {
+                continue; // more to read right away
+            }
+            let wait = if self.args.until_caught_up && all_caught_up && self.foreign.is_empty() && !idle {
+                Duration::ZERO // caught up: one more round checks and exits
+            } else if self.args.until_caught_up {
+                self.args.trigger.min(Duration::from_secs(1))
+            } else {
+                self.args.trigger
+            };
+            if !wait.is_zero() {
+                sleep_or_stop(wait, stop).await;
+            }
+        }
+    }
+
+    /// Lists the shards and leases this worker's share (the lease code `ingest` uses).
+    async fn take_leases(&mut self, stopping: bool) -> Result<()> {
+        self.shards = self.reader.list_shards().await?;
+        self.taken_now = 0;
+        if stopping {
+            return Ok(());
+        }
+        let running: HashSet<String> = self.held.keys().cloned().collect();
+        let acq = self.leases.acquire(&self.shards, &running, &HashSet::new()).await?;
+        self.foreign.note(acq.leased_elsewhere);
+        for t in acq.taken {
+            let id = t.shard.id.clone();
+            self.foreign.forget(&id);
+            let mut win = ShardWindows::of(&t.state, &self.leases.states)?;
+            if win.fence_us.is_none() {
+                // a child of a split or merge starts at its parents' fences: the emitter may
+                // have emitted up to them while the child was not readable yet
+                for p in t.shard.parents() {
+                    if let Some((ps, _)) = self.leases.states.load(p).await? {
+                        win.fence_us = win.fence_us.max(ShardWindows::of(&ps, &self.leases.states)?.fence_us);
+                    }
+                }
+            }
+            if t.state.pending.is_some() {
+                tracing::info!(shard = %id, pending = ?t.state.pending, "re-writing the range a previous owner did not commit");
+            }
+            self.report.shards_held.insert(id.clone());
+            self.taken_now += 1;
+            let renew_at = Instant::now() + self.args.lease / 3;
+            self.held.insert(id, Held { state: t.state, version: t.version, win, iter: None, renew_at });
+        }
+        Ok(())
+    }
+
+    async fn load_emitter(&mut self) -> Result<()> {
+        self.emitter = match self.states.load_doc(EMITTER_DOC).await? {
+            Some((v, ver)) => (
+                serde_json::from_value(v).map_err(|e| Error::Checkpoint {
+                    location: format!("{}/{EMITTER_DOC}.json", self.states.display()),
+                    reason: format!("not an emitter state: {e}"),
+                })?,
+                Some(ver),
+            ),
+            None => (EmitterDoc::default(), None),
+        };
+        Ok(())
+    }
+
+    /// The global watermark as this worker knows it: the emitter's, or its own shards' if ahead.
+    fn watermark(&self) -> Option<i64> {
+        let own = self.held.values().filter_map(|h| h.win.max_event_us).max().map(|m| m - self.delay_us);
+        own.max(self.emitter.0.watermark_us)
+    }
+
+    fn lost(&mut self, id: &str) {
+        self.held.remove(id);
+        self.report.leases_lost += 1;
+    }
+
     /// Where to start reading a shard: after its committed record, or at its start.
-    fn committed_position(&self, shard: &str) -> Position {
-        match self.ck.shards.get(shard).and_then(|s| s.committed.clone()) {
-            Some(c) => Position::After(c),
+    fn committed_position(state: &ShardState) -> Position {
+        match &state.committed {
+            Some(c) => Position::After(c.clone()),
             None => Position::TrimHorizon,
         }
     }
 
-    /// Re-reads exactly the ranges of a batch whose intent was saved but not committed.
-    async fn read_replay(&mut self, pending: &PendingBatch) -> Result<ReadBatch> {
-        self.report.replays += 1;
-        let mut records = BTreeMap::new();
-        for (shard, (_, last)) in &pending.ranges {
-            let mut it = self.reader.iterator(shard, &self.committed_position(shard)).await?;
-            let got: &mut Vec<aws_sdk_kinesis::types::Record> = records.entry(shard.clone()).or_default();
-            'shard: while let Some(i) = it.clone() {
-                let page = match self.reader.get_records(&i, 10_000).await {
-                    Ok(p) => p,
-                    Err(ReadError::Expired) => {
-                        return Err(Error::Kinesis {
-                            op: "GetRecords",
-                            stream: self.stream.clone(),
-                            reason: "iterator expired during a replay".into(),
-                        });
-                    }
-                    Err(ReadError::Fatal(e)) => return Err(e),
-                };
-                for r in page.records {
-                    let done = r.sequence_number() == last;
-                    got.push(r);
-                    if done {
-                        break 'shard;
-                    }
-                }
-                it = page.next;
-            }
-            self.iters.remove(shard);
+    async fn read(&mut self, id: &str) -> Result<ShardRead> {
+        match self.held.get(id).and_then(|h| h.state.pending.clone()) {
+            Some(p) => self.read_replay(id, &p).await,
+            None => self.read_new(id).await,
         }
-        Ok(ReadBatch { records, closed_now: pending.closed.clone(), all_caught_up: true })
     }
 
-    /// Reads what is new on every readable shard (parents before children).
-    async fn read_new(&mut self) -> Result<ReadBatch> {
-        let mut batch = ReadBatch { records: BTreeMap::new(), closed_now: Vec::new(), all_caught_up: true };
-        let shards = self.reader.list_shards().await?;
-        let ids: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
-        for s in &shards {
-            let finished = |id: &str| self.ck.shards.get(id).is_some_and(|s| s.closed);
-            if finished(&s.id) {
-                continue;
+    /// Re-reads exactly the range of an intent that was saved but not committed.
+    async fn read_replay(&mut self, id: &str, pending: &Pending) -> Result<ShardRead> {
+        self.report.replays += 1;
+        let Some(h) = self.held.get_mut(id) else { return Ok(empty_read()) };
+        h.iter = None;
+        let mut it = self.reader.iterator(id, &Self::committed_position(&h.state)).await?;
+        let mut records = Vec::new();
+        while let Some(i) = it.clone() {
+            let page = match self.reader.get_records(&i, 10_000).await {
+                Ok(p) => p,
+                Err(ReadError::Expired) => {
+                    return Err(Error::Kinesis {
+                        op: "GetRecords",
+                        stream: self.stream.clone(),
+                        reason: "iterator expired during a replay".into(),
+                    });
+                }
+                Err(ReadError::Fatal(e)) => return Err(e),
+            };
+            let at_tip = page.records.is_empty() && page.millis_behind.unwrap_or(0) == 0;
+            for r in page.records {
+                if seq_cmp(r.sequence_number(), &pending.last) == std::cmp::Ordering::Greater {
+                    tracing::warn!(shard = %id, expected = %pending.last, "pending range ended early");
+                    return Ok(ShardRead { records, caught_up: false, ended: false, replay: true });
+                }
+                let done = r.sequence_number() == pending.last;
+                records.push(r);
+                if done {
+                    return Ok(ShardRead { records, caught_up: false, ended: false, replay: true });
+                }
             }
-            if !s.readable(&ids, finished) {
-                batch.all_caught_up = false;
-                continue;
+            if at_tip {
+                // the range's last record is gone (trimmed): what was re-read is the range
+                tracing::warn!(shard = %id, expected = %pending.last, "pending range ended early");
+                break;
             }
-            self.read_shard(&s.id, &mut batch).await?;
+            it = page.next;
         }
-        Ok(batch)
+        Ok(ShardRead { records, caught_up: false, ended: false, replay: true })
     }
 
     /// Takes what one shard holds now (up to --max-records-per-shard); a
     /// micro-batch does not chase a busy shard's tip.
-    async fn read_shard(&mut self, shard: &str, batch: &mut ReadBatch) -> Result<()> {
-        if !self.iters.contains_key(shard) {
-            let it = self.reader.iterator(shard, &self.committed_position(shard)).await?;
-            self.iters.insert(shard.to_string(), it);
+    async fn read_new(&mut self, id: &str) -> Result<ShardRead> {
+        let Some(h) = self.held.get_mut(id) else { return Ok(empty_read()) };
+        if h.iter.is_none() {
+            h.iter = Some(self.reader.iterator(id, &Self::committed_position(&h.state)).await?);
         }
-        let mut got: Vec<aws_sdk_kinesis::types::Record> = Vec::new();
+        let mut read = ShardRead { records: Vec::new(), caught_up: true, ended: false, replay: false };
         loop {
-            let Some(Some(it)) = self.iters.get(shard).cloned() else {
-                batch.closed_now.push(shard.to_string());
+            let Some(Some(it)) = h.iter.clone() else {
+                read.ended = true;
                 break;
             };
             let limit = 10_000.min(self.args.max_records_per_shard as i32);
             let page = match self.reader.get_records(&it, limit).await {
                 Ok(p) => p,
                 Err(ReadError::Expired) => {
-                    let pos = match got.last() {
+                    let pos = match read.records.last() {
                         Some(r) => Position::After(r.sequence_number().to_string()),
-                        None => self.committed_position(shard),
+                        None => Self::committed_position(&h.state),
                     };
-                    let it = self.reader.iterator(shard, &pos).await?;
-                    self.iters.insert(shard.to_string(), it);
+                    h.iter = Some(self.reader.iterator(id, &pos).await?);
                     continue;
                 }
                 Err(ReadError::Fatal(e)) => return Err(e),
             };
             let full = page.records.len() >= limit as usize;
             let behind = page.millis_behind.unwrap_or(0) > 0;
-            got.extend(page.records);
-            self.iters.insert(shard.to_string(), page.next.clone());
+            read.records.extend(page.records);
+            h.iter = Some(page.next.clone());
             if page.next.is_none() {
                 continue; // closed: recorded at the top of the loop
             }
             if !full || !behind {
-                batch.all_caught_up &= !full && !behind;
+                read.caught_up = !full && !behind;
                 break;
             }
-            if got.len() >= self.args.max_records_per_shard {
-                batch.all_caught_up = false;
+            if read.records.len() >= self.args.max_records_per_shard {
+                read.caught_up = false;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if !got.is_empty() {
-            batch.records.insert(shard.to_string(), got);
-        }
-        Ok(())
+        Ok(read)
     }
 
-    /// Step 2: the batch's shard ranges, saved before any output is written.
-    async fn write_intent(&mut self, batch_id: u64, batch: &ReadBatch) -> Result<()> {
-        let ranges: BTreeMap<String, (String, String)> = batch
-            .records
-            .iter()
-            .filter_map(|(k, v)| {
-                Some((k.clone(), (v.first()?.sequence_number().to_string(), v.last()?.sequence_number().to_string())))
-            })
-            .collect();
-        let mut next = self.ck.clone();
-        next.pending = Some(PendingBatch { batch_id, ranges, closed: batch.closed_now.clone() });
-        self.version = Some(save(&self.states, &self.stream, &next, self.version.as_ref()).await?);
-        self.ck = next;
-        Ok(())
-    }
-
-    /// Steps 3-4: raw rows and rejects, scored rows, late rows split off; all written.
-    async fn handle_rows(&mut self, batch: &ReadBatch, name: &str) -> Result<BatchRows> {
-        let (jc, store, root) = (self.jc, &self.store, &self.root);
-        let mut raw_batches = Vec::new();
-        let mut rejects = Vec::new();
-        for (shard, recs) in &batch.records {
-            let mut p = RecordParser::new(format!("kinesis://{}/{shard}", self.stream), self.args.max_text_bytes);
-            for r in recs {
-                crate::io::kinesis::parse_record(&mut p, shard, r);
+    /// A shard with nothing new: a closed one is finished and given up; one
+    /// at its tip follows the global watermark (its fence rises to it); the
+    /// lease is renewed when due.
+    async fn handle_idle(&mut self, id: &str, read: &ShardRead) -> Result<()> {
+        let watermark = self.watermark();
+        let Some(h) = self.held.get_mut(id) else { return Ok(()) };
+        if read.ended {
+            if self.leases.release(&mut h.state, &h.version, true).await? {
+                tracing::info!(shard = %id, worker = %self.leases.worker, "shard closed and read to its end");
+                self.report.shards_closed += 1;
+                self.held.remove(id);
+            } else {
+                self.lost(id);
             }
-            let parsed = p.finish();
-            raw_batches.extend(parsed.batches);
-            rejects.extend(parsed.rejects);
+            return Ok(());
         }
-        let rejected = root.child(&format!("{}/job=stream", Table::Rejected.dir()));
-        write_raw_and_rejects(store, &root.child(Table::Raw.dir()), &rejected, name, &raw_batches, &rejects).await?;
+        let raise = read.caught_up && watermark > h.win.fence_us;
+        if !raise && Instant::now() < h.renew_at {
+            return Ok(());
+        }
+        let mut next = h.state.clone();
+        if raise {
+            h.win.fence_us = watermark;
+        }
+        next.job = to_job(&h.win);
+        if self.leases.save(&mut h.state, &mut h.version, next).await? {
+            h.renew_at = Instant::now() + self.args.lease / 3;
+        } else {
+            self.lost(id);
+        }
+        Ok(())
+    }
 
-        let scored_at = chrono::Utc::now().timestamp_micros();
+    /// One shard's micro-batch: intent, rows, window partials, commit.
+    async fn handle_batch(&mut self, id: &str, read: ShardRead) -> Result<()> {
+        let (Some(first), Some(last)) = (
+            read.records.first().map(|r| r.sequence_number().to_string()),
+            read.records.last().map(|r| r.sequence_number().to_string()),
+        ) else {
+            return Ok(());
+        };
+        let n_records = read.records.len() as u64;
+        let Some(h) = self.held.get_mut(id) else { return Ok(()) };
+        // 1. intent: the range and its late threshold (a replay finds both saved); rows of
+        // windows already emitted are late whatever the shard's own fence says
+        let emitted = self.emitter.0.emitted_through_us;
+        let late_before = if read.replay { h.win.pending_late_before_us } else { h.win.fence_us.max(emitted) };
+        if !read.replay {
+            let mut next = h.state.clone();
+            next.pending = Some(Pending { first: first.clone(), last: last.clone(), records: n_records });
+            let mut win = h.win.clone();
+            win.pending_late_before_us = late_before;
+            win.fence_us = late_before;
+            next.job = to_job(&win);
+            if !self.leases.save(&mut h.state, &mut h.version, next).await? {
+                self.lost(id);
+                return Ok(());
+            }
+            h.win = win;
+        }
+        // 2. rows, named after (shard, first sequence number): a replay overwrites them
+        let name = format!("{id}-{first}.parquet");
+        let rows = self.handle_rows(id, &read.records, &name, late_before).await?;
+        // 3. the shard's window partials, less the windows already emitted
+        let prior = self.held.get(id).map(|h| h.win.state.clone()).unwrap_or_default();
+        let partials = self.merge_partials(rows.on_time.clone(), &prior, emitted).await?;
+        crash_point("stream_outputs");
+        // 4. commit: cursor, partials, max event time and fence in one conditional write
+        let delay_us = self.delay_us;
+        let watermark = self.watermark();
+        let Some(h) = self.held.get_mut(id) else { return Ok(()) };
+        let mut win = h.win.clone();
+        win.max_event_us = win.max_event_us.max(rows.max_event);
+        let own = win.max_event_us.map(|m| m - delay_us);
+        win.fence_us = win.fence_us.max(own);
+        if read.caught_up && !read.ended {
+            // at its tip, the shard follows the global watermark; a shard read to its end
+            // keeps its own, which its children (after a split or merge) start from
+            win.fence_us = win.fence_us.max(watermark.max(own));
+        }
+        win.pending_late_before_us = None;
+        win.state = partials;
+        for (k, n) in
+            [("records", n_records), ("rows", rows.rows), ("rejected", rows.rejected), ("late_rows", rows.late_rows)]
+        {
+            *win.totals.entry(k.into()).or_default() += n;
+        }
+        let mut next = h.state.clone();
+        next.committed = Some(last.clone());
+        next.pending = None;
+        next.records_committed += n_records;
+        next.job = to_job(&win);
+        if !self.leases.save(&mut h.state, &mut h.version, next).await? {
+            self.lost(id);
+            return Ok(());
+        }
+        h.win = win;
+        h.renew_at = Instant::now() + self.args.lease / 3;
+        let durable_ms = chrono::Utc::now().timestamp_millis();
+        for r in &read.records {
+            if let Some(ms) = crate::io::kinesis::arrival_ms(r)
+                && self.latencies.len() < 2_000_000
+            {
+                self.latencies.push((durable_ms - ms).max(0) as u64);
+            }
+        }
+        let rep = &mut self.report;
+        rep.batches += 1;
+        rep.records += n_records;
+        rep.rows += rows.rows;
+        rep.rejected += rows.rejected;
+        rep.late_rows += rows.late_rows;
+        tracing::info!(
+            worker = %self.leases.worker,
+            shard = %id,
+            first = %first,
+            records = n_records,
+            late = rows.late_rows,
+            fence_us = ?h.win.fence_us,
+            open = h.win.state.len(),
+            "micro-batch committed"
+        );
+        Ok(())
+    }
+
+    /// Raw rows and rejects, scored rows, late rows split off; all written.
+    async fn handle_rows(
+        &mut self,
+        shard: &str,
+        records: &[Record],
+        name: &str,
+        late_before: Option<i64>,
+    ) -> Result<BatchRows> {
+        let (jc, store, root) = (self.jc, &self.store, &self.root);
+        let mut p = RecordParser::new(format!("kinesis://{}/{shard}", self.stream), self.args.max_text_bytes);
+        for r in records {
+            crate::io::kinesis::parse_record(&mut p, shard, r);
+        }
+        let parsed = p.finish();
+        let rejected = root.child(&format!("{}/job=stream", Table::Rejected.dir()));
+        write_raw_and_rejects(store, &root.child(Table::Raw.dir()), &rejected, name, &parsed.batches, &parsed.rejects)
+            .await?;
         let mut scored = Vec::new();
-        if !raw_batches.is_empty() {
-            register_batches(jc, "raw_tweets", Table::Raw.schema(), vec![raw_batches])?;
+        if !parsed.batches.is_empty() {
+            register_batches(jc, "raw_tweets", Table::Raw.schema(), vec![parsed.batches])?;
+            let scored_at = chrono::Utc::now().timestamp_micros();
             let params = vec![
                 ("scorer", ScalarValue::Utf8(Some(self.scorer_id.clone()))),
                 ("scored_at", ScalarValue::TimestampMicrosecond(Some(scored_at), Some("UTC".into()))),
             ];
             scored = sql::query(&jc.ctx, "score", params).await?.collect().await.map_err(Error::query)?;
         }
-        let prev_watermark = self.ck.max_event_us.map(|m| m - self.delay_us);
         let (mut on_time, mut late) = (Vec::new(), Vec::new());
-        let mut max_event = self.ck.max_event_us;
+        let mut max_event: Option<i64> = None;
         let mut rows = 0u64;
         for b in &scored {
             rows += b.num_rows() as u64;
             let t = b.column_by_name("created_at").map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
             let Some(t) = t else { continue };
             let is_late: BooleanArray =
-                t.iter().map(|v| Some(matches!((v, prev_watermark), (Some(v), Some(w)) if v < w))).collect();
+                t.iter().map(|v| Some(matches!((v, late_before), (Some(v), Some(w)) if v < w))).collect();
             let not_late = datafusion::arrow::compute::not(&is_late).map_err(|e| Error::arrow("late mask", e))?;
             late.push(filter_record_batch(b, &is_late).map_err(|e| Error::arrow("late rows", e))?);
             on_time.push(filter_record_batch(b, &not_late).map_err(|e| Error::arrow("on-time rows", e))?);
@@ -546,18 +793,17 @@ impl<'a> Streamer<'a> {
         if late_rows > 0 {
             write_table(store, root.child("late"), Table::Scored, name, &late).await?;
         }
-        Ok(BatchRows { on_time, max_event, rows, rejected: rejects.len() as u64, late_rows, scored_at })
+        Ok(BatchRows { on_time, max_event, rows, rejected: parsed.rejects.len() as u64, late_rows })
     }
 
-    /// Step 5: merges the batch's window partials into the open windows and
-    /// emits (writes, checks the alert rules of) those the watermark passed.
-    async fn handle_windows(
-        &mut self,
+    /// The shard's partials after this batch: its on-time rows' window
+    /// partials merged into `prior`, less the windows emitted through `emitted`.
+    async fn merge_partials(
+        &self,
         on_time: Vec<RecordBatch>,
-        max_event: Option<i64>,
-        name: &str,
-        scored_at: i64,
-    ) -> Result<BatchWindows> {
+        prior: &[Value],
+        emitted: Option<i64>,
+    ) -> Result<Vec<Value>> {
         let jc = self.jc;
         let spec = self.args.spec;
         let batch_partials = match on_time.first().map(|b| b.schema()) {
@@ -575,103 +821,339 @@ impl<'a> Streamer<'a> {
             }
             _ => Vec::new(),
         };
-        register_batches(jc, "batch_aggs", partial_schema(), vec![as_partials(batch_partials)?])?;
-        register_batches(jc, "state_aggs", partial_schema(), vec![vec![state_batch(&self.ck.state)?]])?;
-        let (_, merged) = collect(jc, "stream_merge", vec![]).await?;
-        let watermark = max_event.map(|m| m - self.delay_us);
-        let (mut emit, mut keep) = (Vec::new(), Vec::new());
-        for b in &merged {
-            let ws = b.column(0).as_primitive::<TimestampMicrosecondType>();
-            let due: BooleanArray = ws
-                .iter()
-                .map(|s| Some(matches!((s, watermark), (Some(s), Some(w)) if s + self.window_us <= w)))
-                .collect();
-            let not_due = datafusion::arrow::compute::not(&due).map_err(|e| Error::arrow("window mask", e))?;
-            emit.push(filter_record_batch(b, &due).map_err(|e| Error::arrow("due windows", e))?);
-            keep.push(filter_record_batch(b, &not_due).map_err(|e| Error::arrow("open windows", e))?);
-        }
-        let mut out =
-            BatchWindows { keep, windows: 0, by_source: 0, fired: Vec::new(), history: self.ck.history.clone() };
-        if emit.iter().map(RecordBatch::num_rows).sum::<usize>() == 0 {
-            return Ok(out);
-        }
-        register_batches(jc, "window_source_aggs", partial_schema(), vec![as_partials(emit)?])?;
-        for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {
-            let (_, rows) = collect(jc, sql_name, vec![("window", interval_param(spec.window))]).await?;
-            let n = write_table(&self.store, self.root.child(table.dir()), table, name, &rows).await?;
-            if table == Table::Windows {
-                out.windows = n;
-                if let Some(rules) = &self.args.rules {
-                    out.fired = evaluate(rules, &window_figures(&rows), &mut out.history);
-                }
-            } else {
-                out.by_source = n;
+        let merged = merge_rows(jc, as_partials(batch_partials)?, state_batch(prior)?).await?;
+        Ok(merged.iter().flat_map(state_rows).filter(|r| !self.emitted(r, emitted)).collect())
+    }
+
+    /// Whether a partials row's window ends at or before `through`.
+    fn emitted(&self, row: &Value, through: Option<i64>) -> bool {
+        matches!((row[0].as_i64(), through), (Some(s), Some(t)) if s.saturating_add(self.window_us) <= t)
+    }
+
+    /// The emitter step: holds (or takes) the emitter lease, and emits the
+    /// windows every live shard has passed.
+    async fn emit(&mut self) -> Result<EmitRole> {
+        let now = now_ms();
+        let (doc, version) = self.emitter.clone();
+        let me = self.leases.worker.clone();
+        match &doc.owner {
+            Some(o) if o != &me && doc.lease_until_ms >= now => {
+                let renewed = match &self.other_emitter {
+                    Some((owner, first, renewed)) if owner == o => *renewed || doc.lease_until_ms > *first,
+                    _ => false,
+                };
+                let first = match &self.other_emitter {
+                    Some((owner, first, _)) if owner == o => *first,
+                    _ => doc.lease_until_ms,
+                };
+                self.other_emitter = Some((o.clone(), first, renewed));
+                return Ok(if renewed { EmitRole::OtherLive } else { EmitRole::OtherUnknown });
             }
+            _ => self.other_emitter = None,
         }
-        if !out.fired.is_empty() {
-            let batch = alerts_batch(&out.fired, scored_at)?;
-            write_table(&self.store, self.root.child(Table::Alerts.dir()), Table::Alerts, name, &[batch]).await?;
+        let shard_states = self.shard_states().await?;
+        let through = self.min_fence(&shard_states);
+        let max_event = shard_states.values().filter_map(|s| s.0.max_event_us).max();
+        let mut next = doc.clone();
+        next.owner = Some(me.clone());
+        next.watermark_us = next.watermark_us.max(max_event.map(|m| m - self.delay_us));
+        // the partials of windows ending in (emitted, through]
+        let due = |through: i64| -> Vec<Value> {
+            let in_range = |r: &&Value| self.emitted(r, Some(through)) && !self.emitted(r, doc.emitted_through_us);
+            shard_states.values().flat_map(|s| s.0.state.iter()).filter(in_range).cloned().collect()
+        };
+        let target = match &doc.pending {
+            Some(p) => Some(p.through_us), // an emission a previous emitter did not commit
+            // nothing is emitted (and the emitted-through point stays) until a window with rows is due
+            None => through.filter(|t| doc.emitted_through_us.is_none_or(|e| *t > e) && !due(*t).is_empty()),
+        };
+        let Some(target) = target else {
+            let renew_due = doc.lease_until_ms - now < self.args.lease.as_millis() as i64 * 2 / 3;
+            if next.owner != doc.owner || next.watermark_us != doc.watermark_us || renew_due {
+                next.lease_until_ms = now + self.args.lease.as_millis() as i64;
+                if let Some(v) = self.save_emitter(&next, version.as_ref()).await? {
+                    self.emitter = (next, Some(v));
+                }
+            }
+            return Ok(EmitRole::Emitter { emitted: false });
+        };
+        // 1. intent
+        let emit_id = doc.pending.as_ref().map(|p| p.emit_id).unwrap_or(doc.emit_id + 1);
+        next.pending = Some(PendingEmit { emit_id, through_us: target });
+        next.lease_until_ms = now + self.args.lease.as_millis() as i64;
+        let Some(v) = self.save_emitter(&next, version.as_ref()).await? else {
+            return Ok(EmitRole::OtherUnknown);
+        };
+        // 2. the windows in (emitted, target], summed over every shard, and their alerts
+        let rows = due(target);
+        let name = format!("emit-{emit_id:010}.parquet");
+        let mut history = doc.history.clone();
+        let (windows, by_source, fired) = self.write_windows(&rows, &name, &mut history).await?;
+        crash_point("stream_emit");
+        // 3. commit
+        next.pending = None;
+        next.emit_id = emit_id;
+        next.emitted_through_us = Some(target);
+        next.history = history;
+        for (k, n) in [("windows", windows), ("windows_by_source", by_source), ("alerts", fired.len() as u64)] {
+            *next.totals.entry(k.into()).or_default() += n;
+        }
+        let Some(v) = self.save_emitter(&next, Some(&v)).await? else {
+            return Ok(EmitRole::OtherUnknown);
+        };
+        self.emitter = (next, Some(v));
+        let rep = &mut self.report;
+        rep.emits += 1;
+        rep.windows += windows;
+        rep.windows_by_source += by_source;
+        rep.alerts += fired.len() as u64;
+        tracing::info!(worker = %me, emit = emit_id, through_us = target, windows, alerts = fired.len(), "windows emitted");
+        if let (Some(hook), false) = (&self.webhook, fired.is_empty()) {
+            self.report.webhook_delivered += hook.post(&fired).await as u64;
+        }
+        Ok(EmitRole::Emitter { emitted: true })
+    }
+
+    /// Every listed shard's stream state, pending intent and closed flag:
+    /// held shards from memory, the others from the store.
+    async fn shard_states(&self) -> Result<HashMap<String, (ShardWindows, bool, bool)>> {
+        let mut out = HashMap::new();
+        for s in &self.shards {
+            let got = match self.held.get(&s.id) {
+                Some(h) => Some((h.win.clone(), h.state.pending.is_some(), h.state.closed)),
+                None => match self.leases.states.load(&s.id).await? {
+                    Some((st, _)) => {
+                        Some((ShardWindows::of(&st, &self.leases.states)?, st.pending.is_some(), st.closed))
+                    }
+                    None => None,
+                },
+            };
+            if let Some(g) = got {
+                out.insert(s.id.clone(), g);
+            }
         }
         Ok(out)
     }
 
-    /// Step 6: shard cursors, window state and batch id in one conditional write.
-    async fn commit(&mut self, batch_id: u64, batch: &ReadBatch, rows: &BatchRows, w: &BatchWindows) -> Result<()> {
-        let n_records = batch.n_records() as u64;
-        let mut next = self.ck.clone();
-        next.batch_id = batch_id;
-        for (shard, recs) in &batch.records {
-            if let Some(last) = recs.last() {
-                next.shards.entry(shard.clone()).or_default().committed = Some(last.sequence_number().to_string());
+    /// The point every live shard has passed: the minimum fence over the open
+    /// shards whose parents are finished (`None` while one has no fence yet).
+    fn min_fence(&self, states: &HashMap<String, (ShardWindows, bool, bool)>) -> Option<i64> {
+        let ids: HashSet<&str> = self.shards.iter().map(|s| s.id.as_str()).collect();
+        let closed = |id: &str| states.get(id).is_some_and(|s| s.2);
+        let mut through: Option<Option<i64>> = None;
+        for s in &self.shards {
+            if closed(&s.id) || !s.readable(&ids, closed) {
+                continue;
             }
+            let fence = states.get(&s.id).and_then(|(w, pending, _)| w.effective_fence(*pending));
+            through = Some(through.map_or(fence, |t| t.min(fence)));
         }
-        for shard in &batch.closed_now {
-            next.shards.entry(shard.clone()).or_default().closed = true;
-        }
-        next.max_event_us = rows.max_event;
-        next.state = w.keep.iter().flat_map(state_rows).collect();
-        next.history = w.history.clone();
-        next.pending = None;
-        for (k, n) in [
-            ("records", n_records),
-            ("rows", rows.rows),
-            ("rejected", rows.rejected),
-            ("late_rows", rows.late_rows),
-            ("windows", w.windows),
-            ("alerts", w.fired.len() as u64),
-        ] {
-            *next.totals.entry(k.into()).or_default() += n;
-        }
-        self.version = Some(save(&self.states, &self.stream, &next, self.version.as_ref()).await?);
-        self.ck = next;
-        let durable_ms = chrono::Utc::now().timestamp_millis();
-        for r in batch.records.values().flatten() {
-            if let Some(ms) = crate::io::kinesis::arrival_ms(r)
-                && self.latencies.len() < 2_000_000
-            {
-                self.latencies.push((durable_ms - ms).max(0) as u64);
-            }
-        }
-        let rep = &mut self.report;
-        rep.batches += 1;
-        rep.records += n_records;
-        rep.rows += rows.rows;
-        rep.rejected += rows.rejected;
-        rep.late_rows += rows.late_rows;
-        rep.windows += w.windows;
-        rep.windows_by_source += w.by_source;
-        rep.alerts += w.fired.len() as u64;
-        tracing::info!(
-            batch = batch_id,
-            records = n_records,
-            late = rows.late_rows,
-            windows = w.windows,
-            alerts = w.fired.len(),
-            open = self.ck.state.len(),
-            "micro-batch committed"
-        );
-        Ok(())
+        through.flatten()
     }
+
+    /// Writes windows and windows_by_source for the given partials (of several
+    /// shards: summed per window and source) and the alerts they fire.
+    async fn write_windows(
+        &self,
+        partials: &[Value],
+        name: &str,
+        history: &mut Vec<(i64, f64, i64)>,
+    ) -> Result<(u64, u64, Vec<Alert>)> {
+        let jc = self.jc;
+        if partials.is_empty() {
+            return Ok((0, 0, Vec::new()));
+        }
+        let merged = merge_rows(jc, vec![state_batch(partials)?], state_batch(&[])?).await?;
+        register_batches(jc, "window_source_aggs", partial_schema(), vec![as_partials(merged)?])?;
+        let (mut windows, mut by_source, mut fired) = (0, 0, Vec::new());
+        for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {
+            let (_, rows) = collect(jc, sql_name, vec![("window", interval_param(self.args.spec.window))]).await?;
+            let n = write_table(&self.store, self.root.child(table.dir()), table, name, &rows).await?;
+            if table == Table::Windows {
+                windows = n;
+                if let Some(rules) = &self.args.rules {
+                    fired = evaluate(rules, &window_figures(&rows), history);
+                }
+            } else {
+                by_source = n;
+            }
+        }
+        if !fired.is_empty() {
+            let batch = alerts_batch(&fired, chrono::Utc::now().timestamp_micros())?;
+            write_table(&self.store, self.root.child(Table::Alerts.dir()), Table::Alerts, name, &[batch]).await?;
+        }
+        Ok((windows, by_source, fired))
+    }
+
+    /// Writes the emitter document if it is still at `prev`; `None` when another worker wrote it.
+    async fn save_emitter(&self, doc: &EmitterDoc, prev: Option<&Version>) -> Result<Option<Version>> {
+        let v = serde_json::to_value(doc).unwrap_or_default();
+        match self.states.save_doc(EMITTER_DOC, v, prev).await? {
+            Ok(v) => Ok(Some(v)),
+            Err(_) => {
+                tracing::info!(worker = %self.leases.worker, "another worker holds the emitter lease");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Gives every lease up and sums up.
+    async fn finish(&mut self) -> Result<StreamReport> {
+        let ids: Vec<String> = self.held.keys().cloned().collect();
+        for id in ids {
+            if let Some(mut h) = self.held.remove(&id) {
+                self.leases.release(&mut h.state, &h.version, false).await?;
+            }
+        }
+        self.load_emitter().await?;
+        let (mut doc, version) = self.emitter.clone();
+        if doc.owner.as_deref() == Some(self.leases.worker.as_str()) {
+            doc.owner = None;
+            doc.lease_until_ms = 0;
+            self.save_emitter(&doc, version.as_ref()).await?;
+        }
+        let _ = self.jc.ctx.deregister_table("raw_tweets");
+        let mut report = std::mem::take(&mut self.report);
+        report.watermark_us = doc.emitted_through_us;
+        let mut open = BTreeSet::new();
+        for st in self.leases.states.all().await? {
+            let win = ShardWindows::of(&st, &self.leases.states)?;
+            open.extend(
+                win.state.iter().filter(|r| !self.emitted(r, doc.emitted_through_us)).map(|r| r[0].clone().to_string()),
+            );
+        }
+        report.open_windows = open.len();
+        report.latency_ms = percentiles(std::mem::take(&mut self.latencies));
+        if self.args.until_caught_up {
+            report.left_to_live_workers = self.foreign.live();
+        }
+        report.state_requests = self.states.requests();
+        Ok(report)
+    }
+}
+
+fn empty_read() -> ShardRead {
+    ShardRead { records: Vec::new(), caught_up: true, ended: false, replay: false }
+}
+
+fn to_job(win: &ShardWindows) -> Value {
+    serde_json::to_value(win).unwrap_or_default()
+}
+
+/// Partials combined per (window, source): `sql/stream_merge.sql` over `batch` and `state`.
+async fn merge_rows(jc: &JobContext, batch: Vec<RecordBatch>, state: RecordBatch) -> Result<Vec<RecordBatch>> {
+    register_batches(jc, "batch_aggs", partial_schema(), vec![batch])?;
+    register_batches(jc, "state_aggs", partial_schema(), vec![vec![state]])?;
+    Ok(collect(jc, "stream_merge", vec![]).await?.1)
+}
+
+/// The one checkpoint document per stream that sentiflow kept before streams
+/// were shared between workers (`_checkpoints/stream/<stream>.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+struct LegacyCheckpoint {
+    batch_id: u64,
+    shards: BTreeMap<String, LegacyCursor>,
+    max_event_us: Option<i64>,
+    state: Vec<Value>,
+    history: Vec<(i64, f64, i64)>,
+    pending: Option<Value>,
+    totals: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+struct LegacyCursor {
+    committed: Option<String>,
+    closed: bool,
+}
+
+/// The per-shard states and the emitter document equivalent to a legacy
+/// checkpoint: every shard resumes after its cursor with the old watermark as
+/// its fence; the open windows' partials go to the first shard (partials of
+/// several shards are summed at emission, so where they sit does not matter).
+fn split_legacy(old: &LegacyCheckpoint, delay_us: i64) -> (Vec<ShardState>, EmitterDoc) {
+    let watermark = old.max_event_us.map(|m| m - delay_us);
+    let shards = old
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(i, (id, c))| {
+            let mut st = ShardState::new(id);
+            st.committed = c.committed.clone();
+            st.closed = c.closed;
+            let first = i == 0;
+            let win = ShardWindows {
+                max_event_us: old.max_event_us,
+                fence_us: watermark,
+                state: if first { old.state.clone() } else { Vec::new() },
+                totals: if first {
+                    let keep = ["records", "rows", "rejected", "late_rows"];
+                    old.totals
+                        .iter()
+                        .filter(|(k, _)| keep.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect()
+                } else {
+                    BTreeMap::new()
+                },
+                ..Default::default()
+            };
+            st.job = to_job(&win);
+            st
+        })
+        .collect();
+    let emitter = EmitterDoc {
+        emit_id: old.batch_id,
+        emitted_through_us: watermark,
+        watermark_us: watermark,
+        history: old.history.clone(),
+        totals: old
+            .totals
+            .iter()
+            .filter(|(k, _)| matches!(k.as_str(), "windows" | "alerts"))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        ..Default::default()
+    };
+    (shards, emitter)
+}
+
+/// Moves a legacy checkpoint (one document per stream) to per-shard states
+/// and an emitter document, once: the emitter document marks it done.
+async fn migrate_single_document(
+    legacy: &StateStore,
+    states: &StateStore,
+    shard_states: &StateStore,
+    stream: &str,
+    delay_us: i64,
+) -> Result<()> {
+    let Some((v, _)) = legacy.load_doc(stream).await? else { return Ok(()) };
+    if states.load_doc(EMITTER_DOC).await?.is_some() {
+        return Ok(());
+    }
+    let bad = |reason: String| Error::Checkpoint { location: format!("{}/{stream}.json", legacy.display()), reason };
+    let old: LegacyCheckpoint = serde_json::from_value(v).map_err(|e| bad(format!("not a stream checkpoint: {e}")))?;
+    if old.pending.is_some() {
+        return Err(bad(format!(
+            "micro-batch {} of an older sentiflow is written but not committed: finish it with that version \
+             (`sentiflow stream --until-caught-up`), then run this one",
+            old.batch_id + 1
+        )));
+    }
+    let (shards, emitter) = split_legacy(&old, delay_us);
+    for st in &shards {
+        let prev = shard_states.load(&st.shard_id).await?.map(|(_, v)| v);
+        if shard_states.save(st, prev.as_ref()).await?.is_err() {
+            return Err(bad("another stream process is moving this checkpoint to per-shard states".into()));
+        }
+    }
+    let doc = serde_json::to_value(&emitter).unwrap_or_default();
+    if states.save_doc(EMITTER_DOC, doc, None).await?.is_err() {
+        return Err(bad("another stream process is moving this checkpoint to per-shard states".into()));
+    }
+    tracing::info!(stream = %stream, shards = shards.len(), "moved the stream checkpoint to per-shard states");
+    Ok(())
 }
 
 /// Writes batches as one partitioned file per partition named `name`; returns the rows written.
@@ -713,42 +1195,59 @@ fn window_figures(rows: &[RecordBatch]) -> Vec<WindowFigures> {
     figs
 }
 
-async fn save(states: &StateStore, stream: &str, ck: &Checkpoint, prev: Option<&Version>) -> Result<Version> {
-    match states.save_doc(stream, ck.to_value(), prev).await? {
-        Ok(v) => Ok(v),
-        Err(_) => Err(Error::Checkpoint {
-            location: format!("_checkpoints/stream/{stream}.json"),
-            reason: "another stream process wrote it: run one `sentiflow stream` per stream and output".into(),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn checkpoint_round_trip_and_percentiles() {
-        let mut c = Checkpoint { batch_id: 7, max_event_us: Some(5), ..Default::default() };
-        c.shards.insert("s0".into(), ShardCursor { committed: Some("12".into()), closed: false });
-        c.state.push(json!([60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2]));
-        c.history.push((1, 0.5, 30));
-        c.pending = Some(PendingBatch {
-            batch_id: 8,
-            ranges: BTreeMap::from([("s0".to_string(), ("13".to_string(), "20".to_string()))]),
-            closed: vec!["s1".into()],
-        });
-        c.totals.insert("rows".into(), 9);
-        let back = Checkpoint::from_value(&c.to_value()).unwrap();
-        assert_eq!(back, c);
-        // the JSON shape written before serde (and the store's own fields) still reads
-        let old = json!({"batch_id": 7, "shards": {"s0": {"committed": "12", "closed": false}}, "max_event_us": 5,
-            "state": [[60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2]], "history": [[1, 0.5, 30]],
-            "pending": {"batch_id": 8, "ranges": {"s0": ["13", "20"]}, "closed": ["s1"]}, "totals": {"rows": 9},
-            "rev": 3, "updated_at": "2026-12-01T00:00:00Z"});
-        assert_eq!(Checkpoint::from_value(&old).unwrap(), c);
-        let b = state_batch(&c.state).unwrap();
-        assert_eq!(state_rows(&b), c.state);
+    fn states_round_trip_and_percentiles() {
+        let mut win = ShardWindows { max_event_us: Some(5), fence_us: Some(3), ..Default::default() };
+        win.state.push(json!([60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2]));
+        win.totals.insert("rows".into(), 9);
+        let mut st = ShardState::new("s0");
+        st.job = to_job(&win);
+        let store =
+            StateStore::new(Arc::new(object_store::memory::InMemory::new()), Location::parse("/tmp/x").unwrap());
+        assert_eq!(ShardWindows::of(&st, &store).unwrap(), win);
+        assert_eq!(ShardWindows::of(&ShardState::new("s1"), &store).unwrap(), ShardWindows::default());
+        // a pending batch holds the emitter back at its own threshold
+        assert_eq!(win.effective_fence(false), Some(3));
+        let pending = ShardWindows { pending_late_before_us: Some(2), ..win.clone() };
+        assert_eq!(pending.effective_fence(true), Some(2));
+        let unfenced = ShardWindows { pending_late_before_us: None, ..win.clone() };
+        assert_eq!(unfenced.effective_fence(true), None, "a batch with no threshold may add to any window");
+        let doc = EmitterDoc {
+            emitted_through_us: Some(4),
+            pending: Some(PendingEmit { emit_id: 2, through_us: 9 }),
+            history: vec![(1, 0.5, 30)],
+            ..Default::default()
+        };
+        let back: EmitterDoc = serde_json::from_value(serde_json::to_value(&doc).unwrap()).unwrap();
+        assert_eq!(back, doc);
+        let b = state_batch(&win.state).unwrap();
+        assert_eq!(state_rows(&b), win.state);
         assert_eq!(percentiles((1..=100).collect()), Some([51, 95, 99, 100]));
+    }
+
+    #[test]
+    fn a_legacy_checkpoint_splits_into_shard_states() {
+        // the JSON the single-document checkpoint wrote
+        let old: LegacyCheckpoint = serde_json::from_value(json!({"batch_id": 7,
+            "shards": {"s0": {"committed": "12", "closed": true}, "s1": {"committed": "40", "closed": false}},
+            "max_event_us": 500, "state": [[60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2]], "history": [[1, 0.5, 30]],
+            "pending": null, "totals": {"rows": 9, "windows": 4}, "rev": 3, "updated_at": "2026-12-01T00:00:00Z"}))
+        .unwrap();
+        let (shards, emitter) = split_legacy(&old, 100);
+        assert_eq!(shards.len(), 2);
+        assert_eq!((shards[0].committed.as_deref(), shards[0].closed), (Some("12"), true));
+        assert_eq!((shards[1].committed.as_deref(), shards[1].closed), (Some("40"), false));
+        let store =
+            StateStore::new(Arc::new(object_store::memory::InMemory::new()), Location::parse("/tmp/x").unwrap());
+        let (w0, w1) = (ShardWindows::of(&shards[0], &store).unwrap(), ShardWindows::of(&shards[1], &store).unwrap());
+        assert_eq!((w0.fence_us, w1.fence_us, w1.max_event_us), (Some(400), Some(400), Some(500)));
+        assert_eq!(w0.state.len() + w1.state.len(), 1, "the open windows are kept once");
+        assert_eq!(w0.totals.get("rows"), Some(&9));
+        assert_eq!((emitter.emit_id, emitter.emitted_through_us, emitter.history.len()), (7, Some(400), 1));
+        assert_eq!(emitter.totals.get("windows"), Some(&4));
     }
 }

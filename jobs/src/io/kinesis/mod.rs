@@ -3,8 +3,9 @@
 //! services' limits), [`sink`] the producers (PutRecords / PutRecordBatch
 //! within the limits, retrying only the failed entries with full-jitter
 //! backoff, one loop for both services) and [`source`] the shard-level reads
-//! that `ingest` and `stream` use.
+//! that `ingest` and `stream` use, and [`lease`] the shard leases they share.
 
+pub mod lease;
 pub mod sink;
 pub mod source;
 
