@@ -707,12 +707,8 @@ fn until_caught_up_takes_over_dead_workers_shards() {
 /// Shard leases in a local checkpoint directory that have not expired.
 fn live_leases(dir: &std::path::Path) -> usize {
     let now = chrono::Utc::now().timestamp_millis();
-    std::fs::read_dir(dir)
+    shard_states(dir)
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&std::fs::read(e.path()).ok()?).ok())
         .filter(|v| v["owner"].is_string() && v["lease_until_ms"].as_i64().is_some_and(|t| t > now))
         .count()
 }

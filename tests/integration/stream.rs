@@ -48,14 +48,7 @@ fn table_rows(root: &str, table: Table, cols: &str) -> Vec<String> {
 
 /// Records committed over the shard states in a local checkpoint directory.
 fn records_committed(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&std::fs::read(e.path()).ok()?).ok())
-        .filter_map(|v| v["records_committed"].as_u64())
-        .sum()
+    shard_states(dir).iter().filter_map(|v| v["records_committed"].as_u64()).sum()
 }
 
 #[test]
@@ -279,14 +272,79 @@ fn late_rows_alerts_webhook_and_sigterm() {
 
 /// Shard → owner over the shard states in a local checkpoint directory.
 fn shard_owners(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&std::fs::read(e.path()).ok()?).ok())
+    shard_states(dir)
+        .iter()
         .filter_map(|v| Some((v["shard_id"].as_str()?.to_string(), v["owner"].as_str()?.to_string())))
         .collect()
+}
+
+/// What the multi-worker tests run every worker with: a watermark wider than any skew
+/// here (no row is late), small batches (many commits), short leases (quick takeovers).
+const WORKER_ARGS: [&str; 12] = [
+    "--window",
+    "10m",
+    "--slide",
+    "5m",
+    "--watermark",
+    "3h",
+    "--max-records-per-shard",
+    "40",
+    "--trigger",
+    "100ms",
+    "--lease",
+    "3s",
+];
+
+fn spawn_worker(stream: &str, root: &str, id: &str, extra: &[&str]) -> std::process::Child {
+    stream_cmd(stream, root, &WORKER_ARGS)
+        .args(["--worker-id", id])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `generate` into the stream: `rows` tweets from `start` over `span`.
+fn produce(to: &str, rows: u64, seed: u64, start: &str, span: &str) {
+    ok(&[
+        "generate",
+        "--rows",
+        &rows.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--start",
+        start,
+        "--span",
+        span,
+        "--to",
+        to,
+    ]);
+}
+
+/// A `--until-caught-up` run with the workers' settings; its summary.
+fn caught_up_run(stream: &str, root: &str, extra: &[&str]) -> String {
+    let o = stream_cmd(stream, root, &WORKER_ARGS).arg("--until-caught-up").args(extra).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Every tweet scored once, and windows and windows_by_source of `b` equal `a`'s, none twice.
+fn assert_same_results(a: &str, b: &str, rows: u64) -> Vec<String> {
+    let counts = "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets";
+    let want = format!("n,d\n{rows},{rows}\n");
+    assert_eq!(ok(&["sql", "--data", b, "--format", "csv", "-c", counts]), want, "scored rows once each");
+    let w =
+        "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, n_positive";
+    let (wa, wb) = (table_rows(a, Table::Windows, w), table_rows(b, Table::Windows, w));
+    assert!(wa.len() > 100, "{}", wa.len());
+    let starts: BTreeSet<&str> = wb.iter().map(|r| r.split(',').next().unwrap()).collect();
+    assert_eq!(starts.len(), wb.len(), "no window emitted twice");
+    let only_b: Vec<_> = wb.iter().filter(|r| !wa.contains(r)).take(5).collect();
+    assert!(wa == wb, "{} vs {} windows; only in the shared run: {only_b:#?}", wa.len(), wb.len());
+    let ws = "window_start, source, n, round(avg_score, 9), n_negative";
+    assert_eq!(table_rows(a, Table::WindowsBySource, ws), table_rows(b, Table::WindowsBySource, ws));
+    wb
 }
 
 fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
@@ -311,45 +369,17 @@ fn workers_share_the_stream_through_stops_kills_and_a_split() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let stream = crate::kinesis::create_stream_pub(&rt, "workers", 4);
     let to = format!("kinesis://{stream}");
-    ok(&[
-        "generate",
-        "--rows",
-        "4000",
-        "--seed",
-        "31",
-        "--start",
-        "2025-03-01T00:00:00Z",
-        "--span",
-        "12h",
-        "--to",
-        &to,
-    ]);
+    produce(&to, 4000, 31, "2025-03-01T00:00:00Z", "12h");
     let d = tmp();
     let b = s(&d.path().join("b"));
     let shards_dir = d.path().join(format!("b/_checkpoints/stream/{stream}/shards"));
-    let args = [
-        "--window",
-        "10m",
-        "--slide",
-        "5m",
-        "--watermark",
-        "3h",
-        "--max-records-per-shard",
-        "40",
-        "--trigger",
-        "100ms",
-        "--lease",
-        "3s",
-    ];
-    let spawn = |id: &str| {
-        stream_cmd(&stream, &b, &args)
-            .args(["--worker-id", id])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut workers: Vec<(String, std::process::Child)> = vec![("w1".into(), spawn("w1")), ("w2".into(), spawn("w2"))];
+    // an alert rule that fires on every window: each window's alert written once, whoever emits it
+    let rules = d.path().join("rules.toml");
+    std::fs::write(&rules, "[[rule]]\nname = \"any\"\nmetric = \"share_negative\"\nop = \">=\"\nthreshold = 0.0\n")
+        .unwrap();
+    let alerts = ["--alerts", &s(&rules)];
+    let spawn = |id: &str| (id.to_string(), spawn_worker(&stream, &b, id, &alerts));
+    let mut workers = vec![spawn("w1"), spawn("w2")];
     wait_for("both workers hold shards", 60, || {
         let owners = shard_owners(&shards_dir);
         owners.values().any(|o| o == "w1") && owners.values().any(|o| o == "w2")
@@ -363,18 +393,16 @@ fn workers_share_the_stream_through_stops_kills_and_a_split() {
     });
     let moved_at = records_committed(&shards_dir);
     assert!(Command::new("kill").args(["-CONT", &w2]).status().unwrap().success());
-    workers.push(("w3".into(), spawn("w3")));
+    workers.push(spawn("w3"));
 
     // kill -9 at random points, restarting with the same id or a new one; a split in the middle
     let mut rng = sentiflow_jobs::rng::Rng::new(19);
     for k in 0..6 {
         std::thread::sleep(Duration::from_millis(700 + rng.below(900) as u64));
-        let i = rng.below(workers.len());
-        let (id, mut child) = workers.remove(i);
+        let (id, mut child) = workers.remove(rng.below(workers.len()));
         child.kill().unwrap();
         child.wait().unwrap();
-        let id = if k % 2 == 0 { id } else { format!("w{}", 4 + k) };
-        workers.push((id.clone(), spawn(&id)));
+        workers.push(spawn(&if k % 2 == 0 { id } else { format!("w{}", 4 + k) }));
         if k == 2 {
             rt.block_on(async {
                 let c = sentiflow_jobs::io::aws::kinesis_client().await;
@@ -387,19 +415,7 @@ fn workers_share_the_stream_through_stops_kills_and_a_split() {
                     .unwrap();
             });
             std::thread::sleep(Duration::from_millis(500));
-            ok(&[
-                "generate",
-                "--rows",
-                "2000",
-                "--seed",
-                "32",
-                "--start",
-                "2025-03-01T12:00:00Z",
-                "--span",
-                "6h",
-                "--to",
-                &to,
-            ]);
+            produce(&to, 2000, 32, "2025-03-01T12:00:00Z", "6h");
         }
     }
     // the last workers stop on SIGTERM; each says which shards it held
@@ -412,42 +428,30 @@ fn workers_share_the_stream_through_stops_kills_and_a_split() {
     }
     assert!(outs.iter().all(|o| o.contains("held shards [")), "{outs:#?}");
     // a caught-up run finishes what the stopped workers left, then the single-worker reference
-    let out_b =
-        String::from_utf8(stream_cmd(&stream, &b, &args).arg("--until-caught-up").output().unwrap().stdout).unwrap();
+    let out_b = caught_up_run(&stream, &b, &alerts);
     let a = s(&d.path().join("a"));
-    let out_a =
-        String::from_utf8(stream_cmd(&stream, &a, &args).arg("--until-caught-up").output().unwrap().stdout).unwrap();
+    let out_a = caught_up_run(&stream, &a, &[]);
     assert!(out_a.contains("6000 records, 6000 rows, 0 rejected, 0 late rows"), "{out_a}");
     eprintln!("records committed when w1 had every shard: {moved_at}; last runs: {outs:#?}\n{out_b}");
     assert!(moved_at > 0);
     // the watermark is wider than any skew here: sharing the stream made no row late
     assert!(!d.path().join("b/late").exists(), "late rows in the shared run: {out_b}");
-    let counts = "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets";
-    assert_eq!(
-        ok(&["sql", "--data", &b, "--format", "csv", "-c", counts]),
-        "n,d\n6000,6000\n",
-        "scored rows once each"
-    );
     assert_eq!(
         ok(&["sql", "--data", &b, "--format", "csv", "-c", "SELECT count(*) AS n FROM raw_tweets"]),
         "n\n6000\n"
     );
-    let w =
-        "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, n_positive";
-    let (wa, wb) = (table_rows(&a, Table::Windows, w), table_rows(&b, Table::Windows, w));
-    assert!(wa.len() > 150, "{}", wa.len());
-    let starts: BTreeSet<&str> = wb.iter().map(|r| r.split(',').next().unwrap()).collect();
-    assert_eq!(starts.len(), wb.len(), "no window emitted twice");
-    let only_b: Vec<_> = wb.iter().filter(|r| !wa.contains(r)).take(5).collect();
-    assert!(wa == wb, "{} vs {} windows; only in the shared run: {only_b:#?}", wa.len(), wb.len());
-    let ws = "window_start, source, n, round(avg_score, 9), n_negative";
-    assert_eq!(table_rows(&a, Table::WindowsBySource, ws), table_rows(&b, Table::WindowsBySource, ws));
+    let wb = assert_same_results(&a, &b, 6000);
+    let fired = table_rows(&b, Table::Alerts, "window_start, rule");
+    let scored_windows = wb.iter().filter(|r| r.split(',').nth(2).is_some_and(|n| n != "0")).count();
+    assert_eq!(fired.len(), scored_windows, "one alert per emitted window with scored rows");
+    assert_eq!(fired.iter().collect::<BTreeSet<_>>().len(), fired.len(), "no alert twice");
     // the batch aggregate of the same scored rows has every emitted window, equal
     let c = d.path().join("c");
     std::fs::create_dir_all(&c).unwrap();
-    let copied = Command::new("cp").args(["-r", &format!("{b}/scored"), &s(&c)]).status().unwrap();
-    assert!(copied.success());
+    assert!(Command::new("cp").args(["-r", &format!("{b}/scored"), &s(&c)]).status().unwrap().success());
     ok(&["aggregate", "--out", &s(&c), "--window", "10m", "--slide", "5m"]);
+    let w =
+        "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, n_positive";
     let wc = table_rows(&s(&c), Table::Windows, w);
     let missing: Vec<_> = wb.iter().filter(|r| !wc.contains(r)).take(5).collect();
     assert!(missing.is_empty(), "windows the batch aggregate does not give: {missing:#?}");
@@ -456,7 +460,7 @@ fn workers_share_the_stream_through_stops_kills_and_a_split() {
 /// The same on the S3 test server, where the leases and commits are
 /// conditional PUTs: two workers, one killed with SIGKILL mid-run, the other
 /// stopped with SIGTERM, then a caught-up run that waits for the dead worker's
-/// leases to expire; windows equal a local single-worker run's.
+/// leases to expire; results equal a local single-worker run's.
 #[test]
 fn workers_share_a_stream_on_s3() {
     if !kinesis() {
@@ -465,43 +469,8 @@ fn workers_share_a_stream_on_s3() {
     let Some(b) = crate::s3::s3_root("stream-workers") else { return };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let stream = crate::kinesis::create_stream_pub(&rt, "s3workers", 4);
-    let to = format!("kinesis://{stream}");
-    ok(&[
-        "generate",
-        "--rows",
-        "3000",
-        "--seed",
-        "33",
-        "--start",
-        "2025-03-02T00:00:00Z",
-        "--span",
-        "12h",
-        "--to",
-        &to,
-    ]);
-    let args = [
-        "--window",
-        "10m",
-        "--slide",
-        "5m",
-        "--watermark",
-        "3h",
-        "--max-records-per-shard",
-        "40",
-        "--trigger",
-        "100ms",
-        "--lease",
-        "3s",
-    ];
-    let spawn = |id: &str| {
-        stream_cmd(&stream, &b, &args)
-            .args(["--worker-id", id])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let (mut w1, w2) = (spawn("s1"), spawn("s2"));
+    produce(&format!("kinesis://{stream}"), 3000, 33, "2025-03-02T00:00:00Z", "12h");
+    let (mut w1, w2) = (spawn_worker(&stream, &b, "s1", &[]), spawn_worker(&stream, &b, "s2", &[]));
     std::thread::sleep(Duration::from_millis(2500));
     assert!(w1.try_wait().unwrap().is_none(), "s1 still working when killed");
     w1.kill().unwrap();
@@ -510,24 +479,12 @@ fn workers_share_a_stream_on_s3() {
     assert!(Command::new("kill").args(["-TERM", &w2.id().to_string()]).status().unwrap().success());
     let o = w2.wait_with_output().unwrap();
     assert!(o.status.success());
-    let out_b =
-        String::from_utf8(stream_cmd(&stream, &b, &args).arg("--until-caught-up").output().unwrap().stdout).unwrap();
+    let out_b = caught_up_run(&stream, &b, &[]);
     assert!(!out_b.contains("not caught up"), "{out_b}");
     let d = tmp();
     let a = s(&d.path().join("a"));
-    let out_a =
-        String::from_utf8(stream_cmd(&stream, &a, &args).arg("--until-caught-up").output().unwrap().stdout).unwrap();
+    let out_a = caught_up_run(&stream, &a, &[]);
     assert!(out_a.contains("3000 records, 3000 rows, 0 rejected, 0 late rows"), "{out_a}");
     eprintln!("s2: {}\nlast run: {out_b}", String::from_utf8_lossy(&o.stdout));
-    let counts = "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets";
-    assert_eq!(
-        ok(&["sql", "--data", &b, "--format", "csv", "-c", counts]),
-        "n,d\n3000,3000\n",
-        "scored rows once each"
-    );
-    let w =
-        "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, n_positive";
-    let (wa, wb) = (table_rows(&a, Table::Windows, w), table_rows(&b, Table::Windows, w));
-    assert!(wa.len() > 100, "{}", wa.len());
-    assert!(wa == wb, "{} vs {} windows", wa.len(), wb.len());
+    assert_same_results(&a, &b, 3000);
 }

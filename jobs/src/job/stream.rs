@@ -1250,4 +1250,37 @@ mod tests {
         assert_eq!((emitter.emit_id, emitter.emitted_through_us, emitter.history.len()), (7, Some(400), 1));
         assert_eq!(emitter.totals.get("windows"), Some(&4));
     }
+
+    #[tokio::test]
+    async fn a_legacy_checkpoint_is_moved_once_and_an_open_batch_refused() {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("sentiflow-legacy-{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = Location::parse(&dir.display().to_string()).unwrap();
+        let store: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+        let legacy = StateStore::new(store.clone(), root.child("_checkpoints/stream"));
+        let states = StateStore::new(store.clone(), root.child("_checkpoints/stream/tweets"));
+        let shards = states.child("shards");
+        let old = json!({"batch_id": 3, "shards": {"s0": {"committed": "9"}}, "max_event_us": 1000,
+            "state": [[0, "x", 1, 0, 0.5, 0.5, 0.5, 0, 1]], "totals": {"records": 5, "windows": 2}});
+        legacy.save_doc("tweets", old, None).await.unwrap().unwrap();
+        migrate_single_document(&legacy, &states, &shards, "tweets", 100).await.unwrap();
+        let all = shards.all().await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].committed.as_deref(), Some("9"));
+        assert_eq!(ShardWindows::of(&all[0], &shards).unwrap().fence_us, Some(900));
+        let (doc, _) = states.load_doc(EMITTER_DOC).await.unwrap().unwrap();
+        assert_eq!(doc["emitted_through_us"], json!(900));
+        // a second start finds the emitter document and leaves everything as it is
+        migrate_single_document(&legacy, &states, &shards, "tweets", 100).await.unwrap();
+        assert_eq!(shards.all().await.unwrap(), all);
+        // a batch the older version left uncommitted is refused with the fix named
+        let open = json!({"batch_id": 3, "pending": {"batch_id": 4, "ranges": {}}});
+        legacy.save_doc("other", open, None).await.unwrap().unwrap();
+        let other = StateStore::new(store, root.child("_checkpoints/stream/other"));
+        let err = migrate_single_document(&legacy, &other, &other.child("shards"), "other", 100).await;
+        let msg = err.unwrap_err().to_string();
+        assert!(msg.contains("micro-batch 4") && msg.contains("--until-caught-up"), "{msg}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
