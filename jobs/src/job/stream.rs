@@ -32,9 +32,11 @@
 //! carries a *fence*: a promise that every batch from now on treats rows
 //! before it as late, so windows ending at or before it get nothing more from
 //! the shard. The owner raises it at each commit to the shard's own watermark
-//! (its max event time − `--watermark`) and, once the shard is read to its
-//! tip, to the global watermark (max event time over all shards −
-//! `--watermark`, published by the emitter). The emitter emits the windows
+//! (its max event time − `--watermark`) and, once an open shard is read to
+//! its tip, to the global watermark (max event time over all shards −
+//! `--watermark`, published by the emitter). A shard closed by a split or
+//! merge keeps its own, and its children start from their parents' fences.
+//! Every batch also treats rows of windows already emitted as late. The emitter emits the windows
 //! that end after the last emission and at or before the minimum fence over
 //! the live shards (closed shards, and children whose parents are still
 //! open, do not hold it back), summing the partials of every shard, writes
@@ -303,7 +305,20 @@ struct ShardRead {
     replay: bool,
 }
 
+/// A shard micro-batch whose intent is saved and raw rows written.
+struct Staged {
+    id: String,
+    read: ShardRead,
+    last: String,
+    /// Its files' name.
+    name: String,
+    late_before: Option<i64>,
+    raw: Vec<RecordBatch>,
+    rows: BatchRows,
+}
+
 /// The rows of one shard micro-batch, once written.
+#[derive(Default)]
 struct BatchRows {
     on_time: Vec<RecordBatch>,
     max_event: Option<i64>,
@@ -420,6 +435,7 @@ impl<'a> Streamer<'a> {
             self.load_emitter().await?;
             let (mut any_records, mut all_caught_up) = (false, true);
             let ids: Vec<String> = self.held.keys().cloned().collect();
+            let mut staged = Vec::new();
             for id in ids {
                 let read = self.read(&id).await?;
                 all_caught_up &= read.caught_up;
@@ -427,8 +443,11 @@ impl<'a> Streamer<'a> {
                     self.handle_idle(&id, &read).await?;
                 } else {
                     any_records = true;
-                    self.handle_batch(&id, read).await?;
+                    staged.extend(self.stage_batch(&id, read).await?);
                 }
+            }
+            if !staged.is_empty() {
+                self.commit_staged(staged).await?;
             }
             let role = self.emit().await?;
             if stopping {
@@ -511,6 +530,11 @@ impl<'a> Streamer<'a> {
     fn watermark(&self) -> Option<i64> {
         let own = self.held.values().filter_map(|h| h.win.max_event_us).max().map(|m| m - self.delay_us);
         own.max(self.emitter.0.watermark_us)
+    }
+
+    /// Whether the shard is open (not closed by a split or merge) in the last listing.
+    fn is_open(&self, id: &str) -> bool {
+        self.shards.iter().any(|s| s.id == id && !s.closed)
     }
 
     fn lost(&mut self, id: &str) {
@@ -620,11 +644,11 @@ impl<'a> Streamer<'a> {
         Ok(read)
     }
 
-    /// A shard with nothing new: a closed one is finished and given up; one
-    /// at its tip follows the global watermark (its fence rises to it); the
-    /// lease is renewed when due.
+    /// A shard with nothing new: one read to its end is finished and given
+    /// up; an open one at its tip follows the global watermark (its fence rises
+    /// to it); the lease is renewed when due.
     async fn handle_idle(&mut self, id: &str, read: &ShardRead) -> Result<()> {
-        let watermark = self.watermark();
+        let (watermark, open) = (self.watermark(), self.is_open(id));
         let Some(h) = self.held.get_mut(id) else { return Ok(()) };
         if read.ended {
             if self.leases.release(&mut h.state, &h.version, true).await? {
@@ -636,7 +660,7 @@ impl<'a> Streamer<'a> {
             }
             return Ok(());
         }
-        let raise = read.caught_up && watermark > h.win.fence_us;
+        let raise = read.caught_up && open && watermark > h.win.fence_us;
         if !raise && Instant::now() < h.renew_at {
             return Ok(());
         }
@@ -653,18 +677,18 @@ impl<'a> Streamer<'a> {
         Ok(())
     }
 
-    /// One shard's micro-batch: intent, rows, window partials, commit.
-    async fn handle_batch(&mut self, id: &str, read: ShardRead) -> Result<()> {
+    /// Step 1 of a shard's micro-batch: the intent (the range and its late
+    /// threshold; a replay finds both saved) and the raw rows and rejects.
+    async fn stage_batch(&mut self, id: &str, read: ShardRead) -> Result<Option<Staged>> {
         let (Some(first), Some(last)) = (
             read.records.first().map(|r| r.sequence_number().to_string()),
             read.records.last().map(|r| r.sequence_number().to_string()),
         ) else {
-            return Ok(());
+            return Ok(None);
         };
         let n_records = read.records.len() as u64;
-        let Some(h) = self.held.get_mut(id) else { return Ok(()) };
-        // 1. intent: the range and its late threshold (a replay finds both saved); rows of
-        // windows already emitted are late whatever the shard's own fence says
+        let Some(h) = self.held.get_mut(id) else { return Ok(None) };
+        // rows of windows already emitted are late whatever the shard's own fence says
         let emitted = self.emitter.0.emitted_through_us;
         let late_before = if read.replay { h.win.pending_late_before_us } else { h.win.fence_us.max(emitted) };
         if !read.replay {
@@ -676,28 +700,161 @@ impl<'a> Streamer<'a> {
             next.job = to_job(&win);
             if !self.leases.save(&mut h.state, &mut h.version, next).await? {
                 self.lost(id);
-                return Ok(());
+                return Ok(None);
             }
             h.win = win;
         }
-        // 2. rows, named after (shard, first sequence number): a replay overwrites them
+        // files named after (shard, first sequence number): a replay overwrites them
         let name = format!("{id}-{first}.parquet");
-        let rows = self.handle_rows(id, &read.records, &name, late_before).await?;
-        // 3. the shard's window partials, less the windows already emitted
-        let prior = self.held.get(id).map(|h| h.win.state.clone()).unwrap_or_default();
-        let partials = self.merge_partials(rows.on_time.clone(), &prior, emitted).await?;
+        let mut p = RecordParser::new(format!("kinesis://{}/{id}", self.stream), self.args.max_text_bytes);
+        for r in &read.records {
+            crate::io::kinesis::parse_record(&mut p, id, r);
+        }
+        let parsed = p.finish();
+        let (root, store) = (&self.root, &self.store);
+        let rejected = root.child(&format!("{}/job=stream", Table::Rejected.dir()));
+        write_raw_and_rejects(store, &root.child(Table::Raw.dir()), &rejected, &name, &parsed.batches, &parsed.rejects)
+            .await?;
+        Ok(Some(Staged {
+            id: id.to_string(),
+            read,
+            last,
+            name,
+            late_before,
+            raw: parsed.batches,
+            rows: BatchRows { rejected: parsed.rejects.len() as u64, ..Default::default() },
+        }))
+    }
+
+    /// Steps 2-4 for every staged shard batch of this round: scored rows (one
+    /// query for all of them), late rows split off, all written; the window
+    /// partials (one pass of the window SQL for all of them); then each shard's
+    /// commit of cursor, partials, max event time and fence in one conditional write.
+    async fn commit_staged(&mut self, mut staged: Vec<Staged>) -> Result<()> {
+        let scored_at = chrono::Utc::now().timestamp_micros();
+        let raw: Vec<Vec<RecordBatch>> = staged.iter_mut().map(|s| std::mem::take(&mut s.raw)).collect();
+        let scored = self.score_tagged(raw, scored_at).await?;
+        for (s, scored) in staged.iter_mut().zip(scored) {
+            self.write_scored(s, scored).await?;
+        }
+        let emitted = self.emitter.0.emitted_through_us;
+        let priors: Vec<Vec<Value>> =
+            staged.iter().map(|s| self.held.get(&s.id).map(|h| h.win.state.clone()).unwrap_or_default()).collect();
+        let on_time: Vec<Vec<RecordBatch>> = staged.iter_mut().map(|s| std::mem::take(&mut s.rows.on_time)).collect();
+        let partials = self.merge_partials(on_time, &priors, emitted).await?;
         crash_point("stream_outputs");
-        // 4. commit: cursor, partials, max event time and fence in one conditional write
-        let delay_us = self.delay_us;
-        let watermark = self.watermark();
+        for (s, partials) in staged.into_iter().zip(partials) {
+            self.commit_shard(s, partials).await?;
+        }
+        Ok(())
+    }
+
+    /// Scores every shard's raw rows in one query: `source` carries the
+    /// shard's index through it (see [`tag_source`]).
+    async fn score_tagged(&self, raw: Vec<Vec<RecordBatch>>, scored_at: i64) -> Result<Vec<Vec<RecordBatch>>> {
+        let n = raw.len();
+        let tagged: Vec<RecordBatch> = raw
+            .iter()
+            .enumerate()
+            .flat_map(|(i, bs)| bs.iter().map(move |b| tag_source(b, i)))
+            .collect::<Result<_>>()?;
+        if tagged.iter().all(|b| b.num_rows() == 0) {
+            return Ok(vec![Vec::new(); n]);
+        }
+        register_batches(self.jc, "raw_tweets", Table::Raw.schema(), vec![tagged])?;
+        let params = vec![
+            ("scorer", ScalarValue::Utf8(Some(self.scorer_id.clone()))),
+            ("scored_at", ScalarValue::TimestampMicrosecond(Some(scored_at), Some("UTC".into()))),
+        ];
+        let out = sql::query(&self.jc.ctx, "score", params).await?.collect().await.map_err(Error::query)?;
+        untag_batches(&out, n)
+    }
+
+    /// Splits a shard's scored rows into on-time and late (before its threshold) and writes them.
+    async fn write_scored(&self, s: &mut Staged, scored: Vec<RecordBatch>) -> Result<()> {
+        let (mut on_time, mut late) = (Vec::new(), Vec::new());
+        for b in &scored {
+            s.rows.rows += b.num_rows() as u64;
+            let t = b.column_by_name("created_at").map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
+            let Some(t) = t else { continue };
+            let is_late: BooleanArray =
+                t.iter().map(|v| Some(matches!((v, s.late_before), (Some(v), Some(w)) if v < w))).collect();
+            let not_late = datafusion::arrow::compute::not(&is_late).map_err(|e| Error::arrow("late mask", e))?;
+            late.push(filter_record_batch(b, &is_late).map_err(|e| Error::arrow("late rows", e))?);
+            on_time.push(filter_record_batch(b, &not_late).map_err(|e| Error::arrow("on-time rows", e))?);
+            for v in t.iter().flatten() {
+                s.rows.max_event = Some(s.rows.max_event.map_or(v, |m| m.max(v)));
+            }
+        }
+        s.rows.late_rows = late.iter().map(RecordBatch::num_rows).sum::<usize>() as u64;
+        write_table(&self.store, self.root.child(Table::Scored.dir()), Table::Scored, &s.name, &scored).await?;
+        if s.rows.late_rows > 0 {
+            write_table(&self.store, self.root.child("late"), Table::Scored, &s.name, &late).await?;
+        }
+        s.rows.on_time = on_time;
+        Ok(())
+    }
+
+    /// Each shard's partials after this round: its on-time rows' window
+    /// partials merged into its `priors`, less the windows emitted through
+    /// `emitted`; one pass of the window SQL for every shard (tagged sources).
+    async fn merge_partials(
+        &self,
+        on_time: Vec<Vec<RecordBatch>>,
+        priors: &[Vec<Value>],
+        emitted: Option<i64>,
+    ) -> Result<Vec<Vec<Value>>> {
+        let jc = self.jc;
+        let spec = self.args.spec;
+        let n = on_time.len();
+        let rows: Vec<RecordBatch> = on_time
+            .iter()
+            .enumerate()
+            .flat_map(|(i, bs)| bs.iter().map(move |b| tag_source(b, i)))
+            .collect::<Result<_>>()?;
+        let batch_partials = match rows.first().map(|b| b.schema()) {
+            Some(schema) if rows.iter().any(|b| b.num_rows() > 0) => {
+                register_batches(jc, "scored_tweets", schema, vec![rows])?;
+                let params = vec![
+                    ("slide", interval_param(spec.slide)),
+                    ("lookback", interval_param(spec.window - spec.slide)),
+                    ("origin", timestamp_param(chrono::DateTime::UNIX_EPOCH)),
+                    ("from", timestamp_param(far_past())),
+                    ("to", timestamp_param(far_future())),
+                    ("rows_to", timestamp_param(far_future())),
+                ];
+                collect(jc, "window_source_aggs", params).await?.1
+            }
+            _ => Vec::new(),
+        };
+        let prior: Vec<Value> =
+            priors.iter().enumerate().flat_map(|(i, rows)| rows.iter().map(move |r| tag_row(r, i))).collect();
+        let merged = merge_rows(jc, as_partials(batch_partials)?, state_batch(&prior)?).await?;
+        let mut out = vec![Vec::new(); n];
+        for row in merged.iter().flat_map(state_rows) {
+            if let Some((i, row)) = untag_row(row)
+                && i < n
+                && !self.emitted(&row, emitted)
+            {
+                out[i].push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Step 5: the shard's commit: cursor, partials, max event time and fence in one conditional write.
+    async fn commit_shard(&mut self, s: Staged, partials: Vec<Value>) -> Result<()> {
+        let (delay_us, watermark, open) = (self.delay_us, self.watermark(), self.is_open(&s.id));
+        let (id, read, rows) = (s.id.as_str(), &s.read, &s.rows);
+        let n_records = read.records.len() as u64;
         let Some(h) = self.held.get_mut(id) else { return Ok(()) };
         let mut win = h.win.clone();
         win.max_event_us = win.max_event_us.max(rows.max_event);
         let own = win.max_event_us.map(|m| m - delay_us);
         win.fence_us = win.fence_us.max(own);
-        if read.caught_up && !read.ended {
-            // at its tip, the shard follows the global watermark; a shard read to its end
-            // keeps its own, which its children (after a split or merge) start from
+        if read.caught_up && open && !read.ended {
+            // at its tip, an open shard follows the global watermark; a closed one (split or
+            // merged) keeps its own, which its children start from
             win.fence_us = win.fence_us.max(watermark.max(own));
         }
         win.pending_late_before_us = None;
@@ -708,7 +865,7 @@ impl<'a> Streamer<'a> {
             *win.totals.entry(k.into()).or_default() += n;
         }
         let mut next = h.state.clone();
-        next.committed = Some(last.clone());
+        next.committed = Some(s.last.clone());
         next.pending = None;
         next.records_committed += n_records;
         next.job = to_job(&win);
@@ -735,7 +892,7 @@ impl<'a> Streamer<'a> {
         tracing::info!(
             worker = %self.leases.worker,
             shard = %id,
-            first = %first,
+            last = %s.last,
             records = n_records,
             late = rows.late_rows,
             fence_us = ?h.win.fence_us,
@@ -743,86 +900,6 @@ impl<'a> Streamer<'a> {
             "micro-batch committed"
         );
         Ok(())
-    }
-
-    /// Raw rows and rejects, scored rows, late rows split off; all written.
-    async fn handle_rows(
-        &mut self,
-        shard: &str,
-        records: &[Record],
-        name: &str,
-        late_before: Option<i64>,
-    ) -> Result<BatchRows> {
-        let (jc, store, root) = (self.jc, &self.store, &self.root);
-        let mut p = RecordParser::new(format!("kinesis://{}/{shard}", self.stream), self.args.max_text_bytes);
-        for r in records {
-            crate::io::kinesis::parse_record(&mut p, shard, r);
-        }
-        let parsed = p.finish();
-        let rejected = root.child(&format!("{}/job=stream", Table::Rejected.dir()));
-        write_raw_and_rejects(store, &root.child(Table::Raw.dir()), &rejected, name, &parsed.batches, &parsed.rejects)
-            .await?;
-        let mut scored = Vec::new();
-        if !parsed.batches.is_empty() {
-            register_batches(jc, "raw_tweets", Table::Raw.schema(), vec![parsed.batches])?;
-            let scored_at = chrono::Utc::now().timestamp_micros();
-            let params = vec![
-                ("scorer", ScalarValue::Utf8(Some(self.scorer_id.clone()))),
-                ("scored_at", ScalarValue::TimestampMicrosecond(Some(scored_at), Some("UTC".into()))),
-            ];
-            scored = sql::query(&jc.ctx, "score", params).await?.collect().await.map_err(Error::query)?;
-        }
-        let (mut on_time, mut late) = (Vec::new(), Vec::new());
-        let mut max_event: Option<i64> = None;
-        let mut rows = 0u64;
-        for b in &scored {
-            rows += b.num_rows() as u64;
-            let t = b.column_by_name("created_at").map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
-            let Some(t) = t else { continue };
-            let is_late: BooleanArray =
-                t.iter().map(|v| Some(matches!((v, late_before), (Some(v), Some(w)) if v < w))).collect();
-            let not_late = datafusion::arrow::compute::not(&is_late).map_err(|e| Error::arrow("late mask", e))?;
-            late.push(filter_record_batch(b, &is_late).map_err(|e| Error::arrow("late rows", e))?);
-            on_time.push(filter_record_batch(b, &not_late).map_err(|e| Error::arrow("on-time rows", e))?);
-            for v in t.iter().flatten() {
-                max_event = Some(max_event.map_or(v, |m| m.max(v)));
-            }
-        }
-        let late_rows = late.iter().map(RecordBatch::num_rows).sum::<usize>() as u64;
-        write_table(store, root.child(Table::Scored.dir()), Table::Scored, name, &scored).await?;
-        if late_rows > 0 {
-            write_table(store, root.child("late"), Table::Scored, name, &late).await?;
-        }
-        Ok(BatchRows { on_time, max_event, rows, rejected: parsed.rejects.len() as u64, late_rows })
-    }
-
-    /// The shard's partials after this batch: its on-time rows' window
-    /// partials merged into `prior`, less the windows emitted through `emitted`.
-    async fn merge_partials(
-        &self,
-        on_time: Vec<RecordBatch>,
-        prior: &[Value],
-        emitted: Option<i64>,
-    ) -> Result<Vec<Value>> {
-        let jc = self.jc;
-        let spec = self.args.spec;
-        let batch_partials = match on_time.first().map(|b| b.schema()) {
-            Some(schema) if on_time.iter().any(|b| b.num_rows() > 0) => {
-                register_batches(jc, "scored_tweets", schema, vec![on_time])?;
-                let params = vec![
-                    ("slide", interval_param(spec.slide)),
-                    ("lookback", interval_param(spec.window - spec.slide)),
-                    ("origin", timestamp_param(chrono::DateTime::UNIX_EPOCH)),
-                    ("from", timestamp_param(far_past())),
-                    ("to", timestamp_param(far_future())),
-                    ("rows_to", timestamp_param(far_future())),
-                ];
-                collect(jc, "window_source_aggs", params).await?.1
-            }
-            _ => Vec::new(),
-        };
-        let merged = merge_rows(jc, as_partials(batch_partials)?, state_batch(prior)?).await?;
-        Ok(merged.iter().flat_map(state_rows).filter(|r| !self.emitted(r, emitted)).collect())
     }
 
     /// Whether a partials row's window ends at or before `through`.
@@ -1034,6 +1111,68 @@ impl<'a> Streamer<'a> {
 
 fn empty_read() -> ShardRead {
     ShardRead { records: Vec::new(), caught_up: true, ended: false, replay: false }
+}
+
+/// Separates a shard's index from the source in a tagged `source` value.
+const TAG: char = '\u{1}';
+
+/// The batch with `source` values prefixed by `index` and [`TAG`]: several
+/// shards' rows go through one query and are told apart afterwards.
+fn tag_source(b: &RecordBatch, index: usize) -> Result<RecordBatch> {
+    let Some((col, _)) = b.schema().column_with_name("source") else { return Ok(b.clone()) };
+    let src = b.column(col).as_string::<i32>();
+    let tagged: StringArray = src.iter().map(|v| v.map(|v| format!("{index}{TAG}{v}"))).collect();
+    let mut cols = b.columns().to_vec();
+    cols[col] = Arc::new(tagged);
+    RecordBatch::try_new(b.schema(), cols).map_err(|e| Error::arrow("tagging sources", e))
+}
+
+/// Splits tagged batches back into `n` lists by index, with the tag removed.
+fn untag_batches(batches: &[RecordBatch], n: usize) -> Result<Vec<Vec<RecordBatch>>> {
+    let mut out = vec![Vec::new(); n];
+    for b in batches {
+        let Some((col, _)) = b.schema().column_with_name("source") else { continue };
+        let src = b.column(col).as_string::<i32>();
+        let split: Vec<Option<(usize, &str)>> = src
+            .iter()
+            .map(|v| v.and_then(|v| v.split_once(TAG)).and_then(|(i, s)| Some((i.parse().ok()?, s))))
+            .collect();
+        for (i, list) in out.iter_mut().enumerate() {
+            let mask: BooleanArray = split.iter().map(|t| Some(t.is_some_and(|(k, _)| k == i))).collect();
+            if mask.true_count() == 0 {
+                continue;
+            }
+            let mut part = filter_record_batch(b, &mask).map_err(|e| Error::arrow("untagging", e))?;
+            let plain: StringArray = part
+                .column(col)
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(|v| v.split_once(TAG).map_or(v, |(_, s)| s).to_string()))
+                .collect();
+            let mut cols = part.columns().to_vec();
+            cols[col] = Arc::new(plain);
+            part = RecordBatch::try_new(part.schema(), cols).map_err(|e| Error::arrow("untagging", e))?;
+            list.push(part);
+        }
+    }
+    Ok(out)
+}
+
+/// A partials row with its source tagged by `index`.
+fn tag_row(row: &Value, index: usize) -> Value {
+    let mut r = row.clone();
+    if let Some(s) = r[1].as_str() {
+        r[1] = json!(format!("{index}{TAG}{s}"));
+    }
+    r
+}
+
+/// A tagged partials row's index and the row with its source as it was.
+fn untag_row(mut row: Value) -> Option<(usize, Value)> {
+    let (i, s) = row[1].as_str()?.split_once(TAG)?;
+    let (i, s) = (i.parse().ok()?, s.to_string());
+    row[1] = json!(s);
+    Some((i, row))
 }
 
 fn to_job(win: &ShardWindows) -> Value {
