@@ -93,12 +93,13 @@ resource "aws_ecs_service" "stream" {
   name            = "${local.prefix}-stream"
   cluster         = aws_ecs_cluster.sentiflow.id
   task_definition = aws_ecs_task_definition.job["stream"].arn
-  desired_count   = 1
+  desired_count   = var.stream_workers
   launch_type     = "FARGATE"
 
-  # one consumer: stream keeps its checkpoint in S3 and must not run twice during deploys
-  deployment_maximum_percent         = 100
-  deployment_minimum_healthy_percent = 0
+  # workers share the shards by leases in S3 (each task's hostname makes its worker id unique);
+  # a deploy may run old and new tasks side by side: a replaced task's shards move when it stops
+  deployment_maximum_percent         = 200
+  deployment_minimum_healthy_percent = 100
 
   network_configuration {
     subnets          = var.subnet_ids

@@ -108,9 +108,19 @@ variable "task_size" {
 }
 
 variable "run_stream_service" {
-  description = "Run `sentiflow stream` as an always-on ECS service (one task: stream keeps one checkpoint and must not run twice)."
+  description = "Run `sentiflow stream` as an always-on ECS service."
   type        = bool
   default     = false
+}
+
+variable "stream_workers" {
+  description = "Tasks of the stream service: workers that share the stream's shards by leases (at most one per shard does work)."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.stream_workers >= 1 && var.stream_workers <= 64
+    error_message = "stream_workers must be between 1 and 64."
+  }
 }
 
 variable "batch_max_vcpus" {
