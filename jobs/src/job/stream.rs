@@ -660,14 +660,12 @@ impl<'a> Streamer<'a> {
             }
             return Ok(());
         }
-        let raise = read.caught_up && open && watermark > h.win.fence_us;
-        if !raise && Instant::now() < h.renew_at {
+        let fence = next_fence(h.win.fence_us, None, watermark, read.caught_up && open);
+        if fence == h.win.fence_us && Instant::now() < h.renew_at {
             return Ok(());
         }
         let mut next = h.state.clone();
-        if raise {
-            h.win.fence_us = watermark;
-        }
+        h.win.fence_us = fence;
         next.job = to_job(&h.win);
         if self.leases.save(&mut h.state, &mut h.version, next).await? {
             h.renew_at = Instant::now() + self.args.lease / 3;
@@ -851,12 +849,7 @@ impl<'a> Streamer<'a> {
         let mut win = h.win.clone();
         win.max_event_us = win.max_event_us.max(rows.max_event);
         let own = win.max_event_us.map(|m| m - delay_us);
-        win.fence_us = win.fence_us.max(own);
-        if read.caught_up && open && !read.ended {
-            // at its tip, an open shard follows the global watermark; a closed one (split or
-            // merged) keeps its own, which its children start from
-            win.fence_us = win.fence_us.max(watermark.max(own));
-        }
+        win.fence_us = next_fence(win.fence_us, own, watermark, read.caught_up && open && !read.ended);
         win.pending_late_before_us = None;
         win.state = partials;
         for (k, n) in
@@ -929,7 +922,7 @@ impl<'a> Streamer<'a> {
             _ => self.other_emitter = None,
         }
         let shard_states = self.shard_states().await?;
-        let through = self.min_fence(&shard_states);
+        let through = min_fence(&self.shards, &shard_states);
         let max_event = shard_states.values().filter_map(|s| s.0.max_event_us).max();
         let mut next = doc.clone();
         next.owner = Some(me.clone());
@@ -993,7 +986,7 @@ impl<'a> Streamer<'a> {
 
     /// Every listed shard's stream state, pending intent and closed flag:
     /// held shards from memory, the others from the store.
-    async fn shard_states(&self) -> Result<HashMap<String, (ShardWindows, bool, bool)>> {
+    async fn shard_states(&self) -> Result<ShardStates> {
         let mut out = HashMap::new();
         for s in &self.shards {
             let got = match self.held.get(&s.id) {
@@ -1010,22 +1003,6 @@ impl<'a> Streamer<'a> {
             }
         }
         Ok(out)
-    }
-
-    /// The point every live shard has passed: the minimum fence over the open
-    /// shards whose parents are finished (`None` while one has no fence yet).
-    fn min_fence(&self, states: &HashMap<String, (ShardWindows, bool, bool)>) -> Option<i64> {
-        let ids: HashSet<&str> = self.shards.iter().map(|s| s.id.as_str()).collect();
-        let closed = |id: &str| states.get(id).is_some_and(|s| s.2);
-        let mut through: Option<Option<i64>> = None;
-        for s in &self.shards {
-            if closed(&s.id) || !s.readable(&ids, closed) {
-                continue;
-            }
-            let fence = states.get(&s.id).and_then(|(w, pending, _)| w.effective_fence(*pending));
-            through = Some(through.map_or(fence, |t| t.min(fence)));
-        }
-        through.flatten()
     }
 
     /// Writes windows and windows_by_source for the given partials (of several
@@ -1107,6 +1084,34 @@ impl<'a> Streamer<'a> {
         report.state_requests = self.states.requests();
         Ok(report)
     }
+}
+
+/// Every listed shard's stream state, pending intent and closed flag, by shard id.
+type ShardStates = HashMap<String, (ShardWindows, bool, bool)>;
+
+/// The point every live shard has passed: the minimum fence over the open
+/// shards whose parents are finished (`None` while one has no fence yet).
+/// Closed shards read to their end add nothing more; a child waits for its parents.
+fn min_fence(shards: &[ShardInfo], states: &ShardStates) -> Option<i64> {
+    let ids: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
+    let closed = |id: &str| states.get(id).is_some_and(|s| s.2);
+    let mut through: Option<Option<i64>> = None;
+    for s in shards {
+        if closed(&s.id) || !s.readable(&ids, closed) {
+            continue;
+        }
+        let fence = states.get(&s.id).and_then(|(w, pending, _)| w.effective_fence(*pending));
+        through = Some(through.map_or(fence, |t| t.min(fence)));
+    }
+    through.flatten()
+}
+
+/// A shard's fence after a commit or an idle round: never lower, at least its
+/// own watermark, and the global watermark too when `follows_global` (an open
+/// shard at its tip; a closed one keeps its own, which its children start from).
+fn next_fence(fence: Option<i64>, own: Option<i64>, global: Option<i64>, follows_global: bool) -> Option<i64> {
+    let f = fence.max(own);
+    if follows_global { f.max(global) } else { f }
 }
 
 fn empty_read() -> ShardRead {
@@ -1421,5 +1426,60 @@ mod tests {
         let msg = err.unwrap_err().to_string();
         assert!(msg.contains("micro-batch 4") && msg.contains("--until-caught-up"), "{msg}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn shard(id: &str, parent: Option<&str>) -> ShardInfo {
+        ShardInfo { id: id.into(), parent: parent.map(Into::into), adjacent_parent: None, closed: false }
+    }
+
+    fn fenced(fence: Option<i64>, pending: Option<Option<i64>>, closed: bool) -> (ShardWindows, bool, bool) {
+        let win = ShardWindows { fence_us: fence, pending_late_before_us: pending.flatten(), ..Default::default() };
+        (win, pending.is_some(), closed)
+    }
+
+    #[test]
+    fn windows_wait_for_every_live_shard() {
+        let shards = vec![shard("s0", None), shard("s1", None), shard("c0", Some("s0"))];
+        let mut st: ShardStates = HashMap::new();
+        st.insert("s0".into(), fenced(Some(10), None, false));
+        assert_eq!(min_fence(&shards, &st), None, "s1 has no fence yet: nothing is emitted");
+        st.insert("s1".into(), fenced(Some(20), None, false));
+        assert_eq!(min_fence(&shards, &st), Some(10), "the child waits for its open parent");
+        st.insert("s0".into(), fenced(Some(10), Some(Some(5)), false));
+        assert_eq!(min_fence(&shards, &st), Some(5), "a pending batch holds at its own threshold");
+        st.insert("s0".into(), fenced(Some(10), Some(None), false));
+        assert_eq!(min_fence(&shards, &st), None, "a pending batch without threshold may add anywhere");
+        // the parent read to its end: its child now counts, and has no fence until its owner sets one
+        st.insert("s0".into(), fenced(Some(10), None, true));
+        assert_eq!(min_fence(&shards, &st), None);
+        st.insert("c0".into(), fenced(Some(12), None, false));
+        assert_eq!(min_fence(&shards, &st), Some(12));
+    }
+
+    #[test]
+    fn only_an_open_shard_at_its_tip_follows_the_global_watermark() {
+        assert_eq!(next_fence(Some(5), Some(3), Some(50), false), Some(5), "never lower");
+        assert_eq!(next_fence(Some(5), Some(8), Some(50), false), Some(8), "its own watermark");
+        assert_eq!(next_fence(Some(5), Some(8), Some(50), true), Some(50), "open, at its tip");
+        assert_eq!(next_fence(None, None, None, true), None);
+    }
+
+    #[test]
+    fn tagged_sources_split_back_by_shard() {
+        let b = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("source", DataType::Utf8, false),
+                Field::new("n", DataType::Int64, false),
+            ])),
+            vec![Arc::new(StringArray::from(vec!["x", "y\u{1}z"])), Arc::new(Int64Array::from(vec![1, 2]))],
+        )
+        .unwrap();
+        let tagged = vec![tag_source(&b, 0).unwrap(), tag_source(&b, 2).unwrap()];
+        let back = untag_batches(&tagged, 3).unwrap();
+        assert_eq!(back[0], vec![b.clone()]);
+        assert!(back[1].is_empty());
+        assert_eq!(back[2], vec![b]);
+        let row = json!([0, "a\u{1}b", 1]);
+        assert_eq!(untag_row(tag_row(&row, 7)), Some((7, row)));
     }
 }
