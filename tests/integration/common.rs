@@ -106,3 +106,13 @@ pub fn shard_states(dir: &Path) -> Vec<serde_json::Value> {
         .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&std::fs::read(e.path()).ok()?).ok())
         .collect()
 }
+
+/// `sentiflow generate` of `rows` tweets (seed, first event time, optional span) into `to`; its summary.
+pub fn generate_into(to: &str, rows: u64, seed: u64, start: &str, span: Option<&str>) -> String {
+    let (rows, seed) = (rows.to_string(), seed.to_string());
+    let mut args = vec!["generate", "--rows", &rows, "--seed", &seed, "--start", start, "--to", to];
+    if let Some(span) = span {
+        args.extend(["--span", span]);
+    }
+    ok(&args)
+}

@@ -103,17 +103,7 @@ fn produced(rows: u64, seed: u64, start: &str) -> BTreeMap<String, String> {
 }
 
 fn produce(stream: &str, rows: u64, seed: u64, start: &str) -> BTreeMap<String, String> {
-    let out = ok(&[
-        "generate",
-        "--rows",
-        &rows.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--start",
-        start,
-        "--to",
-        &format!("kinesis://{stream}"),
-    ]);
+    let out = generate_into(&format!("kinesis://{stream}"), rows, seed, start, None);
     assert!(out.contains(&format!("generated {rows} tweets")), "{out}");
     produced(rows, seed, start)
 }

@@ -24,6 +24,16 @@ fn kinesis() -> bool {
     panic!("no Kinesis server: run the tests with scripts/test.sh, or set SENTIFLOW_SKIP_AWS=1");
 }
 
+/// A runtime for SDK calls and a new stream of `shards` shards, or `None` when Kinesis tests are skipped.
+fn new_stream(prefix: &str, shards: i32) -> Option<(tokio::runtime::Runtime, String)> {
+    if !kinesis() {
+        return None;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let stream = crate::kinesis::create_stream_pub(&rt, prefix, shards);
+    Some((rt, stream))
+}
+
 fn stream_cmd(stream: &str, root: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sentiflow"));
     c.args(["stream", "--from", &format!("kinesis://{stream}"), "--to", root, "--scorer", "lexicon"])
@@ -53,11 +63,7 @@ fn records_committed(dir: &std::path::Path) -> u64 {
 
 #[test]
 fn stream_windows_are_exactly_once_through_crashes() {
-    if !kinesis() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let stream = crate::kinesis::create_stream_pub(&rt, "stream", 2);
+    let Some((_rt, stream)) = new_stream("stream", 2) else { return };
     ok(&["generate", "--rows", "4000", "--seed", "17", "--to", &format!("kinesis://{stream}")]);
     let d = tmp();
     let (a, b) = (s(&d.path().join("a")), s(&d.path().join("b")));
@@ -169,11 +175,7 @@ fn stream_windows_are_exactly_once_through_crashes() {
 
 #[test]
 fn late_rows_alerts_webhook_and_sigterm() {
-    if !kinesis() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let stream = crate::kinesis::create_stream_pub(&rt, "late", 1);
+    let Some((_rt, stream)) = new_stream("late", 1) else { return };
     // a webhook that counts posts
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -307,19 +309,7 @@ fn spawn_worker(stream: &str, root: &str, id: &str, extra: &[&str]) -> std::proc
 
 /// `generate` into the stream: `rows` tweets from `start` over `span`.
 fn produce(to: &str, rows: u64, seed: u64, start: &str, span: &str) {
-    ok(&[
-        "generate",
-        "--rows",
-        &rows.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--start",
-        start,
-        "--span",
-        span,
-        "--to",
-        to,
-    ]);
+    generate_into(to, rows, seed, start, Some(span));
 }
 
 /// A `--until-caught-up` run with the workers' settings; its summary.
@@ -363,11 +353,7 @@ fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
 /// run's and the batch `aggregate` of the same rows, and none is emitted twice.
 #[test]
 fn workers_share_the_stream_through_stops_kills_and_a_split() {
-    if !kinesis() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let stream = crate::kinesis::create_stream_pub(&rt, "workers", 4);
+    let Some((rt, stream)) = new_stream("workers", 4) else { return };
     let to = format!("kinesis://{stream}");
     produce(&to, 4000, 31, "2025-03-01T00:00:00Z", "12h");
     let d = tmp();
@@ -463,12 +449,8 @@ fn workers_share_the_stream_through_stops_kills_and_a_split() {
 /// leases to expire; results equal a local single-worker run's.
 #[test]
 fn workers_share_a_stream_on_s3() {
-    if !kinesis() {
-        return;
-    }
     let Some(b) = crate::s3::s3_root("stream-workers") else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let stream = crate::kinesis::create_stream_pub(&rt, "s3workers", 4);
+    let Some((_rt, stream)) = new_stream("s3workers", 4) else { return };
     produce(&format!("kinesis://{stream}"), 3000, 33, "2025-03-02T00:00:00Z", "12h");
     let (mut w1, w2) = (spawn_worker(&stream, &b, "s1", &[]), spawn_worker(&stream, &b, "s2", &[]));
     std::thread::sleep(Duration::from_millis(2500));

@@ -751,11 +751,7 @@ impl<'a> Streamer<'a> {
     /// shard's index through it (see [`tag_source`]).
     async fn score_tagged(&self, raw: Vec<Vec<RecordBatch>>, scored_at: i64) -> Result<Vec<Vec<RecordBatch>>> {
         let n = raw.len();
-        let tagged: Vec<RecordBatch> = raw
-            .iter()
-            .enumerate()
-            .flat_map(|(i, bs)| bs.iter().map(move |b| tag_source(b, i)))
-            .collect::<Result<_>>()?;
+        let tagged = tag_all(&raw)?;
         if tagged.iter().all(|b| b.num_rows() == 0) {
             return Ok(vec![Vec::new(); n]);
         }
@@ -805,11 +801,7 @@ impl<'a> Streamer<'a> {
         let jc = self.jc;
         let spec = self.args.spec;
         let n = on_time.len();
-        let rows: Vec<RecordBatch> = on_time
-            .iter()
-            .enumerate()
-            .flat_map(|(i, bs)| bs.iter().map(move |b| tag_source(b, i)))
-            .collect::<Result<_>>()?;
+        let rows = tag_all(&on_time)?;
         let batch_partials = match rows.first().map(|b| b.schema()) {
             Some(schema) if rows.iter().any(|b| b.num_rows() > 0) => {
                 register_batches(jc, "scored_tweets", schema, vec![rows])?;
@@ -1130,6 +1122,11 @@ fn tag_source(b: &RecordBatch, index: usize) -> Result<RecordBatch> {
     let mut cols = b.columns().to_vec();
     cols[col] = Arc::new(tagged);
     RecordBatch::try_new(b.schema(), cols).map_err(|e| Error::arrow("tagging sources", e))
+}
+
+/// Every list's batches in one list, each batch tagged with its list's index.
+fn tag_all(lists: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> {
+    lists.iter().enumerate().flat_map(|(i, bs)| bs.iter().map(move |b| tag_source(b, i))).collect()
 }
 
 /// Splits tagged batches back into `n` lists by index, with the tag removed.
