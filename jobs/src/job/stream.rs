@@ -368,8 +368,8 @@ struct Streamer<'a> {
     foreign: ForeignLeases,
     /// The emitter document as last read, and its version.
     emitter: (EmitterDoc, Option<Version>),
-    /// Another emitter's lease as first seen: (owner, lease end, renewed since).
-    other_emitter: Option<(String, i64, bool)>,
+    /// Another worker's emitter lease, as seen across rounds (live: its end moves on).
+    other_emitter: ForeignLeases,
     taken_now: usize,
     report: StreamReport,
     latencies: Vec<u64>,
@@ -422,7 +422,7 @@ impl<'a> Streamer<'a> {
             held: BTreeMap::new(),
             foreign: ForeignLeases::default(),
             emitter: (EmitterDoc::default(), None),
-            other_emitter: None,
+            other_emitter: ForeignLeases::default(),
             taken_now: 0,
             latencies: Vec::new(),
         })
@@ -898,20 +898,18 @@ impl<'a> Streamer<'a> {
         let now = now_ms();
         let (doc, version) = self.emitter.clone();
         let me = self.leases.worker.clone();
-        match &doc.owner {
+        // another worker's live emitter lease: the same live-or-dead test as other workers' shard leases
+        let held_elsewhere = match &doc.owner {
             Some(o) if o != &me && doc.lease_until_ms >= now => {
-                let renewed = match &self.other_emitter {
-                    Some((owner, first, renewed)) if owner == o => *renewed || doc.lease_until_ms > *first,
-                    _ => false,
-                };
-                let first = match &self.other_emitter {
-                    Some((owner, first, _)) if owner == o => *first,
-                    _ => doc.lease_until_ms,
-                };
-                self.other_emitter = Some((o.clone(), first, renewed));
-                return Ok(if renewed { EmitRole::OtherLive } else { EmitRole::OtherUnknown });
+                HashMap::from([(EMITTER_DOC.to_string(), (o.clone(), doc.lease_until_ms))])
             }
-            _ => self.other_emitter = None,
+            _ => HashMap::new(),
+        };
+        let other = !held_elsewhere.is_empty();
+        self.other_emitter.note(held_elsewhere);
+        if other {
+            let live = !self.other_emitter.live().is_empty();
+            return Ok(if live { EmitRole::OtherLive } else { EmitRole::OtherUnknown });
         }
         let shard_states = self.shard_states().await?;
         let through = min_fence(&self.shards, &shard_states);
