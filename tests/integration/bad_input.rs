@@ -26,11 +26,6 @@ fn figure(out: &str, label: &str) -> usize {
     line[label.len()..].split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"))
 }
 
-/// `sentiflow sql --format csv` over a data root.
-fn sql_csv(data: &str, sql: &str) -> String {
-    ok(&["sql", "--data", data, "--format", "csv", "-c", sql])
-}
-
 fn count(data: &str, sql: &str) -> i64 {
     let csv = sql_csv(data, sql);
     csv.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("{csv}"))

@@ -29,15 +29,10 @@ fn sql_command_formats_and_files() {
     let d = tmp();
     let root = s(d.path());
     ok(&["run", "--out", &root]);
-    let csv = ok(&[
-        "sql",
-        "--data",
+    let csv = sql_csv(
         &root,
-        "--format",
-        "csv",
-        "-c",
         "SELECT count(*) AS n FROM windows; SELECT source, count(*) AS n FROM raw_tweets GROUP BY source ORDER BY n DESC LIMIT 1",
-    ]);
+    );
     assert_eq!(csv, "n\n288\nsource,n\ntwitter,2727\n");
     let json = ok(&[
         "sql",
@@ -60,8 +55,7 @@ fn sql_command_formats_and_files() {
     // any path is queryable directly
     let file = files_below(&d.path().join("windows"))[0].clone();
     let path = d.path().join("windows").join(file);
-    let out =
-        ok(&["sql", "--data", &root, "--format", "csv", "-c", &format!("SELECT count(*) AS n FROM '{}'", s(&path))]);
+    let out = sql_csv(&root, &format!("SELECT count(*) AS n FROM '{}'", s(&path)));
     assert_eq!(out, "n\n288\n");
 
     let (code, err) = fails(&["sql", "--data", &root, "-c", "SELECT nope FROM windows"]);

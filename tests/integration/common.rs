@@ -116,3 +116,8 @@ pub fn generate_into(to: &str, rows: u64, seed: u64, start: &str, span: Option<&
     }
     ok(&args)
 }
+
+/// `sentiflow sql --format csv` over a data root.
+pub fn sql_csv(data: &str, sql: &str) -> String {
+    ok(&["sql", "--data", data, "--format", "csv", "-c", sql])
+}

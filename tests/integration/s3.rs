@@ -22,15 +22,10 @@ fn run_score_and_sql_on_s3() {
     let Some(root) = s3_root("run") else { return };
     let out = ok(&["run", "--out", &root]);
     assert!(out.contains("aggregate  windows/                     288"), "{out}");
-    let csv = ok(&[
-        "sql",
-        "--data",
+    let csv = sql_csv(
         &root,
-        "--format",
-        "csv",
-        "-c",
         "SELECT count(*) AS n FROM scored_tweets; SELECT count(*) AS n FROM windows_by_source; SELECT count(DISTINCT hour) AS h FROM scored_tweets",
-    ]);
+    );
     assert_eq!(csv, "n\n5000\nn\n1075\nh\n24\n");
 
     // a glob over the Firehose layout on S3, into another root
@@ -41,10 +36,7 @@ fn run_score_and_sql_on_s3() {
     let d = tmp();
     ok(&["score", "--input", &format!("{}/2025/02/10/0*/*", sample_tweets()), "--out", &s(d.path())]);
     let q = "SELECT tweet_id, sentiment_score FROM scored_tweets ORDER BY tweet_id";
-    assert_eq!(
-        ok(&["sql", "--data", &other, "--format", "csv", "-c", q]),
-        ok(&["sql", "--data", &s(d.path()), "--format", "csv", "-c", q])
-    );
+    assert_eq!(sql_csv(&other, q), sql_csv(&s(d.path()), q));
 
     // the report reads S3 data and writes to S3
     let out =

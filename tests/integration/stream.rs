@@ -44,15 +44,7 @@ fn stream_cmd(stream: &str, root: &str, extra: &[&str]) -> Command {
 
 /// Every row of a table, rendered as CSV and sorted (independent of file layout).
 fn table_rows(root: &str, table: Table, cols: &str) -> Vec<String> {
-    let out = ok(&[
-        "sql",
-        "--data",
-        root,
-        "--format",
-        "csv",
-        "-c",
-        &format!("SELECT {cols} FROM {} ORDER BY 1, 2", table.sql_name()),
-    ]);
+    let out = sql_csv(root, &format!("SELECT {cols} FROM {} ORDER BY 1, 2", table.sql_name()));
     out.lines().skip(1).map(str::to_string).collect()
 }
 
@@ -124,20 +116,12 @@ fn stream_windows_are_exactly_once_through_crashes() {
     );
     let ws = "window_start, source, n, round(avg_score, 9), n_negative";
     assert_eq!(table_rows(&a, Table::WindowsBySource, ws), table_rows(&b, Table::WindowsBySource, ws));
-    let counts = ok(&[
-        "sql",
-        "--data",
-        &b,
-        "--format",
-        "csv",
-        "-c",
-        "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets",
-    ]);
+    let counts = sql_csv(&b, "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets");
     assert_eq!(counts, "n,d\n4000,4000\n", "scored rows once each");
 
     // compaction merges the micro-batch files without changing any query result
     let q = "SELECT tweet_id, sentiment_score, dt, hour FROM scored_tweets ORDER BY tweet_id";
-    let before = (ok(&["sql", "--data", &b, "--format", "csv", "-c", q]), table_rows(&b, Table::Windows, w));
+    let before = (sql_csv(&b, q), table_rows(&b, Table::Windows, w));
     let files = |t: &str| {
         files_below(&d.path().join("b").join(t))
             .iter()
@@ -152,7 +136,7 @@ fn stream_windows_are_exactly_once_through_crashes() {
         "one file per dt/hour partition: {out}: {scored_files} -> {}",
         files("scored")
     );
-    assert_eq!((ok(&["sql", "--data", &b, "--format", "csv", "-c", q]), table_rows(&b, Table::Windows, w)), before);
+    assert_eq!((sql_csv(&b, q), table_rows(&b, Table::Windows, w)), before);
     // an interrupted compaction (output written, inputs not yet deleted) is finished by the next run
     let part = d
         .path()
@@ -170,7 +154,7 @@ fn stream_windows_are_exactly_once_through_crashes() {
     let out = ok(&["compact", "--table", &format!("{b}/scored")]);
     assert!(out.contains("finished 1 interrupted compactions"), "{out}");
     assert!(!dup.exists());
-    assert_eq!(ok(&["sql", "--data", &b, "--format", "csv", "-c", q]), before.0);
+    assert_eq!(sql_csv(&b, q), before.0);
 }
 
 #[test]
@@ -323,7 +307,7 @@ fn caught_up_run(stream: &str, root: &str, extra: &[&str]) -> String {
 fn assert_same_results(a: &str, b: &str, rows: u64) -> Vec<String> {
     let counts = "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM scored_tweets";
     let want = format!("n,d\n{rows},{rows}\n");
-    assert_eq!(ok(&["sql", "--data", b, "--format", "csv", "-c", counts]), want, "scored rows once each");
+    assert_eq!(sql_csv(b, counts), want, "scored rows once each");
     let w =
         "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, n_positive";
     let (wa, wb) = (table_rows(a, Table::Windows, w), table_rows(b, Table::Windows, w));
@@ -422,10 +406,7 @@ fn workers_share_the_stream_through_stops_kills_and_a_split() {
     assert!(moved_at > 0);
     // the watermark is wider than any skew here: sharing the stream made no row late
     assert!(!d.path().join("b/late").exists(), "late rows in the shared run: {out_b}");
-    assert_eq!(
-        ok(&["sql", "--data", &b, "--format", "csv", "-c", "SELECT count(*) AS n FROM raw_tweets"]),
-        "n\n6000\n"
-    );
+    assert_eq!(sql_csv(&b, "SELECT count(*) AS n FROM raw_tweets"), "n\n6000\n");
     let wb = assert_same_results(&a, &b, 6000);
     let fired = table_rows(&b, Table::Alerts, "window_start, rule");
     let scored_windows = wb.iter().filter(|r| r.split(',').nth(2).is_some_and(|n| n != "0")).count();

@@ -248,7 +248,7 @@ fn golden_outputs_on_sample_data() {
     ];
     let bless = std::env::var_os("SENTIFLOW_BLESS").is_some();
     for (file, sql) in cases {
-        let got = ok(&["sql", "--data", &root, "--format", "csv", "-c", sql]);
+        let got = sql_csv(&root, sql);
         let path = repo().join("tests/golden").join(file);
         if bless {
             std::fs::write(&path, &got).unwrap();
