@@ -281,14 +281,39 @@ const WORKER_ARGS: [&str; 12] = [
     "3s",
 ];
 
+/// A worker in the background; its log is appended to [`worker_log`] (for a failing test's message).
 fn spawn_worker(stream: &str, root: &str, id: &str, extra: &[&str]) -> std::process::Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(worker_log(root, id)).unwrap();
     stream_cmd(stream, root, &WORKER_ARGS)
         .args(["--worker-id", id])
         .args(extra)
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// `<root>.<id>.log` beside a local root; for a bucket, in the temp directory.
+fn worker_log(root: &str, id: &str) -> String {
+    match root.contains("://") {
+        true => format!("{}/{}.{id}.log", std::env::temp_dir().display(), root.replace([':', '/'], "_")),
+        false => format!("{root}.{id}.log"),
+    }
+}
+
+/// The last 30 lines of a worker's log.
+fn log_tail(root: &str, id: &str) -> String {
+    let log = std::fs::read_to_string(worker_log(root, id)).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Panics with the worker's log when it exited (a worker only stops on a signal here).
+fn assert_running(root: &str, id: &str, child: &mut std::process::Child) {
+    if let Some(status) = child.try_wait().unwrap() {
+        panic!("worker {id} exited ({status}); the end of its log:\n{}", log_tail(root, id));
+    }
 }
 
 /// `generate` into the stream: `rows` tweets from `start` over `span`.
@@ -321,10 +346,41 @@ fn assert_same_results(a: &str, b: &str, rows: u64) -> Vec<String> {
     wb
 }
 
-fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+/// SIGSTOP at a moment the process holds no shard state's lock: on a local disk a
+/// stopped lock holder keeps that one shard from everyone (their writes to it
+/// are conflicts) until it runs again; the lock is held for a read and a rename.
+fn stop_outside_state_locks(pid: &str, shards_dir: &std::path::Path) {
+    loop {
+        assert!(Command::new("kill").args(["-STOP", pid]).status().unwrap().success());
+        let held = std::fs::read_dir(shards_dir).unwrap().flatten().any(|e| {
+            e.path().extension().is_some_and(|x| x == "lock")
+                && std::fs::File::open(e.path()).is_ok_and(|f| {
+                    let free = f.try_lock().is_ok();
+                    drop(f);
+                    !free
+                })
+        });
+        if !held {
+            return;
+        }
+        assert!(Command::new("kill").args(["-CONT", pid]).status().unwrap().success());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `done`; on timeout, panics with the shard states and the workers' logs.
+fn wait_for(what: &str, secs: u64, root: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !done() {
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        if Instant::now() >= deadline {
+            let streams = std::fs::read_dir(std::path::Path::new(root).join("_checkpoints/stream")).unwrap();
+            let shards: Vec<_> = streams.flatten().flat_map(|e| shard_states(&e.path().join("shards"))).collect();
+            let mut logs = String::new();
+            for id in ["w1", "w2"] {
+                logs += &format!("--- {id}:\n{}\n", log_tail(root, id));
+            }
+            panic!("{what}: not within {secs} s; shard states: {shards:#?}\n{logs}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -350,14 +406,16 @@ fn workers_share_the_stream_through_stops_kills_and_a_split() {
     let alerts = ["--alerts", &s(&rules)];
     let spawn = |id: &str| (id.to_string(), spawn_worker(&stream, &b, id, &alerts));
     let mut workers = vec![spawn("w1"), spawn("w2")];
-    wait_for("both workers hold shards", 60, || {
+    wait_for("both workers hold shards", 60, &b, || {
+        workers.iter_mut().for_each(|(id, c)| assert_running(&b, id, c));
         let owners = shard_owners(&shards_dir);
         owners.values().any(|o| o == "w1") && owners.values().any(|o| o == "w2")
     });
     // w2 stopped for longer than its lease: its shards move to w1, and it cannot commit when it wakes
     let w2 = workers[1].1.id().to_string();
-    assert!(Command::new("kill").args(["-STOP", &w2]).status().unwrap().success());
-    wait_for("w1 takes the stopped worker's shards", 60, || {
+    stop_outside_state_locks(&w2, &shards_dir);
+    wait_for("w1 takes the stopped worker's shards", 60, &b, || {
+        assert_running(&b, "w1", &mut workers[0].1);
         let owners = shard_owners(&shards_dir);
         owners.len() == 4 && owners.values().all(|o| o == "w1")
     });

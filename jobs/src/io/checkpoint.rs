@@ -30,6 +30,10 @@ use serde_json::{Value, json};
 use crate::io::store::Location;
 use crate::{Error, Result};
 
+/// How long a local state write waits for another process's lock before it
+/// counts as a conflict (the lock is held for a read and a rename).
+pub const LOCAL_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Crash injection for the exactly-once tests: `SENTIFLOW_TEST_CRASH=files:3`
 /// aborts the process (as kill -9 would) at the 3rd time it reaches the
 /// point named `files` (ingest: `intent`, `files`; stream: `stream_outputs`).
@@ -255,7 +259,11 @@ impl StateStore {
     }
 
     /// Local disk: an exclusive OS lock on `<name>.json.lock` (released if the
-    /// process dies) around read, compare and an atomic rename into place.
+    /// process dies) around read, compare and an atomic rename into place. The
+    /// new content is written and synced before the lock is taken, so the lock
+    /// is held for a read and a rename only; a holder that does not let go
+    /// within [`LOCAL_LOCK_WAIT`] (a stopped or frozen process) makes this
+    /// write a conflict, never a hang.
     async fn save_local(
         &self,
         name: &str,
@@ -270,33 +278,68 @@ impl StateStore {
             if let Some(d) = file.parent() {
                 std::fs::create_dir_all(d).map_err(io)?;
             }
-            let lock_path = file.with_extension("json.lock");
-            let lock =
-                std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
-            lock.lock().map_err(io)?;
-            let current = match std::fs::read(&file) {
-                Ok(b) => {
-                    let v: Value = serde_json::from_slice(&b).map_err(|e| this.bad(&name, format!("not JSON: {e}")))?;
-                    Some(v.get("rev").and_then(Value::as_u64).unwrap_or(0))
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(io(e)),
-            };
-            if current != prev.as_ref().map(|v| v.rev) {
-                return Ok(Err(Conflict));
-            }
-            let tmp = file.with_extension(format!("json.{}.tmp", std::process::id()));
+            static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+            let tmp = file.with_extension(format!("json.{}-{}.tmp", std::process::id(), TMP_SEQ.fetch_add(1, Relaxed)));
             std::fs::write(&tmp, &bytes).map_err(io)?;
             std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
-            std::fs::rename(&tmp, &file).map_err(io)?;
-            drop(lock);
-            Ok(Ok(Version { e_tag: None, rev }))
+            let outcome = this.swap_locked(&file, &name, &tmp, prev.map(|v| v.rev));
+            if !matches!(outcome, Ok(true)) {
+                std::fs::remove_file(&tmp).ok();
+            }
+            Ok(if outcome? { Ok(Version { e_tag: None, rev }) } else { Err(Conflict) })
         })
         .await
         .map_err(|e| Error::Checkpoint {
             location: self.dir.display.clone(),
             reason: format!("state writer failed: {e}"),
         })?
+    }
+
+    /// Under the lock of `file`: renames `tmp` onto it if its rev is still
+    /// `prev` (`None`: no file). False on a different rev or a lock not freed
+    /// within [`LOCAL_LOCK_WAIT`].
+    fn swap_locked(
+        &self,
+        file: &std::path::Path,
+        name: &str,
+        tmp: &std::path::Path,
+        prev: Option<u64>,
+    ) -> Result<bool> {
+        let io = |source: std::io::Error| Error::Io { path: file.display().to_string(), source };
+        let lock_path = file.with_extension("json.lock");
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io)?;
+        let since = std::time::Instant::now();
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < LOCAL_LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    tracing::warn!(
+                        lock = %lock_path.display(),
+                        waited_ms = since.elapsed().as_millis() as u64,
+                        "another process holds the state's lock (stopped or frozen?): taken as a conflict"
+                    );
+                    return Ok(false);
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
+        }
+        let current = match std::fs::read(file) {
+            Ok(b) => {
+                let v: Value = serde_json::from_slice(&b).map_err(|e| self.bad(name, format!("not JSON: {e}")))?;
+                Some(v.get("rev").and_then(Value::as_u64).unwrap_or(0))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(e)),
+        };
+        if current != prev {
+            return Ok(false);
+        }
+        std::fs::rename(tmp, file).map_err(io)?;
+        drop(lock);
+        Ok(true)
     }
 
     /// Every shard state below the directory (for reports and tests).
@@ -354,6 +397,17 @@ mod tests {
         let (_, v) = st.load("s1").await.unwrap().unwrap();
         assert_eq!(v, v2);
         assert_eq!(st.all().await.unwrap().len(), 1);
+        // a process that holds the lock and does not let go (stopped): a conflict after the wait, not a hang
+        let lock = std::fs::File::create(format!("{d}/s1.json.lock")).unwrap();
+        lock.lock().unwrap();
+        let t0 = std::time::Instant::now();
+        assert_eq!(st.save(&a, Some(&v2)).await.unwrap(), Err(Conflict), "lock held elsewhere");
+        assert!(t0.elapsed() >= LOCAL_LOCK_WAIT, "{:?}", t0.elapsed());
+        drop(lock);
+        let v3 = st.save(&a, Some(&v2)).await.unwrap().unwrap();
+        assert_eq!(st.load("s1").await.unwrap().unwrap().1, v3);
+        let left: Vec<_> = std::fs::read_dir(&d).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(left.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")), "no temp file left: {left:?}");
         std::fs::remove_dir_all(&d).ok();
     }
 
