@@ -47,13 +47,7 @@ const PLANNER_STACK_BYTES: usize = 512 << 20;
 const WORKER_STACK_BYTES: usize = 64 << 20;
 
 fn main() -> ExitCode {
-    // `sentiflow eval … | head`: a closed pipe ends the process quietly, as
-    // for other command-line tools, instead of a panic in println!
-    // SAFETY: called before any thread starts; SIG_DFL is a valid disposition.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    end_by_sigpipe_on_closed_stdout();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let main = std::thread::Builder::new().name("sentiflow".into()).stack_size(PLANNER_STACK_BYTES).spawn(move || {
@@ -70,6 +64,7 @@ fn main() -> ExitCode {
         };
         match runtime.block_on(dispatch(cli)) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.chain().any(is_broken_pipe) => end_by_sigpipe(),
             Err(e) => {
                 eprintln!("error: {}", one_line(&e));
                 ExitCode::from(2)
@@ -84,6 +79,59 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `sentiflow eval … | head`: a closed stdout ends the process by SIGPIPE,
+/// quietly, as for other command-line tools. SIGPIPE itself stays ignored (as
+/// Rust sets it): a peer that closes a socket (an executor killed, an S3 or
+/// Kinesis connection dropped) is an error to handle, never the end of the
+/// process. A write to stdout that fails so (println!'s panic, or an error
+/// returned) re-raises the signal with its default action.
+fn end_by_sigpipe_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let p = info.payload();
+        let msg = p.downcast_ref::<String>().map(String::as_str).or_else(|| p.downcast_ref::<&str>().copied());
+        if msg.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("Broken pipe")) {
+            end_by_sigpipe();
+        }
+        default(info)
+    }));
+}
+
+/// Standard output for writers that wrap I/O errors (CSV, JSON): a closed
+/// pipe ends the process as println! does ([`end_by_sigpipe_on_closed_stdout`]).
+pub(crate) struct Stdout<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Stdout<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).inspect_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                end_by_sigpipe()
+            }
+        })
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().inspect_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                end_by_sigpipe()
+            }
+        })
+    }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn end_by_sigpipe() -> ! {
+    // SAFETY: SIG_DFL is a valid disposition, and raise() only signals this process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(141)
 }
 
 /// The error chain as `{:#}` prints it, on one line: whitespace collapsed, and

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use datafusion::execution::SessionState;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use std::path::PathBuf;
@@ -31,6 +32,11 @@ pub fn default_model_dir() -> PathBuf {
     candidates.iter().find(|p| p.join("config.json").is_file()).cloned().unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL))
 }
 
+/// Attempts at a query on a cluster ([`JobContext::collect`]).
+pub const CLUSTER_ATTEMPTS: u32 = 3;
+/// Wait before the n-th retry: n times this (the scheduler notices a lost executor meanwhile).
+pub const CLUSTER_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Session settings.
 #[derive(Debug, Clone, Default)]
 pub struct ContextOptions {
@@ -41,29 +47,122 @@ pub struct ContextOptions {
 /// What every job gets: the session and the object stores behind it.
 #[derive(Clone)]
 pub struct JobContext {
+    /// Where the jobs' queries run: this process, or a Ballista cluster ([`JobContext::distributed`]).
     pub ctx: SessionContext,
     pub stores: Arc<StoreRegistry>,
+    /// A session in this process over the same stores: for tables held in
+    /// memory (a cluster cannot read them). The same session as `ctx` unless distributed.
+    local: SessionContext,
+    distributed: bool,
+}
+
+/// The session settings every role shares (client, scheduler, executor),
+/// applied on top of `config` (a Ballista client starts from Ballista's).
+pub fn configure(mut config: SessionConfig, opts: &ContextOptions) -> SessionConfig {
+    config = config.with_information_schema(true);
+    // DataFusion 55's leaf-expression pushdown rewrites
+    // `get_field(s, 'score'), get_field(s, 'label')` over `score_sentiment(text) AS s`
+    // into one score_sentiment() call per field: it ran the ONNX model three times
+    // per row in sql/score.sql (measured: 2,502 texts scored for 834 rows).
+    config.options_mut().optimizer.enable_leaf_expression_pushdown = false;
+    if opts.threads > 0 {
+        config = config.with_target_partitions(opts.threads);
+    }
+    config
+}
+
+/// The runtime every role shares: object stores built on demand from URLs
+/// (local paths, s3:// with the AWS settings of the environment).
+pub fn runtime(stores: Arc<StoreRegistry>) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    RuntimeEnvBuilder::new()
+        .with_object_store_registry(stores)
+        .build_arc()
+        .map_err(|source| Error::Sql { name: "session".into(), source })
+}
+
+/// One function builds the session for every role: sentiflow's settings on
+/// `config`, its object stores, and the scoring UDFs bound to `scorer`
+/// (the lexicon when `None`, as every job starts).
+pub fn session_state(
+    config: SessionConfig,
+    stores: Arc<StoreRegistry>,
+    scorer: Option<&JobScorer>,
+) -> Result<SessionState> {
+    Ok(session(config, stores, scorer)?.state())
+}
+
+/// [`session_state`] as a session of this process.
+fn session(config: SessionConfig, stores: Arc<StoreRegistry>, scorer: Option<&JobScorer>) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_config_rt(config, runtime(stores)?).enable_url_table();
+    register_scorer_udfs(&ctx, Arc::new(LexiconScorer::new()), false);
+    if let Some(s) = scorer {
+        select(&ctx, s);
+    }
+    Ok(ctx)
+}
+
+fn select(ctx: &SessionContext, scorer: &JobScorer) {
+    match scorer {
+        JobScorer::Local(s) => register_scorer_udfs(ctx, s.clone(), true),
+        JobScorer::Llm(l) => crate::llm::udf::register_llm_udfs(ctx, l.clone()),
+    }
+    ctx.register_udf(sentiflow_udfs::ScorerIdUdf::udf(scorer.id()));
 }
 
 impl JobContext {
     pub fn new(opts: ContextOptions) -> Result<Self> {
         let stores = Arc::new(StoreRegistry::default());
-        let runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(stores.clone())
-            .build_arc()
-            .map_err(|source| Error::Sql { name: "session".into(), source })?;
-        let mut config = SessionConfig::new().with_information_schema(true);
-        // DataFusion 55's leaf-expression pushdown rewrites
-        // `get_field(s, 'score'), get_field(s, 'label')` over `score_sentiment(text) AS s`
-        // into one score_sentiment() call per field: it ran the ONNX model three times
-        // per row in sql/score.sql (measured: 2,502 texts scored for 834 rows).
-        config.options_mut().optimizer.enable_leaf_expression_pushdown = false;
-        if opts.threads > 0 {
-            config = config.with_target_partitions(opts.threads);
+        let ctx = session(configure(SessionConfig::new(), &opts), stores.clone(), None)?;
+        Ok(Self { local: ctx.clone(), ctx, stores, distributed: false })
+    }
+
+    /// Jobs whose queries run on a cluster: `ctx` is a client session of it
+    /// (built from [`session_state`] over these stores); tables held in memory
+    /// stay in this process's session.
+    pub fn distributed(&self, ctx: SessionContext) -> Self {
+        Self { ctx, stores: self.stores.clone(), local: self.local.clone(), distributed: true }
+    }
+
+    /// Whether the queries run on a cluster (tables must then be files every executor can read).
+    pub fn is_distributed(&self) -> bool {
+        self.distributed
+    }
+
+    /// The same stores with queries in this process: for small tables held in memory.
+    pub fn local(&self) -> Self {
+        Self { ctx: self.local.clone(), stores: self.stores.clone(), local: self.local.clone(), distributed: false }
+    }
+
+    /// Runs `sql/<name>.sql` to completion. On a cluster an attempt that
+    /// fails while running (an executor lost mid-job, its shuffle or result
+    /// files gone with it) is run again, up to [`CLUSTER_ATTEMPTS`] times: the
+    /// queries only read, and a job writes nothing before this returns.
+    pub async fn collect(
+        &self,
+        name: &str,
+        params: Vec<(&str, datafusion::common::ScalarValue)>,
+    ) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+        let mut attempt = 1;
+        loop {
+            let df = crate::sql::query(&self.ctx, name, params.clone()).await?;
+            match df.collect().await {
+                Ok(b) => return Ok(b),
+                Err(e) if self.distributed && attempt < CLUSTER_ATTEMPTS => {
+                    let wait = CLUSTER_RETRY_WAIT * attempt;
+                    tracing::warn!(query = name, attempt, error = %e, wait_s = wait.as_secs(), "cluster query failed: running it again");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) if self.distributed => {
+                    return Err(Error::Cluster {
+                        query: format!("sql/{name}.sql"),
+                        attempts: attempt,
+                        reason: crate::error::chain(&Error::query(e)),
+                    });
+                }
+                Err(e) => return Err(Error::query(e)),
+            }
         }
-        let ctx = SessionContext::new_with_config_rt(config, runtime).enable_url_table();
-        register_scorer_udfs(&ctx, Arc::new(LexiconScorer::new()), false);
-        Ok(Self { ctx, stores })
     }
 
     /// Whether a location holds any (visible) file.
@@ -75,9 +174,9 @@ impl JobContext {
     /// Binds `sentiment()`, `sentiment_label()`, `sentiment_probs()` and
     /// `score_sentiment()` to the scorer a job selected.
     pub fn select_scorer(&self, scorer: &JobScorer) {
-        match scorer {
-            JobScorer::Local(s) => register_scorer_udfs(&self.ctx, s.clone(), true),
-            JobScorer::Llm(l) => crate::llm::udf::register_llm_udfs(&self.ctx, l.clone()),
+        select(&self.ctx, scorer);
+        if self.distributed {
+            select(&self.local, scorer);
         }
     }
 }

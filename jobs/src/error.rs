@@ -95,6 +95,11 @@ pub enum Error {
 
     /// A broken promise inside sentiflow (a query without an expected column):
     /// a bug to report, not bad input.
+    #[error(
+        "{query} failed on the cluster {attempts} times: {reason}; nothing of it was written: \
+         check the executors (their logs) and run the job again (outputs are replaced, not duplicated)"
+    )]
+    Cluster { query: String, attempts: u32, reason: String },
     #[error("internal error: {0} (a bug in sentiflow; please report it)")]
     Internal(String),
 

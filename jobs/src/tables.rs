@@ -18,12 +18,26 @@ use crate::{Error, Result};
 /// columns) under `name`. The schema comes from the schema module, so an
 /// empty or missing directory is an empty table, not an error.
 pub fn register_parquet_table(jc: &JobContext, name: &str, table: Table, loc: &Location) -> Result<()> {
+    let keys = table.partition_keys().iter().map(|k| k.to_string()).collect();
+    register_parquet_files(jc, name, table.schema(), keys, loc)
+}
+
+/// Registers the Parquet files below `loc` (Hive partitions `keys` as string
+/// columns, after `schema`'s) as a listing table: a table every executor of
+/// a cluster can read, where a table in memory is not.
+pub fn register_parquet_files(
+    jc: &JobContext,
+    name: &str,
+    schema: SchemaRef,
+    keys: Vec<String>,
+    loc: &Location,
+) -> Result<()> {
     let url =
         ListingTableUrl::parse(loc.dir_url()).map_err(|source| Error::Sql { name: format!("table {name}"), source })?;
     let opts = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
-        .with_table_partition_cols(table.partition_keys().iter().map(|k| (k.to_string(), DataType::Utf8)).collect());
-    let config = ListingTableConfig::new(url).with_listing_options(opts).with_schema(table.schema());
+        .with_table_partition_cols(keys.into_iter().map(|k| (k, DataType::Utf8)).collect());
+    let config = ListingTableConfig::new(url).with_listing_options(opts).with_schema(schema);
     let provider =
         ListingTable::try_new(config).map_err(|source| Error::Sql { name: format!("table {name}"), source })?;
     let _ = jc.ctx.deregister_table(name);
@@ -40,6 +54,9 @@ pub struct RawTable {
     /// Records (and files) that failed validation; in the `<name>_rejected` table.
     pub rejected: usize,
     pub first_reject: Option<crate::io::read::Reject>,
+    /// NDJSON/CSV on a cluster: not registered (validation runs in this
+    /// process, and a cluster cannot read a table held in memory).
+    pub not_on_cluster: bool,
 }
 
 /// Registers raw tweets: a Parquet layout as a listing table; NDJSON/CSV
@@ -53,6 +70,10 @@ pub async fn register_raw_table(jc: &JobContext, name: &str, loc: &Location) -> 
     let mut out = RawTable { files: files.len(), ..Default::default() };
     if !files.is_empty() && files.iter().all(|f| f.location.as_ref().ends_with(".parquet")) {
         register_parquet_table(jc, name, Table::Raw, loc)?;
+        return Ok(out);
+    }
+    if jc.is_distributed() {
+        out.not_on_cluster = true;
         return Ok(out);
     }
     let mut batches = Vec::new();

@@ -30,12 +30,15 @@ pub(crate) struct AggregateCli {
     /// Recompute windows before this time (widened to the UTC day).
     #[arg(long, value_parser = parse_time)]
     to: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    cluster: super::cluster::ClusterArg,
 }
 
 pub(crate) async fn run(jc: &JobContext, a: AggregateCli) -> Result<()> {
     let out = Location::parse(&a.out)?;
     let input = a.input.unwrap_or_else(|| out.child(Table::Scored.dir()).display);
     let spec = WindowSpec::new(a.window.window, a.window.slide)?;
+    let jc = &a.cluster.context(jc, None).await?;
     let r = aggregate::run(jc, AggregateArgs { input, out: a.out, spec, from: a.from, to: a.to }).await?;
     println!(
         "{} windows and {} (window, source) rows of {} sliding every {} in {} partitions{}",

@@ -4,6 +4,7 @@
 
 pub(crate) mod aggregate;
 pub(crate) mod bench;
+pub(crate) mod cluster;
 pub(crate) mod compact;
 pub(crate) mod compare;
 pub(crate) mod eval;
@@ -54,6 +55,9 @@ pub(crate) enum Command {
     Bench(bench::BenchCli),
     /// Print the table schemas for Glue/Terraform (--glue-json) or Athena (--athena-ddl).
     Schema(schema::SchemaCli),
+    /// A Ballista scheduler or executor for `--cluster` (score, aggregate, sql).
+    #[cfg(feature = "cluster")]
+    Cluster(cluster::ClusterCli),
 }
 
 /// Runs one command.
@@ -68,13 +72,17 @@ pub(crate) async fn dispatch(jc: &JobContext, cmd: Command) -> Result<()> {
         Command::Run(a) => run::run(jc, a).await,
         Command::Report(a) => report::run(jc, a).await,
         Command::Sql(a) => {
-            jc.select_scorer(&a.scorer.build(jc, None).await?);
+            let scorer = a.scorer.build(jc, None).await?;
+            let jc = &a.cluster.context(jc, Some(&scorer)).await?;
+            jc.select_scorer(&scorer);
             sql::run(jc, a).await
         }
         Command::Eval(a) => eval::run(jc, a).await,
         Command::Compare(a) => compare::run(jc, a).await,
         Command::Bench(a) => bench::run(jc, a).await,
         Command::Schema(a) => schema::run(a),
+        #[cfg(feature = "cluster")]
+        Command::Cluster(a) => cluster::run(jc, a).await,
     }
 }
 

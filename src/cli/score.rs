@@ -30,6 +30,8 @@ pub(crate) struct ScoreCli {
     max_text_bytes: usize,
     #[command(flatten)]
     scorer: ScorerArgs,
+    #[command(flatten)]
+    cluster: super::cluster::ClusterArg,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -41,9 +43,11 @@ pub(crate) enum InFormat {
 
 pub(crate) async fn run(jc: &JobContext, s: ScoreCli) -> Result<()> {
     let out = Location::parse(&s.out)?;
+    let scorer = s.scorer.build(jc, Some(&s.out)).await?;
+    let jc = &s.cluster.context(jc, Some(&scorer)).await?;
     let r = score::run(
         jc,
-        s.scorer.build(jc, Some(&s.out)).await?,
+        scorer,
         ScoreArgs {
             input: s.input,
             output: out.child(Table::Scored.dir()).display,

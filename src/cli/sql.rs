@@ -32,6 +32,8 @@ pub struct SqlCli {
     /// The scorer behind sentiment(), sentiment_label(), sentiment_probs(), score_sentiment().
     #[command(flatten)]
     pub scorer: super::scorer::ScorerArgs,
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterArg,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -54,6 +56,14 @@ async fn register_all(jc: &JobContext, root: &Location) -> Result<Vec<(String, u
         match t {
             Table::Raw => {
                 let raw = register_raw_table(jc, t.sql_name(), &loc).await?;
+                if raw.not_on_cluster {
+                    eprintln!(
+                        "note: {} is not available with --cluster: its NDJSON/CSV files are validated in this process, \
+                         and a cluster reads only files (score them, or query it without --cluster)",
+                        t.sql_name()
+                    );
+                    continue;
+                }
                 if let Some(r) = &raw.first_reject {
                     let name = format!("{}_rejected", t.sql_name());
                     eprintln!(
@@ -161,7 +171,7 @@ impl Session<'_> {
         };
         let batches = df.collect().await.with_context(|| format!("query failed: {}", short_sql(sql)))?;
         let stdout = std::io::stdout();
-        print(&batches, self.format, &mut stdout.lock())
+        print(&batches, self.format, &mut crate::Stdout(stdout.lock()))
     }
 }
 

@@ -3,6 +3,8 @@
 
 mod bad_input;
 mod cli;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod common;
 mod infra;
 mod kinesis;

@@ -17,7 +17,9 @@ mod udf;
 
 pub use lexicon::LexiconScorer;
 pub use onnx::{Device, OnnxOptions, OnnxScorer, OnnxStats};
-pub use udf::{ScoreColumn, ScoreResults, ScorerUdf, register_scorer_udfs, score_struct_type};
+pub use udf::{
+    SCORER_ID_UDF, ScoreColumn, ScoreResults, ScorerIdUdf, ScorerUdf, register_scorer_udfs, score_struct_type,
+};
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -330,3 +330,40 @@ mod tests {
         assert!(label.is_null(0) && label.value(1) == "positive" && label.is_null(2));
     }
 }
+
+/// `sentiflow_scorer()`: the id of the scorer this process bound the UDFs to.
+/// Volatile, so a cluster evaluates it on an executor, not while planning:
+/// a client checks with it that the executors run the scorer it names.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ScorerIdUdf {
+    id: String,
+    signature: Signature,
+}
+
+/// Name of [`ScorerIdUdf`].
+pub const SCORER_ID_UDF: &str = "sentiflow_scorer";
+
+impl ScorerIdUdf {
+    pub fn udf(id: impl Into<String>) -> ScalarUDF {
+        ScalarUDF::new_from_impl(Self { id: id.into(), signature: Signature::nullary(Volatility::Volatile) })
+    }
+}
+
+impl ScalarUDFImpl for ScorerIdUdf {
+    fn name(&self) -> &str {
+        SCORER_ID_UDF
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let mut b = StringBuilder::new();
+        for _ in 0..args.number_rows {
+            b.append_value(&self.id);
+        }
+        Ok(ColumnarValue::Array(Arc::new(b.finish())))
+    }
+}

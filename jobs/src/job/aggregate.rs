@@ -163,9 +163,11 @@ pub async fn compute_and_write(
     let store = jc.stores.store(&out.store_url)?;
     // one run at a time replaces windows/ and windows_by_source/ under this root
     let lock = crate::io::lock::OutputLock::acquire(store.clone(), out, "aggregate").await?;
-    let partials = sql::query(&jc.ctx, "window_source_aggs", params).await?;
-    let schema = Arc::new(partials.schema().as_arrow().clone());
-    let batches = partials.collect().await.map_err(Error::query)?;
+    let schema = Arc::new(sql::query(&jc.ctx, "window_source_aggs", params.clone()).await?.schema().as_arrow().clone());
+    let batches = jc.collect("window_source_aggs", params).await?;
+    // the partials are small (one row per window pane and source): the windows are shaped here,
+    // in this process, even when the scan above ran on a cluster
+    let jc = &jc.local();
     register_batches(jc, "window_source_aggs", schema, vec![batches])?;
 
     let mut report = AggregateReport { replaced: range, ..Default::default() };

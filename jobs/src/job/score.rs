@@ -18,7 +18,7 @@ use crate::io::store::{Location, delete_if_exists, fetch, list_inputs, stable_ha
 use crate::io::write::{PartitionedWriter, null_count, write_file};
 use crate::progress::Progress;
 use crate::schema::Table;
-use crate::{Error, Result, sql};
+use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct ScoreArgs {
@@ -114,6 +114,11 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
         tracing::info!(files = n, "removed staged files of crashed runs");
     }
     let mut previous = PreviousOutputs::list(out_store.as_ref(), &output).await?;
+    // on a cluster, each file's validated rows are staged as Parquet for the executors to read
+    let staging = output.parent().child(CLUSTER_STAGING).child(&format!("score-{scored_at}-{}", std::process::id()));
+    if jc.is_distributed() {
+        clean_cluster_staging(jc, &output.parent()).await;
+    }
     let opts = ReadOptions { format: args.format, max_text_bytes: args.max_text_bytes };
     let progress = Progress::files("score", report.files as u64);
     let dead = DeadLetters { store: rej_store.as_ref(), loc: &rejected, at: scored_at };
@@ -154,17 +159,22 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
         let mut written = Vec::new();
         if parsed.rows > 0 {
             let parts = spread(parsed.batches, jc.ctx.state().config().target_partitions());
-            crate::tables::register_batches(jc, "raw_tweets", Table::Raw.schema(), parts)?;
-            let df = sql::query(
-                &jc.ctx,
-                "score",
-                vec![
-                    ("scorer", ScalarValue::Utf8(Some(scorer.id().to_string()))),
-                    ("scored_at", ScalarValue::TimestampMicrosecond(Some(scored_at), Some("UTC".into()))),
-                ],
-            )
-            .await?;
-            let batches = df.collect().await.map_err(Error::query)?;
+            let staged = match jc.is_distributed() {
+                true => Some(stage(jc, &staging.child(name.trim_end_matches(".parquet")), parts).await?),
+                false => {
+                    crate::tables::register_batches(jc, "raw_tweets", Table::Raw.schema(), parts)?;
+                    None
+                }
+            };
+            let params = vec![
+                ("scorer", ScalarValue::Utf8(Some(scorer.id().to_string()))),
+                ("scored_at", ScalarValue::TimestampMicrosecond(Some(scored_at), Some("UTC".into()))),
+            ];
+            let batches = jc.collect("score", params).await;
+            if let Some(dir) = &staged {
+                remove_staged(jc, dir).await;
+            }
+            let batches = batches?;
             let mut writer = PartitionedWriter::new(out_store.clone(), output.clone(), Table::Scored, name.clone());
             for b in &batches {
                 let unscorable = null_count(b, "sentiment_score");
@@ -184,6 +194,9 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
         progress.inc(1);
     }
     progress.finish(report.files as u64);
+    if jc.is_distributed() {
+        remove_staged(jc, &staging).await;
+    }
     report.stale_files_removed += previous.remove_orphans(out_store.as_ref(), &output).await?;
     let _ = jc.ctx.deregister_table("raw_tweets");
     if !report.extra_fields.is_empty() {
@@ -200,6 +213,52 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
     );
     report.llm = scorer.llm_summary();
     Ok(report)
+}
+
+/// Hidden directory below the data root where `score --cluster` stages each
+/// input file's validated rows (removed once the file is scored).
+pub const CLUSTER_STAGING: &str = "_cluster_staging";
+
+/// Writes a file's validated rows below `dir`, one Parquet file per slice
+/// (so the cluster reads them as that many tasks), and registers them as
+/// table `raw_tweets`; returns `dir`.
+async fn stage(jc: &JobContext, dir: &Location, parts: Vec<Vec<RecordBatch>>) -> Result<Location> {
+    let store = jc.stores.store(&dir.store_url)?;
+    let schema = Table::Raw.schema();
+    for (k, part) in parts.iter().enumerate() {
+        let batch = datafusion::arrow::compute::concat_batches(&schema, part)
+            .map_err(|e| Error::arrow("staging rows for the cluster", e))?;
+        write_file(store.as_ref(), dir, &dir.path.clone().join(format!("part-{k:05}.parquet")), &batch).await?;
+    }
+    crate::tables::register_parquet_files(jc, "raw_tweets", schema, Vec::new(), dir)?;
+    Ok(dir.clone())
+}
+
+/// Removes a staged directory (a leftover is hidden from every table, and
+/// removed by a later run once an hour old).
+async fn remove_staged(jc: &JobContext, dir: &Location) {
+    if !dir.is_s3() {
+        let _ = std::fs::remove_dir_all(format!("/{}", dir.path));
+        return;
+    }
+    let Ok(store) = jc.stores.store(&dir.store_url) else { return };
+    if let Ok(files) = crate::io::store::list_below(store.as_ref(), dir, &dir.path).await {
+        for f in files {
+            let _ = delete_if_exists(store.as_ref(), dir, &f.location).await;
+        }
+    }
+}
+
+/// Staged files of runs that died (over an hour old).
+async fn clean_cluster_staging(jc: &JobContext, root: &Location) {
+    let dir = root.child(CLUSTER_STAGING);
+    let Ok(store) = jc.stores.store(&dir.store_url) else { return };
+    let cutoff = chrono::Utc::now() - chrono::Duration::hours(1);
+    if let Ok(files) = crate::io::store::list_below(store.as_ref(), &dir, &dir.path).await {
+        for f in files.into_iter().filter(|f| f.last_modified < cutoff) {
+            let _ = delete_if_exists(store.as_ref(), &dir, &f.location).await;
+        }
+    }
 }
 
 /// The output's own table directories that lie under the input location.
