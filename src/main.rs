@@ -30,7 +30,14 @@ fn init_tracing(verbose: u8) {
         _ => "info,sentiflow=debug,sentiflow_jobs=debug,sentiflow_udfs=debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // colours only on a terminal: a log file or a pipe gets plain text
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {

@@ -129,7 +129,10 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
         report.files_rejected += 1;
         progress.inc(1);
     }
+    // where the time goes: reading and validating, staging (cluster), the scoring query, writing
+    let mut phases = Phases::default();
     for meta in &files {
+        let t0 = std::time::Instant::now();
         let url = input.url_of(&meta.location);
         let name = output_name(&url);
         let parsed = match fetch(in_store.as_ref(), &input, &meta.location).await {
@@ -155,9 +158,11 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
             tracing::warn!(file = %r.file, line = ?r.line, reason = %r.reason, "rejected record");
         }
         dead.write(&name, &parsed.rejects).await?;
+        phases.read += t0.elapsed();
 
         let mut written = Vec::new();
         if parsed.rows > 0 {
+            let t0 = std::time::Instant::now();
             let parts = spread(parsed.batches, jc.ctx.state().config().target_partitions());
             let staged = match jc.is_distributed() {
                 true => Some(stage(jc, &staging.child(name.trim_end_matches(".parquet")), parts).await?),
@@ -170,7 +175,11 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
                 ("scorer", ScalarValue::Utf8(Some(scorer.id().to_string()))),
                 ("scored_at", ScalarValue::TimestampMicrosecond(Some(scored_at), Some("UTC".into()))),
             ];
+            phases.stage += t0.elapsed();
+            let t0 = std::time::Instant::now();
             let batches = jc.collect("score", params).await;
+            phases.query += t0.elapsed();
+            let t0 = std::time::Instant::now();
             if let Some(dir) = &staged {
                 remove_staged(jc, dir).await;
             }
@@ -188,6 +197,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
                 report.output_files += 1;
                 written.push(f.path);
             }
+            phases.write += t0.elapsed();
         }
         // this input's files of earlier runs in partitions it no longer reaches
         report.stale_files_removed += previous.remove_stale(out_store.as_ref(), &output, &name, &written).await?;
@@ -209,10 +219,27 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
         other_language = report.rows_other_language,
         rejected = report.rows_rejected,
         files_rejected = report.files_rejected,
+        read_s = phases.read.as_secs_f64(),
+        stage_s = phases.stage.as_secs_f64(),
+        query_s = phases.query.as_secs_f64(),
+        write_s = phases.write.as_secs_f64(),
         "scored tweets"
     );
     report.llm = scorer.llm_summary();
     Ok(report)
+}
+
+/// Time spent per phase of `score`, over all files (logged at the end).
+#[derive(Default)]
+struct Phases {
+    /// Fetching, parsing and validating, dead letters.
+    read: std::time::Duration,
+    /// Slicing, and on a cluster writing the staged Parquet.
+    stage: std::time::Duration,
+    /// The scoring query to its last row (on a cluster: submission, tasks, fetching results).
+    query: std::time::Duration,
+    /// Writing the scored Parquet, removing staged files.
+    write: std::time::Duration,
 }
 
 /// Hidden directory below the data root where `score --cluster` stages each
