@@ -10,14 +10,16 @@ locals {
     # drain the stream into raw Parquet, exactly once, and stop (`sentiflow ingest --until-caught-up`)
     ingest = ["ingest", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--to", "${local.roots.raw}/raw/", "--until-caught-up"]
     # score last hour's Firehose delivery (Firehose buffers up to 5 minutes; the schedule runs at :20)
-    score = ["score", "--scorer", var.scorer, "--input", "${local.roots.raw}/firehose/tweets/${local.last_hour}/", "--out", local.roots.scored]
+    # (with var.ballista_cluster, score and aggregate run their queries on the Ballista cluster: ballista.tf)
+    score = concat(["score", "--scorer", var.scorer, "--input", "${local.roots.raw}/firehose/tweets/${local.last_hour}/", "--out", local.roots.scored], local.on_cluster)
     # recompute the windows of last hour's UTC day (aggregate replaces whole days)
-    aggregate = ["aggregate", "--input", "${local.roots.scored}/scored", "--out", local.roots.aggregates, "--window", var.window, "--from", "{now-1h}", "--to", "{now-1h+1d}"]
+    aggregate = concat(["aggregate", "--input", "${local.roots.scored}/scored", "--out", local.roots.aggregates, "--window", var.window, "--from", "{now-1h}", "--to", "{now-1h+1d}"], local.on_cluster)
     # always-on micro-batch streaming (`sentiflow stream`): raw/, scored/, late/, windows/, windows_by_source/, alerts/ under the aggregates root
     stream = ["stream", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--scorer", var.scorer, "--window", var.window, "--to", local.roots.aggregates]
   }
 
-  scheduled = { for k, v in var.schedules : k => v if v != "" }
+  scheduled  = { for k, v in var.schedules : k => v if v != "" }
+  on_cluster = var.ballista_cluster ? ["--cluster", "df://${local.ballista_scheduler}"] : []
 }
 
 resource "aws_ecs_cluster" "sentiflow" {

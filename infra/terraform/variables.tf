@@ -152,3 +152,31 @@ variable "quicksight_principal_arn" {
   type        = string
   default     = ""
 }
+
+variable "ballista_cluster" {
+  description = "Run an Apache DataFusion Ballista cluster (scheduler + executors on Fargate) and send the scheduled score and aggregate jobs' queries to it. Off: the jobs run in one task."
+  type        = bool
+  default     = false
+}
+
+variable "ballista_executors" {
+  description = "Executor tasks of the Ballista cluster."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.ballista_executors >= 1 && var.ballista_executors <= 64
+    error_message = "ballista_executors must be between 1 and 64."
+  }
+}
+
+variable "ballista_task_size" {
+  description = "Fargate CPU units and memory (MiB) of the Ballista scheduler and of each executor (which loads the model once)."
+  type = map(object({
+    cpu    = number
+    memory = number
+  }))
+  default = {
+    scheduler = { cpu = 512, memory = 1024 }
+    executor  = { cpu = 2048, memory = 4096 }
+  }
+}

@@ -85,7 +85,8 @@ mod roles {
             /// gRPC port (task control).
             #[arg(long, default_value_t = 50052)]
             grpc_port: u16,
-            /// The host the scheduler and other executors reach this one at (default: --bind's).
+            /// The host the scheduler and other executors reach this one at (default: --bind's
+            /// address, or the one the scheduler sees when bound to 0.0.0.0).
             #[arg(long)]
             external_host: Option<String>,
             /// Tasks at a time (default: all cores).
@@ -125,7 +126,8 @@ mod roles {
                     0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                     n => n,
                 };
-                let external_host = external_host.or_else(|| Some(bind.ip().to_string()));
+                // bound to every interface (a container): the scheduler takes the address it sees
+                let external_host = external_host.or_else(|| (!bind.ip().is_unspecified()).then(|| bind.ip().to_string()));
                 let opts = ExecutorOptions {
                     scheduler,
                     bind,
