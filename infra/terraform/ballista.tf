@@ -140,14 +140,9 @@ resource "aws_ecs_task_definition" "ballista" {
     name = "tmp"
   }
 
-  container_definitions = jsonencode([{
-    name                   = each.key
-    image                  = local.image
-    essential              = true
-    command                = each.value
-    user                   = "10001"
-    readonlyRootFilesystem = true
-    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+  container_definitions = jsonencode([merge(local.container, {
+    name         = each.key
+    command      = each.value
     portMappings = [for name, port in local.ballista_ports : { containerPort = port, protocol = "tcp" } if each.key == "executor" ? name != "scheduler" : name == "scheduler"]
     environment = [
       { name = "AWS_REGION", value = var.region },
@@ -162,7 +157,7 @@ resource "aws_ecs_task_definition" "ballista" {
         awslogs-stream-prefix = each.key
       }
     }
-  }])
+  })])
 }
 
 resource "aws_ecs_service" "ballista" {

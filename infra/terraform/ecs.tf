@@ -19,6 +19,16 @@ locals {
   }
 
   scheduled  = { for k, v in var.schedules : k => v if v != "" }
+
+  # what every container (jobs and the Ballista roles) shares: the image, non-root, a read-only
+  # root filesystem with /tmp as the one writable volume
+  container = {
+    image                  = local.image
+    essential              = true
+    user                   = "10001"
+    readonlyRootFilesystem = true
+    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+  }
   on_cluster = var.ballista_cluster ? ["--cluster", "df://${local.ballista_scheduler}"] : []
 }
 
@@ -63,14 +73,9 @@ resource "aws_ecs_task_definition" "job" {
     name = "tmp"
   }
 
-  container_definitions = jsonencode([{
-    name                   = each.key
-    image                  = local.image
-    essential              = true
-    command                = each.value
-    user                   = "10001"
-    readonlyRootFilesystem = true
-    mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+  container_definitions = jsonencode([merge(local.container, {
+    name    = each.key
+    command = each.value
     environment = [
       { name = "AWS_REGION", value = var.region },
       { name = "SENTIFLOW_LLM_BASE_URL", value = var.openai_base_url },
@@ -87,7 +92,7 @@ resource "aws_ecs_task_definition" "job" {
         awslogs-stream-prefix = each.key
       }
     }
-  }])
+  })])
 }
 
 resource "aws_ecs_service" "stream" {
