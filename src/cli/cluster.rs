@@ -127,7 +127,8 @@ mod roles {
                     n => n,
                 };
                 // bound to every interface (a container): the scheduler takes the address it sees
-                let external_host = external_host.or_else(|| (!bind.ip().is_unspecified()).then(|| bind.ip().to_string()));
+                let external_host =
+                    external_host.or_else(|| (!bind.ip().is_unspecified()).then(|| bind.ip().to_string()));
                 let opts = ExecutorOptions {
                     scheduler,
                     bind,
