@@ -142,23 +142,34 @@ impl JobContext {
         name: &str,
         params: Vec<(&str, datafusion::common::ScalarValue)>,
     ) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+        let what = format!("sql/{name}.sql");
+        self.collect_retrying(&what, CLUSTER_RETRY_WAIT, || crate::sql::query(&self.ctx, name, params.clone())).await
+    }
+
+    /// [`JobContext::collect`] of the query `plan` builds; `wait` × the attempt before each retry.
+    async fn collect_retrying<F, Fut>(
+        &self,
+        what: &str,
+        wait: std::time::Duration,
+        plan: F,
+    ) -> Result<Vec<datafusion::arrow::array::RecordBatch>>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<datafusion::dataframe::DataFrame>>,
+    {
         let mut attempt = 1;
         loop {
-            let df = crate::sql::query(&self.ctx, name, params.clone()).await?;
-            match df.collect().await {
+            match plan().await?.collect().await {
                 Ok(b) => return Ok(b),
                 Err(e) if self.distributed && attempt < CLUSTER_ATTEMPTS => {
-                    let wait = CLUSTER_RETRY_WAIT * attempt;
-                    tracing::warn!(query = name, attempt, error = %e, wait_s = wait.as_secs(), "cluster query failed: running it again");
+                    let wait = wait * attempt;
+                    tracing::warn!(query = what, attempt, error = %e, wait_s = wait.as_secs_f64(), "cluster query failed: running it again");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 Err(e) if self.distributed => {
-                    return Err(Error::Cluster {
-                        query: format!("sql/{name}.sql"),
-                        attempts: attempt,
-                        reason: crate::error::chain(&Error::query(e)),
-                    });
+                    let reason = crate::error::chain(&Error::query(e));
+                    return Err(Error::Cluster { query: what.to_string(), attempts: attempt, reason });
                 }
                 Err(e) => return Err(Error::query(e)),
             }
@@ -178,5 +189,69 @@ impl JobContext {
         if self.distributed {
             select(&self.local, scorer);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::logical_expr::{
+        ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    };
+
+    /// `flaky()`: fails its first `failures` calls (as a task on a lost executor would), then returns 1.
+    #[derive(Debug, PartialEq, Eq, Hash)]
+    struct Flaky {
+        failures: u32,
+        signature: Signature,
+    }
+
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    impl ScalarUDFImpl for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn signature(&self) -> &Signature {
+            &self.signature
+        }
+        fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+            Ok(DataType::Int64)
+        }
+        fn invoke_with_args(&self, _: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+            if CALLS.fetch_add(1, Ordering::SeqCst) < self.failures {
+                return datafusion::common::exec_err!("executor lost");
+            }
+            Ok(ColumnarValue::Scalar(datafusion::common::ScalarValue::Int64(Some(1))))
+        }
+    }
+
+    async fn run(jc: &JobContext, failures: u32) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+        CALLS.store(0, Ordering::SeqCst);
+        let udf = Flaky { failures, signature: Signature::nullary(Volatility::Volatile) };
+        jc.ctx.register_udf(ScalarUDF::new_from_impl(udf));
+        let wait = std::time::Duration::from_millis(1);
+        jc.collect_retrying("flaky", wait, || async { jc.ctx.sql("SELECT flaky() AS x").await.map_err(Error::query) })
+            .await
+    }
+
+    #[tokio::test]
+    async fn cluster_queries_are_run_again_and_then_fail_with_the_fix() {
+        let local = JobContext::new(ContextOptions::default()).unwrap();
+        // in one process a failure is final
+        assert!(matches!(run(&local, 1).await, Err(Error::Query { .. })));
+        assert_eq!(CALLS.load(Ordering::SeqCst), 1);
+        // on a cluster: run again until it succeeds, within the attempts
+        let cluster = local.distributed(SessionContext::new());
+        let rows = run(&cluster, CLUSTER_ATTEMPTS - 1).await.unwrap();
+        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        assert_eq!(CALLS.load(Ordering::SeqCst), CLUSTER_ATTEMPTS);
+        // then an error that says what failed, how often, and what to do
+        let e = run(&cluster, CLUSTER_ATTEMPTS).await.unwrap_err().to_string();
+        assert!(e.contains(&format!("flaky failed on the cluster {CLUSTER_ATTEMPTS} times")), "{e}");
+        assert!(e.contains("executor lost") && e.contains("run the job again"), "{e}");
     }
 }
