@@ -71,7 +71,6 @@ fn main() -> ExitCode {
         };
         match runtime.block_on(dispatch(cli)) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) if e.chain().any(is_broken_pipe) => end_by_sigpipe(),
             Err(e) => {
                 eprintln!("error: {}", one_line(&e));
                 ExitCode::from(2)
@@ -92,8 +91,8 @@ fn main() -> ExitCode {
 /// quietly, as for other command-line tools. SIGPIPE itself stays ignored (as
 /// Rust sets it): a peer that closes a socket (an executor killed, an S3 or
 /// Kinesis connection dropped) is an error to handle, never the end of the
-/// process. A write to stdout that fails so (println!'s panic, or an error
-/// returned) re-raises the signal with its default action.
+/// process. A write to stdout that fails so (println!'s panic, or a
+/// [`Stdout`] writer's error) re-raises the signal with its default action.
 fn end_by_sigpipe_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -112,23 +111,17 @@ pub(crate) struct Stdout<W>(pub W);
 
 impl<W: std::io::Write> std::io::Write for Stdout<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf).inspect_err(|e| {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                end_by_sigpipe()
-            }
-        })
+        self.0.write(buf).inspect_err(end_if_broken_pipe)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush().inspect_err(|e| {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                end_by_sigpipe()
-            }
-        })
+        self.0.flush().inspect_err(end_if_broken_pipe)
     }
 }
 
-fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+fn end_if_broken_pipe(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        end_by_sigpipe()
+    }
 }
 
 fn end_by_sigpipe() -> ! {

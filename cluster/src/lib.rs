@@ -20,7 +20,7 @@ use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use sentiflow_jobs::context::{ContextOptions, configure, runtime, session_state};
+use sentiflow_jobs::context::{ContextOptions, configure, register_udfs, runtime, session_state};
 use sentiflow_jobs::io::store::StoreRegistry;
 use sentiflow_jobs::{JobContext, JobScorer};
 
@@ -85,9 +85,8 @@ pub async fn connect(
     };
     let cluster = jc.distributed(ctx);
     // upgrading the state for Ballista replaced its function list: register sentiflow's again
-    sentiflow_udfs::register_scorer_udfs(&cluster.ctx, Arc::new(sentiflow_udfs::LexiconScorer::new()), false);
+    register_udfs(&cluster.ctx, scorer);
     if let Some(s) = scorer {
-        cluster.select_scorer(s);
         check_executor_scorer(&cluster, url, &s.id()).await?;
     }
     Ok(cluster)

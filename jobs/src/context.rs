@@ -37,6 +37,13 @@ pub const CLUSTER_ATTEMPTS: u32 = 3;
 /// Wait before the n-th retry: n times this (the scheduler notices a lost executor meanwhile).
 pub const CLUSTER_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// What [`JobContext::collect`] returns.
+#[derive(Debug)]
+pub struct Collected {
+    pub schema: datafusion::arrow::datatypes::SchemaRef,
+    pub batches: Vec<datafusion::arrow::array::RecordBatch>,
+}
+
 /// Session settings.
 #[derive(Debug, Clone, Default)]
 pub struct ContextOptions {
@@ -94,11 +101,17 @@ pub fn session_state(
 /// [`session_state`] as a session of this process.
 fn session(config: SessionConfig, stores: Arc<StoreRegistry>, scorer: Option<&JobScorer>) -> Result<SessionContext> {
     let ctx = SessionContext::new_with_config_rt(config, runtime(stores)?).enable_url_table();
-    register_scorer_udfs(&ctx, Arc::new(LexiconScorer::new()), false);
-    if let Some(s) = scorer {
-        select(&ctx, s);
-    }
+    register_udfs(&ctx, scorer);
     Ok(ctx)
+}
+
+/// sentiflow's UDFs on a session: `sentiment_lexicon()`, and the scoring
+/// functions bound to `scorer` when given.
+pub fn register_udfs(ctx: &SessionContext, scorer: Option<&JobScorer>) {
+    register_scorer_udfs(ctx, Arc::new(LexiconScorer::new()), false);
+    if let Some(s) = scorer {
+        select(ctx, s);
+    }
 }
 
 fn select(ctx: &SessionContext, scorer: &JobScorer) {
@@ -133,34 +146,27 @@ impl JobContext {
         Self { ctx: self.local.clone(), stores: self.stores.clone(), local: self.local.clone(), distributed: false }
     }
 
-    /// Runs `sql/<name>.sql` to completion. On a cluster an attempt that
+    /// Runs `sql/<name>.sql` to completion: its schema and rows. On a cluster an attempt that
     /// fails while running (an executor lost mid-job, its shuffle or result
     /// files gone with it) is run again, up to [`CLUSTER_ATTEMPTS`] times: the
     /// queries only read, and a job writes nothing before this returns.
-    pub async fn collect(
-        &self,
-        name: &str,
-        params: Vec<(&str, datafusion::common::ScalarValue)>,
-    ) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    pub async fn collect(&self, name: &str, params: Vec<(&str, datafusion::common::ScalarValue)>) -> Result<Collected> {
         let what = format!("sql/{name}.sql");
         self.collect_retrying(&what, CLUSTER_RETRY_WAIT, || crate::sql::query(&self.ctx, name, params.clone())).await
     }
 
     /// [`JobContext::collect`] of the query `plan` builds; `wait` × the attempt before each retry.
-    async fn collect_retrying<F, Fut>(
-        &self,
-        what: &str,
-        wait: std::time::Duration,
-        plan: F,
-    ) -> Result<Vec<datafusion::arrow::array::RecordBatch>>
+    async fn collect_retrying<F, Fut>(&self, what: &str, wait: std::time::Duration, plan: F) -> Result<Collected>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<datafusion::dataframe::DataFrame>>,
     {
         let mut attempt = 1;
         loop {
-            match plan().await?.collect().await {
-                Ok(b) => return Ok(b),
+            let df = plan().await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            match df.collect().await {
+                Ok(batches) => return Ok(Collected { schema, batches }),
                 Err(e) if self.distributed && attempt < CLUSTER_ATTEMPTS => {
                     let wait = wait * attempt;
                     tracing::warn!(query = what, attempt, error = %e, wait_s = wait.as_secs_f64(), "cluster query failed: running it again");
@@ -229,7 +235,7 @@ mod tests {
         }
     }
 
-    async fn run(jc: &JobContext, failures: u32) -> Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    async fn run(jc: &JobContext, failures: u32) -> Result<Collected> {
         CALLS.store(0, Ordering::SeqCst);
         let udf = Flaky { failures, signature: Signature::nullary(Volatility::Volatile) };
         jc.ctx.register_udf(ScalarUDF::new_from_impl(udf));
@@ -247,7 +253,8 @@ mod tests {
         // on a cluster: run again until it succeeds, within the attempts
         let cluster = local.distributed(SessionContext::new());
         let rows = run(&cluster, CLUSTER_ATTEMPTS - 1).await.unwrap();
-        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        assert_eq!(rows.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+        assert_eq!(rows.schema.field(0).name(), "x");
         assert_eq!(CALLS.load(Ordering::SeqCst), CLUSTER_ATTEMPTS);
         // then an error that says what failed, how often, and what to do
         let e = run(&cluster, CLUSTER_ATTEMPTS).await.unwrap_err().to_string();

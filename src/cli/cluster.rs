@@ -24,8 +24,7 @@ impl ClusterArg {
 
 #[cfg(feature = "cluster")]
 async fn connect(jc: &JobContext, url: &str, scorer: Option<&JobScorer>) -> Result<JobContext> {
-    let opts = sentiflow_jobs::ContextOptions { threads: jc.ctx.state().config().target_partitions() };
-    let cluster = sentiflow_cluster::connect(jc, url, scorer, &opts).await?;
+    let cluster = sentiflow_cluster::connect(jc, url, scorer, &context_options(jc)).await?;
     tracing::info!(cluster = %url, "queries run on the Ballista cluster");
     Ok(cluster)
 }
@@ -38,6 +37,12 @@ async fn connect(_: &JobContext, url: &str, _: Option<&JobScorer>) -> Result<Job
     )
 }
 
+/// The session settings of this process (`--threads`), for the cluster's sessions.
+#[cfg(feature = "cluster")]
+fn context_options(jc: &JobContext) -> sentiflow_jobs::ContextOptions {
+    sentiflow_jobs::ContextOptions { threads: jc.ctx.state().config().target_partitions() }
+}
+
 #[cfg(feature = "cluster")]
 pub(crate) use roles::{ClusterCli, run};
 
@@ -48,7 +53,7 @@ mod roles {
     use anyhow::Result;
     use clap::Subcommand;
     use sentiflow_cluster::{ExecutorOptions, SchedulerOptions};
-    use sentiflow_jobs::{ContextOptions, JobContext};
+    use sentiflow_jobs::JobContext;
 
     use crate::cli::scorer::ScorerArgs;
 
@@ -104,7 +109,7 @@ mod roles {
     }
 
     pub(crate) async fn run(jc: &JobContext, c: ClusterCli) -> Result<()> {
-        let context = ContextOptions { threads: jc.ctx.state().config().target_partitions() };
+        let context = super::context_options(jc);
         match c.role {
             Role::Scheduler { bind, external_host, executor_timeout_s, scorer } => {
                 let scorer = scorer.build(jc, None).await?;

@@ -445,10 +445,15 @@ pub async fn clean_staging(store: &dyn ObjectStore, loc: &Location) -> Result<us
     if loc.is_s3() {
         return Ok(0);
     }
-    let dir = staging_dir(loc);
+    delete_leftovers(store, loc, &staging_dir(loc)).await
+}
+
+/// Deletes the files below `dir` older than an hour (what crashed runs left;
+/// younger files may belong to a live run), as far as deletes succeed.
+pub async fn delete_leftovers(store: &dyn ObjectStore, loc: &Location, dir: &Path) -> Result<usize> {
     let cutoff = chrono::Utc::now() - chrono::Duration::hours(1);
     let mut n = 0;
-    for f in list_below(store, loc, &dir).await? {
+    for f in list_below(store, loc, dir).await? {
         if f.last_modified < cutoff && store.delete(&f.location).await.is_ok() {
             n += 1;
         }

@@ -8,7 +8,6 @@
 //! re-running a range replaces it and never duplicates rows.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use object_store::ObjectStore;
@@ -163,12 +162,11 @@ pub async fn compute_and_write(
     let store = jc.stores.store(&out.store_url)?;
     // one run at a time replaces windows/ and windows_by_source/ under this root
     let lock = crate::io::lock::OutputLock::acquire(store.clone(), out, "aggregate").await?;
-    let schema = Arc::new(sql::query(&jc.ctx, "window_source_aggs", params.clone()).await?.schema().as_arrow().clone());
-    let batches = jc.collect("window_source_aggs", params).await?;
+    let partials = jc.collect("window_source_aggs", params).await?;
     // the partials are small (one row per window pane and source): the windows are shaped here,
     // in this process, even when the scan above ran on a cluster
     let jc = &jc.local();
-    register_batches(jc, "window_source_aggs", schema, vec![batches])?;
+    register_batches(jc, "window_source_aggs", partials.schema, vec![partials.batches])?;
 
     let mut report = AggregateReport { replaced: range, ..Default::default() };
     for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {

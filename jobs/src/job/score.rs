@@ -177,13 +177,13 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
             ];
             phases.stage += t0.elapsed();
             let t0 = std::time::Instant::now();
-            let batches = jc.collect("score", params).await;
+            let scored = jc.collect("score", params).await;
             phases.query += t0.elapsed();
             let t0 = std::time::Instant::now();
             if let Some(dir) = &staged {
                 remove_staged(jc, dir).await;
             }
-            let batches = batches?;
+            let batches = scored?.batches;
             let mut writer = PartitionedWriter::new(out_store.clone(), output.clone(), Table::Scored, name.clone());
             for b in &batches {
                 let unscorable = null_count(b, "sentiment_score");
@@ -280,12 +280,7 @@ async fn remove_staged(jc: &JobContext, dir: &Location) {
 async fn clean_cluster_staging(jc: &JobContext, root: &Location) {
     let dir = root.child(CLUSTER_STAGING);
     let Ok(store) = jc.stores.store(&dir.store_url) else { return };
-    let cutoff = chrono::Utc::now() - chrono::Duration::hours(1);
-    if let Ok(files) = crate::io::store::list_below(store.as_ref(), &dir, &dir.path).await {
-        for f in files.into_iter().filter(|f| f.last_modified < cutoff) {
-            let _ = delete_if_exists(store.as_ref(), &dir, &f.location).await;
-        }
-    }
+    let _ = crate::io::store::delete_leftovers(store.as_ref(), &dir, &dir.path).await;
 }
 
 /// The output's own table directories that lie under the input location.
