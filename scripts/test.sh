@@ -54,9 +54,9 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   }
 fi
 cargo fmt --all --check || { echo "test: the tree is not formatted: run cargo fmt --all" >&2; exit 1; }
-cargo clippy --workspace --all-targets --features sentiflow/cluster -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
-cargo test --workspace --features sentiflow/cluster "$@"
+cargo test --workspace "$@"
 
 # infra/ and sql/athena/: HCL parses, checkov, hadolint, Athena queries on DuckDB and DataFusion
 bash infra/check/run.sh "${CARGO_TARGET_DIR:-target}/debug/sentiflow"
