@@ -8,7 +8,7 @@
 
     python infra/check/athena_sql.py --data <root written by `sentiflow run`> --sentiflow <binary>
 
-The data root needs windows/, windows_by_source/ and scored/; an alerts/ fixture is written if
+The data root needs windows/, windows_by_source/, window_terms/ and scored/; an alerts/ fixture is written if
 absent (streaming mode, which fires alerts, is not built yet). Execution parameters (`?`) get
 the values below, quoted as SQL literals, for the check only.
 """
@@ -29,8 +29,10 @@ PARAMS = {
     "sentiment_by_source": ["2025-02-10", "2025-02-11"],
     "most_negative_tweets": ["2025-02-10", "2025-02-10 12:00:00", "2025-02-10 18:00:00"],
     "alert_history": ["2025-02-10", "2025-02-10"],
+    "top_negative_drivers": ["2025-02-09", "2025-02-09 18:00:00", "2025-02-10 18:00:00"],
 }
-TABLES = {"windows": "windows", "windows_by_source": "windows_by_source", "scored_tweets": "scored", "alerts": "alerts"}
+TABLES = {"windows": "windows", "windows_by_source": "windows_by_source", "window_terms": "window_terms",
+          "scored_tweets": "scored", "alerts": "alerts"}
 
 
 def bind(sql, values):

@@ -14,7 +14,7 @@ locals {
     score = concat(["score", "--scorer", var.scorer, "--input", "${local.roots.raw}/firehose/tweets/${local.last_hour}/", "--out", local.roots.scored], local.on_cluster)
     # recompute the windows of last hour's UTC day (aggregate replaces whole days)
     aggregate = concat(["aggregate", "--input", "${local.roots.scored}/scored", "--out", local.roots.aggregates, "--window", var.window, "--from", "{now-1h}", "--to", "{now-1h+1d}"], local.on_cluster)
-    # always-on micro-batch streaming (`sentiflow stream`): raw/, scored/, late/, windows/, windows_by_source/, alerts/ under the aggregates root
+    # always-on micro-batch streaming (`sentiflow stream`): raw/, scored/, late/, windows/, windows_by_source/, window_terms/, alerts/ under the aggregates root
     stream = ["stream", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--scorer", var.scorer, "--window", var.window, "--to", local.roots.aggregates]
   }
 

@@ -22,6 +22,7 @@ locals {
     rejected          = "scored"
     windows           = "aggregates"
     windows_by_source = "aggregates"
+    window_terms      = "aggregates"
     alerts            = "aggregates"
   }
 

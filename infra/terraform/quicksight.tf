@@ -1,11 +1,11 @@
 # QuickSight (optional: set var.quicksight_principal_arn; the account must be subscribed):
-# an Athena data source over the workgroup and data sets over windows, windows_by_source and
-# scored_tweets, columns from glue_schema.json. Build the dashboard on them in the console
+# an Athena data source over the workgroup and data sets over windows, windows_by_source,
+# window_terms (what drove each window) and scored_tweets, columns from glue_schema.json. Build the dashboard on them in the console
 # (infra/README.md lists the visuals); analysis definitions are left out on purpose: their
 # JSON is long and brittle across QuickSight versions.
 locals {
   qs_enabled  = var.quicksight_principal_arn != ""
-  qs_datasets = local.qs_enabled ? toset(["windows", "windows_by_source", "scored_tweets"]) : toset([])
+  qs_datasets = local.qs_enabled ? toset(["windows", "windows_by_source", "window_terms", "scored_tweets"]) : toset([])
   qs_types    = { string = "STRING", timestamp = "DATETIME", double = "DECIMAL", bigint = "INTEGER" }
 }
 

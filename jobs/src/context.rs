@@ -109,6 +109,7 @@ fn session(config: SessionConfig, stores: Arc<StoreRegistry>, scorer: Option<&Jo
 /// functions bound to `scorer` when given.
 pub fn register_udfs(ctx: &SessionContext, scorer: Option<&JobScorer>) {
     register_scorer_udfs(ctx, Arc::new(LexiconScorer::new()), false);
+    ctx.register_udf(sentiflow_udfs::TermsUdf::udf());
     if let Some(s) = scorer {
         select(ctx, s);
     }

@@ -28,6 +28,7 @@ pub mod scorer;
 pub mod sql;
 pub mod tables;
 pub mod timeexpr;
+pub mod window;
 
 pub use context::{ContextOptions, DEFAULT_MODEL, JobContext, default_model_dir};
 pub use error::{Error, Result};

@@ -120,6 +120,19 @@ pub const WINDOW_BOUNDS: &[Column] = &[
     col("window_end", Timestamp, false, "window end, exclusive (UTC)"),
 ];
 
+/// What drove each window: its top terms by lift (`sql/window_terms.sql`).
+pub const WINDOW_TERMS: &[Column] = &[
+    col("window_start", Timestamp, false, "window start, inclusive (UTC)"),
+    col("window_end", Timestamp, false, "window end, exclusive (UTC)"),
+    col("term", String, false, "hashtag (#x), cashtag ($x), word or word bigram, case-folded"),
+    col("kind", String, false, "hashtag, cashtag, word or bigram"),
+    col("n", Int64, false, "tweets in the window containing the term"),
+    col("avg_score", Float64, true, "mean score of those tweets; NULL when none has a score"),
+    col("share_negative", Float64, true, "share of those scored tweets labelled negative"),
+    col("lift", Float64, true, "z-score of the term's log-odds in the window against the background (Fightin' Words)"),
+    col("neg_lift", Float64, true, "the same statistic in the window's negative tweets against its other tweets"),
+];
+
 /// Fired alerts (written by streaming mode; read by the report).
 pub const ALERTS: &[Column] = &[
     col("window_start", Timestamp, false, "start of the window the alert is about (UTC)"),
@@ -154,11 +167,19 @@ pub enum Table {
     WindowsBySource,
     Rejected,
     Alerts,
+    WindowTerms,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] =
-        [Table::Raw, Table::Scored, Table::Windows, Table::WindowsBySource, Table::Rejected, Table::Alerts];
+    pub const ALL: [Table; 7] = [
+        Table::Raw,
+        Table::Scored,
+        Table::Windows,
+        Table::WindowsBySource,
+        Table::WindowTerms,
+        Table::Rejected,
+        Table::Alerts,
+    ];
 
     /// Name of the table in `sentiflow sql` and in Athena.
     pub fn sql_name(self) -> &'static str {
@@ -169,6 +190,7 @@ impl Table {
             Table::WindowsBySource => "windows_by_source",
             Table::Rejected => "rejected",
             Table::Alerts => "alerts",
+            Table::WindowTerms => "window_terms",
         }
     }
 
@@ -181,6 +203,7 @@ impl Table {
             Table::WindowsBySource => "windows_by_source",
             Table::Rejected => "_rejected",
             Table::Alerts => "alerts",
+            Table::WindowTerms => "window_terms",
         }
     }
 
@@ -188,7 +211,7 @@ impl Table {
     pub fn partition_keys(self) -> &'static [&'static str] {
         match self {
             Table::Raw | Table::Scored => &["dt", "hour"],
-            Table::Windows | Table::WindowsBySource | Table::Alerts => &["dt"],
+            Table::Windows | Table::WindowsBySource | Table::WindowTerms | Table::Alerts => &["dt"],
             Table::Rejected => &["job"],
         }
     }
@@ -207,6 +230,7 @@ impl Table {
                 .collect(),
             Table::Rejected => REJECTED.iter().filter(|c| c.name != "job").copied().collect(),
             Table::Alerts => ALERTS.to_vec(),
+            Table::WindowTerms => WINDOW_TERMS.to_vec(),
         }
     }
 
@@ -250,6 +274,7 @@ impl Table {
             Table::WindowsBySource => "sentiment aggregates per event-time window and source",
             Table::Rejected => "input records that failed validation, with file, line and reason",
             Table::Alerts => "alerts fired by streaming mode, one per window and rule",
+            Table::WindowTerms => "what drove each window: its top terms (hashtags, cashtags, words, bigrams) by lift",
         }
     }
 }

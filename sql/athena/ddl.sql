@@ -119,6 +119,32 @@ TBLPROPERTIES (
   'parquet.compression' = 'ZSTD'
 );
 
+CREATE EXTERNAL TABLE IF NOT EXISTS ${DATABASE}.window_terms (
+  `window_start` timestamp COMMENT 'window start, inclusive (UTC)',
+  `window_end` timestamp COMMENT 'window end, exclusive (UTC)',
+  `term` string COMMENT 'hashtag (#x), cashtag ($x), word or word bigram, case-folded',
+  `kind` string COMMENT 'hashtag, cashtag, word or bigram',
+  `n` bigint COMMENT 'tweets in the window containing the term',
+  `avg_score` double COMMENT 'mean score of those tweets; NULL when none has a score',
+  `share_negative` double COMMENT 'share of those scored tweets labelled negative',
+  `lift` double COMMENT 'z-score of the term''s log-odds in the window against the background (Fightin'' Words)',
+  `neg_lift` double COMMENT 'the same statistic in the window''s negative tweets against its other tweets'
+)
+COMMENT 'what drove each window: its top terms (hashtags, cashtags, words, bigrams) by lift'
+PARTITIONED BY (`dt` string)
+STORED AS PARQUET
+LOCATION '${DATA_ROOT}/window_terms/'
+TBLPROPERTIES (
+  'projection.enabled' = 'true',
+  'projection.dt.type' = 'date',
+  'projection.dt.format' = 'yyyy-MM-dd',
+  'projection.dt.range' = '2020-01-01,NOW',
+  'projection.dt.interval' = '1',
+  'projection.dt.interval.unit' = 'DAYS',
+  'storage.location.template' = '${DATA_ROOT}/window_terms/dt=${dt}/',
+  'parquet.compression' = 'ZSTD'
+);
+
 CREATE EXTERNAL TABLE IF NOT EXISTS ${DATABASE}.rejected (
   `file` string COMMENT 'input file (URL or path)',
   `line` bigint COMMENT '1-based line (NDJSON/CSV) or row (Parquet); NULL when the whole file was rejected',

@@ -13,6 +13,7 @@ use sentiflow_jobs::job::aggregate::AggregateArgs;
 use sentiflow_jobs::job::aggregate::WindowSpec;
 use sentiflow_jobs::job::aggregate::fmt_duration;
 use sentiflow_jobs::schema::Table;
+use sentiflow_jobs::window::Background;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct AggregateCli {
@@ -24,6 +25,8 @@ pub(crate) struct AggregateCli {
     out: String,
     #[command(flatten)]
     window: WindowCli,
+    #[command(flatten)]
+    terms: super::TermCli,
     /// Recompute windows from this time (widened to the UTC day); default: everything.
     #[arg(long, value_parser = parse_time)]
     from: Option<DateTime<Utc>>,
@@ -39,11 +42,13 @@ pub(crate) async fn run(jc: &JobContext, a: AggregateCli) -> Result<()> {
     let input = a.input.unwrap_or_else(|| out.child(Table::Scored.dir()).display);
     let spec = WindowSpec::new(a.window.window, a.window.slide)?;
     let jc = &a.cluster.context(jc, None).await?;
-    let r = aggregate::run(jc, AggregateArgs { input, out: a.out, spec, from: a.from, to: a.to }).await?;
+    let terms = a.terms.spec(Background::Whole);
+    let r = aggregate::run(jc, AggregateArgs { input, out: a.out, spec, terms, from: a.from, to: a.to }).await?;
     println!(
-        "{} windows and {} (window, source) rows of {} sliding every {} in {} partitions{}",
+        "{} windows, {} (window, source) rows and {} window terms of {} sliding every {} in {} partitions{}",
         r.windows,
         r.windows_by_source,
+        r.window_terms,
         fmt_duration(spec.window),
         fmt_duration(spec.slide),
         r.partitions.len(),

@@ -96,6 +96,41 @@ pub(crate) struct WindowCli {
     slide: Option<chrono::Duration>,
 }
 
+/// What `window_terms` keeps per window (aggregate, run, stream).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct TermCli {
+    /// Rows of window_terms per window: its top terms by lift (0: write no window_terms).
+    #[arg(long, default_value_t = sentiflow_jobs::window::DEFAULT_TOP_TERMS)]
+    top_terms: usize,
+    /// Least tweets of a window containing a term for it to be ranked.
+    #[arg(long, default_value_t = sentiflow_jobs::window::DEFAULT_MIN_TERM_COUNT)]
+    min_term_count: usize,
+    /// What a term's lift is measured against: `all` (every row the run reads; the default of batch
+    /// jobs) or a trailing duration such as 24h (the rows in [window end - 24h, window end); the
+    /// stream's default, since a stream knows only the past).
+    #[arg(long, value_parser = parse_background)]
+    background: Option<sentiflow_jobs::window::Background>,
+}
+
+impl TermCli {
+    /// The term spec, with `default` as the background when `--background` is absent.
+    pub(crate) fn spec(&self, default: sentiflow_jobs::window::Background) -> sentiflow_jobs::window::TermSpec {
+        sentiflow_jobs::window::TermSpec {
+            top_k: self.top_terms,
+            min_count: self.min_term_count,
+            background: self.background.unwrap_or(default),
+        }
+    }
+}
+
+fn parse_background(s: &str) -> Result<sentiflow_jobs::window::Background, String> {
+    use sentiflow_jobs::window::Background;
+    match s {
+        "all" | "whole" => Ok(Background::Whole),
+        d => parse_duration(d).map(Background::Trailing),
+    }
+}
+
 /// A location argument with its time templates expanded (see timeexpr).
 pub(crate) fn expand_location(s: &str) -> Result<String, String> {
     sentiflow_jobs::timeexpr::expand(s).map_err(|e| e.to_string())

@@ -23,6 +23,8 @@ pub(crate) struct RunCli {
     #[command(flatten)]
     window: WindowCli,
     #[command(flatten)]
+    terms: super::TermCli,
+    #[command(flatten)]
     scorer: ScorerArgs,
 }
 
@@ -31,7 +33,13 @@ pub(crate) async fn run(jc: &JobContext, r: RunCli) -> Result<()> {
     let rep = pipeline::run(
         jc,
         r.scorer.build(jc, Some(&r.out)).await?,
-        RunArgs { out: r.out, input: r.input, generate: GenerateArgs::default(), spec },
+        RunArgs {
+            out: r.out,
+            input: r.input,
+            generate: GenerateArgs::default(),
+            spec,
+            terms: r.terms.spec(sentiflow_jobs::window::Background::Whole),
+        },
     )
     .await?;
     print_run(&rep, spec);
@@ -83,6 +91,7 @@ fn print_run(r: &pipeline::RunReport, spec: WindowSpec) {
         fmt_duration(spec.slide)
     );
     println!("{:<10} {:<22} {:>9}", "", "windows_by_source/", a.windows_by_source);
+    println!("{:<10} {:<22} {:>9} {:>9}  {:>7}  top terms per window by lift", "", "window_terms/", a.window_terms, "", "");
     let (rep, rt) = &r.report;
     println!(
         "{:<10} {:<22} {:>9} {:>9}  {:>7}  {} KiB, open it in a browser",

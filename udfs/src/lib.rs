@@ -12,11 +12,13 @@
 
 mod lexicon;
 pub mod onnx;
+pub mod terms;
 pub mod text;
 mod udf;
 
 pub use lexicon::LexiconScorer;
 pub use onnx::{Device, OnnxOptions, OnnxScorer, OnnxStats};
+pub use terms::{TERMS_UDF, TermKind, TermsUdf};
 pub use udf::{
     SCORER_ID_UDF, ScoreColumn, ScoreResults, ScorerIdUdf, ScorerUdf, register_scorer_udfs, score_struct_type,
 };

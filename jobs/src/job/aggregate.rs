@@ -2,7 +2,9 @@
 //!
 //! `sql/window_source_aggs.sql` computes per-(window, source) partials in one
 //! scan; `sql/windows_by_source.sql` and `sql/windows.sql` shape the two
-//! output tables, each Parquet partitioned by `dt` (the UTC day of
+//! output tables; `sql/term_panes.sql` counts terms per pane and
+//! `sql/window_terms.sql` keeps each window's top terms (`window_terms`).
+//! Each table is Parquet partitioned by `dt` (the UTC day of
 //! `window_start`). Output is idempotent: every partition in the recomputed
 //! range is rewritten as `part-00000.parquet` and stray files are removed, so
 //! re-running a range replaces it and never duplicates rows.
@@ -12,6 +14,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use object_store::ObjectStore;
 use object_store::path::Path;
+use std::sync::Arc;
 
 use crate::context::JobContext;
 use crate::io::store::{Location, delete_except, list_below};
@@ -19,64 +22,9 @@ use crate::io::write::PartitionedWriter;
 use crate::schema::Table;
 use crate::sql::{interval_param, timestamp_param};
 use crate::tables::{register_batches, register_parquet_table};
+pub use crate::window::{WindowSpec, far_future, far_past, fmt_duration};
+use crate::window::{TermSpec, term_pane_params, window_terms};
 use crate::{Error, Result, sql};
-
-/// Window size and slide. Tumbling when `slide == window`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowSpec {
-    pub window: Duration,
-    pub slide: Duration,
-}
-
-impl WindowSpec {
-    pub fn new(window: Duration, slide: Option<Duration>) -> Result<Self> {
-        let slide = slide.unwrap_or(window);
-        let us = |d: Duration| d.num_microseconds().unwrap_or(0);
-        if us(window) <= 0 || us(slide) <= 0 {
-            return Err(Error::Option { option: "--window", reason: "--window and --slide must be positive".into() });
-        }
-        if us(slide) > us(window) || us(window) % us(slide) != 0 {
-            return Err(Error::Option {
-                option: "--window",
-                reason: format!(
-                    "{} must be a whole multiple of --slide ({}): windows are built from slide-wide panes",
-                    fmt_duration(window),
-                    fmt_duration(slide)
-                ),
-            });
-        }
-        if us(window) / us(slide) > 1000 {
-            return Err(Error::Option {
-                option: "--slide",
-                reason: "over 1000 panes per window; use a larger slide".into(),
-            });
-        }
-        Ok(Self { window, slide })
-    }
-
-    pub fn tumbling(window: Duration) -> Self {
-        Self { window, slide: window }
-    }
-}
-
-impl Default for WindowSpec {
-    fn default() -> Self {
-        Self::tumbling(Duration::minutes(5))
-    }
-}
-
-/// `5m`, `1h30m`, `30s`.
-pub fn fmt_duration(d: Duration) -> String {
-    let mut s = d.num_seconds();
-    let mut out = String::new();
-    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
-        if s >= len {
-            out.push_str(&format!("{}{unit}", s / len));
-            s %= len;
-        }
-    }
-    if out.is_empty() { format!("{}ms", d.num_milliseconds()) } else { out }
-}
 
 #[derive(Debug, Clone)]
 pub struct AggregateArgs {
@@ -85,6 +33,8 @@ pub struct AggregateArgs {
     /// Output root: writes `windows/` and `windows_by_source/` below it.
     pub out: String,
     pub spec: WindowSpec,
+    /// What `window_terms` keeps (`top_k` 0: no `window_terms`).
+    pub terms: TermSpec,
     /// Recompute only windows starting in [from, to), widened to whole UTC days.
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -94,20 +44,12 @@ pub struct AggregateArgs {
 pub struct AggregateReport {
     pub windows: usize,
     pub windows_by_source: usize,
+    /// Rows of `window_terms` written.
+    pub window_terms: usize,
     pub partitions: BTreeSet<String>,
     pub files_removed: usize,
     /// The day range replaced: None when the whole table was rebuilt.
     pub replaced: Option<(DateTime<Utc>, DateTime<Utc>)>,
-}
-
-/// The default bounds of a time range: far enough to hold any real data,
-/// near enough that window arithmetic cannot overflow.
-pub fn far_past() -> DateTime<Utc> {
-    DateTime::from_timestamp(crate::schema::EVENT_TIME_MIN_SECS, 0).unwrap_or_default() // 1900-01-01
-}
-
-pub fn far_future() -> DateTime<Utc> {
-    DateTime::from_timestamp(crate::schema::EVENT_TIME_MAX_SECS, 0).unwrap_or_default() // 2200-01-01
 }
 
 pub async fn run(jc: &JobContext, args: AggregateArgs) -> Result<AggregateReport> {
@@ -138,7 +80,7 @@ pub async fn run(jc: &JobContext, args: AggregateArgs) -> Result<AggregateReport
         }
     };
     let out = Location::parse(&args.out)?;
-    compute_and_write(jc, args.spec, range, &out).await
+    compute_and_write(jc, args.spec, &args.terms, range, &out).await
 }
 
 /// Computes windows over the registered `scored_tweets` table and replaces
@@ -147,9 +89,11 @@ pub async fn run(jc: &JobContext, args: AggregateArgs) -> Result<AggregateReport
 pub async fn compute_and_write(
     jc: &JobContext,
     spec: WindowSpec,
+    terms: &TermSpec,
     range: Option<(DateTime<Utc>, DateTime<Utc>)>,
     out: &Location,
 ) -> Result<AggregateReport> {
+    terms.check(&spec)?;
     let (from, to) = range.unwrap_or((far_past(), far_future()));
     let params = vec![
         ("slide", interval_param(spec.slide)),
@@ -163,6 +107,11 @@ pub async fn compute_and_write(
     // one run at a time replaces windows/ and windows_by_source/ under this root
     let lock = crate::io::lock::OutputLock::acquire(store.clone(), out, "aggregate").await?;
     let partials = jc.collect("window_source_aggs", params).await?;
+    // term counts per pane (one scan, on the cluster when there is one); small next to the rows
+    let panes = match terms.top_k {
+        0 => None,
+        _ => Some(jc.collect("term_panes", term_pane_params(&spec, terms.rows_from(&spec, from), to + spec.window)).await?),
+    };
     // the partials are small (one row per window pane and source): the windows are shaped here,
     // in this process, even when the scan above ran on a cluster
     let jc = &jc.local();
@@ -170,32 +119,57 @@ pub async fn compute_and_write(
 
     let mut report = AggregateReport { replaced: range, ..Default::default() };
     for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {
-        let root = out.child(table.dir());
         let df = sql::query(&jc.ctx, sql_name, vec![("window", interval_param(spec.window))]).await?;
-        let mut writer = PartitionedWriter::new(store.clone(), root.clone(), table, "part-00000.parquet");
-        writer.write_dataframe(df).await?;
-        lock.check()?;
-        let written = writer.finish().await?;
-        let rows: usize = written.iter().map(|f| f.rows).sum();
+        let rows = write_replacing(&store, &lock, out, table, df, range, &mut report).await?;
         match table {
             Table::Windows => report.windows = rows,
             _ => report.windows_by_source = rows,
         }
-        lock.check()?;
-        report.files_removed += replace_partitions(store.as_ref(), &root, &written, range).await?;
-        report.partitions.extend(written.iter().map(|f| f.partition.clone()));
         crate::io::checkpoint::pause_point("aggregate_tables").await;
+    }
+    if let Some(panes) = panes {
+        register_batches(jc, "term_panes", panes.schema, vec![panes.batches])?;
+        let rows = window_terms(jc, &spec, terms, from, to).await?;
+        register_batches(jc, "window_terms_rows", rows.schema, vec![rows.batches])?;
+        let df = jc.ctx.table("window_terms_rows").await.map_err(Error::query)?;
+        report.window_terms = write_replacing(&store, &lock, out, Table::WindowTerms, df, range, &mut report).await?;
+        for t in ["term_panes", "window_terms_rows"] {
+            let _ = jc.ctx.deregister_table(t);
+        }
     }
     let _ = jc.ctx.deregister_table("window_source_aggs");
     lock.release().await?;
     tracing::info!(
         windows = report.windows,
         windows_by_source = report.windows_by_source,
+        window_terms = report.window_terms,
         partitions = report.partitions.len(),
         removed = report.files_removed,
         "aggregated windows"
     );
     Ok(report)
+}
+
+/// Writes one table's rows as `part-00000.parquet` per partition, then
+/// replaces the table's other files in the range; returns the rows written.
+async fn write_replacing(
+    store: &Arc<dyn ObjectStore>,
+    lock: &crate::io::lock::OutputLock,
+    out: &Location,
+    table: Table,
+    df: datafusion::dataframe::DataFrame,
+    range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    report: &mut AggregateReport,
+) -> Result<usize> {
+    let root = out.child(table.dir());
+    let mut writer = PartitionedWriter::new(store.clone(), root.clone(), table, "part-00000.parquet");
+    writer.write_dataframe(df).await?;
+    lock.check()?;
+    let written = writer.finish().await?;
+    lock.check()?;
+    report.files_removed += replace_partitions(store.as_ref(), &root, &written, range).await?;
+    report.partitions.extend(written.iter().map(|f| f.partition.clone()));
+    Ok(written.iter().map(|f| f.rows).sum())
 }
 
 /// After new files are durable: removes other files in the written
@@ -227,20 +201,4 @@ async fn replace_partitions(
         removed += delete_except(store, root, &dir, &keep).await?;
     }
     Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn window_specs() {
-        assert!(WindowSpec::new(Duration::minutes(5), None).is_ok());
-        assert!(WindowSpec::new(Duration::minutes(10), Some(Duration::minutes(5))).is_ok());
-        let e = WindowSpec::new(Duration::minutes(10), Some(Duration::minutes(3))).unwrap_err();
-        assert!(e.to_string().contains("whole multiple"), "{e}");
-        assert!(WindowSpec::new(Duration::minutes(1), Some(Duration::minutes(5))).is_err());
-        assert!(WindowSpec::new(Duration::zero(), None).is_err());
-        assert_eq!(fmt_duration(Duration::seconds(5430)), "1h30m30s");
-    }
 }

@@ -11,7 +11,8 @@ use datafusion::prelude::ParquetReadOptions;
 
 use crate::context::JobContext;
 use crate::io::store::Location;
-use crate::job::aggregate::{WindowSpec, compute_and_write};
+use crate::job::aggregate::compute_and_write;
+use crate::window::{TermSpec, WindowSpec};
 use crate::{Error, Result, sql};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +50,9 @@ pub async fn run(jc: &JobContext, input: &str, out: &str, task: BenchTask) -> Re
         BenchTask::Window => {
             let view = sql::query(&jc.ctx, "bench_scored_view", vec![]).await?;
             jc.ctx.register_table("scored_tweets", view.into_view()).map_err(Error::query)?;
-            let report = compute_and_write(jc, WindowSpec::default(), None, &Location::parse(out)?).await?;
+            // the peers compute windows only: no window_terms here (benches/terms.sh measures them)
+            let terms = TermSpec { top_k: 0, ..TermSpec::default() };
+            let report = compute_and_write(jc, WindowSpec::default(), &terms, None, &Location::parse(out)?).await?;
             Ok(BenchReport {
                 task: "window",
                 query_s: t0.elapsed().as_secs_f64(),

@@ -14,12 +14,13 @@ use crate::schema::Table;
 
 #[derive(Debug, Clone)]
 pub struct RunArgs {
-    /// Output root: raw/, scored/, windows/, windows_by_source/, _rejected/.
+    /// Output root: raw/, scored/, windows/, windows_by_source/, window_terms/, _rejected/.
     pub out: String,
     /// Read raw tweets from here instead of generating the sample data set.
     pub input: Option<String>,
     pub generate: GenerateArgs,
     pub spec: WindowSpec,
+    pub terms: crate::window::TermSpec,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +65,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: RunArgs) -> Re
             input: out.child(Table::Scored.dir()).display,
             out: out.display.clone(),
             spec: args.spec,
+            terms: args.terms,
             from: None,
             to: None,
         },
