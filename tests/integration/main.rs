@@ -15,4 +15,5 @@ mod rejected;
 mod report;
 mod s3;
 mod stream;
+mod terms;
 mod windows;

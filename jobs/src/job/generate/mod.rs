@@ -4,7 +4,10 @@
 //! hashtags, @mentions, URLs, emoji, typos, shouting and some non-English
 //! text, each with its ground-truth polarity (`truth_label`). The share of
 //! negative posts drifts over time (a slow cycle plus a sell-off in the middle
-//! of the span) so windows have something to show. The same arguments always
+//! of the span) so windows have something to show, and two planted events give
+//! them something to explain (see [`EVENTS`]): the sell-off is an exchange hack
+//! (`#hack`, `$BTC`, "withdrawals halted"), and a shorter positive burst is an
+//! ETF approval (`#etf`, "etf approved"). The same arguments always
 //! give byte-identical output: the PRNG is our own SplitMix64, not a crate
 //! whose streams may change between versions.
 
@@ -174,6 +177,62 @@ const FOREIGN: &[(&str, &str, &str)] = &[
     ("ja", "positive", "{topic}が上がっている！最高"),
     ("ja", "negative", "{topic}暴落、最悪"),
 ];
+/// A planted event: from `start` to `end` (fractions of the span) the share of
+/// negative posts moves by `shift`, and a plain post of a label that `templates`
+/// has (label, text) is written from them with probability `share`.
+pub struct Event {
+    pub name: &'static str,
+    pub start: f64,
+    pub end: f64,
+    pub shift: f64,
+    pub share: f64,
+    pub templates: &'static [(&'static str, &'static str)],
+}
+
+/// The exchange in the hack story: a made-up name.
+const EXCHANGE: &str = "CoinVault";
+
+/// The planted events, documented in README ("The sample tells a story"): the
+/// default `run`'s window_terms name their terms in their windows.
+pub const EVENTS: &[Event] = &[
+    Event {
+        name: "exchange hack",
+        start: 0.55,
+        end: 0.65,
+        shift: 0.35,
+        share: 0.8,
+        templates: &[
+            ("negative", "{exchange} hacked, withdrawals halted. {topic} dumping #hack"),
+            ("negative", "Withdrawals halted on {exchange} after the hack, can't get my {ticker} out #hack"),
+            ("negative", "{exchange} says withdrawals halted until further notice, {topic} panic #hack"),
+            ("negative", "Hackers drained {exchange}, {ticker} crashing and withdrawals halted #hack"),
+            ("negative", "Still no withdrawals from {exchange}. This hack is a disaster for {topic} #hack"),
+            ("neutral", "{exchange} withdrawals halted, incident report expected {weekday} #hack"),
+            ("neutral", "Reading the {exchange} hack timeline, withdrawals halted since this morning #hack"),
+        ],
+    },
+    Event {
+        name: "ETF approval",
+        start: 0.25,
+        end: 0.29,
+        shift: -0.2,
+        share: 0.8,
+        templates: &[
+            ("positive", "Spot {topic} ETF approved! Huge day for {ticker} #ETF"),
+            ("positive", "ETF approved, {topic} ripping higher, so happy #ETF"),
+            ("positive", "The {topic} ETF approval is finally here, amazing news #ETF"),
+            ("positive", "Inflows into the new {topic} ETF look incredible, ETF approved at last #ETF"),
+            ("neutral", "Spot {topic} ETF approved, trading starts {weekday} #ETF"),
+            ("neutral", "ETF approved: {ticker} volume at {n}k trades in the last hour #ETF"),
+        ],
+    },
+];
+
+/// The event running at a fraction `f` of the span, if any.
+fn event_at(f: f64) -> Option<&'static Event> {
+    EVENTS.iter().find(|e| (e.start..e.end).contains(&f))
+}
+
 const EMOJI_POS: &[&str] = &["🚀", "🙌", "😍", "💎", "📈", "🔥"];
 const EMOJI_NEG: &[&str] = &["😡", "😭", "📉", "💀", "🤬", "😞"];
 const EMOJI_NEU: &[&str] = &["🤔", "👀", "📊"];
@@ -199,6 +258,8 @@ fn capitalize(s: &str) -> String {
 /// The generator: an iterator of tweets.
 pub struct Generator {
     rng: Rng,
+    /// Draws of the planted events only, so posts outside them do not change with them.
+    events: Rng,
     args: GenerateArgs,
     i: u64,
     topic_cap: String,
@@ -223,6 +284,7 @@ impl Generator {
         let hashtag = format!("#{}", args.topic.split_whitespace().map(capitalize).collect::<String>());
         Self {
             rng: Rng::new(args.seed),
+            events: Rng::new(args.seed ^ 0x5EED_0F_E7E7_u64),
             topic_cap: capitalize(&args.topic),
             ticker: ticker(&args.topic),
             hashtag,
@@ -233,10 +295,22 @@ impl Generator {
     }
 
     /// Probability of a negative post at a fraction `f` of the span: a slow
-    /// cycle plus a sell-off from 55 % to 65 % of the span.
+    /// cycle, moved by a planted event (the sell-off from 55 % to 65 % of the
+    /// span, the ETF burst from 25 % to 29 %).
     fn p_negative(f: f64) -> f64 {
         let base = 0.28 + 0.10 * (f * std::f64::consts::TAU * 3.0).sin();
-        if (0.55..0.65).contains(&f) { base + 0.35 } else { base }
+        (base + event_at(f).map_or(0.0, |e| e.shift)).clamp(0.02, 0.98)
+    }
+
+    /// A plain post of `label` at fraction `f`: the event's story when one is
+    /// running (drawn from the event generator), else `template` as drawn.
+    fn story(&mut self, f: f64, label: &str, template: &'static str) -> &'static str {
+        let Some(e) = event_at(f) else { return template };
+        let own: Vec<&'static str> = e.templates.iter().filter(|t| t.0 == label).map(|t| t.1).collect();
+        if own.is_empty() || !self.events.chance(e.share) {
+            return template;
+        }
+        *self.events.pick(&own)
     }
 
     fn fill(&mut self, template: &str) -> String {
@@ -252,6 +326,7 @@ impl Generator {
             .replace("{pct}", &pct)
             .replace("{n}", &n)
             .replace("{weekday}", weekday)
+            .replace("{exchange}", EXCHANGE)
     }
 
     fn typo(&mut self, s: String) -> String {
@@ -288,6 +363,7 @@ impl Generator {
             (self.fill(t), label, lang)
         } else if r < p_neg * 0.85 {
             let t = *self.rng.pick(NEGATIVE);
+            let t = self.story(frac, "negative", t);
             (self.fill(t), "negative", "en")
         } else if r < p_neg {
             let candidates: Vec<&(&str, &str)> = MIXED.iter().filter(|m| m.1 == "negative").collect();
@@ -299,9 +375,11 @@ impl Generator {
             (self.fill(t), "positive", "en")
         } else if r < p_neg + 0.35 {
             let t = *self.rng.pick(NEUTRAL);
+            let t = self.story(frac, "neutral", t);
             (self.fill(t), "neutral", "en")
         } else {
             let t = *self.rng.pick(POSITIVE);
+            let t = self.story(frac, "positive", t);
             (self.fill(t), "positive", "en")
         };
         if lang == "en" && self.rng.chance(0.10) {
@@ -657,6 +735,23 @@ mod tests {
         }
         let ids: std::collections::HashSet<_> = a.iter().map(|t| &t.tweet_id).collect();
         assert_eq!(ids.len(), a.len(), "tweet ids are unique");
+    }
+
+    #[test]
+    fn planted_events_carry_their_terms_and_only_theirs() {
+        let args = GenerateArgs { rows: 20_000, ..Default::default() };
+        let (start, span) = (args.start.timestamp_micros(), args.span.num_microseconds().unwrap() as f64);
+        let all: Vec<Tweet> = Generator::new(args).collect();
+        let n = all.len() as f64;
+        let during = |t: &Tweet, e: &Event| (e.start - 1e-6..e.end + 1e-6).contains(&((t.created_at - start) as f64 / span));
+        for (e, (tag, label)) in EVENTS.iter().zip([("#hack", "positive"), ("#ETF", "negative")]) {
+            let with_tag: Vec<&Tweet> = all.iter().filter(|t| t.text.contains(tag)).collect();
+            assert!(with_tag.len() as f64 > n * (e.end - e.start) * 0.3, "{}: {}", e.name, with_tag.len());
+            assert!(with_tag.iter().all(|t| t.truth_label != label), "no {} post is {label}", e.name);
+            assert!(with_tag.iter().all(|t| during(t, e)), "{} posts only while it runs", e.name);
+        }
+        assert!(all.iter().any(|t| t.text.contains("withdrawals halted")));
+        assert!(all.iter().any(|t| t.text.contains("ETF approved")));
     }
 
     #[test]
