@@ -140,14 +140,23 @@ fn a_hand_computed_example_equals_the_formula() {
     assert!(err.contains("--background"), "{err}");
 }
 
-/// The planted events' own words (in no other template of the generator): a term
-/// with one of them (`#hack`, `withdrawals halted`, `says withdrawals`) is planted.
-const HACK_WORDS: &[&str] =
-    &["hack", "coinvault", "withdrawals", "halted", "hacked", "hackers", "drained", "incident", "expected", "timeline", "notice", "says"];
-const ETF_WORDS: &[&str] = &["etf", "approved", "approval", "inflows", "ripping", "spot", "starts"];
+/// The planted events' words: a term with one of them (`#hack`, `withdrawals halted`,
+/// `says withdrawals`) is planted.
+const HACK_WORDS: &[&str] = &[
+    "#hack", "hack", "coinvault", "withdrawals", "halted", "hacked", "hackers", "drained", "incident", "expected",
+    "timeline", "notice", "says",
+];
+const ETF_WORDS: &[&str] = &["#etf", "etf", "approved", "approval", "inflows", "ripping", "spot", "starts"];
+/// Planted words that other posts use too ("Another exchange hack", "New ETF filing"):
+/// they may rank in a quiet window; the others may not.
+const ALSO_ELSEWHERE: &[&str] = &["hack", "etf"];
 
 fn planted(term: &str, words: &[&str]) -> bool {
-    term.split(' ').any(|w| words.contains(&w.trim_start_matches('#')))
+    term.split(' ').any(|w| words.contains(&w))
+}
+
+fn event_only(term: &str) -> bool {
+    term.split(' ').any(|w| !ALSO_ELSEWHERE.contains(&w) && (HACK_WORDS.contains(&w) || ETF_WORDS.contains(&w)))
 }
 
 #[test]
@@ -177,8 +186,7 @@ fn the_planted_terms_top_their_windows_and_stay_out_of_quiet_ones() {
                 inside += 1;
             }
             None if !near => {
-                let leaked: Vec<&String> =
-                    terms.iter().filter(|t| planted(t, HACK_WORDS) || planted(t, ETF_WORDS)).collect();
+                let leaked: Vec<&String> = terms.iter().filter(|t| event_only(t)).collect();
                 assert!(leaked.is_empty(), "quiet window {w} names {leaked:?}");
                 quiet += 1;
             }
