@@ -3,7 +3,12 @@
 //! drove each window (`window_terms`, from `sql/term_panes.sql` and
 //! `sql/window_terms.sql`).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::common::ScalarValue;
 
 use crate::context::{Collected, JobContext};
@@ -164,6 +169,69 @@ pub fn term_pane_params(
         ("rows_from", timestamp_param(rows_from)),
         ("rows_to", timestamp_param(rows_to)),
     ]
+}
+
+/// The columns of `sql/term_panes.sql` (what the stream keeps per micro-batch).
+pub fn term_panes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("pane_start", crate::schema::timestamp_type(), true),
+        Field::new("term", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+        Field::new("n_scored", DataType::Int64, true),
+        Field::new("sum_score", DataType::Float64, true),
+        Field::new("n_negative", DataType::Int64, true),
+    ]))
+}
+
+/// Term panes as batches of [`term_panes_schema`] (the query's own types may
+/// differ in nullability or string layout); their latest pane start.
+pub fn as_term_panes(batches: &[RecordBatch]) -> Result<(Vec<RecordBatch>, Option<i64>)> {
+    let schema = term_panes_schema();
+    let mut out = Vec::new();
+    let mut max = None;
+    for b in batches.iter().filter(|b| b.num_rows() > 0) {
+        let cols = schema
+            .fields()
+            .iter()
+            .zip(b.columns())
+            .map(|(f, c)| datafusion::arrow::compute::cast(c, f.data_type()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::arrow("term panes", e))?;
+        let panes = cols[0].as_primitive::<TimestampMicrosecondType>();
+        max = max.max(datafusion::arrow::compute::max(panes));
+        out.push(RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("term panes", e))?);
+    }
+    Ok((out, max))
+}
+
+/// How many terms an alert names as its window's drivers.
+pub const ALERT_DRIVERS: usize = 5;
+
+/// Each window's drivers (window start µs → terms): its `window_terms` rows
+/// with a positive `neg_lift`, by `neg_lift` (then term), at most [`ALERT_DRIVERS`].
+pub fn drivers(window_terms: &[RecordBatch]) -> BTreeMap<i64, Vec<String>> {
+    let mut all: BTreeMap<i64, Vec<(f64, String)>> = BTreeMap::new();
+    for b in window_terms {
+        let (Some(w), Some(t), Some(l)) =
+            (b.column_by_name("window_start"), b.column_by_name("term"), b.column_by_name("neg_lift"))
+        else {
+            continue;
+        };
+        let (w, l) = (w.as_primitive::<TimestampMicrosecondType>(), l.as_primitive::<Float64Type>());
+        let t = datafusion::arrow::compute::cast(t, &DataType::Utf8).unwrap_or_else(|_| t.clone());
+        let t = t.as_string::<i32>();
+        for r in 0..b.num_rows() {
+            if !l.is_null(r) && l.value(r) > 0.0 {
+                all.entry(w.value(r)).or_default().push((l.value(r), t.value(r).to_string()));
+            }
+        }
+    }
+    all.into_iter()
+        .map(|(w, mut v)| {
+            v.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            (w, v.into_iter().take(ALERT_DRIVERS).map(|(_, t)| t).collect())
+        })
+        .collect()
 }
 
 /// Runs `sql/window_terms.sql` over the registered `term_panes` table (in

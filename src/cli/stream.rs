@@ -18,11 +18,14 @@ pub(crate) struct StreamCli {
     /// The stream: kinesis://STREAM.
     #[arg(long)]
     from: String,
-    /// Data root (local or s3://): raw/, scored/, late/, windows/, windows_by_source/, alerts/.
+    /// Data root (local or s3://): raw/, scored/, late/, windows/, windows_by_source/, window_terms/, alerts/.
     #[arg(long, value_parser = expand_location)]
     to: String,
     #[command(flatten)]
     window: WindowCli,
+    /// `--background` is trailing here (default 24h): a stream knows only the past.
+    #[command(flatten)]
+    terms: super::TermCli,
     /// Watermark delay: windows are emitted once max event time − this passes their end.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     watermark: chrono::Duration,
@@ -63,6 +66,9 @@ pub(crate) async fn run(jc: &JobContext, st: StreamCli) -> Result<()> {
         from: st.from,
         to: st.to,
         spec,
+        terms: st.terms.spec(sentiflow_jobs::window::Background::Trailing(chrono::Duration::hours(
+            sentiflow_jobs::window::DEFAULT_STREAM_BACKGROUND_HOURS,
+        ))),
         watermark: st.watermark,
         trigger: st.trigger.to_std().unwrap_or(std::time::Duration::from_secs(5)),
         until_caught_up: st.until_caught_up,
@@ -81,7 +87,7 @@ pub(crate) async fn run(jc: &JobContext, st: StreamCli) -> Result<()> {
         .map(|t| t.to_rfc3339())
         .unwrap_or_else(|| "none".into());
     println!(
-        "streamed {} micro-batches ({} replayed): {} records, {} rows, {} rejected, {} late rows; {} windows and {} by source emitted, {} alerts ({} delivered to the webhook); {} open windows, watermark {wm}, in {}",
+        "streamed {} micro-batches ({} replayed): {} records, {} rows, {} rejected, {} late rows; {} windows, {} by source and {} window terms emitted, {} alerts ({} delivered to the webhook); {} open windows, watermark {wm}, in {}",
         r.batches,
         r.replays,
         r.records,
@@ -90,6 +96,7 @@ pub(crate) async fn run(jc: &JobContext, st: StreamCli) -> Result<()> {
         r.late_rows,
         r.windows,
         r.windows_by_source,
+        r.window_terms,
         r.alerts,
         r.webhook_delivered,
         r.open_windows,

@@ -115,6 +115,20 @@ pub struct Alert {
     pub value: f64,
     pub threshold: f64,
     pub message: String,
+    /// What drove the window (its top terms by `neg_lift`); see [`Alert::with_drivers`].
+    pub drivers: Vec<String>,
+}
+
+impl Alert {
+    /// The alert with its window's drivers, named in its message too:
+    /// "… — driven by #hack, $btc, withdrawals".
+    pub fn with_drivers(mut self, drivers: &[String]) -> Self {
+        if !drivers.is_empty() {
+            self.message = format!("{} — driven by {}", self.message, drivers.join(", "));
+            self.drivers = drivers.to_vec();
+        }
+        self
+    }
 }
 
 fn ts(us: i64) -> String {
@@ -159,6 +173,7 @@ pub fn evaluate(rules: &Rules, windows: &[WindowFigures], history: &mut Vec<(i64
                                 ts(w.end_us),
                                 w.n
                             ),
+                            drivers: Vec::new(),
                         });
                     }
                 }
@@ -195,6 +210,7 @@ pub fn evaluate(rules: &Rules, windows: &[WindowFigures], history: &mut Vec<(i64
                                 ts(w.end_us),
                                 w.n
                             ),
+                            drivers: Vec::new(),
                         });
                     }
                 }
@@ -250,6 +266,9 @@ pub fn alerts_batch(alerts: &[Alert], fired_at_us: i64) -> Result<RecordBatch> {
         s(|a| &a.message),
         std::sync::Arc::new(TimestampMicrosecondArray::from(vec![fired_at_us; alerts.len()]).with_timezone("UTC"))
             as ArrayRef,
+        std::sync::Arc::new(
+            alerts.iter().map(|a| (!a.drivers.is_empty()).then(|| a.drivers.join(", "))).collect::<StringArray>(),
+        ) as ArrayRef,
         dt,
     ];
     RecordBatch::try_new(std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(fields)), cols)

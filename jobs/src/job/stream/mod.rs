@@ -16,8 +16,12 @@
 //!     reads every shard's state ─► emits windows all shards have passed
 //!     _checkpoints/stream/<stream>/emitter.json   ◄─ its holder only:
 //!         lease · emitted-through · global watermark · alert history · intent
-//!     windows/ windows_by_source/ alerts/   emit-<id>.parquet
+//!     windows/ windows_by_source/ window_terms/ alerts/   emit-<id>.parquet
 //! ```
+//!
+//! Term counts for `window_terms` are too many for the JSON state: each shard
+//! batch writes its on-time rows' term panes as Parquet under
+//! `_checkpoints/stream/<stream>/terms/`, named after the batch (see [`terms`]).
 //!
 //! **Per shard, exactly once.** A worker reads each of its shards (parents
 //! before children), saves the batch's range as an intent in the shard's
@@ -75,7 +79,7 @@ use crate::io::read::RecordParser;
 use crate::io::retry::RetryPolicy;
 use crate::io::store::Location;
 use crate::io::write::{PartitionedWriter, write_raw_and_rejects};
-use crate::job::aggregate::{WindowSpec, far_future, far_past};
+use crate::window::{TermSpec, WindowSpec, far_future, far_past};
 use crate::job::alerts::{Alert, Rules, Webhook, WindowFigures, alerts_batch, evaluate};
 use crate::job::ingest::seq_cmp;
 use crate::schema::Table;
@@ -84,12 +88,16 @@ use crate::sql::{interval_param, timestamp_param};
 use crate::tables::register_batches;
 use crate::{Error, Result, sql};
 
+mod terms;
+
 #[derive(Debug, Clone)]
 pub struct StreamArgs {
     pub from: String,
     /// Data root: raw/, scored/, late/, windows/, windows_by_source/, alerts/, _rejected/, _checkpoints/.
     pub to: String,
     pub spec: WindowSpec,
+    /// What `window_terms` keeps; its background must be trailing.
+    pub terms: TermSpec,
     pub watermark: chrono::Duration,
     pub trigger: Duration,
     pub until_caught_up: bool,
@@ -120,6 +128,7 @@ pub struct StreamReport {
     pub emits: u64,
     pub windows: u64,
     pub windows_by_source: u64,
+    pub window_terms: u64,
     pub alerts: u64,
     pub webhook_delivered: u64,
     /// Windows still open (partials kept, not emitted) at the end, over all shards.
@@ -358,6 +367,8 @@ struct Streamer<'a> {
     store: Arc<dyn object_store::ObjectStore>,
     /// `_checkpoints/stream/<stream>`: emitter.json; shards/ below it holds the shard states.
     states: StateStore,
+    /// Term panes per batch (`_checkpoints/stream/<stream>/terms`) and window_terms at emission.
+    terms: terms::StreamTerms,
     leases: ShardLeases,
     reader: KinesisReader,
     webhook: Option<Webhook>,
@@ -390,6 +401,8 @@ impl<'a> Streamer<'a> {
         let root = Location::parse(&args.to)?;
         let store = jc.stores.store(&root.store_url)?;
         let states = StateStore::new(store.clone(), root.child(&format!("_checkpoints/stream/{stream}")));
+        let terms_dir = root.child(&format!("_checkpoints/stream/{stream}/terms"));
+        let terms = terms::StreamTerms::new(args.terms, args.spec, terms_dir, store.clone())?;
         let worker = args.worker_id.clone().unwrap_or_else(crate::io::checkpoint::default_worker_id);
         let leases = ShardLeases {
             states: states.child("shards"),
@@ -413,6 +426,7 @@ impl<'a> Streamer<'a> {
             root,
             store,
             states,
+            terms,
             leases,
             reader,
             webhook,
@@ -734,6 +748,7 @@ impl<'a> Streamer<'a> {
         let scored = self.score_tagged(raw, scored_at).await?;
         for (s, scored) in staged.iter_mut().zip(scored) {
             self.write_scored(s, scored).await?;
+            self.terms.write_batch(self.jc, &s.name, &s.rows.on_time).await?;
         }
         let emitted = self.emitter.0.emitted_through_us;
         let priors: Vec<Vec<Value>> =
@@ -948,26 +963,30 @@ impl<'a> Streamer<'a> {
         let rows = due(target);
         let name = format!("emit-{emit_id:010}.parquet");
         let mut history = doc.history.clone();
-        let (windows, by_source, fired) = self.write_windows(&rows, &name, &mut history).await?;
+        let (windows, by_source, fired) =
+            self.write_windows(&rows, &name, &mut history, doc.emitted_through_us, target).await?;
         crash_point("stream_emit");
         // 3. commit
         next.pending = None;
         next.emit_id = emit_id;
         next.emitted_through_us = Some(target);
         next.history = history;
-        for (k, n) in [("windows", windows), ("windows_by_source", by_source), ("alerts", fired.len() as u64)] {
+        for (k, n) in [("windows", windows), ("windows_by_source", by_source.0), ("alerts", fired.len() as u64)] {
             *next.totals.entry(k.into()).or_default() += n;
         }
+        *next.totals.entry("window_terms".into()).or_default() += by_source.1;
         let Some(v) = self.save_emitter(&next, Some(&v)).await? else {
             return Ok(EmitRole::OtherUnknown);
         };
         self.emitter = (next, Some(v));
+        let forgotten = self.terms.forget_before(target).await?;
         let rep = &mut self.report;
         rep.emits += 1;
         rep.windows += windows;
-        rep.windows_by_source += by_source;
+        rep.windows_by_source += by_source.0;
+        rep.window_terms += by_source.1;
         rep.alerts += fired.len() as u64;
-        tracing::info!(worker = %me, emit = emit_id, through_us = target, windows, alerts = fired.len(), "windows emitted");
+        tracing::info!(worker = %me, emit = emit_id, through_us = target, windows, alerts = fired.len(), term_files_removed = forgotten, "windows emitted");
         if let (Some(hook), false) = (&self.webhook, fired.is_empty()) {
             self.report.webhook_delivered += hook.post(&fired).await as u64;
         }
@@ -995,38 +1014,53 @@ impl<'a> Streamer<'a> {
         Ok(out)
     }
 
-    /// Writes windows and windows_by_source for the given partials (of several
-    /// shards: summed per window and source) and the alerts they fire.
+    /// Writes windows, windows_by_source and window_terms for the given
+    /// partials (of several shards: summed per window and source) of the
+    /// windows ending in (`emitted`, `target`], and the alerts they fire (with
+    /// their drivers); returns (windows, (by source, window terms), alerts).
     async fn write_windows(
         &self,
         partials: &[Value],
         name: &str,
         history: &mut Vec<(i64, f64, i64)>,
-    ) -> Result<(u64, u64, Vec<Alert>)> {
+        emitted: Option<i64>,
+        target: i64,
+    ) -> Result<(u64, (u64, u64), Vec<Alert>)> {
         let jc = self.jc;
         if partials.is_empty() {
-            return Ok((0, 0, Vec::new()));
+            return Ok((0, (0, 0), Vec::new()));
         }
         let merged = merge_rows(jc, vec![state_batch(partials)?], state_batch(&[])?).await?;
         register_batches(jc, "window_source_aggs", partial_schema(), vec![as_partials(merged)?])?;
         let (mut windows, mut by_source, mut fired) = (0, 0, Vec::new());
+        let term_rows = self.terms.rows(jc, emitted, target).await?;
+        let drivers = crate::window::drivers(&term_rows);
         for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {
             let (_, rows) = collect(jc, sql_name, vec![("window", interval_param(self.args.spec.window))]).await?;
             let n = write_table(&self.store, self.root.child(table.dir()), table, name, &rows).await?;
             if table == Table::Windows {
                 windows = n;
                 if let Some(rules) = &self.args.rules {
-                    fired = evaluate(rules, &window_figures(&rows), history);
+                    fired = evaluate(rules, &window_figures(&rows), history)
+                        .into_iter()
+                        .map(|a| {
+                            let d = drivers.get(&a.window_start_us).cloned().unwrap_or_default();
+                            a.with_drivers(&d)
+                        })
+                        .collect();
                 }
             } else {
                 by_source = n;
             }
         }
+        let terms =
+            write_table(&self.store, self.root.child(Table::WindowTerms.dir()), Table::WindowTerms, name, &term_rows)
+                .await?;
         if !fired.is_empty() {
             let batch = alerts_batch(&fired, chrono::Utc::now().timestamp_micros())?;
             write_table(&self.store, self.root.child(Table::Alerts.dir()), Table::Alerts, name, &[batch]).await?;
         }
-        Ok((windows, by_source, fired))
+        Ok((windows, (by_source, terms), fired))
     }
 
     /// Writes the emitter document if it is still at `prev`; `None` when another worker wrote it.
