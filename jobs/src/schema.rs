@@ -144,7 +144,12 @@ pub const ALERTS: &[Column] = &[
     col("threshold", Float64, false, "the rule's threshold"),
     col("message", String, false, "human-readable description"),
     col("fired_at", Timestamp, false, "when the alert fired (UTC)"),
-    col("drivers", String, true, "the window's top terms by neg_lift, comma-separated: what its negative tweets were about"),
+    col(
+        "drivers",
+        String,
+        true,
+        "the window's top terms by neg_lift, comma-separated: what its negative tweets were about",
+    ),
 ];
 
 pub const REJECTED: &[Column] = &[

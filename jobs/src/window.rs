@@ -82,7 +82,6 @@ pub fn far_future() -> DateTime<Utc> {
     DateTime::from_timestamp(crate::schema::EVENT_TIME_MAX_SECS, 0).unwrap_or_default() // 2200-01-01
 }
 
-
 /// What `window_terms` keeps per window, and what a term's lift is measured against.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TermSpec {

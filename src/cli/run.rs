@@ -91,7 +91,10 @@ fn print_run(r: &pipeline::RunReport, spec: WindowSpec) {
         fmt_duration(spec.slide)
     );
     println!("{:<10} {:<22} {:>9}", "", "windows_by_source/", a.windows_by_source);
-    println!("{:<10} {:<22} {:>9} {:>9}  {:>7}  top terms per window by lift", "", "window_terms/", a.window_terms, "", "");
+    println!(
+        "{:<10} {:<22} {:>9} {:>9}  {:>7}  top terms per window by lift",
+        "", "window_terms/", a.window_terms, "", ""
+    );
     let (rep, rt) = &r.report;
     println!(
         "{:<10} {:<22} {:>9} {:>9}  {:>7}  {} KiB, open it in a browser",

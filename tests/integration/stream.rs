@@ -343,8 +343,14 @@ fn assert_same_results(a: &str, b: &str, rows: u64) -> Vec<String> {
     assert!(wa == wb, "{} vs {} windows; only in the shared run: {only_b:#?}", wa.len(), wb.len());
     let ws = "window_start, source, n, round(avg_score, 9), n_negative";
     assert_eq!(table_rows(a, Table::WindowsBySource, ws), table_rows(b, Table::WindowsBySource, ws));
+    let (ta, tb) = (table_rows(a, Table::WindowTerms, TERM_COLS), table_rows(b, Table::WindowTerms, TERM_COLS));
+    assert!(ta.len() > 100, "{} window terms", ta.len());
+    assert!(ta == tb, "window_terms: {} vs {} rows", ta.len(), tb.len());
     wb
 }
+
+/// window_terms' columns, floats to 9 digits (lift is exact: it comes from integer counts).
+const TERM_COLS: &str = "window_start, term, kind, n, round(avg_score, 9), round(share_negative, 9), lift, neg_lift";
 
 /// SIGSTOP at a moment the process holds no shard state's lock: on a local disk a
 /// stopped lock holder keeps that one shard from everyone (their writes to it
@@ -480,6 +486,29 @@ fn workers_share_the_stream_through_stops_kills_and_a_split() {
     let wc = table_rows(&s(&c), Table::Windows, w);
     let missing: Vec<_> = wb.iter().filter(|r| !wc.contains(r)).take(5).collect();
     assert!(missing.is_empty(), "windows the batch aggregate does not give: {missing:#?}");
+    // window_terms: the stream's (trailing 24 h background) are the batch's with that background
+    ok(&["aggregate", "--out", &s(&c), "--window", "10m", "--slide", "5m", "--background", "24h"]);
+    let (tb, tc) = (table_rows(&b, Table::WindowTerms, TERM_COLS), table_rows(&s(&c), Table::WindowTerms, TERM_COLS));
+    let emitted: BTreeSet<&str> = wb.iter().map(|r| r.split(',').next().unwrap()).collect();
+    let tc: Vec<&String> = tc.iter().filter(|r| emitted.contains(r.split(',').next().unwrap())).collect();
+    assert_eq!(tb.iter().collect::<Vec<_>>(), tc, "the stream's window_terms equal the batch's");
+    // each alert names its window's top terms by neg_lift
+    let check = sql_csv(
+        &b,
+        "WITH ranked AS (
+             SELECT window_start, term, row_number() OVER (PARTITION BY window_start ORDER BY neg_lift DESC, term) AS k
+             FROM window_terms WHERE neg_lift > 0),
+         want AS (SELECT window_start, string_agg(term, ', ' ORDER BY k) AS d FROM ranked WHERE k <= 5 GROUP BY window_start)
+         SELECT count(*) AS alerts, count(a.drivers) AS with_drivers,
+                count(*) FILTER (WHERE coalesce(a.drivers, '') <> coalesce(w.d, '')) AS wrong,
+                count(*) FILTER (WHERE a.drivers IS NOT NULL AND strpos(a.message, ' — driven by ' || a.drivers) = 0) AS not_in_message
+         FROM alerts a LEFT JOIN want w ON w.window_start = a.window_start",
+    );
+    let f: Vec<i64> = check.lines().nth(1).unwrap().split(',').map(|x| x.parse().unwrap()).collect();
+    assert!(f[1] > 50 && f[2] == 0 && f[3] == 0, "alerts, with drivers, wrong, not in the message: {check}");
+    let terms_dir = d.path().join(format!("b/_checkpoints/stream/{stream}/terms"));
+    let bytes: u64 = std::fs::read_dir(&terms_dir).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum();
+    eprintln!("term panes kept under the checkpoint: {} files, {bytes} bytes", files_below(&terms_dir).len());
 }
 
 /// The same on the S3 test server, where the leases and commits are

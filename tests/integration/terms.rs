@@ -50,19 +50,20 @@ fn a_hand_computed_example_equals_the_formula() {
         .iter()
         .enumerate()
         .map(|(i, (t, text, _))| {
-            format!(r#"{{"tweet_id":"t{i}","created_at":"2025-03-01T{t}:00Z","text":"{text}","source":"x","lang":"en"}}"#)
+            format!(
+                r#"{{"tweet_id":"t{i}","created_at":"2025-03-01T{t}:00Z","text":"{text}","source":"x","lang":"en"}}"#
+            )
         })
         .collect();
     std::fs::write(&input, lines.join("\n")).unwrap();
     let root = s(&d.path().join("out"));
     ok(&["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &root]);
     // the labels the scorer gave, read back (the oracle needs them, not a guess)
-    let labels: BTreeMap<String, String> =
-        sql_csv(&root, "SELECT tweet_id, sentiment_label FROM scored_tweets")
-            .lines()
-            .skip(1)
-            .map(|l| l.split_once(',').map(|(a, b)| (a.to_string(), b.to_string())).unwrap())
-            .collect();
+    let labels: BTreeMap<String, String> = sql_csv(&root, "SELECT tweet_id, sentiment_label FROM scored_tweets")
+        .lines()
+        .skip(1)
+        .map(|l| l.split_once(',').map(|(a, b)| (a.to_string(), b.to_string())).unwrap())
+        .collect();
     assert!(labels.values().any(|l| l == "negative") && labels.values().any(|l| l != "negative"), "{labels:?}");
 
     // (window, terms, negative?) per tweet, from the hand-written term sets
@@ -143,8 +144,19 @@ fn a_hand_computed_example_equals_the_formula() {
 /// The planted events' words: a term with one of them (`#hack`, `withdrawals halted`,
 /// `says withdrawals`) is planted.
 const HACK_WORDS: &[&str] = &[
-    "#hack", "hack", "coinvault", "withdrawals", "halted", "hacked", "hackers", "drained", "incident", "expected",
-    "timeline", "notice", "says",
+    "#hack",
+    "hack",
+    "coinvault",
+    "withdrawals",
+    "halted",
+    "hacked",
+    "hackers",
+    "drained",
+    "incident",
+    "expected",
+    "timeline",
+    "notice",
+    "says",
 ];
 const ETF_WORDS: &[&str] = &["#etf", "etf", "approved", "approval", "inflows", "ripping", "spot", "starts"];
 /// Planted words that other posts use too ("Another exchange hack", "New ETF filing"):

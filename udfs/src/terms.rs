@@ -211,10 +211,7 @@ fn tokens(text: &str) -> Vec<Token> {
             let mut j = i;
             while j < chars.len()
                 && (is_word_char(chars[j])
-                    || (matches!(chars[j], '\'' | '’')
-                        && j + 1 < chars.len()
-                        && is_word_char(chars[j + 1])
-                        && j > i))
+                    || (matches!(chars[j], '\'' | '’') && j + 1 < chars.len() && is_word_char(chars[j + 1]) && j > i))
             {
                 j += 1;
             }

@@ -22,8 +22,8 @@ use crate::io::write::PartitionedWriter;
 use crate::schema::Table;
 use crate::sql::{interval_param, timestamp_param};
 use crate::tables::{register_batches, register_parquet_table};
-pub use crate::window::{WindowSpec, far_future, far_past, fmt_duration};
 use crate::window::{TermSpec, term_pane_params, window_terms};
+pub use crate::window::{WindowSpec, far_future, far_past, fmt_duration};
 use crate::{Error, Result, sql};
 
 #[derive(Debug, Clone)]
@@ -110,7 +110,9 @@ pub async fn compute_and_write(
     // term counts per pane (one scan, on the cluster when there is one); small next to the rows
     let panes = match terms.top_k {
         0 => None,
-        _ => Some(jc.collect("term_panes", term_pane_params(&spec, terms.rows_from(&spec, from), to + spec.window)).await?),
+        _ => Some(
+            jc.collect("term_panes", term_pane_params(&spec, terms.rows_from(&spec, from), to + spec.window)).await?,
+        ),
     };
     // the partials are small (one row per window pane and source): the windows are shaped here,
     // in this process, even when the scan above ran on a cluster

@@ -743,7 +743,8 @@ mod tests {
         let (start, span) = (args.start.timestamp_micros(), args.span.num_microseconds().unwrap() as f64);
         let all: Vec<Tweet> = Generator::new(args).collect();
         let n = all.len() as f64;
-        let during = |t: &Tweet, e: &Event| (e.start - 1e-6..e.end + 1e-6).contains(&((t.created_at - start) as f64 / span));
+        let during =
+            |t: &Tweet, e: &Event| (e.start - 1e-6..e.end + 1e-6).contains(&((t.created_at - start) as f64 / span));
         for (e, (tag, label)) in EVENTS.iter().zip([("#hack", "positive"), ("#ETF", "negative")]) {
             let with_tag: Vec<&Tweet> = all.iter().filter(|t| t.text.contains(tag)).collect();
             assert!(with_tag.len() as f64 > n * (e.end - e.start) * 0.3, "{}: {}", e.name, with_tag.len());

@@ -79,13 +79,13 @@ use crate::io::read::RecordParser;
 use crate::io::retry::RetryPolicy;
 use crate::io::store::Location;
 use crate::io::write::{PartitionedWriter, write_raw_and_rejects};
-use crate::window::{TermSpec, WindowSpec, far_future, far_past};
 use crate::job::alerts::{Alert, Rules, Webhook, WindowFigures, alerts_batch, evaluate};
 use crate::job::ingest::seq_cmp;
 use crate::schema::Table;
 use crate::scorer::JobScorer;
 use crate::sql::{interval_param, timestamp_param};
 use crate::tables::register_batches;
+use crate::window::{TermSpec, WindowSpec, far_future, far_past};
 use crate::{Error, Result, sql};
 
 mod terms;

@@ -112,7 +112,10 @@ mod tests {
 
     #[test]
     fn pane_file_names() {
-        assert_eq!(last_pane(&Path::from("a/b/p1740000000000000_shardId-0001-495.parquet")), Some(1_740_000_000_000_000));
+        assert_eq!(
+            last_pane(&Path::from("a/b/p1740000000000000_shardId-0001-495.parquet")),
+            Some(1_740_000_000_000_000)
+        );
         assert_eq!(last_pane(&Path::from("a/p-100_s-1.parquet")), Some(-100));
         assert_eq!(last_pane(&Path::from("a/x.parquet")), None);
     }
