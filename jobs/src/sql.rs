@@ -26,6 +26,8 @@ const FILES: &[(&str, &str)] = &[
     ("report_distribution", include_str!("../../sql/report_distribution.sql")),
     ("report_extremes", include_str!("../../sql/report_extremes.sql")),
     ("report_alerts", include_str!("../../sql/report_alerts.sql")),
+    ("report_driver_windows", include_str!("../../sql/report_driver_windows.sql")),
+    ("report_drivers", include_str!("../../sql/report_drivers.sql")),
     ("report_rejected", include_str!("../../sql/report_rejected.sql")),
     ("eval_probs", include_str!("../../sql/eval_probs.sql")),
     ("eval_labels", include_str!("../../sql/eval_labels.sql")),

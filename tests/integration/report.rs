@@ -74,6 +74,7 @@ fn write_alert(root: &Path) {
         f(0.6),
         st("71 % negative <in> 14 tweets"),
         ts(t("2025-02-10T14:06:00Z")),
+        st("#hack, coinvault"),
     ];
     let batch = RecordBatch::try_new(Table::Alerts.schema(), cols).unwrap();
     let dir = root.join("alerts/dt=2025-02-10");
@@ -135,6 +136,12 @@ fn report_renders_in_a_browser_with_every_section() {
         "Average sentiment score",
         "in a language the model does not read",
         "neutral tweets</title>",
+        // what drove it: the most negative windows (the planted hack) and the alert's window
+        "What drove it",
+        "<table class=\"drivers\">",
+        "alert: negative_share_high",
+        "coinvault",
+        "class=\"driver-tweets\"",
     ] {
         assert!(html.contains(needle), "report lacks {needle}");
     }

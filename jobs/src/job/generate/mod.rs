@@ -284,7 +284,7 @@ impl Generator {
         let hashtag = format!("#{}", args.topic.split_whitespace().map(capitalize).collect::<String>());
         Self {
             rng: Rng::new(args.seed),
-            events: Rng::new(args.seed ^ 0x5EED_0F_E7E7_u64),
+            events: Rng::new(args.seed ^ 0x005E_ED0F_E7E7_u64),
             topic_cap: capitalize(&args.topic),
             ticker: ticker(&args.topic),
             hashtag,
@@ -310,7 +310,8 @@ impl Generator {
         if own.is_empty() || !self.events.chance(e.share) {
             return template;
         }
-        *self.events.pick(&own)
+        let t: &&'static str = self.events.pick(&own);
+        t
     }
 
     fn fill(&mut self, template: &str) -> String {

@@ -3,6 +3,7 @@
 //! the sentiment-over-time chart as PNG (the same SVG, rasterized by resvg
 //! with an embedded DejaVu Sans font).
 
+mod drivers;
 pub mod svg;
 
 use std::fmt::Write;
@@ -127,7 +128,7 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
             ),
         });
     }
-    let (n_rejected, has_alerts) = register_tables(jc, &root).await?;
+    let (n_rejected, has_alerts, has_terms) = register_tables(jc, &root).await?;
     let from = args.from.unwrap_or_else(crate::job::aggregate::far_past);
     let to = args.to.unwrap_or_else(crate::job::aggregate::far_future);
     if from >= to {
@@ -143,6 +144,14 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
         alerts: if has_alerts { load_alerts(jc, from, to).await? } else { Vec::new() },
         has_alerts,
         n_rejected,
+        drivers: None,
+    };
+    let data = ReportData {
+        drivers: match has_terms {
+            true => Some(drivers::load(jc, from, to, &data.points, &data.alerts).await?),
+            false => None,
+        },
+        ..data
     };
     let (h, chart_time) = render(&data);
 
@@ -168,7 +177,7 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
 /// A row of `report_extremes`: side, time, source, score, text.
 type Extreme = (String, Option<i64>, String, Option<f64>, String);
 /// A row of `report_alerts`: window start, rule, source, message.
-type AlertRow = (Option<i64>, String, Option<String>, String);
+pub(crate) type AlertRow = (Option<i64>, String, Option<String>, String);
 
 /// The figures of `report_summary`.
 struct Summary {
@@ -197,10 +206,12 @@ struct ReportData {
     alerts: Vec<AlertRow>,
     has_alerts: bool,
     n_rejected: i64,
+    /// "What drove it"; None without a window_terms table.
+    drivers: Option<Vec<drivers::DriverWindow>>,
 }
 
-/// Registers the data root's tables; returns (rejected records, whether there is an alerts table).
-async fn register_tables(jc: &JobContext, root: &Location) -> Result<(i64, bool)> {
+/// Registers the data root's tables; returns (rejected records, whether there are alerts and window_terms tables).
+async fn register_tables(jc: &JobContext, root: &Location) -> Result<(i64, bool, bool)> {
     let scored = root.child(Table::Scored.dir());
     let windows = root.child(Table::Windows.dir());
     register_parquet_table(jc, "scored_tweets", Table::Scored, &scored)?;
@@ -218,8 +229,12 @@ async fn register_tables(jc: &JobContext, root: &Location) -> Result<(i64, bool)
     if has_alerts {
         register_parquet_table(jc, "alerts", Table::Alerts, &alerts_loc)?;
     }
-
-    Ok((n_rejected, has_alerts))
+    let terms_loc = root.child(Table::WindowTerms.dir());
+    let has_terms = jc.has_files(&terms_loc).await?;
+    if has_terms {
+        register_parquet_table(jc, "window_terms", Table::WindowTerms, &terms_loc)?;
+    }
+    Ok((n_rejected, has_alerts, has_terms))
 }
 
 async fn load_points(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<WindowPoint>> {
@@ -401,7 +416,8 @@ h1 {{ margin: 0 0 4px; font-size: 28px; }} h2 {{ font-size: 19px; margin: 32px 0
 svg.chart {{ background: #fff; border-radius: 8px; box-shadow: 0 1px 2px rgba(0,0,0,.08); max-width: 100%; height: auto; }}
 table {{ border-collapse: collapse; width: 100%; background: #fff; font-size: 14px; box-shadow: 0 1px 2px rgba(0,0,0,.08); }}
 th, td {{ text-align: left; padding: 6px 10px; border-bottom: 1px solid #e6e9ed; vertical-align: top; }}
-th {{ background: #eef1f4; }} td.num {{ text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }}
+th {{ background: #eef1f4; }} h3.driver-window {{ font-size: 15px; margin: 18px 0 6px; }}
+ul.driver-tweets {{ margin: 6px 0 0; padding-left: 20px; font-size: 14px; }} td.num {{ text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }}
 .pos {{ color: #2e8b57; }} .neg {{ color: #c0392b; }}
 dl {{ display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; background: #fff; padding: 12px 16px; border-radius: 8px; }}
 dt {{ color: #4a5560; }} dd {{ margin: 0; }}
@@ -437,6 +453,7 @@ dt {{ color: #4a5560; }} dd {{ margin: 0; }}
         chart_dist = svg::distribution(bins, "Distribution of sentiment scores"),
         chart_src = svg::sources(sources, "Sentiment by source"),
     );
+    drivers::render(&mut h, d.drivers.as_deref());
     render_tables(&mut h, &d.extremes, alerts, *has_alerts);
     render_about(&mut h, d, &period, window_len);
     (h, chart_time)

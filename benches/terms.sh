@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# What window_terms costs: `aggregate` with terms (--top-terms 10) against without (--top-terms 0) on
+# generated tweets (the sample's generator, 7 days, lexicon-scored), the same lift computation in Polars
+# (benches/terms_polars.py, given the terms sentiflow's terms() extracted) checked equal row for row, and
+# the terms' share of the ONNX `score` step's CPU-s on the same rows (ONNX scored on a sample, scaled).
+# Prints CPU-s (user+sys) and peak RSS side by side, one line per size.
+#   bash benches/terms.sh [--rows "1000000 10000000"] [--binary PATH] [--onnx-sample 20000]
+# Default binary: a release build (cargo build --release); Polars from $SENTIFLOW_TOOLS/peers-venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS="1000000 10000000"
+ONNX_SAMPLE=20000
+BIN=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --rows) ROWS=$2; shift 2 ;;
+    --binary) BIN=$2; shift 2 ;;
+    --onnx-sample) ONNX_SAMPLE=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$BIN" ]; then
+  cargo build --release --bin sentiflow
+  BIN=${CARGO_TARGET_DIR:-target}/release/sentiflow
+fi
+VENV=${SENTIFLOW_TOOLS:-$HOME/.cache/sentiflow/tools}/peers-venv
+if ! "$VENV/bin/python" -c 'import polars' 2>/dev/null; then
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q polars pyarrow
+fi
+# shellcheck source=scripts/setup-ort.sh
+source scripts/setup-ort.sh 2>/dev/null
+set -euo pipefail
+export SENTIFLOW_NO_PROGRESS=1
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# "$@" under /usr/bin/time: prints "cpu_s rss_mib"
+timed() {
+  /usr/bin/time -f '%U %S %M' -o "$WORK/time" "$@" >"$WORK/job.out" 2>"$WORK/job.err" \
+    || { cat "$WORK/job.err" >&2; exit 1; }
+  awk '{ printf "%.2f %.0f\n", $1 + $2, $3 / 1024 }' "$WORK/time"
+}
+
+# ONNX score CPU-s per row, on a sample of the same generator
+"$BIN" generate --rows "$ONNX_SAMPLE" --seed 11 --start 2025-03-01T00:00:00Z --span 7d --format parquet --to "$WORK/onnx-in" >/dev/null
+read -r onnx_cpu _ < <(timed "$BIN" score --scorer onnx --input "$WORK/onnx-in" --out "$WORK/onnx-out")
+onnx_per_row=$(awk -v c="$onnx_cpu" -v n="$ONNX_SAMPLE" 'BEGIN { printf "%.9f", c / n }')
+
+echo "# window_terms bench, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, binary $BIN, Polars $("$VENV/bin/python" -c 'import polars; print(polars.__version__)')"
+echo "# ONNX score: $onnx_cpu CPU-s on $ONNX_SAMPLE rows (scaled to each size below)"
+printf '%10s | %9s %9s %9s | %8s %8s | %9s %8s | %7s | %10s %6s | %s\n' rows "agg CPU-s" "+terms" "terms" \
+  "RSS MiB" "+terms" "Polars" "RSS MiB" "xPolars" "ONNX CPU-s" share "equal rows"
+for n in $ROWS; do
+  root="$WORK/r$n"
+  "$BIN" generate --rows "$n" --seed 11 --start 2025-03-01T00:00:00Z --span 7d --format parquet --to "$root/raw" >/dev/null
+  "$BIN" score --scorer lexicon --input "$root/raw" --out "$root" >/dev/null
+  read -r c0 r0 < <(timed "$BIN" aggregate --out "$root" --top-terms 0)
+  read -r c1 r1 < <(timed "$BIN" aggregate --out "$root" --top-terms 10)
+  # the terms sentiflow extracted, for Polars (not timed: Polars gets them for free)
+  "$BIN" sql --data "$root" --allow-write -c "COPY (SELECT created_at, sentiment_score, sentiment_label, terms(text) AS terms FROM scored_tweets) TO '$WORK/terms-$n.parquet' STORED AS PARQUET" >/dev/null
+  read -r cp rp < <(timed "$VENV/bin/python" benches/terms_polars.py --input "$WORK/terms-$n.parquet" --out "$WORK/polars-$n.csv")
+  "$BIN" sql --data "$root" --format csv -c "SELECT CAST(arrow_cast(window_start, 'Timestamp(Microsecond, None)') AS BIGINT) AS window_start, term, n, lift, neg_lift FROM window_terms" >"$WORK/ours-$n.csv"
+  equal=$("$VENV/bin/python" - "$WORK/ours-$n.csv" "$WORK/polars-$n.csv" <<'PY'
+import csv, math, sys
+def rows(p):
+    with open(p) as f:
+        return {(r["window_start"], r["term"]): r for r in csv.DictReader(f)}
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+bad = [k for k in a.keys() | b.keys() if k not in a or k not in b or a[k]["n"] != b[k]["n"]
+       or any(not math.isclose(float(a[k][c]), float(b[k][c]), rel_tol=1e-9, abs_tol=1e-9) for c in ("lift", "neg_lift"))]
+print(f"{len(a) - len([k for k in bad if k in a])}/{len(a)}" + (f" DIFFER e.g. {sorted(bad)[:2]}" if bad else ""))
+PY
+)
+  terms=$(awk -v a="$c1" -v b="$c0" 'BEGIN { printf "%.2f", a - b }')
+  onnx=$(awk -v p="$onnx_per_row" -v n="$n" 'BEGIN { printf "%.0f", p * n }')
+  printf '%10s | %9s %9s %9s | %8s %8s | %9s %8s | %7s | %10s %6s | %s\n' "$n" "$c0" "$c1" "$terms" "$r0" "$r1" "$cp" "$rp" \
+    "$(awk -v a="$terms" -v b="$cp" 'BEGIN { printf "%.2f", a / b }')" "$onnx" \
+    "$(awk -v a="$terms" -v b="$onnx" 'BEGIN { printf "%.1f%%", 100 * a / b }')" "$equal"
+  rm -rf "$root"
+done
