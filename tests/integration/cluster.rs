@@ -20,6 +20,9 @@ const WINDOWS: &str = "SELECT window_start, window_end, n, n_unscored, round(avg
                        n_negative, n_positive FROM windows ORDER BY window_start";
 const BY_SOURCE: &str =
     "SELECT window_start, source, n, round(avg_score, 9) AS avg, n_negative FROM windows_by_source ORDER BY 1, 2";
+/// What drove each window (lift comes from integer counts: exact on a cluster too).
+const TERMS: &str = "SELECT window_start, term, kind, n, round(avg_score, 9) AS avg, round(share_negative, 9) AS neg, \
+                     lift, neg_lift FROM window_terms ORDER BY window_start, lift DESC, term";
 
 /// Four hourly files of the sample, and a file with two bad records and a good one.
 fn input_with_bad_records(dir: &Path) -> String {
@@ -65,6 +68,9 @@ fn assert_same_windows(a: &str, b: &str) {
     assert!(w.lines().count() > 30, "{w}");
     assert_eq!(sql_csv(b, WINDOWS), w);
     assert_eq!(sql_csv(b, BY_SOURCE), sql_csv(a, BY_SOURCE));
+    let t = sql_csv(a, TERMS);
+    assert!(t.lines().count() > 30, "{t}");
+    assert_eq!(sql_csv(b, TERMS), t, "window_terms");
 }
 
 /// No staged input is left behind (hidden directory of `score --cluster`).

@@ -16,8 +16,14 @@ fn fightin_words(yi: f64, ni: f64, yj: f64, nj: f64, a: f64, a0: f64) -> f64 {
     delta / (1.0 / (yi + a) + 1.0 / (yj + a)).sqrt()
 }
 
-/// One row of window_terms: (window_start, term) → (n, share_negative, lift, neg_lift).
-type TermRows = BTreeMap<(String, String), (i64, f64, f64, f64)>;
+/// (window_start, term)
+type Key = (String, String);
+/// (n, share_negative, lift, neg_lift)
+type Figures = (i64, f64, f64, f64);
+/// The rows of window_terms.
+type TermRows = BTreeMap<Key, Figures>;
+/// A tweet of the hand-computed example: (window, its terms, negative?).
+type Tweet<'a> = (&'a str, &'a [&'a str], bool);
 
 fn window_terms(root: &str) -> TermRows {
     let csv = sql_csv(root, "SELECT window_start, term, n, share_negative, lift, neg_lift FROM window_terms");
@@ -67,7 +73,7 @@ fn a_hand_computed_example_equals_the_formula() {
     assert!(labels.values().any(|l| l == "negative") && labels.values().any(|l| l != "negative"), "{labels:?}");
 
     // (window, terms, negative?) per tweet, from the hand-written term sets
-    let rows: Vec<(&str, &[&str], bool)> = tweets
+    let rows: Vec<Tweet> = tweets
         .iter()
         .enumerate()
         .map(|(i, (t, _, terms))| {
@@ -78,23 +84,22 @@ fn a_hand_computed_example_equals_the_formula() {
     let oracle = |background: &dyn Fn(&str) -> bool| -> TermRows {
         let mut out = TermRows::new();
         let a0 = TERM_PRIOR_ALPHA0;
-        let count = |keep: &dyn Fn(&(&str, &[&str], bool)) -> bool, term: &str| {
+        let count = |keep: &dyn Fn(&Tweet) -> bool, term: &str| {
             rows.iter().filter(|r| keep(r) && r.1.contains(&term)).count() as f64
         };
-        let total = |keep: &dyn Fn(&(&str, &[&str], bool)) -> bool| {
-            rows.iter().filter(|r| keep(r)).map(|r| r.1.len()).sum::<usize>() as f64
-        };
+        let total =
+            |keep: &dyn Fn(&Tweet) -> bool| rows.iter().filter(|r| keep(r)).map(|r| r.1.len()).sum::<usize>() as f64;
         let windows: BTreeSet<&str> = rows.iter().map(|r| r.0).collect();
         for w in windows {
             let terms: BTreeSet<&str> = rows.iter().filter(|r| r.0 == w).flat_map(|r| r.1.iter().copied()).collect();
             for term in terms {
-                let in_w = |r: &(&str, &[&str], bool)| r.0 == w;
-                let in_bg = |r: &(&str, &[&str], bool)| background(r.0);
-                let out_w = |r: &(&str, &[&str], bool)| background(r.0) && r.0 != w;
+                let in_w = |r: &Tweet| r.0 == w;
+                let in_bg = |r: &Tweet| background(r.0);
+                let out_w = |r: &Tweet| background(r.0) && r.0 != w;
                 let a = a0 * count(&in_bg, term) / total(&in_bg);
                 let lift = fightin_words(count(&in_w, term), total(&in_w), count(&out_w, term), total(&out_w), a, a0);
-                let neg = |r: &(&str, &[&str], bool)| r.0 == w && r.2;
-                let other = |r: &(&str, &[&str], bool)| r.0 == w && !r.2;
+                let neg = |r: &Tweet| r.0 == w && r.2;
+                let other = |r: &Tweet| r.0 == w && !r.2;
                 let neg_lift = fightin_words(count(&neg, term), total(&neg), count(&other, term), total(&other), a, a0);
                 let n = count(&in_w, term);
                 let share = count(&neg, term) / n;
@@ -128,8 +133,7 @@ fn a_hand_computed_example_equals_the_formula() {
     let got = window_terms(&root);
     let all = oracle(&|_| true);
     for w in ["2025-03-01T10:00:00Z", "2025-03-01T10:05:00Z"] {
-        let mut ranked: Vec<(&(String, String), &(i64, f64, f64, f64))> =
-            all.iter().filter(|(k, v)| k.0 == w && v.0 >= 2).collect();
+        let mut ranked: Vec<(&Key, &Figures)> = all.iter().filter(|(k, v)| k.0 == w && v.0 >= 2).collect();
         ranked.sort_by(|a, b| b.1.2.total_cmp(&a.1.2).then(a.0.1.cmp(&b.0.1)));
         let want: Vec<&String> = ranked.iter().take(2).map(|(k, _)| &k.1).collect();
         let got: Vec<&String> = got.keys().filter(|k| k.0 == w).map(|k| &k.1).collect();
