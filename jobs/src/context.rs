@@ -80,8 +80,15 @@ pub fn configure(mut config: SessionConfig, opts: &ContextOptions) -> SessionCon
 
 /// The runtime every role shares: object stores built on demand from URLs
 /// (local paths, s3:// with the AWS settings of the environment).
+///
+/// DataFusion's list-files cache is off: by default it keeps a table path's
+/// listing for ever, so a long-running process (`stream`'s emitter summing the
+/// term panes its workers keep adding, the `sql` REPL, an executor) would not
+/// see files written after its first listing. Found by the stream test: the
+/// emitter's window_terms counted only the files of its first emission's listing.
 pub fn runtime(stores: Arc<StoreRegistry>) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
     RuntimeEnvBuilder::new()
+        .with_object_list_cache_limit(0)
         .with_object_store_registry(stores)
         .build_arc()
         .map_err(|source| Error::Sql { name: "session".into(), source })
@@ -261,5 +268,31 @@ mod tests {
         let e = run(&cluster, CLUSTER_ATTEMPTS).await.unwrap_err().to_string();
         assert!(e.contains(&format!("flaky failed on the cluster {CLUSTER_ATTEMPTS} times")), "{e}");
         assert!(e.contains("executor lost") && e.contains("run the job again"), "{e}");
+    }
+
+    /// A table re-registered over a directory sees the files written since its
+    /// last query (DataFusion's list-files cache would keep the first listing).
+    #[tokio::test]
+    async fn a_listing_sees_files_written_after_it() {
+        use datafusion::arrow::array::{Int64Array, RecordBatch};
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let dir = std::env::temp_dir().join(format!("sentiflow-listing-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let loc = Location::parse(&dir.display().to_string()).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        let jc = JobContext::new(ContextOptions::default()).unwrap();
+        let mut counts = Vec::new();
+        for i in 0..3 {
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![i]))]).unwrap();
+            let path = loc.path.clone().join(format!("f{i}.parquet"));
+            let store = jc.stores.store(&loc.store_url).unwrap();
+            crate::io::write::write_file(store.as_ref(), &loc, &path, &batch).await.unwrap();
+            crate::tables::register_parquet_files(&jc, "t", schema.clone(), Vec::new(), &loc).unwrap();
+            let b = jc.ctx.sql("SELECT count(*) AS n FROM t").await.unwrap().collect().await.unwrap();
+            counts.push(b[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(counts, [1, 2, 3]);
     }
 }

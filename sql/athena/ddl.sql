@@ -176,7 +176,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS ${DATABASE}.alerts (
   `value` double COMMENT 'the metric''s value in the window',
   `threshold` double COMMENT 'the rule''s threshold',
   `message` string COMMENT 'human-readable description',
-  `fired_at` timestamp COMMENT 'when the alert fired (UTC)'
+  `fired_at` timestamp COMMENT 'when the alert fired (UTC)',
+  `drivers` string COMMENT 'the window''s top terms by neg_lift, comma-separated: what its negative tweets were about'
 )
 COMMENT 'alerts fired by streaming mode, one per window and rule'
 PARTITIONED BY (`dt` string)
