@@ -128,7 +128,10 @@ pub(super) fn render(h: &mut String, windows: Option<&[DriverWindow]>) {
             continue;
         }
         h.push_str(r##"<table class="drivers"><tr><th>Term</th><th>Kind</th><th>Tweets</th><th>Negative</th><th>Lift</th><th>Neg. lift</th></tr>"##);
-        let f = |v: &Option<f64>| v.map(|v| format!("{v:+.1}")).unwrap_or_else(|| "–".into());
+        // one decimal; a value that rounds to zero is shown as 0.0, never -0.0
+        let f = |v: &Option<f64>| {
+            v.map(|v| if v.abs() < 0.05 { "0.0".to_string() } else { format!("{v:+.1}") }).unwrap_or_else(|| "–".into())
+        };
         for (term, kind, n, share, lift, neg_lift) in &w.terms {
             let _ = write!(
                 h,
