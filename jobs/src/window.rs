@@ -110,9 +110,9 @@ pub const DEFAULT_MIN_TERM_COUNT: usize = 3;
 /// The stream's default trailing background.
 pub const DEFAULT_STREAM_BACKGROUND_HOURS: i64 = 24;
 /// The Dirichlet prior's strength α₀ in term occurrences (Monroe et al.'s
-/// informative prior: α_w = α₀ · the term's background share). About one busy
-/// hour of the sample's terms: a window's own counts move its estimate, a
-/// handful of tweets does not.
+/// informative prior: α_w = α₀ · the term's background share). About 40
+/// minutes of the sample's term occurrences (38,219 in 24 h): a window's own
+/// counts move its estimate, a handful of tweets does not.
 pub const TERM_PRIOR_ALPHA0: f64 = 1000.0;
 
 impl Default for TermSpec {
