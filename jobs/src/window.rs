@@ -11,7 +11,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::common::ScalarValue;
 
-use crate::context::{Collected, JobContext};
+use crate::context::JobContext;
 use crate::sql::{interval_param, timestamp_param};
 use crate::{Error, Result};
 
@@ -233,7 +233,7 @@ pub fn drivers(window_terms: &[RecordBatch]) -> BTreeMap<i64, Vec<String>> {
         .collect()
 }
 
-/// Runs `sql/window_terms.sql` over the registered `term_panes` table (in
+/// Plans `sql/window_terms.sql` over the registered `term_panes` table (in
 /// `jc`'s session): the top terms of the windows starting in [from, to).
 pub async fn window_terms(
     jc: &JobContext,
@@ -241,7 +241,7 @@ pub async fn window_terms(
     terms: &TermSpec,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<Collected> {
+) -> Result<datafusion::dataframe::DataFrame> {
     let (trailing, background) = match terms.background {
         Background::Whole => (false, spec.window),
         Background::Trailing(d) => (true, d),
@@ -258,7 +258,7 @@ pub async fn window_terms(
         ("top_k", ScalarValue::Int64(Some(terms.top_k as i64))),
         ("min_count", ScalarValue::Int64(Some(terms.min_count as i64))),
     ];
-    jc.collect("window_terms", params).await
+    crate::sql::query(&jc.ctx, "window_terms", params).await
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListBuilder, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, ListBuilder, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result as DfResult, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
@@ -276,12 +276,7 @@ impl ScalarUDFImpl for TermsUdf {
             return exec_err!("terms takes one text");
         };
         let array = text.to_array(args.number_rows)?;
-        let texts: Vec<Option<&str>> = match array.data_type() {
-            DataType::Utf8 => array.as_string::<i32>().iter().collect(),
-            DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
-            DataType::Utf8View => array.as_string_view().iter().collect(),
-            other => return exec_err!("terms takes text, got {other}"),
-        };
+        let texts = crate::udf::texts_of(&array)?;
         let mut b = ListBuilder::new(StringBuilder::new());
         for t in texts {
             match t {

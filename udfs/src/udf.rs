@@ -204,7 +204,7 @@ fn text_args(args: &ScalarFunctionArgs) -> DfResult<(ArrayRef, Option<ArrayRef>)
     }
 }
 
-fn texts_of(array: &ArrayRef) -> DfResult<Vec<Option<&str>>> {
+pub(crate) fn texts_of(array: &ArrayRef) -> DfResult<Vec<Option<&str>>> {
     Ok(match array.data_type() {
         DataType::Utf8 => array.as_string::<i32>().iter().collect(),
         DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),

@@ -131,13 +131,9 @@ pub async fn compute_and_write(
     }
     if let Some(panes) = panes {
         register_batches(jc, "term_panes", panes.schema, vec![panes.batches])?;
-        let rows = window_terms(jc, &spec, terms, from, to).await?;
-        register_batches(jc, "window_terms_rows", rows.schema, vec![rows.batches])?;
-        let df = jc.ctx.table("window_terms_rows").await.map_err(Error::query)?;
+        let df = window_terms(jc, &spec, terms, from, to).await?;
         report.window_terms = write_replacing(&store, &lock, out, Table::WindowTerms, df, range, &mut report).await?;
-        for t in ["term_panes", "window_terms_rows"] {
-            let _ = jc.ctx.deregister_table(t);
-        }
+        let _ = jc.ctx.deregister_table("term_panes");
     }
     let _ = jc.ctx.deregister_table("window_source_aggs");
     lock.release().await?;
