@@ -3,14 +3,19 @@
 //! most negative tweets containing its top term (`sql/report_drivers.sql`).
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::ScalarValue;
 
 use super::svg::{WindowPoint, esc};
 use super::{AlertRow, f64s, fmt_ts, i64s, strs};
 use crate::context::JobContext;
+use crate::schema::timestamp_type;
 use crate::sql::timestamp_param;
+use crate::tables::register_batches;
 use crate::{Error, Result, sql};
 
 /// Windows an alert fired in that the section explains at most (the most negative first).
@@ -65,36 +70,56 @@ pub(super) async fn load(
         }
     }
     picked.sort_by_key(|w| w.0);
-    let mut out = Vec::new();
-    for (start_us, rules) in picked {
-        let Some(p) = points.iter().find(|p| p.start_us == start_us) else { continue };
-        let at = |us| ScalarValue::TimestampMicrosecond(Some(us), Some("UTC".into()));
-        let params = vec![("start", at(p.start_us)), ("end", at(p.end_us))];
-        let mut w = DriverWindow {
-            start_us,
-            end_us: p.end_us,
-            n: p.n,
-            share_negative: p.share_negative,
-            rules,
-            terms: Vec::new(),
-            tweets: Vec::new(),
-        };
-        for b in sql::query(&jc.ctx, "report_drivers", params).await?.collect().await.map_err(Error::query)? {
-            let (what, term, kind, n) = (strs(&b, "what")?, strs(&b, "term")?, strs(&b, "kind")?, i64s(&b, "n")?);
-            let (share, lift, neg_lift) = (f64s(&b, "share_negative")?, f64s(&b, "lift")?, f64s(&b, "neg_lift")?);
-            let (score, text) = (f64s(&b, "score")?, strs(&b, "text")?);
-            for i in 0..b.num_rows() {
-                if what[i].as_deref() == Some("term") {
-                    let s = |v: &Option<String>| v.clone().unwrap_or_default();
-                    w.terms.push((s(&term[i]), s(&kind[i]), n[i].unwrap_or(0), share[i], lift[i], neg_lift[i]));
-                } else {
-                    w.tweets.push((score[i], text[i].clone().unwrap_or_default()));
-                }
+    let mut out: Vec<DriverWindow> = picked
+        .into_iter()
+        .filter_map(|(start_us, rules)| {
+            let p = points.iter().find(|p| p.start_us == start_us)?;
+            Some(DriverWindow {
+                start_us,
+                end_us: p.end_us,
+                n: p.n,
+                share_negative: p.share_negative,
+                rules,
+                terms: Vec::new(),
+                tweets: Vec::new(),
+            })
+        })
+        .collect();
+    if out.is_empty() {
+        return Ok(out);
+    }
+    register_windows(jc, &out)?;
+    for b in sql::query(&jc.ctx, "report_drivers", Vec::new()).await?.collect().await.map_err(Error::query)? {
+        let (start, what) = (super::times(&b, "window_start")?, strs(&b, "what")?);
+        let (term, kind, n) = (strs(&b, "term")?, strs(&b, "kind")?, i64s(&b, "n")?);
+        let (share, lift, neg_lift) = (f64s(&b, "share_negative")?, f64s(&b, "lift")?, f64s(&b, "neg_lift")?);
+        let (score, text) = (f64s(&b, "score")?, strs(&b, "text")?);
+        for i in 0..b.num_rows() {
+            let Some(w) = out.iter_mut().find(|w| Some(w.start_us) == start[i]) else { continue };
+            if what[i].as_deref() == Some("term") {
+                let s = |v: &Option<String>| v.clone().unwrap_or_default();
+                w.terms.push((s(&term[i]), s(&kind[i]), n[i].unwrap_or(0), share[i], lift[i], neg_lift[i]));
+            } else {
+                w.tweets.push((score[i], text[i].clone().unwrap_or_default()));
             }
         }
-        out.push(w);
     }
     Ok(out)
+}
+
+/// Registers the picked windows as `report_windows(window_start, window_end)`,
+/// the table `sql/report_drivers.sql` explains in one scan.
+fn register_windows(jc: &JobContext, windows: &[DriverWindow]) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("window_start", timestamp_type(), false),
+        Field::new("window_end", timestamp_type(), false),
+    ]));
+    let col = |f: fn(&DriverWindow) -> i64| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(windows.iter().map(f).collect::<Vec<_>>()).with_timezone("UTC"))
+    };
+    let batch = RecordBatch::try_new(schema.clone(), vec![col(|w| w.start_us), col(|w| w.end_us)])
+        .map_err(|e| Error::arrow("the report's windows", e))?;
+    register_batches(jc, "report_windows", schema, vec![vec![batch]])
 }
 
 /// The section; `None`: the data has no window_terms table.
