@@ -3,7 +3,9 @@
 # generated tweets (the sample's generator, 7 days, lexicon-scored), the same lift computation in Polars
 # (benches/terms_polars.py, given the terms sentiflow's terms() extracted) checked equal row for row, and
 # the terms' share of the ONNX `score` step's CPU-s on the same rows (ONNX scored on a sample, scaled).
-# Prints CPU-s (user+sys) and peak RSS side by side, one line per size.
+# Prints CPU-s (user+sys) and peak RSS side by side, one line per size; the terms' CPU-s split into the
+# extraction (terms() over every text: Polars is handed its output) and the rest (panes, windows, lift,
+# ranking: what Polars computes), so "lift/P" compares like with like and "xPolars" the whole cost.
 #   bash benches/terms.sh [--rows "1000000 10000000"] [--binary PATH] [--onnx-sample 20000]
 # Default binary: a release build (cargo build --release); Polars from $SENTIFLOW_TOOLS/peers-venv.
 set -euo pipefail
@@ -48,14 +50,18 @@ onnx_per_row=$(awk -v c="$onnx_cpu" -v n="$ONNX_SAMPLE" 'BEGIN { printf "%.9f", 
 
 echo "# window_terms bench, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, binary $BIN, Polars $("$VENV/bin/python" -c 'import polars; print(polars.__version__)')"
 echo "# ONNX score: $onnx_cpu CPU-s on $ONNX_SAMPLE rows (scaled to each size below)"
-printf '%10s | %9s %9s %9s | %8s %8s | %9s %8s | %7s | %10s %6s | %s\n' rows "agg CPU-s" "+terms" "terms" \
-  "RSS MiB" "+terms" "Polars" "RSS MiB" "xPolars" "ONNX CPU-s" share "equal rows"
+printf '%10s | %9s %9s %9s %8s %8s | %8s %8s | %9s %8s | %7s %7s | %10s %6s | %s\n' rows "agg CPU-s" "+terms" "terms" \
+  "extract" "lift" "RSS MiB" "+terms" "Polars" "RSS MiB" "xPolars" "lift/P" "ONNX CPU-s" share "equal rows"
 for n in $ROWS; do
   root="$WORK/r$n"
   "$BIN" generate --rows "$n" --seed 11 --start 2025-03-01T00:00:00Z --span 7d --format parquet --to "$root/raw" >/dev/null
   "$BIN" score --scorer lexicon --input "$root/raw" --out "$root" >/dev/null
   read -r c0 r0 < <(timed "$BIN" aggregate --out "$root" --top-terms 0)
   read -r c1 r1 < <(timed "$BIN" aggregate --out "$root" --top-terms 10)
+  # of the terms' cost, the extraction (terms() over every text), which Polars is handed for free:
+  # a scan with terms() less the same scan without
+  read -r cx _ < <(timed "$BIN" sql --data "$root" -c "SELECT count(*) FROM (SELECT created_at, unnest(terms(text)) AS t FROM scored_tweets)")
+  read -r cs _ < <(timed "$BIN" sql --data "$root" -c "SELECT count(*) FROM (SELECT created_at, text FROM scored_tweets WHERE text IS NOT NULL)")
   # the terms sentiflow extracted, for Polars (not timed: Polars gets them for free)
   "$BIN" sql --data "$root" --allow-write -c "COPY (SELECT created_at, sentiment_score, sentiment_label, terms(text) AS terms FROM scored_tweets) TO '$WORK/terms-$n.parquet' STORED AS PARQUET" >/dev/null
   read -r cp rp < <(timed "$VENV/bin/python" benches/terms_polars.py --input "$WORK/terms-$n.parquet" --out "$WORK/polars-$n.csv")
@@ -72,9 +78,11 @@ print(f"{len(a) - len([k for k in bad if k in a])}/{len(a)}" + (f" DIFFER e.g. {
 PY
 )
   terms=$(awk -v a="$c1" -v b="$c0" 'BEGIN { printf "%.2f", a - b }')
+  extract=$(awk -v a="$cx" -v b="$cs" 'BEGIN { printf "%.2f", a - b }')
+  lift=$(awk -v a="$terms" -v b="$extract" 'BEGIN { printf "%.2f", a - b }')
   onnx=$(awk -v p="$onnx_per_row" -v n="$n" 'BEGIN { printf "%.0f", p * n }')
-  printf '%10s | %9s %9s %9s | %8s %8s | %9s %8s | %7s | %10s %6s | %s\n' "$n" "$c0" "$c1" "$terms" "$r0" "$r1" "$cp" "$rp" \
-    "$(awk -v a="$terms" -v b="$cp" 'BEGIN { printf "%.2f", a / b }')" "$onnx" \
+  printf '%10s | %9s %9s %9s %8s %8s | %8s %8s | %9s %8s | %7s %7s | %10s %6s | %s\n' "$n" "$c0" "$c1" "$terms" "$extract" "$lift" "$r0" "$r1" "$cp" "$rp" \
+    "$(awk -v a="$terms" -v b="$cp" 'BEGIN { printf "%.2f", a / b }')" "$(awk -v a="$lift" -v b="$cp" 'BEGIN { printf "%.2f", a / b }')" "$onnx" \
     "$(awk -v a="$terms" -v b="$onnx" 'BEGIN { printf "%.1f%%", 100 * a / b }')" "$equal"
   rm -rf "$root"
 done

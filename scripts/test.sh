@@ -31,6 +31,12 @@ fi
 source scripts/setup-ort.sh
 set -euo pipefail
 
+# Python's prometheus_client: the metrics test parses /metrics with its OpenMetrics parser
+if ! "$SENTIFLOW_PYTHON" -c 'import prometheus_client' 2>/dev/null; then
+  echo "test: installing prometheus-client into $SENTIFLOW_PYTHON's venv for the metrics test" >&2
+  "$SENTIFLOW_PYTHON" -m pip install -q prometheus-client==0.26.0
+fi
+
 if [ -z "${SENTIFLOW_SKIP_S3:-}" ]; then
   # shellcheck source=scripts/s3-local.sh
   source scripts/s3-local.sh

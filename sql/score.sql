@@ -1,9 +1,13 @@
 -- sql/score.sql: score raw tweets.
 --
 -- Reads table raw_tweets (the raw schema). score_sentiment(text, lang) is the
--- scorer the job selected (--scorer); it returns STRUCT<score, label, error>:
--- an unscorable text gets a NULL score and label and an error reason (among
--- them a language the model does not read: `lang`, else detected).
+-- scorer the job selected (--scorer, and --fallback); it returns
+-- STRUCT<score, label, error, scorer, fallback_reason>: an unscorable text gets
+-- a NULL score and label and an error reason (among them a language the model
+-- does not read: `lang`, else detected); `scorer` is who answered for the row
+-- (with --fallback llm, the LLM for the rows the model refused, and
+-- fallback_reason is the model's refusal). A NULL text has a NULL struct: its
+-- row is credited to $scorer.
 -- dt/hour are the Hive partition keys, from the event time (created_at, UTC).
 --
 -- Params: $scorer (model/version, text), $scored_at (timestamp, UTC).
@@ -18,9 +22,10 @@ SELECT
     truth_label,
     get_field(s, 'score')                                          AS sentiment_score,
     get_field(s, 'label')                                          AS sentiment_label,
-    arrow_cast($scorer, 'Utf8')                                    AS scorer,
+    coalesce(get_field(s, 'scorer'), arrow_cast($scorer, 'Utf8'))  AS scorer,
     arrow_cast($scored_at, 'Timestamp(Microsecond, Some("UTC"))')  AS scored_at,
     get_field(s, 'error')                                          AS score_error,
+    get_field(s, 'fallback_reason')                                AS fallback_reason,
     to_char(created_at, '%Y-%m-%d')                                AS dt,
     to_char(created_at, '%H')                                      AS hour
 FROM (

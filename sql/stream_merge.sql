@@ -23,7 +23,8 @@ SELECT
     min(min_score)   AS min_score,
     max(max_score)   AS max_score,
     sum(n_negative)  AS n_negative,
-    sum(n_positive)  AS n_positive
+    sum(n_positive)  AS n_positive,
+    sum(n_fallback)  AS n_fallback
 FROM (
     SELECT * FROM batch_aggs
     UNION ALL

@@ -7,7 +7,8 @@
 -- $slide). Tumbling windows are $window = $slide: one window per pane. One
 -- scan of the rows serves both output tables (windows.sql rolls these up).
 --
--- Rows with a NULL score (unscorable) count in n_unscored only. A row counts
+-- Rows with a NULL score (unscorable) count in n_unscored only. n_fallback counts
+-- the scored rows the run's model handed to its fallback scorer (--fallback). A row counts
 -- as negative/positive by its label; a score without a label (data scored by
 -- another system) counts by its sign.
 -- sum_score is kept so averages can be re-aggregated exactly. The final
@@ -28,7 +29,8 @@ WITH panes AS (
         min(sentiment_score)                                     AS min_score,
         max(sentiment_score)                                     AS max_score,
         count(*) FILTER (WHERE coalesce(sentiment_label = 'negative', sentiment_score < 0)) AS n_negative,
-        count(*) FILTER (WHERE coalesce(sentiment_label = 'positive', sentiment_score > 0)) AS n_positive
+        count(*) FILTER (WHERE coalesce(sentiment_label = 'positive', sentiment_score > 0)) AS n_positive,
+        count(sentiment_score) FILTER (WHERE fallback_reason IS NOT NULL) AS n_fallback
     FROM scored_tweets
     WHERE created_at >= $from AND created_at < $rows_to
     GROUP BY 1, 2
@@ -39,7 +41,7 @@ pane_windows AS (
             pane_start - arrow_cast($lookback, 'Interval(MonthDayNano)'),
             pane_start,
             arrow_cast($slide, 'Interval(MonthDayNano)'))) AS ws,
-        source, n, n_unscored, sum_score, min_score, max_score, n_negative, n_positive
+        source, n, n_unscored, sum_score, min_score, max_score, n_negative, n_positive, n_fallback
     FROM panes
 ),
 kept AS (
@@ -55,7 +57,8 @@ SELECT
     min(min_score)   AS min_score,
     max(max_score)   AS max_score,
     sum(n_negative)  AS n_negative,
-    sum(n_positive)  AS n_positive
+    sum(n_positive)  AS n_positive,
+    sum(n_fallback)  AS n_fallback
 FROM kept
 WHERE window_start >= $from AND window_start < $to
 GROUP BY window_start, source

@@ -17,6 +17,8 @@ SELECT
     sum(n_negative)                                                 AS n_negative,
     sum(n_positive)                                                 AS n_positive,
     CASE WHEN sum(n) > 0 THEN CAST(sum(n_negative) AS DOUBLE) / sum(n) END AS share_negative,
+    -- state kept by a stream before n_fallback existed has NULL there: none
+    coalesce(sum(n_fallback), 0)                                    AS n_fallback,
     to_char(window_start, '%Y-%m-%d')                               AS dt
 FROM window_source_aggs
 GROUP BY window_start

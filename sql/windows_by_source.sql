@@ -18,6 +18,7 @@ SELECT
     n_negative,
     n_positive,
     CASE WHEN n > 0 THEN CAST(n_negative AS DOUBLE) / n END         AS share_negative,
+    coalesce(n_fallback, 0)                                         AS n_fallback,
     to_char(window_start, '%Y-%m-%d')                               AS dt
 FROM window_source_aggs
 ORDER BY window_start, source

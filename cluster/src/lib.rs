@@ -64,13 +64,21 @@ pub async fn connect(
     scorer: Option<&JobScorer>,
     opts: &ContextOptions,
 ) -> Result<JobContext> {
-    if matches!(scorer, Some(JobScorer::Llm(_))) {
-        return Err(Error::Url {
-            url: url.into(),
-            reason: "the LLM scorer does not run on a cluster yet (its client, cache and budget live in one \
-                     process): use --scorer lexicon or onnx, or drop --cluster"
-                .into(),
-        });
+    // the LLM's client, answer cache and budget live in one process
+    let refusal = match scorer {
+        Some(JobScorer::Llm(_)) => Some(
+            "the LLM scorer does not run on a cluster yet (its client, cache and budget \
+             live in one process): use --scorer lexicon or onnx, or drop --cluster",
+        ),
+        Some(JobScorer::Fallback(_)) => Some(
+            "--fallback llm does not run on a cluster yet (the LLM's client, cache \
+             and budget live in one process): drop --cluster to score every language in this process, or drop \
+             --fallback to score on the cluster with the model alone",
+        ),
+        _ => None,
+    };
+    if let Some(reason) = refusal {
+        return Err(Error::Url { url: url.into(), reason: reason.into() });
     }
     let state = session_state(config(opts), jc.stores.clone(), scorer)?;
     let ctx = if url == STANDALONE {

@@ -52,13 +52,13 @@ locals {
     backfill-score = {
       role    = "score"
       size    = var.task_size.score
-      command = ["score", "--scorer", var.scorer, "--input", "${local.roots.raw}/firehose/tweets/dt=${local.backfill_day}/", "--out", local.roots.scored]
+      command = ["score", "--scorer", var.scorer, "--input", "${local.roots.raw}/firehose/tweets/dt=${local.backfill_day}/", "--out", local.roots.scored, "--metrics", "emf"]
     }
     # ... then recompute that day's windows (N_TO_N dependency on the score child)
     backfill-aggregate = {
       role    = "aggregate"
       size    = var.task_size.aggregate
-      command = ["aggregate", "--input", "${local.roots.scored}/scored", "--out", local.roots.aggregates, "--window", var.window, "--from", local.backfill_day, "--to", "{$${BACKFILL_START}+$${AWS_BATCH_JOB_ARRAY_INDEX}d+1d}"]
+      command = ["aggregate", "--input", "${local.roots.scored}/scored", "--out", local.roots.aggregates, "--window", var.window, "--from", local.backfill_day, "--to", "{$${BACKFILL_START}+$${AWS_BATCH_JOB_ARRAY_INDEX}d+1d}", "--metrics", "emf"]
     }
   }
 }
@@ -96,6 +96,7 @@ resource "aws_batch_job_definition" "job" {
     environment = [
       { name = "AWS_REGION", value = var.region },
       { name = "SENTIFLOW_NO_PROGRESS", value = "1" },
+      { name = "SENTIFLOW_METRICS_NAMESPACE", value = local.metrics_namespace },
     ]
     secrets = [{ name = "OPENAI_API_KEY", valueFrom = aws_secretsmanager_secret.openai_api_key.arn }]
     logConfiguration = {

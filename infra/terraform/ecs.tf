@@ -8,14 +8,15 @@ locals {
     # a demo feed of synthetic tweets (for posts written by the LLM: add "--llm", "--topic", "...")
     generate = ["generate", "--rows", "5000", "--to", "${local.roots.raw}/generated/"]
     # drain the stream into raw Parquet, exactly once, and stop (`sentiflow ingest --until-caught-up`)
-    ingest = ["ingest", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--to", "${local.roots.raw}/raw/", "--until-caught-up"]
+    ingest = ["ingest", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--to", "${local.roots.raw}/raw/", "--until-caught-up", "--metrics", "emf"]
     # score last hour's Firehose delivery (Firehose buffers up to 5 minutes; the schedule runs at :20)
     # (with var.ballista_cluster, score and aggregate run their queries on the Ballista cluster: ballista.tf)
-    score = concat(["score", "--scorer", var.scorer, "--input", "${local.roots.raw}/firehose/tweets/${local.last_hour}/", "--out", local.roots.scored], local.on_cluster)
+    score = concat(["score", "--scorer", var.scorer, "--input", "${local.roots.raw}/firehose/tweets/${local.last_hour}/", "--out", local.roots.scored, "--metrics", "emf"], local.on_cluster)
     # recompute the windows of last hour's UTC day (aggregate replaces whole days)
-    aggregate = concat(["aggregate", "--input", "${local.roots.scored}/scored", "--out", local.roots.aggregates, "--window", var.window, "--from", "{now-1h}", "--to", "{now-1h+1d}"], local.on_cluster)
+    aggregate = concat(["aggregate", "--input", "${local.roots.scored}/scored", "--out", local.roots.aggregates, "--window", var.window, "--from", "{now-1h}", "--to", "{now-1h+1d}", "--metrics", "emf"], local.on_cluster)
     # always-on micro-batch streaming (`sentiflow stream`): raw/, scored/, late/, windows/, windows_by_source/, window_terms/, alerts/ under the aggregates root
-    stream = ["stream", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--scorer", var.scorer, "--window", var.window, "--to", local.roots.aggregates]
+    # --metrics emf: a CloudWatch EMF line every minute (watermark delay, shard lag, rejected rows): monitoring.tf's alarms
+    stream = ["stream", "--from", "kinesis://${aws_kinesis_stream.tweets.name}", "--scorer", var.scorer, "--window", var.window, "--to", local.roots.aggregates, "--metrics", "emf"]
   }
 
   scheduled  = { for k, v in var.schedules : k => v if v != "" }
@@ -30,6 +31,8 @@ locals {
     mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
   }
   on_cluster = var.ballista_cluster ? ["--cluster", "df://${local.ballista_scheduler}"] : []
+  # the jobs' `--metrics emf` lines (CloudWatch extracts them from the log groups; no agent)
+  metrics_namespace = "sentiflow/${var.environment}"
 }
 
 resource "aws_ecs_cluster" "sentiflow" {
@@ -81,6 +84,7 @@ resource "aws_ecs_task_definition" "job" {
       { name = "SENTIFLOW_LLM_BASE_URL", value = var.openai_base_url },
       { name = "SENTIFLOW_LLM_MODEL", value = var.openai_model },
       { name = "SENTIFLOW_NO_PROGRESS", value = "1" },
+      { name = "SENTIFLOW_METRICS_NAMESPACE", value = local.metrics_namespace },
       { name = "RUST_LOG", value = "warn,sentiflow=info,sentiflow_jobs=info,sentiflow_udfs=info" },
     ]
     secrets = [{ name = "OPENAI_API_KEY", valueFrom = aws_secretsmanager_secret.openai_api_key.arn }]

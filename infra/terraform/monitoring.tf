@@ -23,8 +23,8 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = var.alarm_email
 }
 
-# sentiflow prints `error: <cause chain>` on stderr and exits 2 when a job fails, and logs
-# `rejected record` (file, line, reason) for every bad input record it dead-letters.
+# sentiflow prints `error: <cause chain>` on stderr and exits 2 when a job fails: a failed run
+# prints no summary (so no EMF line), so failures stay a log filter.
 resource "aws_cloudwatch_log_metric_filter" "job_failures" {
   for_each       = aws_cloudwatch_log_group.job
   name           = "${local.prefix}-${each.key}-failures"
@@ -32,28 +32,16 @@ resource "aws_cloudwatch_log_metric_filter" "job_failures" {
   pattern        = "\"error: \""
   metric_transformation {
     name          = "JobFailures"
-    namespace     = "sentiflow/${var.environment}"
+    namespace     = local.metrics_namespace
     value         = "1"
     default_value = "0"
-  }
-}
-
-resource "aws_cloudwatch_log_metric_filter" "rejected" {
-  for_each       = { for k, v in aws_cloudwatch_log_group.job : k => v if contains(["score", "ingest", "stream"], k) }
-  name           = "${local.prefix}-${each.key}-rejected"
-  log_group_name = each.value.name
-  pattern        = "\"rejected record\""
-  metric_transformation {
-    name      = "RejectedRecords"
-    namespace = "sentiflow/${var.environment}"
-    value     = "1"
   }
 }
 
 resource "aws_cloudwatch_metric_alarm" "job_failures" {
   alarm_name          = "${local.prefix}-job-failures"
   alarm_description   = "A sentiflow job exited with an error (see its log group)."
-  namespace           = "sentiflow/${var.environment}"
+  namespace           = local.metrics_namespace
   metric_name         = "JobFailures"
   statistic           = "Sum"
   period              = 3600
@@ -64,16 +52,72 @@ resource "aws_cloudwatch_metric_alarm" "job_failures" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
 }
 
-resource "aws_cloudwatch_metric_alarm" "rejected" {
-  alarm_name          = "${local.prefix}-rejected-records"
-  alarm_description   = "Input records are being dead-lettered to _rejected/ (malformed JSON, wrong schema, oversized)."
-  namespace           = "sentiflow/${var.environment}"
-  metric_name         = "RejectedRecords"
-  statistic           = "Sum"
-  period              = 3600
+# The jobs' own metrics (`--metrics emf`: CloudWatch Embedded Metric Format lines in their log
+# groups, dimension `job`): score, ingest and stream print RecordsRead and RowsRejected; the stream
+# prints its watermark delay and largest shard lag every minute (README "Metrics").
+resource "aws_cloudwatch_metric_alarm" "dead_letter_rate" {
+  for_each            = toset(["score", "ingest", "stream"])
+  alarm_name          = "${local.prefix}-${each.key}-dead-letter-rate"
+  alarm_description   = "More than ${var.dead_letter_alarm_percent} % of the records ${each.key} read went to _rejected/ (malformed JSON, wrong schema, oversized)."
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.dead_letter_alarm_percent
   evaluation_periods  = 1
-  threshold           = 100
-  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  metric_query {
+    id          = "rate"
+    expression  = "100 * rejected / MAX([read, 1])"
+    label       = "rejected %"
+    return_data = true
+  }
+  metric_query {
+    id = "rejected"
+    metric {
+      namespace   = local.metrics_namespace
+      metric_name = "RowsRejected"
+      dimensions  = { job = each.key }
+      stat        = "Sum"
+      period      = 3600
+    }
+  }
+  metric_query {
+    id = "read"
+    metric {
+      namespace   = local.metrics_namespace
+      metric_name = "RecordsRead"
+      dimensions  = { job = each.key }
+      stat        = "Sum"
+      period      = 3600
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "stream_watermark_delay" {
+  alarm_name          = "${local.prefix}-stream-watermark-delay"
+  alarm_description   = "The stream service's watermark (windows emitted through) is more than ${var.watermark_delay_alarm_minutes} minutes behind the wall clock: windows and alerts are late."
+  namespace           = local.metrics_namespace
+  metric_name         = "WatermarkDelaySeconds"
+  dimensions          = { job = "stream" }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 3
+  threshold           = var.watermark_delay_alarm_minutes * 60
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "breaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "stream_shard_lag" {
+  alarm_name          = "${local.prefix}-stream-shard-lag"
+  alarm_description   = "A shard the stream service reads is more than ${var.shard_lag_alarm_minutes} minutes behind its tip (MillisBehindLatest)."
+  namespace           = local.metrics_namespace
+  metric_name         = "MaxShardMillisBehind"
+  dimensions          = { job = "stream" }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 3
+  threshold           = var.shard_lag_alarm_minutes * 60 * 1000
+  comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
 }
@@ -138,11 +182,24 @@ resource "aws_cloudwatch_dashboard" "sentiflow" {
       {
         type = "metric", x = 0, y = 0, width = 12, height = 6
         properties = {
-          title   = "Job failures and rejected records"
+          title   = "Job failures and rejected records (per job)"
           region  = var.region
           stat    = "Sum"
           period  = 3600
-          metrics = [["sentiflow/${var.environment}", "JobFailures"], ["sentiflow/${var.environment}", "RejectedRecords"]]
+          metrics = concat([[local.metrics_namespace, "JobFailures"]], [for j in ["score", "ingest", "stream"] : [local.metrics_namespace, "RowsRejected", "job", j]])
+        }
+      },
+      {
+        type = "metric", x = 0, y = 12, width = 12, height = 6
+        properties = {
+          title  = "Stream service: watermark delay (s) and largest shard lag (ms)"
+          region = var.region
+          stat   = "Maximum"
+          period = 300
+          metrics = [
+            [local.metrics_namespace, "WatermarkDelaySeconds", "job", "stream"],
+            [local.metrics_namespace, "MaxShardMillisBehind", "job", "stream", { yAxis = "right" }],
+          ]
         }
       },
       {

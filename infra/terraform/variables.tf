@@ -147,6 +147,24 @@ variable "alarm_email" {
   default     = ""
 }
 
+variable "dead_letter_alarm_percent" {
+  description = "Alarm when more than this share (%) of the records a job read in an hour went to _rejected/."
+  type        = number
+  default     = 1
+}
+
+variable "watermark_delay_alarm_minutes" {
+  description = "Alarm when the stream service's watermark is this far behind the wall clock (3 × 5 minutes)."
+  type        = number
+  default     = 15
+}
+
+variable "shard_lag_alarm_minutes" {
+  description = "Alarm when a shard the stream service reads is this far behind its tip (3 × 5 minutes)."
+  type        = number
+  default     = 15
+}
+
 variable "quicksight_principal_arn" {
   description = "QuickSight user or group ARN granted the data source and data sets; empty = no QuickSight resources (QuickSight must be subscribed in the account first)."
   type        = string

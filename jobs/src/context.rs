@@ -126,6 +126,7 @@ fn select(ctx: &SessionContext, scorer: &JobScorer) {
     match scorer {
         JobScorer::Local(s) => register_scorer_udfs(ctx, s.clone(), true),
         JobScorer::Llm(l) => crate::llm::udf::register_llm_udfs(ctx, l.clone()),
+        JobScorer::Fallback(f) => crate::llm::fallback::register_fallback_udfs(ctx, f.clone()),
     }
     ctx.register_udf(sentiflow_udfs::ScorerIdUdf::udf(scorer.id()));
 }

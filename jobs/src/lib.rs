@@ -21,6 +21,7 @@ pub mod fuzzcheck;
 pub mod io;
 pub mod job;
 pub mod llm;
+pub mod metrics;
 mod progress;
 pub mod rng;
 pub mod schema;

@@ -98,9 +98,20 @@ pub const LABELS: &[&str] = &["negative", "neutral", "positive"];
 pub const SCORE_COLUMNS: &[Column] = &[
     col("sentiment_score", Float64, true, "score in [-1, 1]; NULL when unscorable"),
     col("sentiment_label", String, true, "negative, neutral or positive; NULL when unscorable"),
-    col("scorer", String, false, "model and version that scored the row"),
+    col(
+        "scorer",
+        String,
+        false,
+        "model and version that scored the row (with --fallback: the one that answered for it)",
+    ),
     col("scored_at", Timestamp, false, "when the row was scored (UTC)"),
     col("score_error", String, true, "why the row could not be scored; NULL when scored"),
+    col(
+        "fallback_reason",
+        String,
+        true,
+        "why the run's model handed the row to the fallback scorer (--fallback); NULL when it scored the row itself",
+    ),
 ];
 
 /// Aggregate columns shared by `windows` and `windows_by_source`.
@@ -113,6 +124,12 @@ pub const WINDOW_METRICS: &[Column] = &[
     col("n_negative", Int64, false, "rows labelled negative"),
     col("n_positive", Int64, false, "rows labelled positive"),
     col("share_negative", Float64, true, "n_negative / n"),
+    col(
+        "n_fallback",
+        Int64,
+        false,
+        "of n, rows scored by the fallback scorer (--fallback: languages the model does not read)",
+    ),
 ];
 
 pub const WINDOW_BOUNDS: &[Column] = &[

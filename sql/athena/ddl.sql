@@ -42,9 +42,10 @@ CREATE EXTERNAL TABLE IF NOT EXISTS ${DATABASE}.scored_tweets (
   `truth_label` string COMMENT 'ground-truth polarity of synthetic posts (negative/neutral/positive); NULL for real data',
   `sentiment_score` double COMMENT 'score in [-1, 1]; NULL when unscorable',
   `sentiment_label` string COMMENT 'negative, neutral or positive; NULL when unscorable',
-  `scorer` string COMMENT 'model and version that scored the row',
+  `scorer` string COMMENT 'model and version that scored the row (with --fallback: the one that answered for it)',
   `scored_at` timestamp COMMENT 'when the row was scored (UTC)',
-  `score_error` string COMMENT 'why the row could not be scored; NULL when scored'
+  `score_error` string COMMENT 'why the row could not be scored; NULL when scored',
+  `fallback_reason` string COMMENT 'why the run''s model handed the row to the fallback scorer (--fallback); NULL when it scored the row itself'
 )
 COMMENT 'tweets with their sentiment score, label, scorer and error reason'
 PARTITIONED BY (`dt` string, `hour` string)
@@ -74,7 +75,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS ${DATABASE}.windows (
   `max_score` double COMMENT 'highest score',
   `n_negative` bigint COMMENT 'rows labelled negative',
   `n_positive` bigint COMMENT 'rows labelled positive',
-  `share_negative` double COMMENT 'n_negative / n'
+  `share_negative` double COMMENT 'n_negative / n',
+  `n_fallback` bigint COMMENT 'of n, rows scored by the fallback scorer (--fallback: languages the model does not read)'
 )
 COMMENT 'sentiment aggregates per event-time window, all sources'
 PARTITIONED BY (`dt` string)
@@ -102,7 +104,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS ${DATABASE}.windows_by_source (
   `max_score` double COMMENT 'highest score',
   `n_negative` bigint COMMENT 'rows labelled negative',
   `n_positive` bigint COMMENT 'rows labelled positive',
-  `share_negative` double COMMENT 'n_negative / n'
+  `share_negative` double COMMENT 'n_negative / n',
+  `n_fallback` bigint COMMENT 'of n, rows scored by the fallback scorer (--fallback: languages the model does not read)'
 )
 COMMENT 'sentiment aggregates per event-time window and source'
 PARTITIONED BY (`dt` string)

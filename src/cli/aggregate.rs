@@ -35,9 +35,13 @@ pub(crate) struct AggregateCli {
     to: Option<DateTime<Utc>>,
     #[command(flatten)]
     cluster: super::cluster::ClusterArg,
+    /// The summary's figures as a CloudWatch EMF line on stdout too.
+    #[arg(long, value_enum)]
+    metrics: Option<super::MetricsFormat>,
 }
 
 pub(crate) async fn run(jc: &JobContext, a: AggregateCli) -> Result<()> {
+    let started = std::time::Instant::now();
     let out = Location::parse(&a.out)?;
     let input = a.input.unwrap_or_else(|| out.child(Table::Scored.dir()).display);
     let spec = WindowSpec::new(a.window.window, a.window.slide)?;
@@ -56,6 +60,17 @@ pub(crate) async fn run(jc: &JobContext, a: AggregateCli) -> Result<()> {
             Some((f, t)) => format!(", replaced days {} .. {}", f.format("%Y-%m-%d"), t.format("%Y-%m-%d")),
             None => ", whole table replaced".into(),
         }
+    );
+    super::print_emf(
+        a.metrics,
+        "aggregate",
+        &[
+            ("Windows", r.windows as f64, "Count"),
+            ("WindowsBySource", r.windows_by_source as f64, "Count"),
+            ("WindowTerms", r.window_terms as f64, "Count"),
+            ("Partitions", r.partitions.len() as f64, "Count"),
+            ("AggregateSeconds", started.elapsed().as_secs_f64(), "Seconds"),
+        ],
     );
     Ok(())
 }

@@ -55,6 +55,7 @@ mod roles {
     use sentiflow_cluster::{ExecutorOptions, SchedulerOptions};
     use sentiflow_jobs::JobContext;
 
+    use crate::cli::ServeMetricsCli;
     use crate::cli::scorer::ScorerArgs;
 
     #[derive(clap::Args, Debug)]
@@ -78,6 +79,8 @@ mod roles {
             /// The scorer it plans with (the executors run theirs): same options as the executors'.
             #[command(flatten)]
             scorer: ScorerArgs,
+            #[command(flatten)]
+            serve: ServeMetricsCli,
         },
         /// A Ballista executor: runs tasks with the scorer it loaded once.
         Executor {
@@ -105,14 +108,17 @@ mod roles {
             work_dir: Option<String>,
             #[command(flatten)]
             scorer: ScorerArgs,
+            #[command(flatten)]
+            serve: ServeMetricsCli,
         },
     }
 
     pub(crate) async fn run(jc: &JobContext, c: ClusterCli) -> Result<()> {
         let context = super::context_options(jc);
         match c.role {
-            Role::Scheduler { bind, external_host, executor_timeout_s, scorer } => {
+            Role::Scheduler { bind, external_host, executor_timeout_s, scorer, serve } => {
                 let scorer = scorer.build(jc, None).await?;
+                serve.start().await?;
                 let opts = SchedulerOptions { bind, external_host, executor_timeout_s, context };
                 sentiflow_cluster::run_scheduler(opts, scorer).await?;
             }
@@ -125,8 +131,10 @@ mod roles {
                 heartbeat_s,
                 work_dir,
                 scorer,
+                serve,
             } => {
                 let scorer = scorer.build(jc, None).await?;
+                serve.start().await?;
                 let concurrency = match concurrency {
                     0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                     n => n,

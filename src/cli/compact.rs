@@ -15,9 +15,13 @@ pub(crate) struct CompactCli {
     /// Partitions with fewer files are left alone.
     #[arg(long, default_value_t = 2)]
     min_files: usize,
+    /// The summary's figures as a CloudWatch EMF line on stdout too.
+    #[arg(long, value_enum)]
+    metrics: Option<super::MetricsFormat>,
 }
 
 pub(crate) async fn run(jc: &JobContext, c: CompactCli) -> Result<()> {
+    let started = std::time::Instant::now();
     let r = sentiflow_jobs::job::compact::run(
         &jc.stores,
         sentiflow_jobs::job::compact::CompactArgs {
@@ -36,6 +40,18 @@ pub(crate) async fn run(jc: &JobContext, c: CompactCli) -> Result<()> {
         r.rows,
         r.files_out,
         if r.recovered > 0 { format!("; finished {} interrupted compactions", r.recovered) } else { String::new() }
+    );
+    super::print_emf(
+        c.metrics,
+        "compact",
+        &[
+            ("Partitions", r.partitions as f64, "Count"),
+            ("FilesIn", r.files_in as f64, "Count"),
+            ("FilesOut", r.files_out as f64, "Count"),
+            ("BytesIn", r.bytes_in as f64, "Bytes"),
+            ("Rows", r.rows as f64, "Count"),
+            ("CompactSeconds", started.elapsed().as_secs_f64(), "Seconds"),
+        ],
     );
     Ok(())
 }

@@ -59,6 +59,11 @@ pub(crate) struct IngestCli {
     /// Longer texts are rejected to _rejected/.
     #[arg(long, default_value_t = DEFAULT_MAX_TEXT_BYTES)]
     max_text_bytes: usize,
+    #[command(flatten)]
+    serve: super::ServeMetricsCli,
+    /// With --until-caught-up: the summary's figures as a CloudWatch EMF line too.
+    #[arg(long, value_enum)]
+    metrics: Option<super::MetricsFormat>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -77,6 +82,7 @@ pub(crate) async fn run(jc: &JobContext, i: IngestCli) -> Result<()> {
         (_, Some(_)) => anyhow::bail!("--start-time goes with --start at-timestamp"),
     };
     let std = |d: chrono::Duration| d.to_std().unwrap_or_default();
+    i.serve.start().await?;
     let args = IngestArgs {
         from: i.from,
         to: i.to,
@@ -90,6 +96,7 @@ pub(crate) async fn run(jc: &JobContext, i: IngestCli) -> Result<()> {
         list_every: std(i.list_every),
         max_text_bytes: i.max_text_bytes,
         retry: RetryPolicy { max_retries: i.max_retries, ..Default::default() },
+        stall_after: i.serve.stall_after(std(i.idle_poll).max(std(i.list_every))),
         ..Default::default()
     };
     let r = ingest::run(&jc.stores, args, stop_signal()).await?;
@@ -115,6 +122,21 @@ pub(crate) async fn run(jc: &JobContext, i: IngestCli) -> Result<()> {
         r.throttled,
         r.replays,
         r.leases_lost
+    );
+    super::print_emf(
+        i.metrics,
+        "ingest",
+        &[
+            ("RecordsRead", r.records as f64, "Count"),
+            ("RowsWritten", r.rows as f64, "Count"),
+            ("RowsRejected", r.rejected as f64, "Count"),
+            ("Bytes", r.bytes as f64, "Bytes"),
+            ("Files", r.files as f64, "Count"),
+            ("Commits", r.commits as f64, "Count"),
+            ("Replays", r.replays as f64, "Count"),
+            ("LeasesLost", r.leases_lost as f64, "Count"),
+            ("Seconds", r.elapsed.as_secs_f64(), "Seconds"),
+        ],
     );
     if !r.left_to_live_workers.is_empty() {
         println!(

@@ -195,3 +195,48 @@ mod tests {
         assert!(parse_time("feb 10").is_err());
     }
 }
+
+/// `/metrics` and `/healthz` of a long-running role (`stream`, `ingest`, `cluster scheduler|executor`).
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ServeMetricsCli {
+    /// Serve /metrics (OpenMetrics text, for Prometheus) and /healthz on HOST:PORT; a bare PORT binds
+    /// 127.0.0.1 (0.0.0.0:PORT for a scraper on another host). Off by default.
+    #[arg(long, env = "SENTIFLOW_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// /healthz answers 503 once no round of the role's loop (a micro-batch, or a lease renewal with
+    /// nothing to read) completed for this long. Default: 10 triggers, at least 60s.
+    #[arg(long, value_parser = parse_duration)]
+    pub stall_after: Option<chrono::Duration>,
+}
+
+impl ServeMetricsCli {
+    /// Starts the server when asked for.
+    pub async fn start(&self) -> Result<()> {
+        if let Some(a) = &self.metrics_addr {
+            sentiflow_jobs::metrics::serve(sentiflow_jobs::metrics::parse_addr(a)?).await?;
+        }
+        Ok(())
+    }
+
+    /// The stall limit for a loop that runs every `trigger`.
+    pub fn stall_after(&self, trigger: std::time::Duration) -> std::time::Duration {
+        match self.stall_after.and_then(|d| d.to_std().ok()) {
+            Some(d) => d,
+            None => (trigger * 10).max(std::time::Duration::from_secs(60)),
+        }
+    }
+}
+
+/// `--metrics emf` on a batch job: its summary's figures as one CloudWatch EMF line on stdout.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MetricsFormat {
+    /// CloudWatch Embedded Metric Format (ECS/Batch log groups turn it into metrics, no agent).
+    Emf,
+}
+
+/// Prints the EMF line of a batch job's figures (namespace `sentiflow`, dimension `job`).
+pub(crate) fn print_emf(format: Option<MetricsFormat>, job: &str, figures: &[(&str, f64, &str)]) {
+    if format == Some(MetricsFormat::Emf) {
+        println!("{}", sentiflow_jobs::metrics::emf_line(&sentiflow_jobs::metrics::emf_namespace(), job, figures));
+    }
+}

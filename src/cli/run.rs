@@ -26,6 +26,9 @@ pub(crate) struct RunCli {
     terms: super::TermCli,
     #[command(flatten)]
     scorer: ScorerArgs,
+    /// The summary's figures as a CloudWatch EMF line on stdout too.
+    #[arg(long, value_enum)]
+    metrics: Option<super::MetricsFormat>,
 }
 
 pub(crate) async fn run(jc: &JobContext, r: RunCli) -> Result<()> {
@@ -43,6 +46,15 @@ pub(crate) async fn run(jc: &JobContext, r: RunCli) -> Result<()> {
     )
     .await?;
     print_run(&rep, spec);
+    let (s, st) = &rep.score;
+    let (a, at) = &rep.aggregate;
+    let mut figures = super::score::score_figures(s, *st);
+    figures.extend([
+        ("Windows", a.windows as f64, "Count"),
+        ("WindowTerms", a.window_terms as f64, "Count"),
+        ("AggregateSeconds", at.as_secs_f64(), "Seconds"),
+    ]);
+    super::print_emf(r.metrics, "run", &figures);
     Ok(())
 }
 
@@ -76,6 +88,7 @@ fn print_run(r: &pipeline::RunReport, spec: WindowSpec) {
         s.rows_other_language,
         s.partitions.len()
     );
+    super::score::print_by_scorer(&s.by_scorer, s.rows_other_language);
     println!(
         "{:<10} {:<22} {:>9} {:>9}  {:>7}  records that failed validation",
         "", "_rejected/", s.rows_rejected, "", ""

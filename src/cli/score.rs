@@ -11,7 +11,9 @@ use sentiflow_jobs::io::read::Format;
 use sentiflow_jobs::io::store::Location;
 use sentiflow_jobs::job::score;
 use sentiflow_jobs::job::score::ScoreArgs;
+use sentiflow_jobs::llm::LlmSummary;
 use sentiflow_jobs::schema::Table;
+use sentiflow_jobs::scorer::RowsByScorer;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ScoreCli {
@@ -32,6 +34,9 @@ pub(crate) struct ScoreCli {
     scorer: ScorerArgs,
     #[command(flatten)]
     cluster: super::cluster::ClusterArg,
+    /// The summary's figures as a CloudWatch EMF line on stdout too (ECS/Batch: metrics with no agent).
+    #[arg(long, value_enum)]
+    metrics: Option<super::MetricsFormat>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -43,6 +48,7 @@ pub(crate) enum InFormat {
 
 pub(crate) async fn run(jc: &JobContext, s: ScoreCli) -> Result<()> {
     let out = Location::parse(&s.out)?;
+    let started = std::time::Instant::now();
     let scorer = s.scorer.build(jc, Some(&s.out)).await?;
     let jc = &s.cluster.context(jc, Some(&scorer)).await?;
     let r = score::run(
@@ -62,7 +68,50 @@ pub(crate) async fn run(jc: &JobContext, s: ScoreCli) -> Result<()> {
     )
     .await?;
     print_score(&r);
+    super::print_emf(s.metrics, "score", &score_figures(&r, started.elapsed()));
     Ok(())
+}
+
+/// Scored rows per scorer, and what the fallback did (printed when a fallback ran or
+/// rows of several scorers were counted).
+pub fn print_by_scorer(b: &RowsByScorer, left_other_language: usize) {
+    if b.scored.len() < 2 && b.fallback == 0 {
+        return;
+    }
+    let each: Vec<String> = b.scored.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    println!("scored by         {}", each.join(", "));
+    let failed: usize = b.fallback_failed.values().sum();
+    let why: Vec<String> = b.fallback_failed.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    println!(
+        "fallback          {} rows the model does not read: {} scored, {} not{}{}",
+        b.fallback,
+        b.fallback - failed,
+        failed,
+        if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) },
+        if left_other_language > 0 { format!("; {left_other_language} left unscored") } else { String::new() }
+    );
+}
+
+/// A score run's figures for EMF (the summary's, by name and unit).
+pub fn score_figures(r: &score::ScoreReport, took: std::time::Duration) -> Vec<(&'static str, f64, &'static str)> {
+    let mut v = vec![
+        ("RecordsRead", r.rows_read as f64, "Count"),
+        ("RowsScored", r.rows_scored as f64, "Count"),
+        ("RowsUnscorable", r.rows_unscorable as f64, "Count"),
+        ("RowsOtherLanguage", r.rows_other_language as f64, "Count"),
+        ("RowsRejected", r.rows_rejected as f64, "Count"),
+        ("FilesRejected", r.files_rejected as f64, "Count"),
+        ("RowsFallback", r.by_scorer.fallback as f64, "Count"),
+        ("ScoreSeconds", took.as_secs_f64(), "Seconds"),
+    ];
+    if let Some(l) = &r.llm {
+        v.extend([
+            ("LlmRequests", l.requests as f64, "Count"),
+            ("LlmFailures", l.failures as f64, "Count"),
+            ("LlmCostUsd", l.cost_usd, "None"),
+        ]);
+    }
+    v
 }
 
 fn print_score(r: &score::ScoreReport) {
@@ -78,6 +127,7 @@ fn print_score(r: &score::ScoreReport) {
         "unscorable        {} (NULL score, reason in score_error; {} in a language the model does not read)",
         r.rows_unscorable, r.rows_other_language
     );
+    print_by_scorer(&r.by_scorer, r.rows_other_language);
     println!("rejected          {} (see _rejected/job=score/)", r.rows_rejected);
     if r.files_rejected > 0 {
         println!(
@@ -96,13 +146,24 @@ fn print_score(r: &score::ScoreReport) {
     }
     println!("partitions        {}  files {}", r.partitions.len(), r.output_files);
     if let Some(l) = &r.llm {
-        println!(
-            "llm               {} requests, {} cache hits, {} deduplicated, {} retries ({} throttled), {} failures",
-            l.requests, l.cache_hits, l.deduplicated, l.retries, l.throttled, l.failures
-        );
-        println!(
-            "llm tokens        {} prompt + {} completion, estimated cost ${:.4}",
-            l.prompt_tokens, l.completion_tokens, l.cost_usd
-        );
+        print_llm(l);
     }
+}
+
+/// The LLM client's requests, cache hits, failures, tokens and cost.
+pub fn print_llm(l: &LlmSummary) {
+    println!(
+        "llm               {} requests, {} cache hits, {} deduplicated, {} retries ({} throttled), {} failures{}",
+        l.requests,
+        l.cache_hits,
+        l.deduplicated,
+        l.retries,
+        l.throttled,
+        l.failures,
+        if l.over_budget > 0 { format!(" ({} over budget)", l.over_budget) } else { String::new() }
+    );
+    println!(
+        "llm tokens        {} prompt + {} completion, estimated cost ${:.4}",
+        l.prompt_tokens, l.completion_tokens, l.cost_usd
+    );
 }

@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::ValueEnum;
 
 use sentiflow_jobs::io::retry::RetryPolicy;
-use sentiflow_jobs::llm::{LlmClient, LlmOptions, Prices};
-use sentiflow_jobs::scorer::{LlmCache, LlmChoice, ScorerChoice, llm_client};
+use sentiflow_jobs::llm::{Budget, LlmClient, LlmOptions, Prices};
+use sentiflow_jobs::scorer::{LlmCache, LlmChoice, LlmFallback, ScorerChoice, llm_client};
 use sentiflow_jobs::{JobContext, JobScorer, ScorerKind, default_model_dir};
 use sentiflow_udfs::{Device, OnnxOptions};
 
@@ -19,6 +19,15 @@ pub enum ScorerCli {
     /// VADER lexicon: rule-based baseline.
     Lexicon,
     /// A chat model (OpenAI or any OpenAI-compatible server) asked for a -10..10 score.
+    Llm,
+}
+
+/// What scores the texts the local model does not read.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FallbackCli {
+    /// Nothing: they get a NULL score and the language as the reason.
+    None,
+    /// The chat model of the --llm-* options (its cache and budget apply).
     Llm,
 }
 
@@ -57,8 +66,13 @@ pub struct ScorerArgs {
     /// Score texts in every language. By default a text in a language the model does not read
     /// (its config.json `languages`; English for the lexicon) gets a NULL score and the reason:
     /// the record's `lang` field, else a confident detection, decides.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fallback")]
     pub any_language: bool,
+    /// Where the texts the model refuses because of their language go: `llm` asks the chat
+    /// model of the --llm-* options for them (and only them); every row's `scorer` column
+    /// names who scored it.
+    #[arg(long, value_enum, default_value_t = FallbackCli::None)]
+    pub fallback: FallbackCli,
     #[command(flatten)]
     pub llm: LlmArgs,
 }
@@ -105,6 +119,14 @@ pub struct LlmArgs {
     /// USD per million completion tokens.
     #[arg(long)]
     pub llm_price_out: Option<f64>,
+    /// Requests (retries included) the run may make at most; texts past it get a NULL score
+    /// and "budget exhausted" as the reason, and a later run asks them.
+    #[arg(long)]
+    pub llm_max_requests: Option<u64>,
+    /// Estimated USD (from --llm-price-in/--llm-price-out) the run may spend at most; the same
+    /// rule as --llm-max-requests (requests in flight when it is reached still finish).
+    #[arg(long)]
+    pub llm_max_cost: Option<f64>,
 }
 
 impl LlmArgs {
@@ -127,6 +149,7 @@ impl LlmArgs {
                     input_per_m: self.llm_price_in.unwrap_or(known.input_per_m),
                     output_per_m: self.llm_price_out.unwrap_or(known.output_per_m),
                 },
+                budget: Budget { max_requests: self.llm_max_requests, max_cost_usd: self.llm_max_cost },
             },
             api_key_secret: self.api_key_secret.clone(),
         }
@@ -154,19 +177,28 @@ impl ScorerArgs {
                 batch_size: self.onnx_batch.max(1),
             }),
         };
-        if self.scorer != ScorerCli::Llm {
-            return ScorerChoice::Local { kind, any_language: self.any_language };
-        }
         let cache = match (&self.llm.llm_cache, self.llm.no_llm_cache) {
             (_, true) => LlmCache::Off,
             (Some(d), false) => LlmCache::Dir(d.clone()),
             (None, false) => LlmCache::Default,
         };
-        ScorerChoice::Llm { llm: self.llm.choice(), cache }
+        if self.scorer == ScorerCli::Llm {
+            return ScorerChoice::Llm { llm: self.llm.choice(), cache };
+        }
+        let fallback = match self.fallback {
+            FallbackCli::None => None,
+            FallbackCli::Llm => Some(LlmFallback { llm: self.llm.choice(), cache }),
+        };
+        ScorerChoice::Local { kind, any_language: self.any_language, fallback }
     }
 
     /// Loads the chosen scorer; `out_root` is the job's data root (the LLM's default answer cache).
     pub async fn build(&self, jc: &JobContext, out_root: Option<&str>) -> Result<JobScorer> {
+        if self.scorer == ScorerCli::Llm && self.fallback == FallbackCli::Llm {
+            anyhow::bail!(
+                "--fallback llm takes the texts a local model refuses; --scorer llm already scores every text: drop --fallback"
+            );
+        }
         Ok(self.choice().build(jc, out_root).await?)
     }
 }

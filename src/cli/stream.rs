@@ -56,12 +56,35 @@ pub(crate) struct StreamCli {
     lease: chrono::Duration,
     #[command(flatten)]
     scorer: ScorerArgs,
+    #[command(flatten)]
+    serve: super::ServeMetricsCli,
+    /// `emf`: every --emf-every, a CloudWatch EMF line on stdout (records, rows, rejected and late
+    /// rows and windows since the last line; the watermark delay; the largest shard lag).
+    #[arg(long, value_enum)]
+    metrics: Option<super::MetricsFormat>,
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    emf_every: chrono::Duration,
 }
 
 pub(crate) async fn run(jc: &JobContext, st: StreamCli) -> Result<()> {
     let spec = WindowSpec::new(st.window.window, st.window.slide)?;
     let rules = st.alerts.as_deref().map(sentiflow_jobs::job::alerts::Rules::load).transpose()?;
     let scorer = st.scorer.build(jc, Some(&st.to)).await?;
+    st.serve.start().await?;
+    if st.metrics == Some(super::MetricsFormat::Emf) {
+        let every =
+            st.emf_every.to_std().unwrap_or(std::time::Duration::from_secs(60)).max(std::time::Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut mark = [0u64; 5];
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                println!("{}", sentiflow_jobs::metrics::metrics().stream_emf("stream", &mut mark));
+            }
+        });
+    }
+    let trigger = st.trigger.to_std().unwrap_or(std::time::Duration::from_secs(5));
     let args = sentiflow_jobs::job::stream::StreamArgs {
         from: st.from,
         to: st.to,
@@ -70,7 +93,8 @@ pub(crate) async fn run(jc: &JobContext, st: StreamCli) -> Result<()> {
             sentiflow_jobs::window::DEFAULT_STREAM_BACKGROUND_HOURS,
         ))),
         watermark: st.watermark,
-        trigger: st.trigger.to_std().unwrap_or(std::time::Duration::from_secs(5)),
+        trigger,
+        stall_after: st.serve.stall_after(trigger),
         until_caught_up: st.until_caught_up,
         max_records_per_shard: st.max_records_per_shard.max(1),
         rules,
@@ -112,6 +136,10 @@ pub(crate) async fn run(jc: &JobContext, st: StreamCli) -> Result<()> {
         r.leases_lost,
         r.emits
     );
+    super::score::print_by_scorer(&r.by_scorer, 0);
+    if let Some(l) = &r.llm {
+        super::score::print_llm(l);
+    }
     if !r.left_to_live_workers.is_empty() {
         println!("not caught up: shard(s) {} are held by live workers", r.left_to_live_workers.join(", "));
     }

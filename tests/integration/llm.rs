@@ -17,9 +17,9 @@ use crate::common::*;
 use crate::kinesis::read_request;
 
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// post text -> times of the requests for it
-    asked: HashMap<String, Vec<Instant>>,
+    pub(crate) asked: HashMap<String, Vec<Instant>>,
     in_flight: usize,
     max_in_flight: usize,
     auth: Vec<String>,
@@ -47,7 +47,7 @@ fn respond(w: &mut TcpStream, status: u16, extra: &str, body: &str) -> std::io::
     )
 }
 
-fn start_fake_openai() -> (String, Arc<Mutex<Seen>>) {
+pub(crate) fn start_fake_openai() -> (String, Arc<Mutex<Seen>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -434,4 +434,147 @@ fn api_key_comes_from_secrets_manager() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("secret {missing} could not be read")), "{err}");
+}
+
+/// `--fallback llm`: the model scores what it reads, the LLM only the rows it
+/// refuses because of their language; each row names its scorer; a failing or
+/// spent LLM leaves NULL and the reason, never a stopped job.
+#[test]
+fn fallback_sends_only_the_rows_the_model_does_not_read_to_the_llm() {
+    let (url, seen) = start_fake_openai();
+    let d = tmp();
+    let input = d.path().join("in.ndjson");
+    let rec = |id: u32, text: &str, lang: Option<&str>| {
+        let mut v = serde_json::json!({"tweet_id": format!("t{id}"), "created_at": "2025-02-10T00:00:00Z", "text": text, "source": "twitter"});
+        if let Some(l) = lang {
+            v["lang"] = serde_json::json!(l);
+        }
+        format!("{v}\n")
+    };
+    let routed = [
+        "¡qué día tan great para bitcoin, muy feliz con mi inversión!",
+        "un día terrible para bitcoin, todo se cae otra vez",
+        "bitcoinが上がっている！最高",
+        "caída total del mercado hoy [always500]",
+    ];
+    let body = [
+        rec(1, "Bitcoin is going up, very happy with my investment", Some("en")),
+        rec(2, routed[0], Some("es")),
+        rec(3, routed[1], Some("es")),
+        rec(4, routed[2], None),
+        rec(5, routed[3], Some("es")),
+        rec(6, "\u{200b}\u{200b}", Some("en")),
+        rec(7, "Does anyone know when the next Bitcoin halving is?", None),
+    ]
+    .concat();
+    std::fs::write(&input, body).unwrap();
+    let llm = |out: &str, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> =
+            ["score", "--input", &s(&input), "--out", out, "--fallback", "llm"].iter().map(|x| x.to_string()).collect();
+        a.extend(["--llm-base-url", &url, "--llm-model", "test-model", "--llm-max-retries", "0"].map(String::from));
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run_with_key(&args);
+        let (out, err) = (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{out}\n{err}");
+        out
+    };
+    let requests = || seen.lock().unwrap().asked.values().map(Vec::len).sum::<usize>();
+    let rows = |out: &str| {
+        let q = "SELECT tweet_id, sentiment_score, sentiment_label, score_error, scorer, fallback_reason \
+                 FROM scored_tweets ORDER BY tweet_id";
+        let b = rt_query(out, q);
+        (0..b.num_rows())
+            .map(|r| {
+                let st = |c: usize| {
+                    let a = b.column(c).as_string::<i32>();
+                    (!a.is_null(r)).then(|| a.value(r).to_string())
+                };
+                let sc = b.column(1).as_primitive::<Float64Type>();
+                (st(0).unwrap(), (!sc.is_null(r)).then(|| sc.value(r)), st(2), st(3), st(4).unwrap(), st(5))
+            })
+            .collect::<Vec<_>>()
+    };
+
+    let out = s(&d.path().join("out"));
+    let summary = run(&llm(&out, &[]));
+    let got = rows(&out);
+    assert_eq!(got.len(), 7);
+    let onnx_id = got[0].4.clone();
+    assert!(onnx_id.starts_with("onnx:sentiment-minilm@"), "{got:?}");
+    for i in [0, 5, 6] {
+        assert_eq!(got[i].4, onnx_id, "the model keeps what it reads: {:?}", got[i]);
+        assert_eq!(got[i].5, None, "{:?}", got[i]);
+    }
+    assert!(got[0].1.is_some() && got[6].1.is_some(), "{got:?}");
+    assert!(got[5].1.is_none() && got[5].3.as_deref().unwrap().contains("no letters"), "content-free: not routed");
+    for r in &got[1..5] {
+        assert_eq!(r.4, "llm:test-model@score-v2", "{r:?}");
+        let why = r.5.as_deref().unwrap_or("");
+        assert!(why.starts_with("language ") && why.contains("is not read by onnx:sentiment-minilm@"), "{why}");
+    }
+    assert_eq!((got[1].1, got[1].2.as_deref()), (Some(0.75), Some("positive")));
+    assert_eq!((got[2].1, got[2].2.as_deref()), (Some(-0.6), Some("negative")));
+    assert_eq!((got[3].1, got[3].2.as_deref()), (Some(0.0), Some("neutral")));
+    assert!(got[4].1.is_none() && got[4].3.as_deref().unwrap().starts_with("llm: HTTP 500"), "{:?}", got[4]);
+    {
+        let s = seen.lock().unwrap();
+        let mut asked: Vec<&str> = s.asked.keys().map(String::as_str).collect();
+        asked.sort();
+        let mut want = routed.to_vec();
+        want.sort();
+        assert_eq!(asked, want, "only the refused rows reach the LLM");
+    }
+    assert!(summary.contains(&format!("scored by         llm:test-model@score-v2 3, {onnx_id} 2")), "{summary}");
+    assert!(
+        summary.contains("fallback          4 rows the model does not read: 3 scored, 1 not (llm: HTTP 500: 1)"),
+        "{summary}"
+    );
+    assert!(summary.contains("unscorable        2"), "{summary}");
+
+    // a re-run asks only what has no answer yet
+    let before = requests();
+    let summary = run(&llm(&out, &[]));
+    assert_eq!(requests() - before, 1, "only the failed text is asked again: {summary}");
+    assert!(summary.contains("3 cache hits"), "{summary}");
+    assert_eq!(rows(&out), got, "the same rows");
+
+    // a spent budget: exactly one request, the other texts say why
+    let out2 = s(&d.path().join("budget"));
+    let before = requests();
+    let summary = run(&llm(&out2, &["--no-llm-cache", "--llm-max-requests", "1", "--llm-concurrency", "1"]));
+    assert_eq!(requests() - before, 1, "{summary}");
+    let got2 = rows(&out2);
+    let spent = got2.iter().filter(|r| r.3.as_deref().is_some_and(|e| e.starts_with("llm: budget exhausted"))).count();
+    assert_eq!(spent, 3, "{got2:?}");
+    assert!(summary.contains("(3 over budget)") && summary.contains("llm: budget exhausted: 3"), "{summary}");
+    assert_eq!(got2[0].1, got[0].1, "the model's rows do not wait for the budget");
+
+    // the LLM down: its rows get NULL and the reason, the job exits 0
+    let out3 = s(&d.path().join("down"));
+    let dead = ["--llm-base-url", "http://127.0.0.1:9/v1", "--no-llm-cache", "--llm-timeout", "2s"];
+    let mut a = llm(&out3, &dead);
+    let at = a.iter().position(|x| x == "--llm-base-url").unwrap();
+    a.drain(at..at + 2);
+    let summary = run(&a);
+    let got3 = rows(&out3);
+    for r in &got3[1..5] {
+        assert!(r.1.is_none() && r.3.as_deref().unwrap().starts_with("llm: "), "{r:?}");
+    }
+    assert_eq!(got3[0].1, got[0].1);
+    assert!(summary.contains("4 rows the model does not read: 0 scored, 4 not"), "{summary}");
+
+    // refused where it cannot work, with the fix named
+    let (_, err) = fails(&["score", "--input", &s(&input), "--out", &out, "--fallback", "llm", "--any-language"]);
+    assert!(err.contains("--any-language") && err.contains("--fallback"), "{err}");
+    let (_, err) = fails(&["score", "--input", &s(&input), "--out", &out, "--fallback", "llm", "--scorer", "llm"]);
+    assert!(err.contains("drop --fallback"), "{err}");
+    let a = llm(&out, &["--cluster", "standalone"]);
+    let args: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = run_with_key(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--fallback llm does not run on a cluster yet"), "{err}");
 }

@@ -538,3 +538,326 @@ fn workers_share_a_stream_on_s3() {
     eprintln!("s2: {}\nlast run: {out_b}", String::from_utf8_lossy(&o.stdout));
     assert_same_results(&a, &b, 3000);
 }
+
+/// `--fallback llm` in the stream: the rows the model does not read go to the
+/// LLM in the micro-batch, and the windows equal the batch run's of the same
+/// records. A dead LLM (it accepts connections and never answers) holds a
+/// micro-batch at most its timeout: those rows commit with NULL and the
+/// reason, and windows keep coming.
+#[test]
+fn stream_with_an_llm_fallback_equals_batch_and_a_dead_llm_does_not_stop_it() {
+    let Some((_rt, stream)) = new_stream("fallback", 2) else { return };
+    let (url, seen) = crate::llm::start_fake_openai();
+    let (rows, seed, start) = (1200, 29, "2025-02-10T00:00:00Z");
+    produce(&format!("kinesis://{stream}"), rows, seed, start, "6h");
+    let d = tmp();
+    let file = d.path().join("tweets.ndjson");
+    produce(&s(&file), rows, seed, start, "6h");
+    let llm = ["--fallback", "llm", "--llm-base-url", &url, "--llm-model", "test-model", "--llm-max-retries", "0"];
+    let (a, b) = (s(&d.path().join("stream")), s(&d.path().join("batch")));
+    let summary = caught_up_run(&stream, &a, &llm);
+    let run = ["run", "--input", &s(&file), "--out", &b, "--scorer", "lexicon", "--window", "10m", "--slide", "5m"];
+    let batch = ok(&[&run[..], &llm].concat());
+    let routed = "SELECT count(*) AS n FROM scored_tweets WHERE fallback_reason IS NOT NULL";
+    let n_routed: u64 = sql_csv(&a, routed).lines().nth(1).unwrap().parse().unwrap();
+    assert!(n_routed > 20, "the generator writes other languages: {n_routed} routed");
+    assert!(summary.contains(&format!("fallback          {n_routed} rows the model does not read")), "{summary}");
+    assert!(batch.contains(&format!("fallback          {n_routed} rows")), "{batch}");
+    let q = "SELECT tweet_id, sentiment_score, sentiment_label, scorer, fallback_reason, score_error FROM scored_tweets ORDER BY tweet_id";
+    assert_eq!(sql_csv(&a, q), sql_csv(&b, q), "the same rows scored by the same scorers");
+    let llm_rows = "SELECT count(*) AS n FROM scored_tweets WHERE scorer = 'llm:test-model@score-v2' AND sentiment_score IS NOT NULL";
+    assert_eq!(sql_csv(&a, llm_rows), format!("n\n{n_routed}\n"));
+    // every window the stream emitted (those the watermark passed) is the batch run's
+    let w = "window_start, window_end, n, n_unscored, round(avg_score, 9), min_score, max_score, n_negative, \
+             n_positive, n_fallback";
+    let (wa, wb) = (table_rows(&a, Table::Windows, w), table_rows(&b, Table::Windows, w));
+    assert!(wa.len() > 20, "{} windows emitted", wa.len());
+    let differ: Vec<_> = wa.iter().filter(|r| !wb.contains(r)).take(5).collect();
+    assert!(differ.is_empty(), "stream windows the batch run does not give: {differ:#?}");
+    let mix = sql_csv(&a, "SELECT count(*) AS n FROM windows WHERE n_fallback > 0 AND n_fallback < n");
+    assert_ne!(mix, "n\n0\n", "windows show the mix of scorers");
+    assert!(seen.lock().unwrap().asked.len() as u64 <= n_routed, "only routed texts are asked");
+
+    // a dead LLM: accepted connections, no answer
+    let hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/v1", hole.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in hole.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let (_rt2, stream2) = new_stream("fallback-dead", 1).unwrap();
+    // over 8 h: the 3 h watermark passes windows, so some are emitted
+    produce(&format!("kinesis://{stream2}"), 300, seed, start, "8h");
+    let c = s(&d.path().join("dead"));
+    let t0 = Instant::now();
+    let dead_llm = [
+        "--fallback",
+        "llm",
+        "--llm-base-url",
+        &dead,
+        "--llm-model",
+        "test-model",
+        "--llm-max-retries",
+        "0",
+        "--llm-timeout",
+        "1s",
+        "--llm-concurrency",
+        "16",
+        "--no-llm-cache",
+    ];
+    let summary = caught_up_run(&stream2, &c, &dead_llm);
+    let took = t0.elapsed();
+    let failed = "SELECT count(*) AS n FROM scored_tweets WHERE fallback_reason IS NOT NULL AND sentiment_score IS NULL AND score_error LIKE 'llm: %timed out%'";
+    let n_failed: u64 = sql_csv(&c, failed).lines().nth(1).unwrap().parse().unwrap();
+    assert!(n_failed > 0, "{summary}");
+    assert!(
+        summary.contains(&format!("{n_failed} rows the model does not read: 0 scored, {n_failed} not")),
+        "{summary}"
+    );
+    assert!(summary.contains("300 records, 300 rows"), "{summary}");
+    let windows: u64 = sql_csv(&c, "SELECT count(*) AS n FROM windows").lines().nth(1).unwrap().parse().unwrap();
+    assert!(windows > 10, "windows are emitted: {windows}");
+    assert!(took < Duration::from_secs(90), "a dead LLM holds each batch at most its timeout: {took:?}");
+}
+
+/// A free port on 127.0.0.1 (bound and let go: a race only with other tests taking ports by chance).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET path` on 127.0.0.1:port: (status, body); None when nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Read;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(c, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    c.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    // axum answers with a length; a chunked answer is not expected here
+    Some((status, body.to_string()))
+}
+
+/// A scrape parsed by Python's prometheus_client OpenMetrics parser (a real, strict one):
+/// sample `name{labels}` → value, and family name → type.
+fn parse_openmetrics(
+    text: &str,
+) -> (std::collections::BTreeMap<String, f64>, std::collections::BTreeMap<String, String>) {
+    let py = std::env::var("SENTIFLOW_PYTHON").unwrap_or_else(|_| "python3".into());
+    let code = r#"
+import sys, json
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+samples, types = {}, {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    types[fam.name] = fam.type
+    for s in fam.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        samples[s.name + ("{" + labels + "}" if labels else "")] = s.value
+print(json.dumps({"samples": samples, "types": types}))
+"#;
+    let mut child = Command::new(&py)
+        .args(["-c", code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "prometheus_client could not parse the scrape ({py}; scripts/test.sh installs prometheus-client): {}\n{text}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let samples = v["samples"].as_object().unwrap().iter().map(|(k, x)| (k.clone(), x.as_f64().unwrap())).collect();
+    let types = v["types"].as_object().unwrap().iter().map(|(k, x)| (k.clone(), x.as_str().unwrap().into())).collect();
+    (samples, types)
+}
+
+/// The figure after `label` in a summary (`… 12 records, …` → figure_before(s, " records,") = 12).
+fn figure_before(summary: &str, label: &str) -> f64 {
+    let at = summary.find(label).unwrap_or_else(|| panic!("{label:?} not in {summary}"));
+    let head = summary[..at].trim_end();
+    let start = head.rfind(|c: char| !c.is_ascii_digit()).map_or(0, |i| i + 1);
+    head[start..].parse().unwrap_or_else(|_| panic!("no figure before {label:?} in {summary}"))
+}
+
+/// A TCP proxy in front of `upstream` that can be frozen: bytes stop moving both ways
+/// (the peer's calls hang, as behind a dead network path) until it thaws.
+fn start_freezable_proxy(upstream: &str) -> (String, Arc<std::sync::atomic::AtomicBool>) {
+    let up = upstream.trim_start_matches("http://").to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = frozen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&up) else { continue };
+            for (mut from, mut to) in [(conn.try_clone().unwrap(), server.try_clone().unwrap()), (server, conn)] {
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        while f.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (url, frozen)
+}
+
+/// `--metrics-addr`: two workers serve /metrics (parsed by a real OpenMetrics parser while they
+/// run: counters only grow) and /healthz; once the stream is read, each worker's counters equal
+/// the summary it prints at SIGTERM. A worker whose Kinesis calls hang answers 503.
+#[test]
+fn workers_serve_metrics_that_equal_their_summaries_and_health_that_sees_a_stall() {
+    let Some((_rt, stream)) = new_stream("metrics", 2) else { return };
+    let rows = 1500.0;
+    produce(&format!("kinesis://{stream}"), rows as u64, 37, "2025-03-01T00:00:00Z", "6h");
+    let d = tmp();
+    let root = s(&d.path().join("out"));
+    let ports = [free_port(), free_port()];
+    let mut workers: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let id = format!("m{i}");
+            let addr = p.to_string();
+            let log = std::fs::File::create(worker_log(&root, &id)).unwrap();
+            // a 10 s lease (WORKER_ARGS has 3 s): the scrapes load the 2 cores, and a lease lost
+            // at the wrong moment only delays the emission this test waits for
+            let child = stream_cmd(&stream, &root, &["--window", "10m", "--slide", "5m", "--watermark", "3h"])
+                .args(["--max-records-per-shard", "100", "--trigger", "200ms", "--lease", "10s"])
+                .args(["--worker-id", &id, "--metrics-addr", &addr, "--stall-after", "60s"])
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::piped())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            (id, child)
+        })
+        .collect();
+    // every window up to the watermark (the last event, about 06:00, less 3 h) emitted
+    let emitted_through = chrono::DateTime::parse_from_rfc3339("2025-03-01T02:45:00Z").unwrap().timestamp() as f64;
+    let monotonic = |k: &str| k.ends_with("_total") || k.ends_with("_count") || k.ends_with("_bucket");
+    let mut last: Vec<std::collections::BTreeMap<String, f64>> = vec![Default::default(); 2];
+    let (mut stable, mut scrapes, deadline) = (0, 0, Instant::now() + Duration::from_secs(300));
+    let mut types = std::collections::BTreeMap::new();
+    while stable < 3 {
+        assert!(Instant::now() < deadline, "the stream was not read and emitted in 300 s: {last:#?}");
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut changed = false;
+        for (i, p) in ports.iter().enumerate() {
+            let (id, child) = &mut workers[i];
+            assert_running(&root, id, child);
+            let Some((200, body)) = http_get(*p, "/metrics") else { continue };
+            let (now, t) = parse_openmetrics(&body);
+            types.extend(t);
+            scrapes += 1;
+            for (k, v) in &now {
+                if let Some(before) = last[i].get(k).filter(|_| monotonic(k)) {
+                    assert!(v >= before, "{k} went down from {before} to {v}");
+                }
+            }
+            let key = |m: &std::collections::BTreeMap<String, f64>| {
+                ["sentiflow_records_read_total", "sentiflow_windows_emitted_total", "sentiflow_batches_total"]
+                    .map(|k| m.get(k).copied())
+            };
+            changed |= key(&now) != key(&last[i]);
+            last[i] = now;
+            let (code, why) = http_get(*p, "/healthz").unwrap();
+            assert_eq!(code, 200, "a progressing worker is healthy: {why}");
+        }
+        let read: f64 = last.iter().filter_map(|m| m.get("sentiflow_records_read_total")).sum();
+        let watermark =
+            last.iter().filter_map(|m| m.get("sentiflow_watermark_seconds")).fold(0.0, |a: f64, b| a.max(*b));
+        stable = if read == rows && watermark >= emitted_through && !changed { stable + 1 } else { 0 };
+    }
+    assert!(scrapes >= 6, "{scrapes} scrapes");
+    for (name, ty) in [
+        ("sentiflow_records_read", "counter"),
+        ("sentiflow_rows_scored", "counter"),
+        ("sentiflow_batch_duration_seconds", "histogram"),
+        ("sentiflow_shard_millis_behind_latest", "gauge"),
+        ("sentiflow_watermark_seconds", "gauge"),
+        ("sentiflow_checkpoint_requests", "counter"),
+        ("sentiflow_leases_held", "gauge"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_cpu_seconds", "counter"),
+    ] {
+        assert_eq!(types.get(name).map(String::as_str), Some(ty), "{name}: {types:?}");
+    }
+    let mut emitted = 0.0;
+    // both at once: a worker left running would take the other's shards and emit more
+    for (_, child) in &workers {
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    }
+    for (i, (id, child)) in workers.into_iter().enumerate() {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{id}: {}", log_tail(&root, &id));
+        let summary = String::from_utf8_lossy(&o.stdout).to_string();
+        let m = &last[i];
+        let got = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        for (metric, label) in [
+            ("sentiflow_batches_total", " micro-batches"),
+            ("sentiflow_records_read_total", " records,"),
+            ("sentiflow_rows_written_total", " rows,"),
+            ("sentiflow_rows_rejected_total", " rejected,"),
+            ("sentiflow_rows_late_total", " late rows"),
+            ("sentiflow_windows_emitted_total", " windows,"),
+            ("sentiflow_alerts_fired_total", " alerts"),
+            ("sentiflow_leases_lost_total", " leases lost"),
+        ] {
+            assert_eq!(got(metric), figure_before(&summary, label), "{id}: {metric} vs the summary: {summary}");
+        }
+        let scored: f64 = m.iter().filter(|(k, _)| k.starts_with("sentiflow_rows_scored_total{")).map(|(_, v)| v).sum();
+        let unscored: f64 =
+            m.iter().filter(|(k, _)| k.starts_with("sentiflow_rows_unscorable_total{")).map(|(_, v)| v).sum();
+        assert_eq!(scored + unscored, got("sentiflow_rows_written_total"), "{id}: every written row is counted once");
+        emitted += got("sentiflow_windows_emitted_total");
+    }
+    let windows: f64 = sql_csv(&root, "SELECT count(*) AS n FROM windows").lines().nth(1).unwrap().parse().unwrap();
+    assert_eq!(emitted, windows, "windows emitted, over the workers, are the table's");
+
+    // a stall: this worker's Kinesis calls hang; /healthz turns 503 after --stall-after
+    let (_rt2, stream2) = new_stream("metrics-stall", 1).unwrap();
+    produce(&format!("kinesis://{stream2}"), 300, 37, "2025-03-01T00:00:00Z", "1h");
+    let (proxy, frozen) = start_freezable_proxy(&std::env::var("AWS_ENDPOINT_URL_KINESIS").unwrap());
+    let port = free_port();
+    let root2 = s(&d.path().join("stall"));
+    let log = std::fs::File::create(worker_log(&root2, "s")).unwrap();
+    let mut child = stream_cmd(&stream2, &root2, &WORKER_ARGS)
+        .args(["--metrics-addr", &port.to_string(), "--stall-after", "3s"])
+        .env("AWS_ENDPOINT_URL_KINESIS", &proxy)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_for("the worker reads its shard", 60, &root2, || {
+        assert_running(&root2, "s", &mut child);
+        http_get(port, "/metrics").is_some_and(|(_, b)| b.contains("sentiflow_records_read_total 300"))
+    });
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+    frozen.store(true, Ordering::SeqCst);
+    wait_for("/healthz sees the stall", 30, &root2, || {
+        assert_running(&root2, "s", &mut child);
+        http_get(port, "/healthz").is_some_and(|(code, body)| code == 503 && body.starts_with("stalled"))
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

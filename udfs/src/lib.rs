@@ -20,7 +20,8 @@ pub use lexicon::LexiconScorer;
 pub use onnx::{Device, OnnxOptions, OnnxScorer, OnnxStats};
 pub use terms::{TERMS_UDF, TermKind, TermsUdf};
 pub use udf::{
-    SCORER_ID_UDF, ScoreColumn, ScoreResults, ScorerIdUdf, ScorerUdf, register_scorer_udfs, score_struct_type,
+    GatedScorer, SCORER_ID_UDF, ScoreColumn, ScoreResults, ScorerIdUdf, ScorerUdf, array_present, register_scorer_udfs,
+    score_struct_type, text_args, texts_of,
 };
 
 use std::fmt::Debug;

@@ -128,9 +128,9 @@ pub fn extract(text: &str) -> Vec<String> {
     }
     let normalized = normalize_tweet(&text[..end]);
     let mut out: Vec<String> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut push = |t: String, out: &mut Vec<String>| {
-        if out.len() < MAX_TERMS_PER_TWEET && t.len() <= MAX_TERM_BYTES && seen.insert(t.clone()) {
+    // at most MAX_TERMS_PER_TWEET terms: a scan of them is cheaper than hashing a copy of each
+    let push = |t: String, out: &mut Vec<String>| {
+        if out.len() < MAX_TERMS_PER_TWEET && t.len() <= MAX_TERM_BYTES && !out.contains(&t) {
             out.push(t);
         }
     };

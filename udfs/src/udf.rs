@@ -6,7 +6,7 @@
 //! | `sentiment(text)` | DOUBLE score in [-1, 1] | the selected scorer |
 //! | `sentiment_label(text)` | VARCHAR `negative`/`neutral`/`positive` | the selected scorer |
 //! | `sentiment_probs(text)` | STRUCT of one FLOAT per model label | the selected scorer, when it is a classifier |
-//! | `score_sentiment(text)` | STRUCT<score, label, error> | the selected scorer (what `sql/score.sql` calls) |
+//! | `score_sentiment(text)` | STRUCT<score, label, error, scorer, fallback_reason> | the selected scorer (what `sql/score.sql` calls) |
 //!
 //! Every function also takes the record's language as an optional second
 //! argument (`score_sentiment(text, lang)`, as `sql/score.sql` calls it).
@@ -19,6 +19,10 @@
 //! here, before a scorer sees a text, the same for every output, a text in a
 //! language the scorer does not read ([`crate::Scorer::languages`]) is made
 //! unscorable with the language and the model named (see [`crate::text`]).
+//!
+//! `score_sentiment`'s `scorer` is the scorer that answered for the row (the
+//! selected one, or with `--fallback` the fallback scorer for the rows it
+//! took); `fallback_reason` is why a row went to the fallback (NULL otherwise).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -45,6 +49,8 @@ fn score_struct_fields() -> Fields {
         Field::new("score", DataType::Float64, true),
         Field::new("label", DataType::Utf8, true),
         Field::new("error", DataType::Utf8, true),
+        Field::new("scorer", DataType::Utf8, true),
+        Field::new("fallback_reason", DataType::Utf8, true),
     ])
 }
 
@@ -63,16 +69,24 @@ pub struct ScoreResults {
     scores: Float64Builder,
     labels: StringBuilder,
     errors: StringBuilder,
+    scorers: StringBuilder,
+    reasons: StringBuilder,
     present: Vec<bool>,
+    /// The scorer rows are credited to unless pushed as routed.
+    scorer: String,
 }
 
 impl ScoreResults {
-    pub fn with_capacity(n: usize) -> Self {
+    /// Results of the scorer `scorer` (its id, for the struct's `scorer` field).
+    pub fn with_capacity(n: usize, scorer: &str) -> Self {
         Self {
             scores: Float64Builder::with_capacity(n),
             labels: StringBuilder::with_capacity(n, n * 8),
             errors: StringBuilder::new(),
+            scorers: StringBuilder::with_capacity(n, n * scorer.len()),
+            reasons: StringBuilder::new(),
             present: Vec::with_capacity(n),
+            scorer: scorer.to_string(),
         }
     }
 
@@ -81,6 +95,8 @@ impl ScoreResults {
         self.scores.append_null();
         self.labels.append_null();
         self.errors.append_null();
+        self.scorers.append_null();
+        self.reasons.append_null();
         self.present.push(false);
     }
 
@@ -88,6 +104,8 @@ impl ScoreResults {
         self.scores.append_value(score);
         self.labels.append_value(label);
         self.errors.append_null();
+        self.scorers.append_value(&self.scorer);
+        self.reasons.append_null();
         self.present.push(true);
     }
 
@@ -96,6 +114,8 @@ impl ScoreResults {
         self.scores.append_null();
         self.labels.append_null();
         self.errors.append_value(reason);
+        self.scorers.append_value(&self.scorer);
+        self.reasons.append_null();
         self.present.push(true);
     }
 
@@ -108,13 +128,39 @@ impl ScoreResults {
         }
     }
 
+    /// A row the selected scorer refused (`why`) and the fallback scorer `scorer`
+    /// answered: a score and label, or the reason it could not.
+    pub fn push_routed(&mut self, answer: Result<(f64, &str), &str>, scorer: &str, why: &str) {
+        match answer {
+            Ok((score, label)) => {
+                self.scores.append_value(score);
+                self.labels.append_value(label);
+                self.errors.append_null();
+            }
+            Err(reason) => {
+                self.scores.append_null();
+                self.labels.append_null();
+                self.errors.append_value(reason);
+            }
+        }
+        self.scorers.append_value(scorer);
+        self.reasons.append_value(why);
+        self.present.push(true);
+    }
+
     pub fn finish(mut self, column: ScoreColumn) -> DfResult<ArrayRef> {
         Ok(match column {
             ScoreColumn::Score => Arc::new(self.scores.finish()),
             ScoreColumn::Label => Arc::new(self.labels.finish()),
             ScoreColumn::Struct => Arc::new(StructArray::try_new(
                 score_struct_fields(),
-                vec![Arc::new(self.scores.finish()), Arc::new(self.labels.finish()), Arc::new(self.errors.finish())],
+                vec![
+                    Arc::new(self.scores.finish()),
+                    Arc::new(self.labels.finish()),
+                    Arc::new(self.errors.finish()),
+                    Arc::new(self.scorers.finish()),
+                    Arc::new(self.reasons.finish()),
+                ],
                 Some(NullBuffer::from(self.present)),
             )?),
         })
@@ -150,22 +196,22 @@ enum Output {
     Probs(Vec<String>),
 }
 
-/// A scalar UDF over a scorer.
-#[derive(Debug)]
-pub struct ScorerUdf {
+/// A scorer behind the language check: what every scoring UDF asks, and
+/// what a fallback routes on.
+#[derive(Debug, Clone)]
+pub struct GatedScorer {
     scorer: SharedScorer,
-    name: String,
-    output: Output,
-    signature: Signature,
     gate: Option<LanguageGate>,
 }
 
-impl ScorerUdf {
-    fn new(scorer: SharedScorer, name: String, output: Output) -> Self {
+impl GatedScorer {
+    pub fn new(scorer: SharedScorer) -> Self {
         let gate = scorer.languages().map(|l| LanguageGate::new(&l, scorer.id()));
-        let signature =
-            Signature::one_of(vec![TypeSignature::String(1), TypeSignature::String(2)], Volatility::Immutable);
-        Self { scorer, name, output, signature, gate }
+        Self { scorer, gate }
+    }
+
+    pub fn scorer(&self) -> &SharedScorer {
+        &self.scorer
     }
 
     /// Why a text is not handed to the scorer, if it is not: a language the
@@ -173,6 +219,59 @@ impl ScorerUdf {
     fn refusal(&self, text: Option<&str>, lang: Option<&str>) -> Option<String> {
         let text = text.filter(|t| unreadable(t).is_none())?;
         self.gate.as_ref()?.check(text, lang)
+    }
+
+    /// The texts the scorer is handed (the refused ones as NULL) and the
+    /// refusals, one per text.
+    fn gate(&self, texts: &[Option<&str>], langs: &[Option<&str>]) -> (Vec<Option<String>>, Vec<bool>) {
+        let refused: Vec<Option<String>> = texts.iter().zip(langs).map(|(t, l)| self.refusal(*t, *l)).collect();
+        let mask = refused.iter().map(Option::is_some).collect();
+        (refused, mask)
+    }
+
+    /// One outcome per text (`langs`: the records' language, or `None`s). A
+    /// text in a language the scorer does not read is `Unscorable` with the
+    /// language reason, and its flag in the second vector is set: a fallback
+    /// scorer takes exactly those.
+    pub fn outcomes(&self, texts: &[Option<&str>], langs: &[Option<&str>]) -> crate::Result<(Vec<Outcome>, Vec<bool>)> {
+        let (refused, mask) = self.gate(texts, langs);
+        let handed: Vec<Option<&str>> = texts.iter().zip(&mask).map(|(t, r)| if *r { None } else { *t }).collect();
+        let mut outcomes = self.scorer.score_batch(&handed)?;
+        for (o, r) in outcomes.iter_mut().zip(refused) {
+            if let Some(reason) = r {
+                *o = Outcome::Unscorable(reason);
+            }
+        }
+        Ok((outcomes, mask))
+    }
+
+    /// A classifier's probabilities, NULL for refused texts.
+    fn probabilities(
+        &self,
+        texts: &[Option<&str>],
+        langs: &[Option<&str>],
+    ) -> Option<crate::Result<Vec<Option<Vec<f32>>>>> {
+        let (_, mask) = self.gate(texts, langs);
+        let handed: Vec<Option<&str>> = texts.iter().zip(&mask).map(|(t, r)| if *r { None } else { *t }).collect();
+        self.scorer.probabilities(&handed)
+    }
+}
+
+/// A scalar UDF over a scorer.
+#[derive(Debug)]
+pub struct ScorerUdf {
+    scorer: SharedScorer,
+    name: String,
+    output: Output,
+    signature: Signature,
+    gated: GatedScorer,
+}
+
+impl ScorerUdf {
+    fn new(scorer: SharedScorer, name: String, output: Output) -> Self {
+        let signature =
+            Signature::one_of(vec![TypeSignature::String(1), TypeSignature::String(2)], Volatility::Immutable);
+        Self { gated: GatedScorer::new(scorer.clone()), scorer, name, output, signature }
     }
 
     fn udf(self) -> ScalarUDF {
@@ -196,7 +295,7 @@ impl Hash for ScorerUdf {
 
 /// The text argument and the optional language argument, whichever string
 /// type they arrive as.
-fn text_args(args: &ScalarFunctionArgs) -> DfResult<(ArrayRef, Option<ArrayRef>)> {
+pub fn text_args(args: &ScalarFunctionArgs) -> DfResult<(ArrayRef, Option<ArrayRef>)> {
     match args.args.as_slice() {
         [text] => Ok((text.to_array(args.number_rows)?, None)),
         [text, lang] => Ok((text.to_array(args.number_rows)?, Some(lang.to_array(args.number_rows)?))),
@@ -204,7 +303,7 @@ fn text_args(args: &ScalarFunctionArgs) -> DfResult<(ArrayRef, Option<ArrayRef>)
     }
 }
 
-pub(crate) fn texts_of(array: &ArrayRef) -> DfResult<Vec<Option<&str>>> {
+pub fn texts_of(array: &ArrayRef) -> DfResult<Vec<Option<&str>>> {
     Ok(match array.data_type() {
         DataType::Utf8 => array.as_string::<i32>().iter().collect(),
         DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
@@ -238,32 +337,20 @@ impl ScalarUDFImpl for ScorerUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let (array, lang_array) = text_args(&args)?;
-        let mut texts = texts_of(&array)?;
+        let texts = texts_of(&array)?;
         let langs = match &lang_array {
             Some(a) => texts_of(a)?,
             None => vec![None; texts.len()],
         };
-        // refused texts reach the scorer as NULL; their reason replaces its answer
-        let refused: Vec<Option<String>> = texts.iter().zip(&langs).map(|(t, l)| self.refusal(*t, *l)).collect();
-        for (t, r) in texts.iter_mut().zip(&refused) {
-            if r.is_some() {
-                *t = None;
-            }
-        }
         if let Output::Probs(labels) = &self.output {
-            let Some(probs) = self.scorer.probabilities(&texts) else {
+            let Some(probs) = self.gated.probabilities(&texts, &langs) else {
                 return exec_err!("scorer {} has no class probabilities", self.scorer.id());
             };
             let probs = probs.map_err(external)?;
             return probs_array(labels, &probs);
         }
-        let mut outcomes = self.scorer.score_batch(&texts).map_err(external)?;
-        for (o, r) in outcomes.iter_mut().zip(refused) {
-            if let Some(reason) = r {
-                *o = Outcome::Unscorable(reason);
-            }
-        }
-        let mut results = ScoreResults::with_capacity(outcomes.len());
+        let (outcomes, _) = self.gated.outcomes(&texts, &langs).map_err(external)?;
+        let mut results = ScoreResults::with_capacity(outcomes.len(), self.scorer.id());
         for (o, present) in outcomes.iter().zip(array_present(&array)) {
             results.push_outcome(present, o);
         }
@@ -277,7 +364,7 @@ impl ScalarUDFImpl for ScorerUdf {
 }
 
 /// Which rows of the text argument are not NULL.
-fn array_present(array: &ArrayRef) -> Vec<bool> {
+pub fn array_present(array: &ArrayRef) -> Vec<bool> {
     (0..array.len()).map(|i| array.is_valid(i)).collect()
 }
 
@@ -309,7 +396,7 @@ mod tests {
     #[test]
     fn one_null_rule() {
         let again = || {
-            let mut r = ScoreResults::with_capacity(3);
+            let mut r = ScoreResults::with_capacity(3, "test@1");
             r.push_null();
             r.push_scored(0.5, "positive");
             r.push_unscorable("text is empty");

@@ -155,6 +155,8 @@ pub struct StateRequests {
     pub gets: AtomicU64,
     pub puts: AtomicU64,
     pub lists: AtomicU64,
+    /// Conditional writes refused: another writer got there first.
+    pub conflicts: AtomicU64,
 }
 
 impl StateStore {
@@ -166,6 +168,11 @@ impl StateStore {
     pub fn requests(&self) -> (u64, u64, u64) {
         let r = &self.requests;
         (r.gets.load(Relaxed), r.puts.load(Relaxed), r.lists.load(Relaxed))
+    }
+
+    /// The counters themselves (shared by its clones and children), for `/metrics`.
+    pub fn counters(&self) -> Arc<StateRequests> {
+        self.requests.clone()
     }
 
     /// A state store for a subdirectory, counting into the same totals.
@@ -208,6 +215,19 @@ impl StateStore {
     /// Writes the JSON document `<name>.json` if the stored one is still at
     /// `prev` (`None`: if there is none); sets its `rev` field.
     pub async fn save_doc(
+        &self,
+        name: &str,
+        doc: Value,
+        prev: Option<&Version>,
+    ) -> Result<std::result::Result<Version, Conflict>> {
+        let outcome = self.put_doc(name, doc, prev).await;
+        if matches!(outcome, Ok(Err(Conflict))) {
+            self.requests.conflicts.fetch_add(1, Relaxed);
+        }
+        outcome
+    }
+
+    async fn put_doc(
         &self,
         name: &str,
         mut doc: Value,

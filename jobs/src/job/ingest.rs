@@ -27,6 +27,7 @@ use crate::io::read::RecordParser;
 use crate::io::retry::RetryPolicy;
 use crate::io::store::{Location, StoreRegistry};
 use crate::io::write::write_raw_and_rejects;
+use crate::metrics::{ShardLabel, metrics};
 use crate::schema::Table;
 use crate::{Error, Result};
 
@@ -56,6 +57,8 @@ pub struct IngestArgs {
     pub get_limit: i32,
     pub max_text_bytes: usize,
     pub retry: RetryPolicy,
+    /// `/healthz` answers 503 once no shard task or lease round completed for this long.
+    pub stall_after: Duration,
 }
 
 impl Default for IngestArgs {
@@ -74,6 +77,7 @@ impl Default for IngestArgs {
             get_limit: 10_000,
             max_text_bytes: crate::io::read::DEFAULT_MAX_TEXT_BYTES,
             retry: RetryPolicy::default(),
+            stall_after: Duration::from_secs(60),
         }
     }
 }
@@ -182,6 +186,8 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
         totals: Totals::default(),
     });
     tracing::info!(stream = %stream, to = %out.display, worker = %worker, "ingest starting");
+    metrics().health.start(args.stall_after);
+    metrics().watch_checkpoints(shared.leases.states.counters());
     let mut w = Workers::new(IngestReport {
         stream: stream.clone(),
         to: out.display.clone(),
@@ -192,7 +198,11 @@ pub async fn run(stores: &StoreRegistry, args: IngestArgs, mut stop: watch::Rece
         let stopping = *stop.borrow() || w.failure.is_some();
         if !stopping {
             w.take_free_shards(&shared).await;
+            if w.failure.is_none() {
+                metrics().health.round();
+            }
         }
+        metrics().leases_held.set(w.tasks.len() as i64);
         if w.tasks.is_empty() && (stopping || (args.until_caught_up && w.foreign.only_live_left(args.lease))) {
             break;
         }
@@ -276,6 +286,7 @@ impl Workers {
         for Taken { shard, state, version, pinned_now } in acq.taken {
             self.running.insert(shard.id.clone());
             self.read_ever.insert(shard.id.clone());
+            metrics().leases_taken.inc();
             self.foreign.forget(&shard.id);
             let (sh, st) = (shared.clone(), self.task_stop.clone());
             self.tasks.spawn(async move {
@@ -305,7 +316,10 @@ impl Workers {
                 }
                 match outcome {
                     Outcome::Closed => self.report.shards_closed += 1,
-                    Outcome::Lost => self.report.leases_lost += 1,
+                    Outcome::Lost => {
+                        self.report.leases_lost += 1;
+                        metrics().leases_lost.inc();
+                    }
                     Outcome::Released => {}
                 }
                 tracing::info!(shard = %id, outcome = ?outcome, "shard task ended");
@@ -490,6 +504,10 @@ async fn read_shard(
         }
         iter = page.next;
         let caught_up = empty && page.millis_behind.unwrap_or(0) == 0 && iter.is_some();
+        if let Some(ms) = page.millis_behind {
+            metrics().set_shard_lag(&id, ms);
+        }
+        metrics().health.round();
         let old = buf.since.is_some_and(|t| t.elapsed().as_secs_f64() >= sh.args.max_seconds);
         if replay_until.is_none()
             && (old || (caught_up && sh.args.until_caught_up))
@@ -572,6 +590,13 @@ async fn commit(sh: &Shared, state: &mut ShardState, version: &mut Version, buf:
     t.bytes.fetch_add(bytes, Relaxed);
     t.files.fetch_add(files, Relaxed);
     t.commits.fetch_add(1, Relaxed);
+    let m = metrics();
+    m.batches.inc();
+    m.records_read.inc_by(records);
+    m.rows_written.inc_by(parsed.rows as u64);
+    m.rows_rejected.inc_by(parsed.rejects.len() as u64);
+    m.batch_rows.observe(parsed.rows as f64);
+    m.shard_records.get_or_create(&ShardLabel { shard: id.clone() }).inc_by(records);
     tracing::info!(shard = %id, first = %first, last = %last, records, rows = parsed.rows, rejected = parsed.rejects.len(), files, "committed");
     Ok(true)
 }

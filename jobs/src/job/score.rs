@@ -55,6 +55,8 @@ pub struct ScoreReport {
     pub output_files: usize,
     /// LLM scorer: requests, cache hits, retries, failures, tokens, cost.
     pub llm: Option<crate::llm::LlmSummary>,
+    /// Scored rows per scorer; the fallback's rows and failures.
+    pub by_scorer: crate::scorer::RowsByScorer,
 }
 
 /// Slices a file's rows into up to `n` partitions so the scoring UDF runs on
@@ -189,6 +191,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
                 let unscorable = null_count(b, "sentiment_score");
                 report.rows_unscorable += unscorable;
                 report.rows_other_language += crate::io::write::language_refusals(b);
+                report.by_scorer.add(b);
                 report.rows_scored += b.num_rows() - unscorable;
                 writer.write(b).await?;
             }

@@ -7,6 +7,7 @@
 //! limiter and the counters the job summary prints. The key is never logged.
 
 pub mod cache;
+pub mod fallback;
 pub mod limiter;
 pub mod udf;
 
@@ -126,6 +127,44 @@ pub struct LlmOptions {
     /// Where answers are cached (a directory, local or s3://); None disables the cache.
     pub cache: Option<String>,
     pub prices: Prices,
+    /// The run's budget: requests and estimated cost at most.
+    pub budget: Budget,
+}
+
+/// What a run may spend on the model: HTTP requests (retries included) and
+/// estimated USD. Checked before every request: once spent, a text gets
+/// [`BUDGET_REASON`] without a request. The cost is known after an answer, so
+/// requests already in flight (at most `--llm-concurrency`) may pass it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Budget {
+    pub max_requests: Option<u64>,
+    pub max_cost_usd: Option<f64>,
+}
+
+/// Start of the reason a text gets when the budget is spent.
+pub const BUDGET_REASON: &str = "budget exhausted";
+
+impl Budget {
+    /// Takes one request from the budget, or says why not.
+    fn take(&self, stats: &LlmStats, prices: Prices) -> std::result::Result<(), String> {
+        if let Some(max) = self.max_cost_usd {
+            let spent = stats.summary(prices).cost_usd;
+            if spent >= max {
+                return Err(format!("{BUDGET_REASON}: estimated cost ${spent:.4} reached --llm-max-cost {max}"));
+            }
+        }
+        match self.max_requests {
+            Some(max) => stats
+                .requests
+                .fetch_update(Relaxed, Relaxed, |n| (n < max).then_some(n + 1))
+                .map(|_| ())
+                .map_err(|_| format!("{BUDGET_REASON}: {max} requests made (--llm-max-requests)")),
+            None => {
+                stats.requests.fetch_add(1, Relaxed);
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Default for LlmOptions {
@@ -142,6 +181,7 @@ impl Default for LlmOptions {
             max_tokens: 8,
             cache: None,
             prices: Prices::for_model("gpt-4o-mini"),
+            budget: Budget::default(),
         }
     }
 }
@@ -156,6 +196,8 @@ pub struct LlmStats {
     /// Texts that got no score after the retries (or an unusable answer).
     pub failures: AtomicU64,
     pub cache_hits: AtomicU64,
+    /// Of the failures: texts not asked because the budget was spent.
+    pub over_budget: AtomicU64,
     /// Texts that repeated one earlier in the same batch (asked once).
     pub deduplicated: AtomicU64,
     pub prompt_tokens: AtomicU64,
@@ -170,6 +212,7 @@ pub struct LlmSummary {
     pub throttled: u64,
     pub failures: u64,
     pub cache_hits: u64,
+    pub over_budget: u64,
     pub deduplicated: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -186,6 +229,7 @@ impl LlmStats {
             throttled: self.throttled.load(Relaxed),
             failures: self.failures.load(Relaxed),
             cache_hits: self.cache_hits.load(Relaxed),
+            over_budget: self.over_budget.load(Relaxed),
             deduplicated: self.deduplicated.load(Relaxed),
             prompt_tokens: p,
             completion_tokens: c,
@@ -258,14 +302,15 @@ impl LlmClient {
             })?;
         let stats = Arc::new(LlmStats::default());
         let (policy, jitter, st) = (opts.retry, Arc::new(Jitter::default()), stats.clone());
-        // the transport: every attempt counted, 429/5xx/timeouts/connection errors retried
+        let (budget, prices) = (opts.budget, opts.prices);
+        // the transport: every attempt counted against the budget, 429/5xx/timeouts/connection errors retried
         let service = tower::service_fn(move |factory: HttpRequestFactory| {
             let (http, jitter, st) = (http.clone(), jitter.clone(), st.clone());
             async move {
                 let mut retry = 0u32;
                 loop {
+                    budget.take(&st, prices).map_err(OpenAIError::InvalidArgument)?;
                     let request = factory.build().await?;
-                    st.requests.fetch_add(1, Relaxed);
                     let (wait, last) = match http.execute(request).await {
                         Ok(resp) => {
                             let s = resp.status().as_u16();
@@ -348,7 +393,11 @@ impl LlmClient {
             OpenAIError::JSONDeserialize(_, body) => {
                 format!("the server's answer is not a chat completion: {}", excerpt(&body, 200))
             }
-            other => other.to_string(),
+            // the transport's budget refusal, however the client wraps it
+            other => {
+                let m = other.to_string();
+                m.find(BUDGET_REASON).map(|i| m[i..].to_string()).unwrap_or(m)
+            }
         })?;
         if let Some(u) = &resp.usage {
             self.stats.prompt_tokens.fetch_add(u.prompt_tokens as u64, Relaxed);

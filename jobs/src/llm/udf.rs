@@ -29,7 +29,7 @@ use futures::StreamExt;
 use sentiflow_udfs::{ScoreColumn, ScoreResults};
 
 use super::cache::{AnswerCache, Cached, text_key};
-use super::{LlmClient, SCORE_PROMPT, SCORE_PROMPT_VERSION, parse_score};
+use super::{BUDGET_REASON, LlmClient, SCORE_PROMPT, SCORE_PROMPT_VERSION, parse_score};
 
 /// The LLM scorer: a client, the prompt and the answer cache.
 pub struct LlmScorer {
@@ -44,8 +44,8 @@ impl std::fmt::Debug for LlmScorer {
     }
 }
 
-/// What one text got.
-type Outcome = std::result::Result<f64, String>;
+/// What one text got: its -10..10 score, or why it has none.
+pub type Outcome = std::result::Result<f64, String>;
 
 /// Label of a -10..10 score.
 pub fn label_of(score: f64) -> &'static str {
@@ -97,7 +97,14 @@ impl LlmScorer {
             }
             Err(reason) => {
                 self.client.stats.failures.fetch_add(1, Relaxed);
-                tracing::warn!(reason = %reason, "text not scored by the LLM");
+                if reason.starts_with(BUDGET_REASON) {
+                    // said once: every later text gets the same reason
+                    if self.client.stats.over_budget.fetch_add(1, Relaxed) == 0 {
+                        tracing::warn!(reason = %reason, "LLM budget spent: the remaining texts get no score");
+                    }
+                } else {
+                    tracing::warn!(reason = %reason, "text not scored by the LLM");
+                }
                 Err(format!("llm: {reason}"))
             }
         }
@@ -211,7 +218,7 @@ impl AsyncScalarUDFImpl for LlmUdf {
         let outcomes = self.scorer.score_texts(&texts).await;
         // the same builder and NULL rule as the local scorers' UDFs
         let div = if self.output == Output::Raw { 1.0 } else { 10.0 };
-        let mut results = ScoreResults::with_capacity(n);
+        let mut results = ScoreResults::with_capacity(n, self.scorer.id());
         for o in &outcomes {
             match o {
                 None => results.push_null(),

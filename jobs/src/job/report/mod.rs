@@ -185,6 +185,8 @@ struct Summary {
     n_scored: i64,
     n_unscorable: i64,
     n_other_language: i64,
+    /// Rows the model handed to the fallback scorer.
+    n_fallback: i64,
     n_neg: i64,
     n_neu: i64,
     n_pos: i64,
@@ -271,6 +273,7 @@ async fn load_summary(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -
         n_scored: get("n_scored")?,
         n_unscorable: get("n_unscorable")?,
         n_other_language: get("n_other_language")?,
+        n_fallback: get("n_fallback")?,
         n_neg: get("n_negative")?,
         n_neu: get("n_neutral")?,
         n_pos: get("n_positive")?,
@@ -510,6 +513,7 @@ fn render_about(h: &mut String, d: &ReportData, period: &str, window_len: Option
         n_scored,
         n_unscorable,
         n_other_language,
+        n_fallback,
         n_neg,
         n_neu,
         n_pos,
@@ -518,6 +522,11 @@ fn render_about(h: &mut String, d: &ReportData, period: &str, window_len: Option
         scorers,
         ..
     } = &d.summary;
+    let fallback = if *n_fallback > 0 {
+        format!("; {n_fallback} in other languages handed to the fallback scorer")
+    } else {
+        String::new()
+    };
     let (root_display, n_rejected, points) = (&d.data, d.n_rejected, &d.points);
     let (first_at, last_at) = (*first_at, *last_at);
     let _ = write!(
@@ -528,7 +537,7 @@ fn render_about(h: &mut String, d: &ReportData, period: &str, window_len: Option
 <dt>Period</dt><dd>{period}; first tweet {first}, last {last}</dd>
 <dt>Windows</dt><dd>{n_windows} windows of {window_len}</dd>
 <dt>Scorer</dt><dd>{scorers}</dd>
-<dt>Tweets</dt><dd>{n_rows} ({n_scored} scored: {n_neg} negative, {n_neu} neutral, {n_pos} positive; {n_unscorable} unscorable, of which {n_other_language} in a language the model does not read)</dd>
+<dt>Tweets</dt><dd>{n_rows} ({n_scored} scored: {n_neg} negative, {n_neu} neutral, {n_pos} positive; {n_unscorable} unscorable, of which {n_other_language} in a language the model does not read{fallback})</dd>
 <dt>Rejected records</dt><dd>{n_rejected} (all runs; see _rejected/)</dd>
 <dt>Generated</dt><dd>{now} by sentiflow {version}</dd>
 </dl>

@@ -81,8 +81,9 @@ use crate::io::store::Location;
 use crate::io::write::{PartitionedWriter, write_raw_and_rejects};
 use crate::job::alerts::{Alert, Rules, Webhook, WindowFigures, alerts_batch, evaluate};
 use crate::job::ingest::seq_cmp;
+use crate::metrics::{ReasonLabel, ScorerLabel, ShardLabel, metrics};
 use crate::schema::Table;
-use crate::scorer::JobScorer;
+use crate::scorer::{JobScorer, RowsByScorer};
 use crate::sql::{interval_param, timestamp_param};
 use crate::tables::register_batches;
 use crate::window::{TermSpec, WindowSpec, far_future, far_past};
@@ -111,6 +112,8 @@ pub struct StreamArgs {
     /// random suffix); a restarted worker with the same id takes its shards back at once.
     pub worker_id: Option<String>,
     pub lease: Duration,
+    /// `/healthz` answers 503 once no round of the loop completed for this long.
+    pub stall_after: Duration,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -143,6 +146,10 @@ pub struct StreamReport {
     pub leases_lost: u64,
     /// `--until-caught-up`: shards left to other workers that kept renewing their leases.
     pub left_to_live_workers: Vec<String>,
+    /// Rows this worker committed, per scorer; the fallback's rows and failures.
+    pub by_scorer: RowsByScorer,
+    /// The LLM's requests, cache hits, failures and cost (LLM scorer or fallback).
+    pub llm: Option<crate::llm::LlmSummary>,
     /// Checkpoint requests (GET, conditional PUT, LIST): the coordination cost.
     pub state_requests: (u64, u64, u64),
     pub elapsed: Duration,
@@ -225,6 +232,7 @@ fn partial_schema() -> SchemaRef {
         Field::new("max_score", DataType::Float64, true),
         Field::new("n_negative", DataType::Int64, true),
         Field::new("n_positive", DataType::Int64, true),
+        Field::new("n_fallback", DataType::Int64, true),
     ]))
 }
 
@@ -249,6 +257,8 @@ fn state_batch(rows: &[Value]) -> Result<RecordBatch> {
         f(6),
         i(7),
         i(8),
+        // state saved before n_fallback existed has 9 values: NULL (none)
+        i(9),
     ];
     RecordBatch::try_new(partial_schema(), cols).map_err(|e| Error::arrow("window state", e))
 }
@@ -263,7 +273,7 @@ fn state_rows(b: &RecordBatch) -> Vec<Value> {
         .map(|r| {
             let oi = |k: usize| (!ints(k).is_null(r)).then(|| ints(k).value(r));
             let of = |k: usize| (!flts(k).is_null(r)).then(|| flts(k).value(r));
-            json!([ws.value(r), src.value(r), oi(2), oi(3), of(4), of(5), of(6), oi(7), oi(8)])
+            json!([ws.value(r), src.value(r), oi(2), oi(3), of(4), of(5), of(6), oi(7), oi(8), oi(9)])
         })
         .collect()
 }
@@ -300,7 +310,26 @@ pub async fn run(
     result?;
     let mut report = finished?;
     report.elapsed = started.elapsed();
+    report.llm = scorer.llm_summary();
     Ok(report)
+}
+
+/// A committed shard micro-batch, into the metrics (the summary's figures, as they grow).
+fn count_batch(shard: &str, records: u64, rows: &BatchRows) {
+    let m = metrics();
+    m.batches.inc();
+    m.records_read.inc_by(records);
+    m.rows_written.inc_by(rows.rows);
+    m.rows_rejected.inc_by(rows.rejected);
+    m.rows_late.inc_by(rows.late_rows);
+    m.batch_rows.observe(rows.rows as f64);
+    m.shard_records.get_or_create(&ShardLabel { shard: shard.to_string() }).inc_by(records);
+    for (scorer, n) in &rows.by_scorer.scored {
+        m.rows_scored.get_or_create(&ScorerLabel { scorer: scorer.clone() }).inc_by(*n as u64);
+    }
+    for (reason, n) in &rows.by_scorer.unscorable {
+        m.rows_unscorable.get_or_create(&ReasonLabel { reason }).inc_by(*n as u64);
+    }
 }
 
 /// What one shard gave in one micro-batch.
@@ -334,6 +363,7 @@ struct BatchRows {
     rows: u64,
     rejected: u64,
     late_rows: u64,
+    by_scorer: RowsByScorer,
 }
 
 /// A shard this worker holds the lease on.
@@ -443,7 +473,10 @@ impl<'a> Streamer<'a> {
     }
 
     async fn run_loop(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        metrics().health.start(self.args.stall_after);
+        metrics().watch_checkpoints(self.states.counters());
         loop {
+            let round = Instant::now();
             let stopping = *stop.borrow();
             self.take_leases(stopping).await?;
             self.load_emitter().await?;
@@ -460,10 +493,12 @@ impl<'a> Streamer<'a> {
                     staged.extend(self.stage_batch(&id, read).await?);
                 }
             }
-            if !staged.is_empty() {
+            let committed = !staged.is_empty();
+            if committed {
                 self.commit_staged(staged).await?;
             }
             let role = self.emit().await?;
+            self.round_done(committed.then(|| round.elapsed()));
             if stopping {
                 return Ok(());
             }
@@ -489,6 +524,20 @@ impl<'a> Streamer<'a> {
             if !wait.is_zero() {
                 sleep_or_stop(wait, stop).await;
             }
+        }
+    }
+
+    /// A round of the loop completed: `/healthz` hears of it; its duration when it committed.
+    fn round_done(&self, took: Option<Duration>) {
+        let m = metrics();
+        m.health.round();
+        if let Some(t) = took {
+            m.batch_seconds.observe(t.as_secs_f64());
+        }
+        m.leases_held.set(self.held.len() as i64);
+        if let Some(w) = self.emitter.0.emitted_through_us {
+            m.watermark_seconds.set(w as f64 / 1e6);
+            m.watermark_delay_seconds.set((chrono::Utc::now().timestamp_micros() - w) as f64 / 1e6);
         }
     }
 
@@ -519,6 +568,7 @@ impl<'a> Streamer<'a> {
                 tracing::info!(shard = %id, pending = ?t.state.pending, "re-writing the range a previous owner did not commit");
             }
             self.report.shards_held.insert(id.clone());
+            metrics().leases_taken.inc();
             self.taken_now += 1;
             let renew_at = Instant::now() + self.args.lease / 3;
             self.held.insert(id, Held { state: t.state, version: t.version, win, iter: None, renew_at });
@@ -554,6 +604,8 @@ impl<'a> Streamer<'a> {
     fn lost(&mut self, id: &str) {
         self.held.remove(id);
         self.report.leases_lost += 1;
+        metrics().leases_lost.inc();
+        metrics().leases_held.set(self.held.len() as i64);
     }
 
     /// Where to start reading a shard: after its committed record, or at its start.
@@ -640,6 +692,9 @@ impl<'a> Streamer<'a> {
             };
             let full = page.records.len() >= limit as usize;
             let behind = page.millis_behind.unwrap_or(0) > 0;
+            if let Some(ms) = page.millis_behind {
+                metrics().set_shard_lag(id, ms);
+            }
             read.records.extend(page.records);
             h.iter = Some(page.next.clone());
             if page.next.is_none() {
@@ -784,6 +839,7 @@ impl<'a> Streamer<'a> {
         let (mut on_time, mut late) = (Vec::new(), Vec::new());
         for b in &scored {
             s.rows.rows += b.num_rows() as u64;
+            s.rows.by_scorer.add(b);
             let t = b.column_by_name("created_at").map(|c| c.as_primitive::<TimestampMicrosecondType>().clone());
             let Some(t) = t else { continue };
             let is_late: BooleanArray =
@@ -889,6 +945,8 @@ impl<'a> Streamer<'a> {
         rep.rows += rows.rows;
         rep.rejected += rows.rejected;
         rep.late_rows += rows.late_rows;
+        rep.by_scorer.merge(&rows.by_scorer);
+        count_batch(id, n_records, rows);
         tracing::info!(
             worker = %self.leases.worker,
             shard = %id,
@@ -986,9 +1044,15 @@ impl<'a> Streamer<'a> {
         rep.windows_by_source += by_source.0;
         rep.window_terms += by_source.1;
         rep.alerts += fired.len() as u64;
+        let m = metrics();
+        m.windows_emitted.inc_by(windows);
+        m.alerts_fired.inc_by(fired.len() as u64);
+        m.watermark_seconds.set(target as f64 / 1e6);
         tracing::info!(worker = %me, emit = emit_id, through_us = target, windows, alerts = fired.len(), term_files_removed = forgotten, "windows emitted");
         if let (Some(hook), false) = (&self.webhook, fired.is_empty()) {
-            self.report.webhook_delivered += hook.post(&fired).await as u64;
+            let delivered = hook.post(&fired).await as u64;
+            self.report.webhook_delivered += delivered;
+            metrics().webhook_failures.inc_by(fired.len() as u64 - delivered.min(fired.len() as u64));
         }
         Ok(EmitRole::Emitter { emitted: true })
     }
