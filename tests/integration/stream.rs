@@ -686,6 +686,47 @@ fn figure_before(summary: &str, label: &str) -> f64 {
     head[start..].parse().unwrap_or_else(|_| panic!("no figure before {label:?} in {summary}"))
 }
 
+/// A Prometheus server (Debian's `prometheus`) scraping 127.0.0.1:`targets` every second: its port
+/// and process, or None (said out loud) when the machine has none or SENTIFLOW_SKIP_PROMETHEUS is set.
+fn start_prometheus(dir: &std::path::Path, targets: &[u16]) -> Option<(u16, std::process::Child)> {
+    let bin = std::env::var("SENTIFLOW_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
+    if std::env::var_os("SENTIFLOW_SKIP_PROMETHEUS").is_some() || Command::new(&bin).arg("--version").output().is_err()
+    {
+        eprintln!("SKIPPED the Prometheus server check: no {bin} (scripts/test.sh installs Debian's package)");
+        return None;
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let list: Vec<String> = targets.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sentiflow\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let server = Command::new(&bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(port, "/-/ready").is_none_or(|(code, _)| code != 200) {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not start: {}",
+            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Some((port, server))
+}
+
 /// A TCP proxy in front of `upstream` that can be frozen: bytes stop moving both ways
 /// (the peer's calls hang, as behind a dead network path) until it thaws.
 fn start_freezable_proxy(upstream: &str) -> (String, Arc<std::sync::atomic::AtomicBool>) {
@@ -752,6 +793,9 @@ fn workers_serve_metrics_that_equal_their_summaries_and_health_that_sees_a_stall
             (id, child)
         })
         .collect();
+    // a real Prometheus server scraping both workers every second, where the machine has one
+    // (scripts/test.sh installs Debian's package; SENTIFLOW_SKIP_PROMETHEUS=1 skips it out loud)
+    let prometheus = start_prometheus(&d.path().join("prometheus"), &ports);
     // every window up to the watermark (the last event, about 06:00, less 3 h) emitted
     let emitted_through = chrono::DateTime::parse_from_rfc3339("2025-03-01T02:45:00Z").unwrap().timestamp() as f64;
     let monotonic = |k: &str| k.ends_with("_total") || k.ends_with("_count") || k.ends_with("_bucket");
@@ -801,6 +845,24 @@ fn workers_serve_metrics_that_equal_their_summaries_and_health_that_sees_a_stall
         ("process_cpu_seconds", "counter"),
     ] {
         assert_eq!(types.get(name).map(String::as_str), Some(ty), "{name}: {types:?}");
+    }
+    if let Some((port, mut server)) = prometheus {
+        // the server's own view after two more scrapes: both targets up, the same totals
+        std::thread::sleep(Duration::from_secs(3));
+        let q = |expr: &str| -> f64 {
+            let path =
+                format!("/api/v1/query?query={}", expr.replace(' ', "%20").replace('(', "%28").replace(')', "%29"));
+            let (code, body) = http_get(port, &path).expect("Prometheus answers");
+            assert_eq!(code, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["data"]["result"][0]["value"][1].as_str().unwrap_or("NaN").parse().unwrap()
+        };
+        assert_eq!(q("sum(up)"), 2.0, "Prometheus scrapes both workers");
+        assert_eq!(q("sum(sentiflow_records_read_total)"), rows, "Prometheus sees every record read");
+        let scraped: f64 = last.iter().filter_map(|m| m.get("sentiflow_windows_emitted_total")).sum();
+        assert_eq!(q("sum(sentiflow_windows_emitted_total)"), scraped);
+        server.kill().unwrap();
+        server.wait().unwrap();
     }
     let mut emitted = 0.0;
     // both at once: a worker left running would take the other's shards and emit more

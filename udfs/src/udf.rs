@@ -20,9 +20,10 @@
 //! language the scorer does not read ([`crate::Scorer::languages`]) is made
 //! unscorable with the language and the model named (see [`crate::text`]).
 //!
-//! `score_sentiment`'s `scorer` is the scorer that answered for the row (the
-//! selected one, or with `--fallback` the fallback scorer for the rows it
-//! took); `fallback_reason` is why a row went to the fallback (NULL otherwise).
+//! `score_sentiment`'s `scorer` names the fallback scorer on the rows it
+//! answered (`--fallback`), and is NULL on the rest: those are the selected
+//! scorer's, which `sql/score.sql` names once (no id copied into every row);
+//! `fallback_reason` is why a row went to the fallback (NULL otherwise).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -69,24 +70,21 @@ pub struct ScoreResults {
     scores: Float64Builder,
     labels: StringBuilder,
     errors: StringBuilder,
+    /// The fallback scorer's id on the rows it answered; NULL elsewhere.
     scorers: StringBuilder,
     reasons: StringBuilder,
     present: Vec<bool>,
-    /// The scorer rows are credited to unless pushed as routed.
-    scorer: String,
 }
 
 impl ScoreResults {
-    /// Results of the scorer `scorer` (its id, for the struct's `scorer` field).
-    pub fn with_capacity(n: usize, scorer: &str) -> Self {
+    pub fn with_capacity(n: usize) -> Self {
         Self {
             scores: Float64Builder::with_capacity(n),
             labels: StringBuilder::with_capacity(n, n * 8),
             errors: StringBuilder::new(),
-            scorers: StringBuilder::with_capacity(n, n * scorer.len()),
+            scorers: StringBuilder::new(),
             reasons: StringBuilder::new(),
             present: Vec::with_capacity(n),
-            scorer: scorer.to_string(),
         }
     }
 
@@ -104,7 +102,7 @@ impl ScoreResults {
         self.scores.append_value(score);
         self.labels.append_value(label);
         self.errors.append_null();
-        self.scorers.append_value(&self.scorer);
+        self.scorers.append_null();
         self.reasons.append_null();
         self.present.push(true);
     }
@@ -114,7 +112,7 @@ impl ScoreResults {
         self.scores.append_null();
         self.labels.append_null();
         self.errors.append_value(reason);
-        self.scorers.append_value(&self.scorer);
+        self.scorers.append_null();
         self.reasons.append_null();
         self.present.push(true);
     }
@@ -350,7 +348,7 @@ impl ScalarUDFImpl for ScorerUdf {
             return probs_array(labels, &probs);
         }
         let (outcomes, _) = self.gated.outcomes(&texts, &langs).map_err(external)?;
-        let mut results = ScoreResults::with_capacity(outcomes.len(), self.scorer.id());
+        let mut results = ScoreResults::with_capacity(outcomes.len());
         for (o, present) in outcomes.iter().zip(array_present(&array)) {
             results.push_outcome(present, o);
         }
@@ -396,7 +394,7 @@ mod tests {
     #[test]
     fn one_null_rule() {
         let again = || {
-            let mut r = ScoreResults::with_capacity(3, "test@1");
+            let mut r = ScoreResults::with_capacity(3);
             r.push_null();
             r.push_scored(0.5, "positive");
             r.push_unscorable("text is empty");

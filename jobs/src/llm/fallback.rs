@@ -115,7 +115,7 @@ impl AsyncScalarUDFImpl for FallbackUdf {
         let mut answers =
             if asked.is_empty() { Vec::new() } else { self.scorer.llm.score_texts(&asked).await }.into_iter();
         let llm_id = self.scorer.llm.id();
-        let mut results = ScoreResults::with_capacity(texts.len(), primary.scorer().id());
+        let mut results = ScoreResults::with_capacity(texts.len());
         for ((o, present), r) in outcomes.iter().zip(array_present(&array)).zip(&refused) {
             match (r, o) {
                 (true, Outcome::Unscorable(why)) => match answers.next().flatten() {

@@ -218,7 +218,7 @@ impl AsyncScalarUDFImpl for LlmUdf {
         let outcomes = self.scorer.score_texts(&texts).await;
         // the same builder and NULL rule as the local scorers' UDFs
         let div = if self.output == Output::Raw { 1.0 } else { 10.0 };
-        let mut results = ScoreResults::with_capacity(n, self.scorer.id());
+        let mut results = ScoreResults::with_capacity(n);
         for o in &outcomes {
             match o {
                 None => results.push_null(),

@@ -1439,7 +1439,7 @@ mod tests {
     #[test]
     fn states_round_trip_and_percentiles() {
         let mut win = ShardWindows { max_event_us: Some(5), fence_us: Some(3), ..Default::default() };
-        win.state.push(json!([60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2]));
+        win.state.push(json!([60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2, 1]));
         win.totals.insert("rows".into(), 9);
         let mut st = ShardState::new("s0");
         st.job = to_job(&win);
@@ -1463,6 +1463,10 @@ mod tests {
         assert_eq!(back, doc);
         let b = state_batch(&win.state).unwrap();
         assert_eq!(state_rows(&b), win.state);
+        // state saved before n_fallback existed (9 values) reads with n_fallback NULL: none
+        let legacy = vec![json!([60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2])];
+        let back = state_rows(&state_batch(&legacy).unwrap());
+        assert_eq!(back, vec![json!([60_000_000, "x", 3, 0, 1.5, 0.1, 0.9, 1, 2, null])]);
         assert_eq!(percentiles((1..=100).collect()), Some([51, 95, 99, 100]));
     }
 
