@@ -6,11 +6,14 @@
 #   2. `sentiflow score` on the sample (5,000 rows), plain and with --metrics emf.
 # The counters themselves are always counted (atomics where the summary counts): "without" is a run
 # that serves and prints nothing.
-#   bash benches/metrics.sh [--seconds 60] [--rate 1000] [--stream-scorer lexicon] [--score-scorer onnx] [--binary PATH]
+# Runs alternate (plain, metrics, plain, …) --repeat times; each pair's CPU-s is printed, and the medians.
+#   bash benches/metrics.sh [--seconds 60] [--rate 1000] [--repeat 3] [--stream-scorer lexicon] [--score-scorer onnx]
+#                           [--binary PATH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=60
 RATE=1000
+REPEAT=3
 STREAM_SCORER=lexicon
 SCORE_SCORER=onnx
 BIN=${CARGO_TARGET_DIR:-target}/debug/sentiflow
@@ -18,6 +21,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --seconds) SECS=$2; shift 2 ;;
     --rate) RATE=$2; shift 2 ;;
+    --repeat) REPEAT=$2; shift 2 ;;
     --stream-scorer) STREAM_SCORER=$2; shift 2 ;;
     --score-scorer) SCORE_SCORER=$2; shift 2 ;;
     --binary) BIN=$2; shift 2 ;;
@@ -38,7 +42,7 @@ export SENTIFLOW_NO_PROGRESS=1
 cpu_of() { awk '{ printf "%.2f", $2 + $3 }' "$1"; }
 
 echo "# metrics overhead, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores (shared with kinesalite and the producer), binary $BIN"
-printf '%-44s | %9s %9s | %8s\n' run "plain CPU-s" "metrics" overhead
+printf '%-44s | %9s %9s | %7s\n' run "plain CPU-s" "metrics" overhead
 stream_run() { # name, extra args...: prints the worker's CPU-s
   local name=$1; shift
   "$SENTIFLOW_TOOLS/venv/bin/python" - "$name" <<'PY'
@@ -68,18 +72,30 @@ PY
   grep -q "$((RATE * SECS)) records" "$OUT/$name.out" || echo "# $name: not every record read: $(head -1 "$OUT/$name.out")" >&2
   cpu_of "$OUT/$name.time"
 }
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+row() { # label plain-list metrics-list
+  local a b
+  a=$(echo "$2" | median)
+  b=$(echo "$3" | median)
+  printf '%-44s | %9s %9s | %7s   (runs: %s | %s)\n' "$1" "$a" "$b" \
+    "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%+.1f%%", 100 * (b - a) / a }')" "$2" "$3"
+}
+P="" M=""
+for i in $(seq 1 "$REPEAT"); do
+  PORT=""
+  P="$P $(stream_run "plain$i")"
+  PORT=$((20000 + RANDOM % 20000))
+  M="$M $(stream_run "metrics$i" --metrics-addr "$PORT" --metrics emf --emf-every 10s)"
+done
 PORT=""
-plain=$(stream_run plain)
-PORT=$((20000 + RANDOM % 20000))
-with=$(stream_run metrics --metrics-addr "$PORT" --metrics emf --emf-every 10s)
-PORT=""
-printf '%-44s | %9s %9s | %7s\n' "stream $STREAM_SCORER, $RATE rec/s, ${SECS}s, scraped 1/s" "$plain" "$with" \
-  "$(awk -v a="$plain" -v b="$with" 'BEGIN { printf "%+.1f%%", 100 * (b - a) / a }')"
+row "stream $STREAM_SCORER, $RATE rec/s, ${SECS}s, scraped 1/s (median)" "$P" "$M"
 
 "$BIN" generate --rows 5000 --seed 42 --to "$OUT/sample" >/dev/null
-/usr/bin/time -f '%e %U %S' -o "$OUT/score-plain.time" "$BIN" score --scorer "$SCORE_SCORER" --input "$OUT/sample" --out "$OUT/s1" >/dev/null
-/usr/bin/time -f '%e %U %S' -o "$OUT/score-emf.time" "$BIN" score --scorer "$SCORE_SCORER" --input "$OUT/sample" --out "$OUT/s2" --metrics emf >/dev/null
-a=$(cpu_of "$OUT/score-plain.time")
-b=$(cpu_of "$OUT/score-emf.time")
-printf '%-44s | %9s %9s | %7s\n' "score $SCORE_SCORER, the sample (5,000 rows)" "$a" "$b" \
-  "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%+.1f%%", 100 * (b - a) / a }')"
+P="" M=""
+for i in $(seq 1 "$REPEAT"); do
+  /usr/bin/time -f '%e %U %S' -o "$OUT/t" "$BIN" score --scorer "$SCORE_SCORER" --input "$OUT/sample" --out "$OUT/s$i" >/dev/null
+  P="$P $(cpu_of "$OUT/t")"
+  /usr/bin/time -f '%e %U %S' -o "$OUT/t" "$BIN" score --scorer "$SCORE_SCORER" --input "$OUT/sample" --out "$OUT/e$i" --metrics emf >/dev/null
+  M="$M $(cpu_of "$OUT/t")"
+done
+row "score $SCORE_SCORER, the sample (5,000 rows) (median)" "$P" "$M"

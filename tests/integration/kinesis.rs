@@ -702,3 +702,43 @@ fn live_leases(dir: &std::path::Path) -> usize {
         .filter(|v| v["owner"].is_string() && v["lease_until_ms"].as_i64().is_some_and(|t| t > now))
         .count()
 }
+
+/// `ingest --metrics-addr`: /metrics (a real OpenMetrics parser) and /healthz while it runs; once
+/// every record is committed, the counters equal the summary it prints at SIGTERM.
+#[test]
+fn ingest_serves_metrics_that_equal_its_summary() {
+    let Some(_) = kinesis_endpoint("ingest metrics") else { return };
+    let rt = rt();
+    let stream = create_stream(&rt, "ingest-metrics", 2);
+    produce(&stream, 800, 41, "2025-03-01T00:00:00Z");
+    let mut keep = None;
+    let raw = format!("{}/raw", out_root("ingest-metrics", &mut keep));
+    let port = crate::stream::free_port();
+    let child = ingest_cmd(&stream, &raw, &["--metrics-addr", &port.to_string(), "--idle-poll", "200ms"])
+        .args(["--list-every", "1s", "--max-seconds", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let last = loop {
+        assert!(Instant::now() < deadline, "ingest did not commit 800 records in 120 s");
+        std::thread::sleep(Duration::from_millis(500));
+        let Some((200, body)) = crate::stream::http_get(port, "/metrics") else { continue };
+        let (m, types) = crate::stream::parse_openmetrics(&body);
+        assert_eq!(types.get("sentiflow_records_read").map(String::as_str), Some("counter"));
+        assert_eq!(crate::stream::http_get(port, "/healthz").map(|r| r.0), Some(200));
+        if m.get("sentiflow_records_read_total") == Some(&800.0) {
+            break m;
+        }
+    };
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let summary = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(figure(&summary, "records") as f64, last["sentiflow_records_read_total"], "{summary}");
+    assert_eq!(figure(&summary, "rows") as f64, last["sentiflow_rows_written_total"], "{summary}");
+    assert_eq!(figure(&summary, "rejected") as f64, last["sentiflow_rows_rejected_total"], "{summary}");
+    assert_eq!(figure(&summary, "commits") as f64, last["sentiflow_batches_total"], "{summary}");
+    assert_eq!(ingested(&raw).1, 800);
+}

@@ -623,12 +623,12 @@ fn stream_with_an_llm_fallback_equals_batch_and_a_dead_llm_does_not_stop_it() {
 }
 
 /// A free port on 127.0.0.1 (bound and let go: a race only with other tests taking ports by chance).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `GET path` on 127.0.0.1:port: (status, body); None when nothing answers.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::Read;
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -643,7 +643,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// A scrape parsed by Python's prometheus_client OpenMetrics parser (a real, strict one):
 /// sample `name{labels}` → value, and family name → type.
-fn parse_openmetrics(
+pub(crate) fn parse_openmetrics(
     text: &str,
 ) -> (std::collections::BTreeMap<String, f64>, std::collections::BTreeMap<String, String>) {
     let py = std::env::var("SENTIFLOW_PYTHON").unwrap_or_else(|_| "python3".into());
