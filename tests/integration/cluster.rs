@@ -145,6 +145,8 @@ struct Cluster {
     url: String,
     scheduler: Child,
     executors: Vec<Child>,
+    /// `--metrics-addr` ports: the scheduler's, then each executor's.
+    metrics: Vec<u16>,
 }
 
 impl Cluster {
@@ -152,8 +154,10 @@ impl Cluster {
         let ports = free_ports(1 + 2 * executors);
         let bin = env!("CARGO_BIN_EXE_sentiflow");
         let log = |name: &str| std::fs::File::create(logs.join(name)).unwrap();
+        let metrics: Vec<u16> = (0..=executors).map(|_| crate::stream::free_port()).collect();
         let scheduler = Command::new(bin)
             .args(["cluster", "scheduler", "--bind", &format!("127.0.0.1:{}", ports[0]), "--executor-timeout-s", "6"])
+            .args(["--metrics-addr", &metrics[0].to_string()])
             .args(scorer)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -168,6 +172,7 @@ impl Cluster {
                     .args(["cluster", "executor", "--scheduler", &format!("127.0.0.1:{}", ports[0])])
                     .args(["--bind", &format!("127.0.0.1:{flight}"), "--grpc-port", &grpc.to_string()])
                     .args(["--concurrency", "1", "--heartbeat-s", "1", "--onnx-threads", "1"])
+                    .args(["--metrics-addr", &metrics[1 + k].to_string()])
                     .args(scorer)
                     .env("RUST_LOG", "info")
                     .stdout(Stdio::null())
@@ -180,7 +185,7 @@ impl Cluster {
             .collect();
         // registration follows the listening port
         std::thread::sleep(Duration::from_millis(500));
-        Cluster { url: format!("df://127.0.0.1:{}", ports[0]), scheduler, executors }
+        Cluster { url: format!("df://127.0.0.1:{}", ports[0]), scheduler, executors, metrics }
     }
 }
 
@@ -231,6 +236,22 @@ fn a_cluster_of_processes_scores_local_and_s3_files_and_survives_a_lost_executor
     assert_no_staging_left(&b);
     let tasks = (tasks_run(&logs, 0), tasks_run(&logs, 1));
     assert!(tasks.0 > 0 && tasks.1 > 0, "both executors ran tasks: {tasks:?}; {}", log_tail(&logs, "executor-1.log"));
+    // --metrics-addr on the roles: the executors' ONNX scorer counted the texts they scored
+    let mut texts = 0.0;
+    for (k, port) in cluster.metrics.iter().enumerate() {
+        let (code, body) = crate::stream::http_get(*port, "/metrics").expect("the role serves /metrics");
+        assert_eq!(code, 200);
+        let (m, _) = crate::stream::parse_openmetrics(&body);
+        assert!(m.get("process_resident_memory_bytes").is_some_and(|v| *v > 0.0), "{k}: {m:?}");
+        assert_eq!(crate::stream::http_get(*port, "/healthz").map(|r| r.0), Some(200));
+        if k > 0 {
+            let t = m.get("sentiflow_scorer_texts_total").copied().unwrap_or(0.0);
+            assert!(t > 0.0, "executor {k} scored texts: {m:?}");
+            texts += t;
+        }
+    }
+    // 3,000 rows; those in languages the model does not read never reach it
+    assert!((2000.0..=3000.0).contains(&texts), "the executors scored the rows: {texts}");
     let agg = |out: &str, extra: &[&str]| {
         let mut args = vec!["aggregate", "--out", out, "--window", "10m", "--slide", "5m"];
         args.extend(extra);
