@@ -27,10 +27,10 @@ WITH tweet_terms AS (
 )
 SELECT
     arrow_cast(pane_start, 'Timestamp(Microsecond, Some("UTC"))') AS pane_start,
-    term,
+    arrow_cast(term, 'Utf8')                   AS term,
     count(*)                                   AS n,
     count(sentiment_score)                     AS n_scored,
     sum(sentiment_score)                       AS sum_score,
     count(*) FILTER (WHERE negative)           AS n_negative
 FROM tweet_terms
-GROUP BY 1, 2
+GROUP BY pane_start, term

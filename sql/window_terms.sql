@@ -1,8 +1,8 @@
 -- sql/window_terms.sql: what drove each window — its top terms by lift.
 --
--- Reads term_panes (term_panes.sql: counts per pane and term). Panes roll up
--- into windows as in window_source_aggs.sql (a pane belongs to the windows
--- starting $lookback before it … at it, $slide apart).
+-- Reads window_term_counts (window_term_counts.sql: each window's counts per
+-- term) and, for the background, term_panes (term_panes.sql: counts per pane
+-- and term).
 --
 -- lift: the z-score of the term's log-odds in the window against the rest of
 -- the background, with an informative Dirichlet prior (Monroe, Colaresi &
@@ -24,24 +24,10 @@
 -- Per window at most $top_k terms with n >= $min_count, ranked by lift, ties
 -- broken by term, so every run over the same rows gives the same rows.
 --
--- Params: $slide, $lookback, $window, $background (intervals); $from, $to
--- (windows starting in [$from, $to)); $trailing (boolean); $alpha0 (double);
--- $top_k, $min_count (integers).
-WITH window_panes AS (
-    SELECT
-        arrow_cast(unnest(generate_series(
-            pane_start - arrow_cast($lookback, 'Interval(MonthDayNano)'),
-            pane_start,
-            arrow_cast($slide, 'Interval(MonthDayNano)'))), 'Timestamp(Microsecond, Some("UTC"))') AS window_start,
-        term, n, n_scored, sum_score, n_negative
-    FROM term_panes
-),
-wt AS (
-    SELECT window_start, term,
-           sum(n) AS n, sum(n_scored) AS n_scored, sum(sum_score) AS sum_score, sum(n_negative) AS n_negative
-    FROM window_panes
-    WHERE window_start >= $from AND window_start < $to
-    GROUP BY window_start, term
+-- Params: $window, $background (intervals); $trailing (boolean); $alpha0
+-- (double); $top_k, $min_count (integers).
+WITH wt AS (
+    SELECT * FROM window_term_counts
 ),
 wtot AS (
     SELECT window_start,

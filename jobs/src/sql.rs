@@ -17,6 +17,7 @@ const FILES: &[(&str, &str)] = &[
     ("windows_by_source", include_str!("../../sql/windows_by_source.sql")),
     ("windows", include_str!("../../sql/windows.sql")),
     ("term_panes", include_str!("../../sql/term_panes.sql")),
+    ("window_term_counts", include_str!("../../sql/window_term_counts.sql")),
     ("window_terms", include_str!("../../sql/window_terms.sql")),
     ("bench_scored_view", include_str!("../../sql/bench_scored_view.sql")),
     ("bench_scan", include_str!("../../sql/bench_scan.sql")),

@@ -234,7 +234,9 @@ pub fn drivers(window_terms: &[RecordBatch]) -> BTreeMap<i64, Vec<String>> {
 }
 
 /// Plans `sql/window_terms.sql` over the registered `term_panes` table (in
-/// `jc`'s session): the top terms of the windows starting in [from, to).
+/// `jc`'s session): the top terms of the windows starting in [from, to). Their
+/// counts per window (`sql/window_term_counts.sql`), which it reads three
+/// times, are computed first, once.
 pub async fn window_terms(
     jc: &JobContext,
     spec: &WindowSpec,
@@ -242,24 +244,36 @@ pub async fn window_terms(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<datafusion::dataframe::DataFrame> {
+    let counts = vec![
+        ("slide", interval_param(spec.slide)),
+        ("lookback", interval_param(spec.window - spec.slide)),
+        ("from", timestamp_param(from)),
+        ("to", timestamp_param(to)),
+    ];
+    let counts = crate::sql::query(&jc.ctx, "window_term_counts", counts).await?;
+    let schema = counts.schema().inner().clone();
+    let batches = counts.collect_partitioned().await.map_err(Error::query)?;
+    crate::tables::register_batches(jc, WINDOW_TERM_COUNTS, schema, batches)?;
     let (trailing, background) = match terms.background {
         Background::Whole => (false, spec.window),
         Background::Trailing(d) => (true, d),
     };
     let params = vec![
-        ("slide", interval_param(spec.slide)),
-        ("lookback", interval_param(spec.window - spec.slide)),
         ("window", interval_param(spec.window)),
         ("background", interval_param(background)),
-        ("from", timestamp_param(from)),
-        ("to", timestamp_param(to)),
         ("trailing", ScalarValue::Boolean(Some(trailing))),
         ("alpha0", ScalarValue::Float64(Some(TERM_PRIOR_ALPHA0))),
         ("top_k", ScalarValue::Int64(Some(terms.top_k as i64))),
         ("min_count", ScalarValue::Int64(Some(terms.min_count as i64))),
     ];
-    crate::sql::query(&jc.ctx, "window_terms", params).await
+    let df = crate::sql::query(&jc.ctx, "window_terms", params).await;
+    // the plan holds the table; the name is not needed past planning
+    let _ = jc.ctx.deregister_table(WINDOW_TERM_COUNTS);
+    df
 }
+
+/// The in-memory table of `sql/window_term_counts.sql`'s rows that `sql/window_terms.sql` reads.
+const WINDOW_TERM_COUNTS: &str = "window_term_counts";
 
 #[cfg(test)]
 mod tests {

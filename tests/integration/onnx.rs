@@ -227,7 +227,8 @@ fn eval_of_a_large_file_equals_the_same_file_in_pieces() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_text_scores_the_same_bits_alone_in_any_batch_and_any_order() {
-    let scorer = sentiflow_udfs::OnnxScorer::load(OnnxOptions::new(model())).expect("model loads");
+    // a fresh scorer for every comparison: a scorer reuses what it ran before (the next test)
+    let fresh = || sentiflow_udfs::OnnxScorer::load(OnnxOptions::new(model())).expect("model loads");
     let texts: Vec<String> = std::fs::read_to_string(shared_data().join("tweet_eval_sentiment/val_text.txt"))
         .unwrap()
         .lines()
@@ -236,22 +237,55 @@ async fn a_text_scores_the_same_bits_alone_in_any_batch_and_any_order() {
         .collect();
     let all: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
     let bits = |p: &Option<Vec<f32>>| p.as_ref().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-    let together: Vec<Vec<u32>> = scorer.predict(&all).unwrap().iter().map(bits).collect();
+    let together: Vec<Vec<u32>> = fresh().predict(&all).unwrap().iter().map(bits).collect();
     // reversed, and interleaved with other texts
     let mut rev = all.clone();
     rev.reverse();
-    let reversed: Vec<Vec<u32>> = scorer.predict(&rev).unwrap().iter().rev().map(bits).collect();
+    let reversed: Vec<Vec<u32>> = fresh().predict(&rev).unwrap().iter().rev().map(bits).collect();
     assert_eq!(together, reversed);
     let mixed: Vec<Option<&str>> =
         all.iter().step_by(3).copied().chain([Some("other words entirely, quite long ones")]).collect();
-    let m = scorer.predict(&mixed).unwrap();
+    let m = fresh().predict(&mixed).unwrap();
     for (k, p) in m.iter().take(mixed.len() - 1).enumerate() {
         assert_eq!(bits(p), together[k * 3], "text {} in another batch", k * 3);
     }
     // alone, one call per text
+    let alone = fresh();
     for (i, t) in all.iter().enumerate().take(40) {
-        assert_eq!(bits(&scorer.predict(&[*t]).unwrap()[0]), together[i], "text {i} alone");
+        assert_eq!(bits(&alone.predict(&[*t]).unwrap()[0]), together[i], "text {i} alone");
     }
+    assert_eq!(alone.stats().texts_reused, 0, "40 distinct texts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicated_text_is_run_once_and_gets_the_bits_it_gets_alone() {
+    let fresh = || sentiflow_udfs::OnnxScorer::load(OnnxOptions::new(model())).expect("model loads");
+    let bits = |p: &Option<Vec<f32>>| p.as_ref().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let (a, b) = ("@alice Exchange halted withdrawals again https://t.co/abc", "Bitcoin to the moon today!");
+    // the same text after normalisation (another mention, another URL), and one that is not
+    let (a2, a3) = ("@bob Exchange halted withdrawals again https://t.co/xyz", "Exchange halted withdrawals again");
+    let (a_alone, b_alone) =
+        (bits(&fresh().predict(&[Some(a)]).unwrap()[0]), bits(&fresh().predict(&[Some(b)]).unwrap()[0]));
+    let one = fresh();
+    let batch = [Some(a), Some(b), Some(a2), None, Some(a), Some("")];
+    let p = one.predict(&batch).unwrap();
+    assert_eq!(
+        (bits(&p[0]), bits(&p[1]), bits(&p[2]), bits(&p[4])),
+        (a_alone.clone(), b_alone.clone(), a_alone.clone(), a_alone.clone())
+    );
+    assert!(p[3].is_none() && p[5].is_none(), "no score for a NULL or an empty text");
+    let s = one.stats();
+    assert_eq!((s.texts, s.texts_reused), (4, 2), "{s:?}: 4 readable texts, 2 of them copies");
+    let runs = s.runs;
+    // later in the run: a copy takes the earlier result and runs nothing
+    let p = one.predict(&[Some(b), Some(a)]).unwrap();
+    assert_eq!((bits(&p[0]), bits(&p[1])), (b_alone, a_alone.clone()));
+    let s = one.stats();
+    assert_eq!((s.texts, s.texts_reused, s.runs), (6, 4, runs), "{s:?}");
+    // without the mention it is another model input: run, not reused
+    let p = one.predict(&[Some(a3)]).unwrap();
+    let s = one.stats();
+    assert_eq!((bits(&p[0]), s.texts_reused), (bits(&fresh().predict(&[Some(a3)]).unwrap()[0]), 4), "{s:?}");
 }
 
 #[test]

@@ -12,7 +12,10 @@
 //! normalised as in training, see [`crate::text`]) and the `languages` the
 //! model reads, which the scoring UDFs enforce.
 //!
-//! Speed and determinism: texts are tokenized once (no padding, truncation at
+//! Speed and determinism: each distinct normalised text is run once per run —
+//! its copies (retweets, reposts) take its probabilities, in the same batch or
+//! later (at most [`MAX_REUSED_TEXTS`] kept) — which is exact because of the
+//! rule below. Texts are tokenized once (no padding, truncation at
 //! the model's max length), sorted by token count, grouped by width bucket
 //! (the token count rounded up to a multiple of [`WIDTH_STEP`]) and cut into
 //! batches of `batch_size`, each padded to its bucket's width, so one
@@ -275,8 +278,17 @@ pub struct OnnxScorer {
     normalize: bool,
     id: String,
     options: OnnxOptions,
-    stats: [AtomicU64; 4],
+    stats: [AtomicU64; 5],
+    /// Probabilities of the normalised texts this scorer already ran, for the
+    /// run's copies of them (retweets, reposts): at most [`MAX_REUSED_TEXTS`].
+    seen: Mutex<rustc_hash::FxHashMap<String, Probs>>,
 }
+
+/// Distinct normalised texts whose probabilities a scorer keeps for their
+/// copies later in the run (about 40 MB of texts and probabilities); when it
+/// holds this many it starts again empty. Exact: a text's probabilities are
+/// the same bits in any batch (see [`OnnxScorer::predict`]).
+pub const MAX_REUSED_TEXTS: usize = 200_000;
 
 /// Where the scorer's time went since it was loaded.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -285,6 +297,9 @@ pub struct OnnxStats {
     pub runs: u64,
     pub tokenize_s: f64,
     pub inference_s: f64,
+    /// Of `texts`, those given the result of an equal normalised text scored
+    /// earlier in the run (in the same batch or before), not run again.
+    pub texts_reused: u64,
 }
 
 impl std::fmt::Debug for OnnxScorer {
@@ -389,6 +404,7 @@ impl OnnxScorer {
             id,
             options,
             stats: Default::default(),
+            seen: Default::default(),
         })
     }
 
@@ -400,14 +416,15 @@ impl OnnxScorer {
         &self.options
     }
 
-    /// Texts scored, session runs, and the time spent tokenizing and in `session.run`.
+    /// Texts scored, session runs, the time spent tokenizing and in `session.run`, and texts reused.
     pub fn stats(&self) -> OnnxStats {
-        let [texts, runs, tok, inf] = &self.stats;
+        let [texts, runs, tok, inf, reused] = &self.stats;
         OnnxStats {
             texts: texts.load(Ordering::Relaxed),
             runs: runs.load(Ordering::Relaxed),
             tokenize_s: tok.load(Ordering::Relaxed) as f64 / 1e9,
             inference_s: inf.load(Ordering::Relaxed) as f64 / 1e9,
+            texts_reused: reused.load(Ordering::Relaxed),
         }
     }
 
@@ -431,6 +448,8 @@ impl OnnxScorer {
     /// first row, whose results are dropped) of the text's own width bucket
     /// ([`OnnxScorer::width_of`]) — and the model has no batch-dependent
     /// quantization, so nothing about a row's result depends on the other rows.
+    /// That is what makes reuse exact: a text equal (after normalisation) to one
+    /// already run takes its probabilities instead of running again.
     pub fn predict(&self, texts: &[Option<&str>]) -> Result<Vec<Option<Probs>>> {
         let mut out: Vec<Option<Probs>> = vec![None; texts.len()];
         let todo: Vec<(usize, std::borrow::Cow<'_, str>)> = texts
@@ -442,16 +461,66 @@ impl OnnxScorer {
         if todo.is_empty() {
             return Ok(out);
         }
+        self.add_stat(0, todo.len() as u64);
+        // each distinct text once: equal texts get equal bits, so a copy takes the result of
+        // the first (in this batch, or earlier in the run)
+        let mut distinct: rustc_hash::FxHashMap<&str, usize> = Default::default();
+        let mut row_text: Vec<usize> = Vec::with_capacity(todo.len());
+        let mut fresh: Vec<&str> = Vec::new();
+        let mut probs: Vec<Option<Probs>> = Vec::new();
+        {
+            let seen = self.seen.lock().map_err(|_| Error::Inference { reason: "an earlier run panicked".into() })?;
+            for (_, t) in &todo {
+                let next = probs.len();
+                let k = *distinct.entry(t.as_ref()).or_insert(next);
+                if k == next {
+                    let known = seen.get(t.as_ref()).cloned();
+                    if known.is_none() {
+                        fresh.push(t.as_ref());
+                    }
+                    probs.push(known);
+                }
+                row_text.push(k);
+            }
+        }
+        self.add_stat(4, (todo.len() - fresh.len()) as u64);
+        let computed = self.run_texts(&fresh)?;
+        {
+            let mut seen =
+                self.seen.lock().map_err(|_| Error::Inference { reason: "an earlier run panicked".into() })?;
+            if seen.len() + computed.len() > MAX_REUSED_TEXTS {
+                seen.clear();
+            }
+            for (t, p) in fresh.iter().zip(&computed) {
+                if seen.len() < MAX_REUSED_TEXTS {
+                    seen.insert((*t).to_owned(), p.clone());
+                }
+            }
+        }
+        let mut computed = computed.into_iter();
+        for p in probs.iter_mut().filter(|p| p.is_none()) {
+            *p = computed.next();
+        }
+        for ((i, _), k) in todo.iter().zip(row_text) {
+            out[*i] = probs[k].clone();
+        }
+        Ok(out)
+    }
+
+    /// Class probabilities of each text (normalised, readable), in order.
+    fn run_texts(&self, todo: &[&str]) -> Result<Vec<Probs>> {
+        if todo.is_empty() {
+            return Ok(Vec::new());
+        }
         let t0 = Instant::now();
         let encodings = self
             .tokenizer
-            .encode_batch(todo.iter().map(|(_, t)| t.as_ref()).collect::<Vec<_>>(), true)
+            .encode_batch(todo.to_vec(), true)
             .map_err(|e| Error::Inference { reason: format!("tokenizer: {e}") })?;
         // group by width bucket (sorted by token count inside, so batches stay in
         // length order); each bucket is cut into batches of its own
         let mut order: Vec<usize> = (0..todo.len()).collect();
         order.sort_by_key(|&k| encodings[k].get_ids().len());
-        self.add_stat(0, todo.len() as u64);
         self.add_stat(2, t0.elapsed().as_nanos() as u64);
         let mut chunks: Vec<&[usize]> = Vec::new();
         for bucket in order.chunk_by(|&a, &b| {
@@ -480,9 +549,10 @@ impl OnnxScorer {
                     .collect()
             })
         };
+        let mut out: Vec<Probs> = vec![Vec::new(); todo.len()];
         for r in results {
             for (k, probs) in r? {
-                out[todo[k].0] = Some(probs);
+                out[k] = probs;
             }
         }
         Ok(out)
@@ -652,6 +722,7 @@ impl Scorer for OnnxScorer {
             ("session_runs", s.runs as f64),
             ("tokenize_s", s.tokenize_s),
             ("inference_s", s.inference_s),
+            ("texts_reused", s.texts_reused as f64),
         ]
     }
 

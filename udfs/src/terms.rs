@@ -20,10 +20,9 @@
 //!   [`MAX_TERMS_PER_TWEET`] distinct terms are kept, so a tweet with 10,000
 //!   hashtags or a 1 MB text costs a bounded time and memory.
 
-use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, ListBuilder, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, ListBuilder, StringViewBuilder};
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result as DfResult, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
@@ -100,139 +99,200 @@ const FR: &str = "le la les de des du un une et à au aux en dans sur pour par a
 ne pas plus ou où est sont été être avoir a ai as ont il elle ils elles on nous vous je tu me te se lui leur leurs \
 mon ma mes ton ta tes son sa ses notre nos votre vos y c'est j'ai mais si très tout tous toute toutes";
 
-static STOPWORDS: LazyLock<HashSet<&'static str>> =
+static STOPWORDS: LazyLock<rustc_hash::FxHashSet<&'static str>> =
     LazyLock::new(|| [EN, ES, PT, DE, FR].iter().flat_map(|l| l.split_whitespace()).collect());
+
+/// Bytes of the longest stopword: a longer word is none.
+static MAX_STOPWORD_BYTES: LazyLock<usize> = LazyLock::new(|| STOPWORDS.iter().map(|w| w.len()).max().unwrap_or(0));
 
 /// Whether a case-folded word is on the shipped stopword lists.
 pub fn is_stopword(word: &str) -> bool {
-    STOPWORDS.contains(word)
+    word.len() <= *MAX_STOPWORD_BYTES && STOPWORDS.contains(word)
 }
 
-/// One token of the scan: a tag or a word, and whether only spaces stood
-/// between it and the token before it (a bigram needs that).
-enum Token {
-    Tag(String),
-    Word { word: String, adjacent: bool },
-    Break,
+/// The terms of a text, distinct, in order of first appearance (see the module doc).
+pub fn extract(text: &str) -> Vec<String> {
+    let mut x = Extractor::default();
+    x.run(text);
+    x.terms().map(str::to_owned).collect()
+}
+
+/// [`extract`] without an allocation per term: one pass over the normalised
+/// text, the terms kept as ranges of one reused buffer. Reuse one per batch.
+#[derive(Default)]
+pub struct Extractor {
+    /// the case-folded words and tags read so far, and the bigrams built from them
+    arena: String,
+    /// the terms: ranges of `arena`
+    terms: Vec<(usize, usize)>,
+}
+
+/// The character at byte `i` of `s` and its length in bytes.
+#[inline]
+fn char_at(s: &str, i: usize) -> (char, usize) {
+    let b = s.as_bytes()[i];
+    if b < 0x80 {
+        (b as char, 1)
+    } else {
+        let c = s[i..].chars().next().unwrap_or('\u{fffd}');
+        (c, c.len_utf8())
+    }
+}
+
+/// The end of the run of characters from byte `from` of `s` that `ok` accepts.
+#[inline]
+fn run_end(s: &str, from: usize, ok: impl Fn(char) -> bool) -> usize {
+    let mut j = from;
+    while j < s.len() {
+        let (c, len) = char_at(s, j);
+        if !ok(c) {
+            break;
+        }
+        j += len;
+    }
+    j
+}
+
+/// The end of the word starting at byte `i` (a word character): word characters
+/// and inner apostrophes (`'` or `’` followed by a word character).
+fn word_end(s: &str, i: usize) -> usize {
+    let mut j = i;
+    while j < s.len() {
+        let (c, len) = char_at(s, j);
+        let inner_apostrophe =
+            || matches!(c, '\'' | '’') && j > i && j + len < s.len() && is_word_char(char_at(s, j + len).0);
+        if !(is_word_char(c) || inner_apostrophe()) {
+            break;
+        }
+        j += len;
+    }
+    j
+}
+
+impl Extractor {
+    /// The terms of the last [`Extractor::run`].
+    pub fn terms(&self) -> impl Iterator<Item = &str> {
+        self.terms.iter().map(|&(a, b)| &self.arena[a..b])
+    }
+
+    /// Appends `text` case-folded (`’` read as `'`) to the arena; its range.
+    fn push_folded(&mut self, text: &str) -> (usize, usize) {
+        let start = self.arena.len();
+        if text.is_ascii() {
+            self.arena.push_str(text);
+            self.arena[start..].make_ascii_lowercase();
+        } else {
+            // str::to_lowercase, not per char: a final sigma depends on its neighbours
+            self.arena.extend(text.to_lowercase().chars().map(|c| if c == '’' { '\'' } else { c }));
+        }
+        (start, self.arena.len())
+    }
+
+    /// Keeps the term at `range` of the arena unless it is too long, a duplicate or one too many.
+    fn keep(&mut self, (a, b): (usize, usize)) {
+        let bytes = self.arena.as_bytes();
+        let term = &bytes[a..b];
+        if self.terms.len() < MAX_TERMS_PER_TWEET
+            && term.len() <= MAX_TERM_BYTES
+            && !self.terms.iter().any(|&(x, y)| &bytes[x..y] == term)
+        {
+            self.terms.push((a, b));
+        }
+    }
+
+    /// Reads the terms of `text` (see the module doc).
+    pub fn run(&mut self, text: &str) {
+        self.arena.clear();
+        self.terms.clear();
+        let mut end = text.len().min(MAX_SCAN_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let s = normalize_tweet(&text[..end]);
+        let s = s.as_str();
+        // the last kept word, if only spaces stand between it and the next token
+        let mut prev: Option<(usize, usize)> = None;
+        let mut adjacent = false;
+        let mut i = 0;
+        while i < s.len() && self.terms.len() < MAX_TERMS_PER_TWEET {
+            let (c, len) = char_at(s, i);
+            if c.is_whitespace() {
+                i += len;
+                continue;
+            }
+            if c == '#' || c == '$' {
+                let j = run_end(s, i + len, |c| c.is_alphanumeric() || c == '_');
+                let mark = self.arena.len();
+                self.arena.push(c);
+                let (b0, b1) = self.push_folded(&s[i + len..j]);
+                let body = &self.arena[b0..b1];
+                let tag = match c {
+                    '#' => body.chars().any(char::is_alphabetic),
+                    _ => {
+                        (1..=MAX_CASHTAG_LETTERS).contains(&body.len()) && body.bytes().all(|b| b.is_ascii_alphabetic())
+                    }
+                };
+                if tag {
+                    self.keep((mark, b1));
+                } else {
+                    self.arena.truncate(mark);
+                }
+                (prev, adjacent) = (None, false);
+                i = j;
+                continue;
+            }
+            if c == '@' {
+                // a dropped mention (`@user`) and what it was glued to
+                i = run_end(s, i + len, |c| is_word_char(c) || c == '_');
+                (prev, adjacent) = (None, false);
+                continue;
+            }
+            if is_word_char(c) {
+                let j = word_end(s, i);
+                let word = self.push_folded(&s[i..j]);
+                let w = &self.arena[word.0..word.1];
+                i = j;
+                if w == "http" {
+                    // a dropped URL: a break
+                    self.arena.truncate(word.0);
+                    (prev, adjacent) = (None, false);
+                    continue;
+                }
+                let was_adjacent = std::mem::replace(&mut adjacent, true);
+                if !keep_word(w) {
+                    self.arena.truncate(word.0);
+                    prev = None;
+                    continue;
+                }
+                self.keep(word);
+                if let (Some(p), true) = (prev, was_adjacent) {
+                    let start = self.arena.len();
+                    self.arena.extend_from_within(p.0..p.1);
+                    self.arena.push(' ');
+                    self.arena.extend_from_within(word.0..word.1);
+                    self.keep((start, self.arena.len()));
+                }
+                prev = Some(word);
+                continue;
+            }
+            // punctuation, emoji, symbols: a break between words
+            (prev, adjacent) = (None, false);
+            i += len;
+        }
+    }
 }
 
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric()
 }
 
-/// The terms of a text, distinct, in order of first appearance (see the module doc).
-pub fn extract(text: &str) -> Vec<String> {
-    let mut end = text.len().min(MAX_SCAN_BYTES);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let normalized = normalize_tweet(&text[..end]);
-    let mut out: Vec<String> = Vec::new();
-    // at most MAX_TERMS_PER_TWEET terms: a scan of them is cheaper than hashing a copy of each
-    let push = |t: String, out: &mut Vec<String>| {
-        if out.len() < MAX_TERMS_PER_TWEET && t.len() <= MAX_TERM_BYTES && !out.contains(&t) {
-            out.push(t);
-        }
-    };
-    let mut prev: Option<String> = None;
-    for token in tokens(&normalized) {
-        if out.len() >= MAX_TERMS_PER_TWEET {
-            break;
-        }
-        match token {
-            Token::Tag(t) => {
-                push(t, &mut out);
-                prev = None;
-            }
-            Token::Word { word, adjacent } => {
-                if !keep_word(&word) {
-                    prev = None;
-                    continue;
-                }
-                if let (Some(p), true) = (&prev, adjacent) {
-                    let bigram = format!("{p} {word}");
-                    push(word.clone(), &mut out);
-                    push(bigram, &mut out);
-                } else {
-                    push(word.clone(), &mut out);
-                }
-                prev = Some(word);
-            }
-            Token::Break => prev = None,
-        }
-    }
-    out
-}
-
 fn keep_word(w: &str) -> bool {
-    w.chars().count() > 1 && w.chars().any(char::is_alphabetic) && !is_stopword(w)
-}
-
-/// Splits a normalised text into tags, words and breaks (punctuation, emoji, the
-/// `@user`/`http` placeholders of dropped mentions and URLs).
-fn tokens(text: &str) -> Vec<Token> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
-    let (mut i, mut adjacent) = (0, false);
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-            continue;
-        }
-        let run_end = |from: usize, ok: &dyn Fn(char) -> bool| {
-            let mut j = from;
-            while j < chars.len() && ok(chars[j]) {
-                j += 1;
-            }
-            j
-        };
-        if c == '#' || c == '$' {
-            let j = run_end(i + 1, &|c| c.is_alphanumeric() || c == '_');
-            let body: String = chars[i + 1..j].iter().collect::<String>().to_lowercase();
-            let tag = match c {
-                '#' => body.chars().any(char::is_alphabetic),
-                _ => (1..=MAX_CASHTAG_LETTERS).contains(&body.len()) && body.chars().all(|c| c.is_ascii_alphabetic()),
-            };
-            out.push(if tag { Token::Tag(format!("{c}{body}")) } else { Token::Break });
-            i = j.max(i + 1);
-            adjacent = false;
-            continue;
-        }
-        if c == '@' {
-            // a dropped mention (`@user`) and what it was glued to
-            let j = run_end(i + 1, &|c| is_word_char(c) || c == '_');
-            out.push(Token::Break);
-            i = j;
-            adjacent = false;
-            continue;
-        }
-        if is_word_char(c) {
-            let mut j = i;
-            while j < chars.len()
-                && (is_word_char(chars[j])
-                    || (matches!(chars[j], '\'' | '’') && j + 1 < chars.len() && is_word_char(chars[j + 1]) && j > i))
-            {
-                j += 1;
-            }
-            let word: String = chars[i..j].iter().collect::<String>().to_lowercase().replace('’', "'");
-            if word == "http" {
-                // a dropped URL
-                out.push(Token::Break);
-                adjacent = false;
-            } else {
-                out.push(Token::Word { word, adjacent });
-                adjacent = true;
-            }
-            i = j;
-            continue;
-        }
-        // punctuation, emoji, symbols: a break between words
-        out.push(Token::Break);
-        adjacent = false;
-        i += 1;
-    }
-    out
+    let (long_enough, has_letter) = if w.is_ascii() {
+        (w.len() > 1, w.bytes().any(|b| b.is_ascii_alphabetic()))
+    } else {
+        (w.chars().nth(1).is_some(), w.chars().any(char::is_alphabetic))
+    };
+    long_enough && has_letter && !is_stopword(w)
 }
 
 /// `terms(text) -> LIST<VARCHAR>`: [`extract`] per row; NULL for a NULL text.
@@ -253,9 +313,10 @@ impl TermsUdf {
     }
 }
 
-/// The type `terms` returns.
+/// The type `terms` returns: a list of string views (most terms are short
+/// enough to sit in the view itself, which makes grouping by them cheaper).
 pub fn terms_type() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8View, true)))
 }
 
 impl ScalarUDFImpl for TermsUdf {
@@ -277,11 +338,14 @@ impl ScalarUDFImpl for TermsUdf {
         };
         let array = text.to_array(args.number_rows)?;
         let texts = crate::udf::texts_of(&array)?;
-        let mut b = ListBuilder::new(StringBuilder::new());
+        let mut b = ListBuilder::with_capacity(StringViewBuilder::with_capacity(texts.len() * 8), texts.len())
+            .with_field(Arc::new(Field::new("item", DataType::Utf8View, true)));
+        let mut x = Extractor::default();
         for t in texts {
             match t {
                 Some(t) => {
-                    for term in extract(t) {
+                    x.run(t);
+                    for term in x.terms() {
                         b.values().append_value(term);
                     }
                     b.append(true);
@@ -298,6 +362,226 @@ impl ScalarUDFImpl for TermsUdf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first, simple extractor, kept as the fast one's oracle.
+    mod reference {
+        use super::super::*;
+
+        /// One token of the scan: a tag or a word, and whether only spaces stood
+        /// between it and the token before it (a bigram needs that).
+        enum Token {
+            Tag(String),
+            Word { word: String, adjacent: bool },
+            Break,
+        }
+
+        fn is_word_char(c: char) -> bool {
+            c.is_alphanumeric()
+        }
+
+        /// The extractor as first written, one String per token: the fast one must equal it.
+        fn reference_extract(text: &str) -> Vec<String> {
+            let mut end = text.len().min(MAX_SCAN_BYTES);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let normalized = normalize_tweet(&text[..end]);
+            let mut out: Vec<String> = Vec::new();
+            // at most MAX_TERMS_PER_TWEET terms: a scan of them is cheaper than hashing a copy of each
+            let push = |t: String, out: &mut Vec<String>| {
+                if out.len() < MAX_TERMS_PER_TWEET && t.len() <= MAX_TERM_BYTES && !out.contains(&t) {
+                    out.push(t);
+                }
+            };
+            let mut prev: Option<String> = None;
+            for token in tokens(&normalized) {
+                if out.len() >= MAX_TERMS_PER_TWEET {
+                    break;
+                }
+                match token {
+                    Token::Tag(t) => {
+                        push(t, &mut out);
+                        prev = None;
+                    }
+                    Token::Word { word, adjacent } => {
+                        if !keep_word(&word) {
+                            prev = None;
+                            continue;
+                        }
+                        if let (Some(p), true) = (&prev, adjacent) {
+                            let bigram = format!("{p} {word}");
+                            push(word.clone(), &mut out);
+                            push(bigram, &mut out);
+                        } else {
+                            push(word.clone(), &mut out);
+                        }
+                        prev = Some(word);
+                    }
+                    Token::Break => prev = None,
+                }
+            }
+            out
+        }
+
+        fn keep_word(w: &str) -> bool {
+            w.chars().count() > 1 && w.chars().any(char::is_alphabetic) && !is_stopword(w)
+        }
+
+        /// Splits a normalised text into tags, words and breaks (punctuation, emoji, the
+        /// `@user`/`http` placeholders of dropped mentions and URLs).
+        fn tokens(text: &str) -> Vec<Token> {
+            let chars: Vec<char> = text.chars().collect();
+            let mut out = Vec::new();
+            let (mut i, mut adjacent) = (0, false);
+            while i < chars.len() {
+                let c = chars[i];
+                if c.is_whitespace() {
+                    i += 1;
+                    continue;
+                }
+                let run_end = |from: usize, ok: &dyn Fn(char) -> bool| {
+                    let mut j = from;
+                    while j < chars.len() && ok(chars[j]) {
+                        j += 1;
+                    }
+                    j
+                };
+                if c == '#' || c == '$' {
+                    let j = run_end(i + 1, &|c| c.is_alphanumeric() || c == '_');
+                    let body: String = chars[i + 1..j].iter().collect::<String>().to_lowercase();
+                    let tag = match c {
+                        '#' => body.chars().any(char::is_alphabetic),
+                        _ => {
+                            (1..=MAX_CASHTAG_LETTERS).contains(&body.len())
+                                && body.chars().all(|c| c.is_ascii_alphabetic())
+                        }
+                    };
+                    out.push(if tag { Token::Tag(format!("{c}{body}")) } else { Token::Break });
+                    i = j.max(i + 1);
+                    adjacent = false;
+                    continue;
+                }
+                if c == '@' {
+                    // a dropped mention (`@user`) and what it was glued to
+                    let j = run_end(i + 1, &|c| is_word_char(c) || c == '_');
+                    out.push(Token::Break);
+                    i = j;
+                    adjacent = false;
+                    continue;
+                }
+                if is_word_char(c) {
+                    let mut j = i;
+                    while j < chars.len()
+                        && (is_word_char(chars[j])
+                            || (matches!(chars[j], '\'' | '’')
+                                && j + 1 < chars.len()
+                                && is_word_char(chars[j + 1])
+                                && j > i))
+                    {
+                        j += 1;
+                    }
+                    let word: String = chars[i..j].iter().collect::<String>().to_lowercase().replace('’', "'");
+                    if word == "http" {
+                        // a dropped URL
+                        out.push(Token::Break);
+                        adjacent = false;
+                    } else {
+                        out.push(Token::Word { word, adjacent });
+                        adjacent = true;
+                    }
+                    i = j;
+                    continue;
+                }
+                // punctuation, emoji, symbols: a break between words
+                out.push(Token::Break);
+                adjacent = false;
+                i += 1;
+            }
+            out
+        }
+
+        pub(super) fn extract(text: &str) -> Vec<String> {
+            reference_extract(text)
+        }
+    }
+
+    #[test]
+    fn fast_extractor_equals_the_reference() {
+        // the sample's texts and their edge cases, plus generated strings of the characters that matter
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample_data/tweets/2025/02/10");
+        let mut sample = String::new();
+        for hour in std::fs::read_dir(dir).expect("the sample") {
+            for file in std::fs::read_dir(hour.expect("an hour").path()).expect("an hour") {
+                sample += &std::fs::read_to_string(file.expect("a file").path()).expect("a file");
+            }
+        }
+        let mut texts: Vec<String> = sample
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v.get("text").and_then(|t| t.as_str()).map(str::to_owned))
+            .collect();
+        assert!(texts.len() > 1000, "the sample has texts");
+        let pieces = [
+            "a",
+            "Bé",
+            "ΟΔΟΣ",
+            "don't",
+            "it’s",
+            "’x",
+            "x’",
+            "'",
+            "#",
+            "#Tag",
+            "#1",
+            "$",
+            "$BTC",
+            "$toolong",
+            "$é",
+            "@",
+            "@bob",
+            "@é",
+            "http://x.y",
+            "HTTPS://a",
+            "http",
+            "hhttps://q",
+            " ",
+            "  ",
+            "\t",
+            "\n",
+            ",",
+            "!",
+            "🚀",
+            "日本",
+            "42",
+            "the",
+            "Exchange",
+            "halted",
+            "_",
+            "x_y",
+            "İ",
+            "ß",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let mut t = String::new();
+            for _ in 0..(seed % 12) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                t.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            texts.push(t);
+        }
+        texts.push("#tag ".repeat(5000));
+        texts.push("é".repeat(5000));
+        texts.push("word ".repeat(2000) + "#late");
+        let mut x = Extractor::default();
+        for t in &texts {
+            x.run(t);
+            let fast: Vec<&str> = x.terms().collect();
+            assert_eq!(fast, reference::extract(t), "terms of {t:?}");
+        }
+    }
 
     #[test]
     fn hashtags_cashtags_words_and_bigrams() {

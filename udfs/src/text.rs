@@ -60,6 +60,10 @@ fn replace_urls(text: &str) -> String {
     let b = text.as_bytes();
     let (mut out, mut i, mut copied) = (String::with_capacity(text.len()), 0, 0);
     while i < b.len() {
+        if b[i] | 0x20 != b'h' {
+            i += 1;
+            continue;
+        }
         let rest = &b[i..];
         let scheme = [&b"http://"[..], b"https://"].iter().find_map(|p| {
             (rest.len() > p.len() && rest[..p.len()].eq_ignore_ascii_case(p) && !is_ascii_ws(rest[p.len()] as char))
