@@ -79,6 +79,16 @@ impl JobScorer {
         }
     }
 
+    /// A new run for the local scorer: it forgets the results it kept for copies
+    /// of texts ([`sentiflow_udfs::Scorer::start_run`]). The LLM's answer cache stays.
+    pub fn start_run(&self) {
+        match self {
+            JobScorer::Local(s) => s.start_run(),
+            JobScorer::Llm(_) => {}
+            JobScorer::Fallback(f) => f.primary.scorer().start_run(),
+        }
+    }
+
     /// A local scorer's counters (texts, time in inference); the LLM's, as figures.
     pub fn stats(&self) -> Vec<(&'static str, f64)> {
         match self {

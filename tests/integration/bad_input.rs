@@ -578,3 +578,42 @@ fn crash_during_an_s3_upload_leaves_nothing_visible() {
         );
     }
 }
+
+/// Issue 24 #2: CRLF line ends (RFC 4180's own, Excel's and Python's default) in CSV and TSV
+/// read every record once, with no phantom reject, in `score` and in `sql`'s raw_tweets; a
+/// quoted field may hold a CRLF, and a runaway quote still costs its own line only, named by
+/// its line number.
+#[test]
+fn crlf_csv_and_tsv_read_each_record_once() {
+    let d = tmp();
+    let raw = mkdir(d.path(), "raw");
+    std::fs::write(
+        raw.join("a.csv"),
+        "tweet_id,created_at,text,source\r\n\
+         1,2025-02-10T00:00:00Z,hello world good,x\r\n\
+         2,2025-02-10T00:01:00Z,\"bad, very\r\nbad\",x\r\n\
+         \r\n\
+         3,2025-02-10T00:02:00Z,\"never closed,x\r\n\
+         4,2025-02-10T00:03:00Z,fine then,x\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        raw.join("b.tsv"),
+        "tweet_id\tcreated_at\ttext\tsource\r\n5\t2025-02-10T00:04:00Z\ta tab file\tx\r\n6\t2025-02-10T00:05:00Z\tits end\tx\r\n",
+    )
+    .unwrap();
+    let out = d.path().join("out");
+    let summary = ok(&["score", "--input", &s(&raw), "--out", &s(&out)]);
+    assert_eq!((figure(&summary, "records read"), figure(&summary, "rejected")), (6, 1), "{summary}");
+    let rejects = sql_csv(&s(&out), "SELECT regexp_replace(file, '.*/', '') AS f, line, reason FROM rejected");
+    let lines: Vec<&str> = rejects.lines().skip(1).collect();
+    assert!(lines.len() == 1 && lines[0].starts_with("a.csv,6,") && lines[0].contains("never closes"), "{rejects}");
+    let texts = sql_csv(&s(&out), "SELECT tweet_id, text FROM scored_tweets ORDER BY tweet_id");
+    assert!(texts.contains("2,\"bad, very\r\nbad\"") && texts.contains("6,its end\n"), "{texts:?}");
+    // sql reads the same files as raw_tweets: the same records, the same one reject
+    let sql =
+        sentiflow(&["sql", "--data", &s(d.path()), "--format", "csv", "-c", "SELECT count(*) AS n FROM raw_tweets"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&sql.stdout), String::from_utf8_lossy(&sql.stderr));
+    assert!(sql.status.success() && stdout == "n\n5\n", "{stdout} {stderr}");
+    assert!(stderr.contains("leaves out 1 records") && stderr.contains("a.csv:6"), "{stderr}");
+}

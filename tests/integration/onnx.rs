@@ -127,6 +127,21 @@ fn eval_names_bad_gold_labels() {
     assert!(err.contains("--label-names negative,positive"), "{err}");
 }
 
+/// Issue 24 #10: a valid CSV whose quoted texts span lines is read as its records.
+#[test]
+fn eval_reads_a_csv_with_multi_line_quoted_texts() {
+    let d = tmp();
+    let f = d.path().join("multi.csv");
+    std::fs::write(
+        &f,
+        "text,label\n\"I love it,\nreally\",positive\n\"awful\r\n\n\"\"bad\"\" day\",negative\nit is a chair,neutral\n",
+    )
+    .unwrap();
+    let out = ok(&["eval", "--data", &s(&f), "--json"]);
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((j["rows"].as_u64(), j["evaluated"].as_u64()), (Some(3), Some(3)), "{j}");
+}
+
 #[test]
 fn a_two_class_model_skips_neutral_gold_rows_and_judges_binary_data() {
     let tiny2 = s(&repo().join("tests/fixtures/tiny-2class"));

@@ -124,6 +124,10 @@ pub trait Scorer: Debug + Send + Sync {
     fn languages(&self) -> Option<Vec<String>> {
         None
     }
+    /// Forgets the results a scorer keeps for copies of texts it already scored
+    /// ([`OnnxScorer`] reuses them within a run): the next texts are a new run,
+    /// as each pass of `eval --repeat` is.
+    fn start_run(&self) {}
 }
 
 /// A scorer with its language check switched off (`--any-language`): every
@@ -152,6 +156,9 @@ impl Scorer for AnyLanguage {
     }
     fn languages(&self) -> Option<Vec<String>> {
         None
+    }
+    fn start_run(&self) {
+        self.0.start_run()
     }
 }
 

@@ -729,6 +729,10 @@ impl Scorer for OnnxScorer {
     fn probabilities(&self, texts: &[Option<&str>]) -> Option<Result<Vec<Option<Probs>>>> {
         Some(self.predict(texts))
     }
+
+    fn start_run(&self) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 #[cfg(test)]

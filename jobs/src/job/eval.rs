@@ -182,7 +182,8 @@ async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String
     }
     let p = path.to_str().ok_or_else(|| data_err(path, "path is not UTF-8"))?;
     let df = match ext.as_str() {
-        "csv" => jc.ctx.read_csv(p, CsvReadOptions::new()).await,
+        // a quoted text may hold line breaks (RFC 4180)
+        "csv" => jc.ctx.read_csv(p, CsvReadOptions::new().newlines_in_values(true)).await,
         "parquet" => jc.ctx.read_parquet(p, ParquetReadOptions::default()).await,
         _ => {
             return Err(data_err(path, "unknown format: use .tsv, .csv, .jsonl, .parquet, or .txt with --labels-file"));
@@ -232,7 +233,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: EvalArgs) -> R
     let model_labels = scorer.labels();
     let gold = gold_labels(&args, &pairs, model_labels.as_ref())?;
     let binary = !gold.contains(&Label::Neutral);
-    let (batches, wall_s, cpu_s) = score_timed(jc, &args, &pairs, model_labels.is_some()).await?;
+    let (batches, wall_s, cpu_s) = score_timed(jc, &scorer, &args, &pairs, model_labels.is_some()).await?;
     let scored = collect_answers(&batches, pairs.len(), model_labels.as_ref(), binary)?;
     let predictions: Vec<Prediction> =
         gold.into_iter().zip(scored).map(|(gold, (predicted, probs))| Prediction { gold, predicted, probs }).collect();
@@ -292,10 +293,11 @@ fn gold_labels(args: &EvalArgs, pairs: &[(String, String)], model_labels: Option
         })
 }
 
-/// Runs the eval query `--repeat` times over the texts; returns the last
-/// answers and the fastest run's wall and CPU seconds.
+/// Runs the eval query `--repeat` times over the texts, each a new run of the
+/// scorer; returns the last answers and the fastest run's wall and CPU seconds.
 async fn score_timed(
     jc: &JobContext,
+    scorer: &crate::JobScorer,
     args: &EvalArgs,
     pairs: &[(String, String)],
     classifier: bool,
@@ -312,6 +314,8 @@ async fn score_timed(
     let name = if classifier { "eval_probs" } else { "eval_labels" };
     let (mut batches, mut wall_s, mut cpu_s) = (Vec::new(), f64::INFINITY, f64::INFINITY);
     for _ in 0..args.repeat.max(1) {
+        // every pass scores every text: nothing reused from the pass before
+        scorer.start_run();
         let (cpu0, t0) = (process_cpu_seconds(), Instant::now());
         let b = sql::query(&jc.ctx, name, vec![]).await?.collect().await.map_err(Error::query)?;
         let (w, c) = (t0.elapsed().as_secs_f64(), process_cpu_seconds() - cpu0);

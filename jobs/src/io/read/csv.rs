@@ -90,11 +90,16 @@ impl Rows<'_> {
                 Ok(false) => return None,
                 Ok(true) => {
                     // the record's own position skips blank lines before it
-                    let (start, start_line) = rec
+                    let (mut start, mut start_line) = rec
                         .position()
                         .map(|p| (p.byte() as usize, first_line + p.line() as i64 - 1))
                         .unwrap_or((start, start_line));
                     let end = (rdr.position().byte() as usize).min(data.len());
+                    // after a CRLF record the reader stands on its LF: the record starts after it
+                    while start < end && matches!(data[start], b'\r' | b'\n') {
+                        start_line += i64::from(data[start] == b'\n');
+                        start += 1;
+                    }
                     let raw = trim_eol(&data[start..end]);
                     let spans_lines = raw.contains(&b'\n');
                     let runaway = if unterminated_quote(raw, self.delim) {
