@@ -7,19 +7,23 @@
 -- window_source_aggs.sql (a pane belongs to the windows starting $lookback
 -- before it … at it, $slide apart).
 --
--- Params: $slide, $lookback (intervals); $from, $to (windows starting in
--- [$from, $to)).
+-- Params (integer microseconds): $slide_us, $lookback_us; $from_us, $to_us
+-- (windows starting in [$from_us, $to_us)).
+--
+-- The window starts are computed in integer microseconds: interval arithmetic
+-- on a time zone-aware timestamp asks the time zone database for every row
+-- (measured: 3.6 % of `aggregate`'s CPU on 1M tweets).
 WITH window_panes AS (
     SELECT
-        arrow_cast(unnest(generate_series(
-            pane_start - arrow_cast($lookback, 'Interval(MonthDayNano)'),
-            pane_start,
-            arrow_cast($slide, 'Interval(MonthDayNano)'))), 'Timestamp(Microsecond, Some("UTC"))') AS window_start,
+        unnest(generate_series(
+            CAST(arrow_cast(pane_start, 'Timestamp(Microsecond, None)') AS BIGINT) - $lookback_us,
+            CAST(arrow_cast(pane_start, 'Timestamp(Microsecond, None)') AS BIGINT),
+            $slide_us)) AS window_us,
         term, n, n_scored, sum_score, n_negative
     FROM term_panes
 )
-SELECT window_start, term,
+SELECT arrow_cast(window_us, 'Timestamp(Microsecond, Some("UTC"))') AS window_start, term,
        sum(n) AS n, sum(n_scored) AS n_scored, sum(sum_score) AS sum_score, sum(n_negative) AS n_negative
 FROM window_panes
-WHERE window_start >= $from AND window_start < $to
-GROUP BY window_start, term
+WHERE window_us >= $from_us AND window_us < $to_us
+GROUP BY window_us, term

@@ -244,11 +244,12 @@ pub async fn window_terms(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<datafusion::dataframe::DataFrame> {
+    let us = |d: Duration| ScalarValue::Int64(Some(d.num_microseconds().unwrap_or(i64::MAX)));
     let counts = vec![
-        ("slide", interval_param(spec.slide)),
-        ("lookback", interval_param(spec.window - spec.slide)),
-        ("from", timestamp_param(from)),
-        ("to", timestamp_param(to)),
+        ("slide_us", us(spec.slide)),
+        ("lookback_us", us(spec.window - spec.slide)),
+        ("from_us", ScalarValue::Int64(Some(from.timestamp_micros()))),
+        ("to_us", ScalarValue::Int64(Some(to.timestamp_micros()))),
     ];
     let counts = crate::sql::query(&jc.ctx, "window_term_counts", counts).await?;
     let schema = counts.schema().inner().clone();

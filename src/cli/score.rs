@@ -121,6 +121,9 @@ fn print_score(r: &score::ScoreReport) {
         r.files,
         if r.empty_files.is_empty() { String::new() } else { format!(" ({} empty)", r.empty_files.len()) }
     );
+    if let Some(first) = r.hidden_entries.first() {
+        println!("hidden, not read  {} (names starting with _ or .; first: {first})", r.hidden_entries.len());
+    }
     println!("records read      {}", r.rows_read);
     println!("scored            {}", r.rows_scored);
     println!(

@@ -617,3 +617,27 @@ fn crlf_csv_and_tsv_read_each_record_once() {
     assert!(sql.status.success() && stdout == "n\n5\n", "{stdout} {stderr}");
     assert!(stderr.contains("leaves out 1 records") && stderr.contains("a.csv:6"), "{stderr}");
 }
+
+/// Issue 24 #12: hidden input entries (`_x.json`, `.x.json`, `_dir/`, names as Spark and
+/// Hadoop write them) are not read, and the summary says how many there were and names one;
+/// an input of hidden entries only is "no input files", naming them.
+#[test]
+fn hidden_input_entries_are_counted_and_named() {
+    let d = tmp();
+    let input = mkdir(d.path(), "in");
+    std::fs::write(input.join("a.json"), good(2, 1)).unwrap();
+    std::fs::write(input.join("_x.json"), good(3, 2)).unwrap();
+    std::fs::write(input.join(".x.json"), good(3, 3)).unwrap();
+    let hidden_dir = mkdir(&input, "_dir");
+    std::fs::write(hidden_dir.join("b.json"), good(3, 4)).unwrap();
+    std::fs::write(hidden_dir.join("c.json"), good(3, 5)).unwrap();
+    let out = ok(&["score", "--input", &s(&input), "--out", &s(&d.path().join("out"))]);
+    assert_eq!(figure(&out, "records read"), 2, "{out}");
+    assert_eq!(figure(&out, "hidden, not read"), 3, "three entries, the directory once: {out}");
+    assert!(out.contains(&format!("first: {}", s(&input.join(".x.json")))), "{out}");
+    // nothing visible: the error says what is there
+    std::fs::remove_file(input.join("a.json")).unwrap();
+    let (code, err) = fails(&["score", "--input", &s(&input), "--out", &s(&d.path().join("out2"))]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no input files found") && err.contains("3 hidden entries there, e.g."), "{err}");
+}

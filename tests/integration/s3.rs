@@ -45,6 +45,17 @@ fn run_score_and_sql_on_s3() {
     let by_path = ok(&["sql", "--format", "csv", "-c", &format!("SELECT count(*) AS n FROM '{root}/windows/'")]);
     assert_eq!(by_path, "n\n288\n", "windows on S3 are queryable by path");
 
+    // hidden objects under an S3 input are counted, not read (issue 24 #12)
+    let input = format!("{root}-hidden");
+    let row =
+        "SELECT '1' AS tweet_id, TIMESTAMP '2025-02-10T00:00:00Z' AS created_at, 'a fine day' AS text, 'x' AS source";
+    for name in ["a.parquet", "_x.parquet", "_dir/b.parquet"] {
+        let copy = format!("COPY ({row}) TO '{input}/{name}' STORED AS PARQUET");
+        ok(&["sql", "--allow-write", "-c", &copy]);
+    }
+    let out = ok(&["score", "--input", &input, "--out", &format!("{root}-hidden-out")]);
+    assert!(out.contains("records read      1") && out.contains("hidden, not read  2"), "{out}");
+
     // a missing bucket is a clear error
     let (code, err) = fails(&["score", "--input", "s3://no-such-bucket-sentiflow/x", "--out", &root]);
     assert_eq!(code, 2);

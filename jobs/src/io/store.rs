@@ -254,13 +254,27 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// What an input location holds: the files to read, the entries that cannot
+/// be read as files, and the hidden ones, which are not read.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub files: Vec<ObjectMeta>,
+    /// Local only: dangling symlinks, FIFOs, sockets, devices, unreadable directories.
+    pub skipped: Vec<Skipped>,
+    /// Hidden entries below the location (a name starting with `_` or `.`, see
+    /// [`list_files`]): a hidden directory counts once, its files are not listed.
+    pub hidden: Vec<String>,
+}
+
 /// Lists the input files a location names, like [`list_files`], and for a
 /// local location also what cannot be read as a file: dangling symlinks,
 /// FIFOs, sockets, devices, unreadable directories. Local files are listed
-/// under their real path (symlinks resolved) and each appears once.
-pub async fn list_inputs(store: &dyn ObjectStore, loc: &Location) -> Result<(Vec<ObjectMeta>, Vec<Skipped>)> {
+/// under their real path (symlinks resolved) and each appears once. Hidden
+/// entries are counted, not read.
+pub async fn list_inputs(store: &dyn ObjectStore, loc: &Location) -> Result<Inputs> {
     if loc.is_s3() {
-        return Ok((list_files(store, loc).await?, Vec::new()));
+        let (files, hidden) = list_visible(store, loc).await?;
+        return Ok(Inputs { files, skipped: Vec::new(), hidden });
     }
     let loc = loc.clone();
     tokio::task::spawn_blocking(move || walk_local(&loc))
@@ -268,11 +282,12 @@ pub async fn list_inputs(store: &dyn ObjectStore, loc: &Location) -> Result<(Vec
         .map_err(|e| Error::Location { location: "input listing".into(), reason: e.to_string() })
 }
 
-fn walk_local(loc: &Location) -> (Vec<ObjectMeta>, Vec<Skipped>) {
+fn walk_local(loc: &Location) -> Inputs {
     use std::collections::BTreeMap;
     let root = std::path::PathBuf::from(format!("/{}", loc.path));
     let mut files: BTreeMap<String, ObjectMeta> = BTreeMap::new();
     let mut skipped = Vec::new();
+    let mut hidden = Vec::new();
     let mut seen_dirs = std::collections::HashSet::new();
     let mut stack = vec![root.clone()];
     let kind = |ft: std::fs::FileType| {
@@ -296,6 +311,9 @@ fn walk_local(loc: &Location) -> (Vec<ObjectMeta>, Vec<Skipped>) {
         let is_root = p == root;
         let rel = p.strip_prefix(&root).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
         if !is_root && rel.split('/').any(hidden_name) {
+            if p.is_dir() || matches_glob(&p) {
+                hidden.push(shown);
+            }
             continue;
         }
         let meta = match std::fs::metadata(&p) {
@@ -362,7 +380,8 @@ fn walk_local(loc: &Location) -> (Vec<ObjectMeta>, Vec<Skipped>) {
         });
     }
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    (files.into_values().collect(), skipped)
+    hidden.sort();
+    Inputs { files: files.into_values().collect(), skipped, hidden }
 }
 
 /// Returns true when a path below `prefix` is hidden: a segment starts with `_` or `.`
@@ -389,15 +408,21 @@ pub async fn list_files(store: &dyn ObjectStore, loc: &Location) -> Result<Vec<O
             Err(source) => return Err(Error::Store { op: "head", location: loc.display.clone(), source }),
         }
     }
-    let mut out: Vec<ObjectMeta> = list_below(store, loc, &loc.path)
+    Ok(list_visible(store, loc).await?.0)
+}
+
+/// The objects below a location that match its glob, sorted by path: the
+/// visible ones, and the hidden ones' paths.
+async fn list_visible(store: &dyn ObjectStore, loc: &Location) -> Result<(Vec<ObjectMeta>, Vec<String>)> {
+    let (hidden, mut out): (Vec<ObjectMeta>, Vec<ObjectMeta>) = list_below(store, loc, &loc.path)
         .await?
         .into_iter()
-        .filter(|m| {
-            !is_hidden(&loc.path, &m.location) && loc.glob.as_ref().is_none_or(|(_, g)| g.is_match(m.location.as_ref()))
-        })
-        .collect();
+        .filter(|m| loc.glob.as_ref().is_none_or(|(_, g)| g.is_match(m.location.as_ref())))
+        .partition(|m| is_hidden(&loc.path, &m.location));
     out.sort_by(|a, b| a.location.cmp(&b.location));
-    Ok(out)
+    let mut hidden: Vec<String> = hidden.iter().map(|m| loc.url_of(&m.location)).collect();
+    hidden.sort();
+    Ok((out, hidden))
 }
 
 /// Every object below `dir`, hidden ones included; a missing directory is empty.

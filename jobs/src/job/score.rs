@@ -48,6 +48,8 @@ pub struct ScoreReport {
     pub files_rejected: usize,
     /// Files under the output's own tables that the input location also named; not read.
     pub output_files_skipped: usize,
+    /// Hidden entries under the input (names starting with `_` or `.`): not read.
+    pub hidden_entries: Vec<String>,
     /// Files of earlier runs removed because their input no longer yields rows there.
     pub stale_files_removed: usize,
     pub extra_fields: BTreeSet<String>,
@@ -94,19 +96,27 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
     let rej_store = jc.stores.store(&rejected.store_url)?;
     check_output_is_a_directory(&output)?;
 
-    let (listed, skipped) = list_inputs(in_store.as_ref(), &input).await?;
+    let crate::io::store::Inputs { files: listed, skipped, hidden } = list_inputs(in_store.as_ref(), &input).await?;
+    if let Some(first) = hidden.first() {
+        tracing::warn!(entries = hidden.len(), first = %first, "hidden input entries (names starting with _ or .) are not read");
+    }
     // `--input .` above `--out`: the output's own tables are not input
     let own = own_tables(&output, &input);
     let n_listed = listed.len();
     let files: Vec<_> = listed.into_iter().filter(|m| !own.iter().any(|t| t.contains(&m.location))).collect();
     if files.is_empty() && skipped.is_empty() {
-        return Err(Error::NoInput { location: input.display.clone() });
+        let location = match hidden.first() {
+            Some(first) => format!("{} ({} hidden entries there, e.g. {first})", input.display, hidden.len()),
+            None => input.display.clone(),
+        };
+        return Err(Error::NoInput { location });
     }
     jc.select_scorer(&scorer);
     let scored_at = chrono::Utc::now().timestamp_micros();
     let mut report =
         ScoreReport { scorer: scorer.id().to_string(), files: files.len() + skipped.len(), ..Default::default() };
     report.output_files_skipped = n_listed - files.len();
+    report.hidden_entries = hidden;
     if report.output_files_skipped > 0 {
         tracing::warn!(files = report.output_files_skipped, out = %output.parent().display, "the input contains the output's own tables; their files are not read");
     }
