@@ -47,6 +47,11 @@ pub(crate) struct StreamCli {
     webhook: Option<String>,
     #[arg(long, default_value_t = DEFAULT_MAX_TEXT_BYTES)]
     max_text_bytes: usize,
+    /// A record whose event time (`created_at`) is more than this after its arrival on the stream
+    /// (Kinesis's ApproximateArrivalTimestamp) is rejected with the reason: a producer's clock
+    /// running ahead would otherwise move the watermark past every later record.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    max_event_ahead: chrono::Duration,
     /// This worker's id, unique among the workers sharing the stream (default: host, pid and a random
     /// suffix); a restarted worker with the same id takes its shards back without waiting for the lease.
     #[arg(long, env = "SENTIFLOW_WORKER_ID")]
@@ -100,6 +105,7 @@ pub(crate) async fn run(jc: &JobContext, st: StreamCli) -> Result<()> {
         rules,
         webhook: st.webhook,
         max_text_bytes: st.max_text_bytes,
+        max_event_ahead: st.max_event_ahead.to_std().unwrap_or_default(),
         retry: RetryPolicy::default(),
         worker_id: st.worker_id,
         lease: st.lease.to_std().unwrap_or(std::time::Duration::from_secs(30)).max(std::time::Duration::from_secs(1)),

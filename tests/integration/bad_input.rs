@@ -641,3 +641,79 @@ fn hidden_input_entries_are_counted_and_named() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no input files found") && err.contains("3 hidden entries there, e.g."), "{err}");
 }
+
+/// A Parquet file with `created_at` as INT96 (Spark's and Impala's default timestamp), one row
+/// per (tweet_id, julian day, nanoseconds of the day).
+fn int96_parquet(path: &Path, rows: &[(&str, u32, u64)]) {
+    use datafusion::parquet::data_type::{ByteArray, ByteArrayType, Int96, Int96Type};
+    use datafusion::parquet::file::writer::SerializedFileWriter;
+    let schema = datafusion::parquet::schema::parser::parse_message_type(
+        "message spark_schema { REQUIRED BYTE_ARRAY tweet_id (UTF8); REQUIRED INT96 created_at; \
+         REQUIRED BYTE_ARRAY text (UTF8); REQUIRED BYTE_ARRAY source (UTF8); }",
+    )
+    .unwrap();
+    let mut w =
+        SerializedFileWriter::new(std::fs::File::create(path).unwrap(), Arc::new(schema), Default::default()).unwrap();
+    let mut g = w.next_row_group().unwrap();
+    let strings = |f: &dyn Fn(&(&str, u32, u64)) -> String| -> Vec<ByteArray> {
+        rows.iter().map(|r| ByteArray::from(f(r).as_str())).collect()
+    };
+    let mut col = 0;
+    while let Some(mut c) = g.next_column().unwrap() {
+        match col {
+            1 => {
+                let v: Vec<Int96> = rows
+                    .iter()
+                    .map(|&(_, day, nanos)| {
+                        let mut x = Int96::new();
+                        x.set_data(nanos as u32, (nanos >> 32) as u32, day);
+                        x
+                    })
+                    .collect();
+                c.typed::<Int96Type>().write_batch(&v, None, None).unwrap();
+            }
+            k => {
+                let v = match k {
+                    0 => strings(&|r| r.0.to_string()),
+                    2 => strings(&|r| format!("tweet {}", r.0)),
+                    _ => strings(&|_| "spark".to_string()),
+                };
+                c.typed::<ByteArrayType>().write_batch(&v, None, None).unwrap();
+            }
+        }
+        c.close().unwrap();
+        col += 1;
+    }
+    g.close().unwrap();
+    w.close().unwrap();
+}
+
+/// Issue 24 #4: INT96 timestamps outside 1677..2262 (where nanoseconds end) are read as what they
+/// are and rejected by the time range check, not wrapped around (1600-01-01 was stored as 2184-07-20).
+#[test]
+fn int96_timestamps_are_read_without_wrapping() {
+    let d = tmp();
+    let input = mkdir(d.path(), "in");
+    // julian day 2440588 is 1970-01-01; 2305448 is 1600-01-01; 2488070 is 2100-01-01; 2816788 is 3000-01-01
+    let hour = 3_600_000_000_000u64;
+    int96_parquet(
+        &input.join("spark.parquet"),
+        &[("1", 2440588 + 20129, 9 * hour), ("2", 2305448, 0), ("3", 2816788, 0), ("4", 2488070, hour)],
+    );
+    let out = d.path().join("out");
+    let summary = ok(&["score", "--input", &s(&input), "--out", &s(&out)]);
+    assert_eq!((figure(&summary, "records read"), figure(&summary, "rejected")), (4, 2), "{summary}");
+    let rows = sql_csv(&s(&out), "SELECT tweet_id, created_at FROM scored_tweets ORDER BY tweet_id");
+    assert_eq!(rows, "tweet_id,created_at\n1,2025-02-10T09:00:00Z\n4,2100-01-01T01:00:00Z\n");
+    let rejects = sql_csv(&s(&out), "SELECT line, reason FROM rejected ORDER BY line");
+    let lines: Vec<&str> = rejects.lines().skip(1).collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].starts_with("2,")
+            && lines[0].contains("1600-01-01")
+            && lines[1].starts_with("3,")
+            && lines[1].contains("3000-01-01")
+            && lines.iter().all(|l| l.contains("outside the supported time range")),
+        "{rejects}"
+    );
+}

@@ -923,3 +923,69 @@ fn workers_serve_metrics_that_equal_their_summaries_and_health_that_sees_a_stall
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Issue 24 #3: a record stamped far ahead of its arrival on the stream (a producer's clock
+/// running ahead, or a typo'd year inside the accepted range) is rejected with the reason, so
+/// it cannot move the watermark past every later record: with two workers sharing the shards,
+/// the records after it are on time, and windows keep being emitted for them.
+#[test]
+fn records_stamped_far_ahead_of_their_arrival_do_not_move_the_watermark() {
+    let Some((_rt, stream)) = new_stream("ahead", 2) else { return };
+    let to = format!("kinesis://{stream}");
+    produce(&to, 300, 41, "2025-02-10T00:00:00Z", "1h");
+    produce(&to, 2, 42, "2199-01-01T00:00:00Z", "1m");
+    produce(&to, 2, 43, "2100-06-01T00:00:00Z", "1m");
+    produce(&to, 300, 44, "2025-02-10T01:00:00Z", "1h");
+    let d = tmp();
+    let root = s(&d.path().join("out"));
+    let args = [
+        "--window",
+        "10m",
+        "--watermark",
+        "10m",
+        "--trigger",
+        "100ms",
+        "--lease",
+        "3s",
+        "--max-records-per-shard",
+        "50",
+    ];
+    let spawn = |id: &str| {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(worker_log(&root, id)).unwrap();
+        stream_cmd(&stream, &root, &args).args(["--worker-id", id]).stdout(Stdio::piped()).stderr(log).spawn().unwrap()
+    };
+    let mut workers = [spawn("w1"), spawn("w2")];
+    let ck = d.path().join(format!("out/_checkpoints/stream/{stream}/shards"));
+    wait_for("every record committed", 120, &root, || {
+        for (id, c) in ["w1", "w2"].iter().zip(workers.iter_mut()) {
+            assert_running(&root, id, c);
+        }
+        records_committed(&ck) >= 604
+    });
+    let (mut rejected, mut late) = (0.0, 0.0);
+    for c in workers {
+        assert!(Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success());
+        let o = c.wait_with_output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success(), "SIGTERM exits 0: {out}");
+        rejected += figure_before(&out, "rejected");
+        late += figure_before(&out, "late rows");
+    }
+    assert_eq!((rejected, late), (4.0, 0.0), "the 4 far-ahead records rejected, no row late");
+    let reasons = sql_csv(
+        &root,
+        "SELECT count(*) AS n FROM rejected WHERE reason LIKE '%ahead of the record''s arrival%--max-event-ahead%'",
+    );
+    assert_eq!(reasons, "n\n4\n");
+    // windows of the second hour were emitted: the watermark follows the on-time records
+    let last = sql_csv(&root, "SELECT max(window_end) >= TIMESTAMP '2025-02-10T01:40:00Z' AS second_hour FROM windows");
+    assert_eq!(last, "second_hour\ntrue\n");
+    // and every on-time row before the last emitted window's end is in a window
+    let counted = sql_csv(
+        &root,
+        "SELECT (SELECT sum(n + n_unscored) FROM windows) AS in_windows, count(*) AS before_end FROM scored_tweets \
+         WHERE created_at < (SELECT max(window_end) FROM windows)",
+    );
+    let figures: Vec<&str> = counted.lines().nth(1).unwrap().split(',').collect();
+    assert!(figures[0] == figures[1] && figures[0].parse::<u32>().unwrap() > 400, "{counted}");
+}

@@ -6,12 +6,16 @@
 //! rejects that row only, with its row number (1-based) as the line.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use datafusion::parquet::basic::Type as PhysicalType;
 
 use super::record::{Cell, RawBuilder};
 use super::{BATCH_ROWS, ParsedFile, Reject};
@@ -160,11 +164,42 @@ pub(super) fn parse_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &
     }
 }
 
+/// The file's Arrow schema with its top-level INT96 columns as microsecond
+/// timestamps, if it has any.
+fn int96_as_micros(r: &ParquetRecordBatchReaderBuilder<Bytes>) -> Option<SchemaRef> {
+    let int96: Vec<String> = r
+        .parquet_schema()
+        .columns()
+        .iter()
+        .filter(|c| c.physical_type() == PhysicalType::INT96 && c.path().parts().len() == 1)
+        .map(|c| c.name().to_string())
+        .collect();
+    if int96.is_empty() {
+        return None;
+    }
+    let fields: Vec<Field> = r
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match int96.contains(f.name()) {
+            true => f.as_ref().clone().with_data_type(DataType::Timestamp(TimeUnit::Microsecond, None)),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Some(Arc::new(Schema::new_with_metadata(fields, r.schema().metadata().clone())))
+}
+
 fn read_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFile) {
     let file_reject = |reason: String| Reject::file_level(file, reason);
     // the embedded Arrow schema is only a type hint, and decoding it is where malformed files panic
     let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-    let reader = match ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
+    let reader = match ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), options.clone())
+        .and_then(|r| match int96_as_micros(&r) {
+            // INT96 (Spark's and Impala's default timestamps) read as nanoseconds wraps outside
+            // 1677..2262 (1600-01-01 became 2184-07-20): read as microseconds, the range check sees it
+            Some(schema) => ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options.with_schema(schema)),
+            None => Ok(r),
+        })
         .and_then(|r| r.with_batch_size(BATCH_ROWS).build())
     {
         Ok(r) => r,

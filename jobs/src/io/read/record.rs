@@ -145,6 +145,23 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     DateTime::parse_from_str(s, "%a %b %d %H:%M:%S %z %Y").ok().map(|t| t.timestamp_micros())
 }
 
+/// The reason for an event time after `max`: its arrival on the stream plus `ahead`.
+fn too_far_ahead(at: i64, max: i64, ahead: std::time::Duration) -> String {
+    let t = |us: i64| {
+        DateTime::from_timestamp_micros(us)
+            .map_or_else(|| us.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    let arrival = max - ahead.as_micros() as i64;
+    format!(
+        "field created_at: {} is more than {}s ahead of the record's arrival on the stream ({}); a producer's clock is \
+         likely wrong, and such a time would move the watermark past every later record (raise --max-event-ahead if \
+         producers really stamp times this far ahead)",
+        t(at),
+        ahead.as_secs(),
+        t(arrival)
+    )
+}
+
 /// Builds raw-schema batches from validated records.
 pub(super) struct RawBuilder {
     max_text_bytes: usize,
@@ -155,6 +172,9 @@ pub(super) struct RawBuilder {
     pub(super) total: usize,
     /// `ingested_at` for records that lack one (stream arrival time).
     pub(super) default_ingested_at: Option<i64>,
+    /// The latest event time a record may have (the stream: its arrival plus
+    /// `--max-event-ahead`), and the allowance, for the reason.
+    pub(super) max_created_at: Option<(i64, std::time::Duration)>,
 }
 
 // positions of the string columns in `strings`
@@ -179,6 +199,7 @@ impl RawBuilder {
             pending: 0,
             total: 0,
             default_ingested_at: None,
+            max_created_at: None,
         }
     }
 
@@ -187,6 +208,11 @@ impl RawBuilder {
     pub(super) fn push<'a>(&mut self, field: impl Fn(&str) -> Cell<'a>) -> Check<()> {
         let tweet_id = id("tweet_id", field("tweet_id"), true)?;
         let created_at = ts("created_at", field("created_at"), true)?;
+        if let (Some(at), Some((max, ahead))) = (created_at, self.max_created_at)
+            && at > max
+        {
+            return Err(too_far_ahead(at, max, ahead));
+        }
         let text = string("text", field("text"), true)?;
         let source = string("source", field("source"), true)?;
         if source.as_deref().is_some_and(|s| s.trim().is_empty()) {

@@ -107,6 +107,9 @@ pub struct StreamArgs {
     pub rules: Option<Rules>,
     pub webhook: Option<String>,
     pub max_text_bytes: usize,
+    /// A record whose event time is more than this after its arrival on the
+    /// stream is rejected: it would move the watermark past every later record.
+    pub max_event_ahead: Duration,
     pub retry: RetryPolicy,
     /// Unique among concurrently running workers (default: host, pid and a
     /// random suffix); a restarted worker with the same id takes its shards back at once.
@@ -773,7 +776,8 @@ impl<'a> Streamer<'a> {
         }
         // files named after (shard, first sequence number): a replay overwrites them
         let name = format!("{id}-{first}.parquet");
-        let mut p = RecordParser::new(format!("kinesis://{}/{id}", self.stream), self.args.max_text_bytes);
+        let mut p = RecordParser::new(format!("kinesis://{}/{id}", self.stream), self.args.max_text_bytes)
+            .with_max_event_ahead(self.args.max_event_ahead);
         for r in &read.records {
             crate::io::kinesis::parse_record(&mut p, id, r);
         }
