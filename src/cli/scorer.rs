@@ -61,7 +61,7 @@ pub struct ScorerArgs {
     #[arg(long, default_value_t = 0, env = "SENTIFLOW_ONNX_SESSIONS")]
     pub onnx_sessions: usize,
     /// Texts per ONNX session run (texts are sorted by length into batches of this size).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = sentiflow_udfs::onnx::DEFAULT_BATCH_SIZE)]
     pub onnx_batch: usize,
     /// Score texts in every language. By default a text in a language the model does not read
     /// (its config.json `languages`; English for the lexicon) gets a NULL score and the reason:
