@@ -12,20 +12,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# apt_install PACKAGE WHY: installs a Debian package with apt-get (as root or through sudo);
+# fails when this machine has no apt-get (or no root) to do it, or the install fails
+apt_install() {
+  local sudo=
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  command -v apt-get >/dev/null && { [ -z "$sudo" ] || command -v sudo >/dev/null; } || return 1
+  echo "test: installing $1 with apt-get $2" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # (in an `apt_install … || …` list `set -e` is off here: the chain carries a failure out)
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+}
+
 # Chromium (Debian's package) for the report test, unless skipped
 if [ -z "${SENTIFLOW_SKIP_BROWSER:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null \
     && ! command -v google-chrome >/dev/null; then
-  SUDO=
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  if command -v apt-get >/dev/null && { [ -z "$SUDO" ] || command -v sudo >/dev/null; }; then
-    echo "test: installing chromium with apt-get for the report's browser test (SENTIFLOW_SKIP_BROWSER=1 skips that check)" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
-  else
+  apt_install chromium "for the report's browser test (SENTIFLOW_SKIP_BROWSER=1 skips that check)" || {
     echo "test: no chromium, and no apt-get (or root) to install it: install Chromium, or set SENTIFLOW_SKIP_BROWSER=1 to skip the report's browser check" >&2
     exit 1
-  fi
+  }
 fi
 
 # ONNX Runtime (PyPI wheel) for the ONNX scorer and the Python reference pipeline
@@ -35,17 +40,10 @@ set -euo pipefail
 
 # Prometheus (Debian's package) for the metrics test's real scraper, unless skipped
 if [ -z "${SENTIFLOW_SKIP_PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null; then
-  SUDO=
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  if command -v apt-get >/dev/null && { [ -z "$SUDO" ] || command -v sudo >/dev/null; }; then
-    echo "test: installing prometheus with apt-get for the metrics test (SENTIFLOW_SKIP_PROMETHEUS=1 skips that check)" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  else
+  apt_install prometheus "for the metrics test (SENTIFLOW_SKIP_PROMETHEUS=1 skips that check)" || {
     echo "test: no prometheus and no apt-get (or root): the metrics test skips its Prometheus server check" >&2
     export SENTIFLOW_SKIP_PROMETHEUS=1
-  fi
+  }
 fi
 
 # Python's prometheus_client: the metrics test parses /metrics with its OpenMetrics parser

@@ -21,7 +21,7 @@ pub use onnx::{Device, OnnxOptions, OnnxScorer, OnnxStats};
 pub use terms::{TERMS_UDF, TermKind, TermsUdf};
 pub use udf::{
     GatedScorer, SCORER_ID_UDF, ScoreColumn, ScoreResults, ScorerIdUdf, ScorerUdf, array_present, register_scorer_udfs,
-    score_struct_type, text_args, texts_of,
+    score_struct_type, text_args, texts_and_langs, texts_of,
 };
 
 use std::fmt::Debug;

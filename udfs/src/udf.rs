@@ -219,12 +219,18 @@ impl GatedScorer {
         self.gate.as_ref()?.check(text, lang)
     }
 
-    /// The texts the scorer is handed (the refused ones as NULL) and the
-    /// refusals, one per text.
-    fn gate(&self, texts: &[Option<&str>], langs: &[Option<&str>]) -> (Vec<Option<String>>, Vec<bool>) {
+    /// The texts the scorer is handed (the refused ones as NULL), the
+    /// refusals, and whether each text was refused.
+    #[allow(clippy::type_complexity)]
+    fn gate<'a>(
+        &self,
+        texts: &[Option<&'a str>],
+        langs: &[Option<&str>],
+    ) -> (Vec<Option<&'a str>>, Vec<Option<String>>, Vec<bool>) {
         let refused: Vec<Option<String>> = texts.iter().zip(langs).map(|(t, l)| self.refusal(*t, *l)).collect();
-        let mask = refused.iter().map(Option::is_some).collect();
-        (refused, mask)
+        let mask: Vec<bool> = refused.iter().map(Option::is_some).collect();
+        let handed = texts.iter().zip(&mask).map(|(t, r)| if *r { None } else { *t }).collect();
+        (handed, refused, mask)
     }
 
     /// One outcome per text (`langs`: the records' language, or `None`s). A
@@ -232,8 +238,7 @@ impl GatedScorer {
     /// language reason, and its flag in the second vector is set: a fallback
     /// scorer takes exactly those.
     pub fn outcomes(&self, texts: &[Option<&str>], langs: &[Option<&str>]) -> crate::Result<(Vec<Outcome>, Vec<bool>)> {
-        let (refused, mask) = self.gate(texts, langs);
-        let handed: Vec<Option<&str>> = texts.iter().zip(&mask).map(|(t, r)| if *r { None } else { *t }).collect();
+        let (handed, refused, mask) = self.gate(texts, langs);
         let mut outcomes = self.scorer.score_batch(&handed)?;
         for (o, r) in outcomes.iter_mut().zip(refused) {
             if let Some(reason) = r {
@@ -249,8 +254,7 @@ impl GatedScorer {
         texts: &[Option<&str>],
         langs: &[Option<&str>],
     ) -> Option<crate::Result<Vec<Option<Vec<f32>>>>> {
-        let (_, mask) = self.gate(texts, langs);
-        let handed: Vec<Option<&str>> = texts.iter().zip(&mask).map(|(t, r)| if *r { None } else { *t }).collect();
+        let (handed, _, _) = self.gate(texts, langs);
         self.scorer.probabilities(&handed)
     }
 }
@@ -301,6 +305,20 @@ pub fn text_args(args: &ScalarFunctionArgs) -> DfResult<(ArrayRef, Option<ArrayR
     }
 }
 
+/// The texts and languages of [`text_args`]' arrays (no language argument: `None`s).
+#[allow(clippy::type_complexity)]
+pub fn texts_and_langs<'a>(
+    text: &'a ArrayRef,
+    lang: Option<&'a ArrayRef>,
+) -> DfResult<(Vec<Option<&'a str>>, Vec<Option<&'a str>>)> {
+    let texts = texts_of(text)?;
+    let langs = match lang {
+        Some(a) => texts_of(a)?,
+        None => vec![None; texts.len()],
+    };
+    Ok((texts, langs))
+}
+
 pub fn texts_of(array: &ArrayRef) -> DfResult<Vec<Option<&str>>> {
     Ok(match array.data_type() {
         DataType::Utf8 => array.as_string::<i32>().iter().collect(),
@@ -335,11 +353,7 @@ impl ScalarUDFImpl for ScorerUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let (array, lang_array) = text_args(&args)?;
-        let texts = texts_of(&array)?;
-        let langs = match &lang_array {
-            Some(a) => texts_of(a)?,
-            None => vec![None; texts.len()],
-        };
+        let (texts, langs) = texts_and_langs(&array, lang_array.as_ref())?;
         if let Output::Probs(labels) = &self.output {
             let Some(probs) = self.gated.probabilities(&texts, &langs) else {
                 return exec_err!("scorer {} has no class probabilities", self.scorer.id());

@@ -22,7 +22,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use sentiflow_udfs::{
     GatedScorer, Outcome, ScoreColumn, ScoreResults, SharedScorer, array_present, register_scorer_udfs, text_args,
-    texts_of,
+    texts_and_langs,
 };
 
 use super::udf::{LlmScorer, label_of};
@@ -102,11 +102,7 @@ impl AsyncScalarUDFImpl for FallbackUdf {
 
     async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let (array, lang_array) = text_args(&args)?;
-        let texts = texts_of(&array)?;
-        let langs = match &lang_array {
-            Some(a) => texts_of(a)?,
-            None => vec![None; texts.len()],
-        };
+        let (texts, langs) = texts_and_langs(&array, lang_array.as_ref())?;
         let primary = &self.scorer.primary;
         // on this task, as DataFusion runs the local scorer's own (sync) UDFs
         let (outcomes, refused) =
