@@ -5,7 +5,9 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SQLOptions;
+use futures::StreamExt;
 use sentiflow_jobs::JobContext;
 use sentiflow_jobs::io::store::{Location, list_files};
 use sentiflow_jobs::schema::Table;
@@ -113,28 +115,79 @@ fn escape_controls(batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), cols)?)
 }
 
-fn print(batches: &[RecordBatch], format: OutFormat, out: &mut impl Write) -> Result<()> {
+/// Rows of one table in `--format table`: a longer result prints as several
+/// tables of this many rows, so memory holds one of them, not the result.
+const TABLE_ROWS: usize = 5_000;
+
+/// Writes a result as it arrives: CSV and JSON batch by batch, tables in
+/// pieces of [`TABLE_ROWS`] rows. A closed pipe (`… | head`) ends the process
+/// at its first write (see [`crate::Stdout`]), so nothing runs on unread.
+async fn print_stream(mut stream: SendableRecordBatchStream, format: OutFormat, out: &mut impl Write) -> Result<()> {
+    let schema = stream.schema();
     match format {
         OutFormat::Table => {
-            let safe = batches.iter().map(escape_controls).collect::<Result<Vec<_>>>()?;
-            writeln!(out, "{}", pretty_format_batches(&safe)?)?
+            let mut piece: Vec<RecordBatch> = Vec::new();
+            let (mut rows, mut printed) = (0, false);
+            while let Some(batch) = stream.next().await {
+                let mut batch = batch?;
+                while rows + batch.num_rows() >= TABLE_ROWS {
+                    let take = TABLE_ROWS - rows;
+                    piece.push(batch.slice(0, take));
+                    batch = batch.slice(take, batch.num_rows() - take);
+                    print_table(&mut piece, out)?;
+                    (rows, printed) = (0, true);
+                }
+                if batch.num_rows() > 0 {
+                    rows += batch.num_rows();
+                    piece.push(batch);
+                }
+            }
+            // the rest; an empty result still prints its (empty) table once
+            if rows > 0 || !printed {
+                piece.push(RecordBatch::new_empty(schema));
+                print_table(&mut piece, out)?;
+            }
         }
         OutFormat::Csv => {
             let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
-            for b in batches {
-                w.write(b)?;
+            // an empty batch first: the header is printed even when no row comes
+            w.write(&RecordBatch::new_empty(schema))?;
+            while let Some(batch) = stream.next().await {
+                w.write(&batch?)?;
             }
         }
         OutFormat::Json => {
             let mut w = datafusion::arrow::json::ArrayWriter::new(&mut *out);
-            for b in batches {
-                w.write(b)?;
+            while let Some(batch) = stream.next().await {
+                w.write(&batch?)?;
             }
             w.finish()?;
+            drop(w);
             writeln!(out)?;
         }
     }
+    out.flush()?;
     Ok(())
+}
+
+/// Prints the batches as one table and empties them.
+fn print_table(batches: &mut Vec<RecordBatch>, out: &mut impl Write) -> Result<()> {
+    let safe = batches.drain(..).map(|b| escape_controls(&b)).collect::<Result<Vec<_>>>()?;
+    writeln!(out, "{}", pretty_format_batches(&safe)?)?;
+    Ok(())
+}
+
+#[cfg(test)]
+fn print(batches: &[RecordBatch], format: OutFormat, out: &mut impl Write) -> Result<()> {
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty()));
+    let stream = datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+        schema,
+        futures::stream::iter(Vec::from(batches).into_iter().map(Ok)),
+    );
+    futures::executor::block_on(print_stream(Box::pin(stream), format, out))
 }
 
 /// How `sql` runs statements: what the user allowed, and what it found.
@@ -169,9 +222,11 @@ impl Session<'_> {
             }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("sql failed: {}", short_sql(sql)))),
         };
-        let batches = df.collect().await.with_context(|| format!("query failed: {}", short_sql(sql)))?;
+        let stream = df.execute_stream().await.with_context(|| format!("query failed: {}", short_sql(sql)))?;
         let stdout = std::io::stdout();
-        print(&batches, self.format, &mut crate::Stdout(stdout.lock()))
+        print_stream(stream, self.format, &mut crate::Stdout(stdout.lock()))
+            .await
+            .with_context(|| format!("query failed: {}", short_sql(sql)))
     }
 }
 

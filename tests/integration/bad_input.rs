@@ -384,6 +384,36 @@ fn bad_arguments_are_named() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.signal(), Some(libc_sigpipe()), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+
+    // issue 24 #5: rows are printed as they come, tables in pieces, so `… | head` on a huge result
+    // prints at once and ends (before, the table of 50M rows was held and formatted whole: 22.9 GB)
+    for format in ["table", "csv", "json"] {
+        let started = std::time::Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sentiflow"))
+            .args([
+                "sql",
+                "--data",
+                &s(d.path()),
+                "--format",
+                format,
+                "-c",
+                "SELECT * FROM generate_series(1, 50000000)",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // the first 4 KiB (a JSON array is one line), then the pipe closes
+        let mut head = vec![0u8; 4096];
+        let mut stdout = child.stdout.take().unwrap();
+        std::io::Read::read_exact(&mut stdout, &mut head).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.signal(), Some(libc_sigpipe()), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.contains('1') && head.contains('2'), "{format}: {head}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "{format}: {:?}", started.elapsed());
+    }
 }
 
 /// SIGPIPE's number on Linux.
