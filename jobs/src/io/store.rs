@@ -274,6 +274,8 @@ pub struct Inputs {
 pub async fn list_inputs(store: &dyn ObjectStore, loc: &Location) -> Result<Inputs> {
     if loc.is_s3() {
         let (files, hidden) = list_visible(store, loc).await?;
+        let mut hidden: Vec<String> = hidden.iter().map(|m| loc.url_of(&m.location)).collect();
+        hidden.sort();
         return Ok(Inputs { files, skipped: Vec::new(), hidden });
     }
     let loc = loc.clone();
@@ -411,17 +413,15 @@ pub async fn list_files(store: &dyn ObjectStore, loc: &Location) -> Result<Vec<O
     Ok(list_visible(store, loc).await?.0)
 }
 
-/// The objects below a location that match its glob, sorted by path: the
-/// visible ones, and the hidden ones' paths.
-async fn list_visible(store: &dyn ObjectStore, loc: &Location) -> Result<(Vec<ObjectMeta>, Vec<String>)> {
+/// The objects below a location that match its glob: the visible ones, sorted
+/// by path, and the hidden ones.
+async fn list_visible(store: &dyn ObjectStore, loc: &Location) -> Result<(Vec<ObjectMeta>, Vec<ObjectMeta>)> {
     let (hidden, mut out): (Vec<ObjectMeta>, Vec<ObjectMeta>) = list_below(store, loc, &loc.path)
         .await?
         .into_iter()
         .filter(|m| loc.glob.as_ref().is_none_or(|(_, g)| g.is_match(m.location.as_ref())))
         .partition(|m| is_hidden(&loc.path, &m.location));
     out.sort_by(|a, b| a.location.cmp(&b.location));
-    let mut hidden: Vec<String> = hidden.iter().map(|m| loc.url_of(&m.location)).collect();
-    hidden.sort();
     Ok((out, hidden))
 }
 

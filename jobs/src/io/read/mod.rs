@@ -92,25 +92,18 @@ pub struct RecordParser {
     b: RawBuilder,
     out: ParsedFile,
     origin: String,
-    /// Event times later than a record's arrival plus this are rejected.
-    max_event_ahead: Option<std::time::Duration>,
 }
 
 impl RecordParser {
     /// `origin` names the source in rejects, e.g. `kinesis://tweets/shardId-000000000000`.
     pub fn new(origin: impl Into<String>, max_text_bytes: usize) -> Self {
-        Self {
-            b: RawBuilder::new(max_text_bytes),
-            out: ParsedFile::default(),
-            origin: origin.into(),
-            max_event_ahead: None,
-        }
+        Self { b: RawBuilder::new(max_text_bytes), out: ParsedFile::default(), origin: origin.into() }
     }
 
     /// Rejects a record whose event time is more than `ahead` after its arrival
     /// (`push`'s `arrival_micros`; a record without one is not checked).
     pub fn with_max_event_ahead(mut self, ahead: std::time::Duration) -> Self {
-        self.max_event_ahead = Some(ahead);
+        self.b.max_event_ahead = Some(ahead);
         self
     }
 
@@ -119,9 +112,6 @@ impl RecordParser {
         let before_rows = self.b.total;
         let before_rejects = self.out.rejects.len();
         self.b.default_ingested_at = arrival_micros;
-        self.b.max_created_at = arrival_micros
-            .zip(self.max_event_ahead)
-            .map(|(at, ahead)| (at.saturating_add(ahead.as_micros() as i64), ahead));
         if data.iter().all(u8::is_ascii_whitespace) {
             self.out.rejects.push(Reject::new(
                 &self.origin,
@@ -133,7 +123,6 @@ impl RecordParser {
             ndjson::parse_ndjson(&self.origin, data, &mut self.b, &mut self.out);
         }
         self.b.default_ingested_at = None;
-        self.b.max_created_at = None;
         // one reject per record: a binary blob has many "lines", each unreadable
         let problems = self.out.rejects.len() - before_rejects;
         if problems > 0 {

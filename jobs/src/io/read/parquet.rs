@@ -14,7 +14,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
-use datafusion::parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use datafusion::parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use datafusion::parquet::basic::Type as PhysicalType;
 
 use super::record::{Cell, RawBuilder};
@@ -166,7 +168,7 @@ pub(super) fn parse_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &
 
 /// The file's Arrow schema with its top-level INT96 columns as microsecond
 /// timestamps, if it has any.
-fn int96_as_micros(r: &ParquetRecordBatchReaderBuilder<Bytes>) -> Option<SchemaRef> {
+fn int96_as_micros(r: &ArrowReaderMetadata) -> Option<SchemaRef> {
     let int96: Vec<String> = r
         .parquet_schema()
         .columns()
@@ -193,14 +195,14 @@ fn read_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFi
     let file_reject = |reason: String| Reject::file_level(file, reason);
     // the embedded Arrow schema is only a type hint, and decoding it is where malformed files panic
     let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-    let reader = match ParquetRecordBatchReaderBuilder::try_new_with_options(bytes.clone(), options.clone())
-        .and_then(|r| match int96_as_micros(&r) {
+    let reader = match ArrowReaderMetadata::load(&bytes, options.clone())
+        .and_then(|m| match int96_as_micros(&m) {
             // INT96 (Spark's and Impala's default timestamps) read as nanoseconds wraps outside
             // 1677..2262 (1600-01-01 became 2184-07-20): read as microseconds, the range check sees it
-            Some(schema) => ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options.with_schema(schema)),
-            None => Ok(r),
+            Some(schema) => ArrowReaderMetadata::try_new(m.metadata().clone(), options.with_schema(schema)),
+            None => Ok(m),
         })
-        .and_then(|r| r.with_batch_size(BATCH_ROWS).build())
+        .and_then(|m| ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, m).with_batch_size(BATCH_ROWS).build())
     {
         Ok(r) => r,
         Err(e) => {

@@ -145,13 +145,12 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     DateTime::parse_from_str(s, "%a %b %d %H:%M:%S %z %Y").ok().map(|t| t.timestamp_micros())
 }
 
-/// The reason for an event time after `max`: its arrival on the stream plus `ahead`.
-fn too_far_ahead(at: i64, max: i64, ahead: std::time::Duration) -> String {
+/// The reason for an event time more than `ahead` after its arrival on the stream.
+fn too_far_ahead(at: i64, arrival: i64, ahead: std::time::Duration) -> String {
     let t = |us: i64| {
         DateTime::from_timestamp_micros(us)
             .map_or_else(|| us.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
     };
-    let arrival = max - ahead.as_micros() as i64;
     format!(
         "field created_at: {} is more than {}s ahead of the record's arrival on the stream ({}); a producer's clock is \
          likely wrong, and such a time would move the watermark past every later record (raise --max-event-ahead if \
@@ -172,9 +171,9 @@ pub(super) struct RawBuilder {
     pub(super) total: usize,
     /// `ingested_at` for records that lack one (stream arrival time).
     pub(super) default_ingested_at: Option<i64>,
-    /// The latest event time a record may have (the stream: its arrival plus
-    /// `--max-event-ahead`), and the allowance, for the reason.
-    pub(super) max_created_at: Option<(i64, std::time::Duration)>,
+    /// How far an event time may be after the record's arrival
+    /// (`default_ingested_at`; the stream's `--max-event-ahead`).
+    pub(super) max_event_ahead: Option<std::time::Duration>,
 }
 
 // positions of the string columns in `strings`
@@ -199,7 +198,7 @@ impl RawBuilder {
             pending: 0,
             total: 0,
             default_ingested_at: None,
-            max_created_at: None,
+            max_event_ahead: None,
         }
     }
 
@@ -208,10 +207,10 @@ impl RawBuilder {
     pub(super) fn push<'a>(&mut self, field: impl Fn(&str) -> Cell<'a>) -> Check<()> {
         let tweet_id = id("tweet_id", field("tweet_id"), true)?;
         let created_at = ts("created_at", field("created_at"), true)?;
-        if let (Some(at), Some((max, ahead))) = (created_at, self.max_created_at)
-            && at > max
+        if let (Some(at), Some(arrival), Some(ahead)) = (created_at, self.default_ingested_at, self.max_event_ahead)
+            && at > arrival.saturating_add(ahead.as_micros() as i64)
         {
-            return Err(too_far_ahead(at, max, ahead));
+            return Err(too_far_ahead(at, arrival, ahead));
         }
         let text = string("text", field("text"), true)?;
         let source = string("source", field("source"), true)?;
