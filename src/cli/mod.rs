@@ -123,6 +123,21 @@ impl TermCli {
     }
 }
 
+/// A name or text from the data as the terminal may show it: control
+/// characters (ESC, BEL, CR…) as `\u{1b}`, so data cannot drive the terminal.
+/// Newlines and tabs stay unless `one_line`.
+pub(crate) fn printable(s: &str, one_line: bool) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && (one_line || (c != '\n' && c != '\t')) {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn parse_background(s: &str) -> Result<sentiflow_jobs::window::Background, String> {
     use sentiflow_jobs::window::Background;
     match s {

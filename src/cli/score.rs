@@ -122,7 +122,11 @@ fn print_score(r: &score::ScoreReport) {
         if r.empty_files.is_empty() { String::new() } else { format!(" ({} empty)", r.empty_files.len()) }
     );
     if let Some(first) = r.hidden_entries.first() {
-        println!("hidden, not read  {} (names starting with _ or .; first: {first})", r.hidden_entries.len());
+        println!(
+            "hidden, not read  {} (names starting with _ or .; first: {})",
+            r.hidden_entries.len(),
+            super::printable(first, true)
+        );
     }
     println!("records read      {}", r.rows_read);
     println!("scored            {}", r.rows_scored);
@@ -145,7 +149,9 @@ fn print_score(r: &score::ScoreReport) {
         println!("stale removed     {} files of earlier runs whose rows moved or were rejected", r.stale_files_removed);
     }
     if !r.extra_fields.is_empty() {
-        println!("ignored fields    {}", r.extra_fields.iter().cloned().collect::<Vec<_>>().join(", "));
+        // field names come from the data: shown escaped, as sql shows texts
+        let names: Vec<String> = r.extra_fields.iter().map(|f| super::printable(f, true)).collect();
+        println!("ignored fields    {}", names.join(", "));
     }
     println!("partitions        {}  files {}", r.partitions.len(), r.output_files);
     if let Some(l) = &r.llm {

@@ -92,13 +92,7 @@ fn escape_controls(batch: &RecordBatch) -> Result<RecordBatch> {
     use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
     use datafusion::arrow::compute::cast;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let escape = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_control() && c != '\n' && c != '\t' { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() }
-            })
-            .collect()
-    };
+    let escape = |s: &str| super::printable(s, false);
     let mut fields = Vec::new();
     let mut cols: Vec<ArrayRef> = Vec::new();
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {

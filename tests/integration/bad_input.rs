@@ -747,3 +747,56 @@ fn int96_timestamps_are_read_without_wrapping() {
         "{rejects}"
     );
 }
+
+/// Issue 24 #19: a file with two columns named `text` (or any raw column) is rejected, naming the
+/// column, instead of silently reading the first; the other files are read.
+#[test]
+fn a_raw_column_named_twice_rejects_the_file() {
+    let d = tmp();
+    let input = mkdir(d.path(), "in");
+    let strings = |v: &[&str]| -> ArrayRef { Arc::new(StringArray::from(v.to_vec())) };
+    let at: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![1_739_178_000_000_000]).with_timezone("UTC"));
+    parquet_file(
+        &input.join("two_texts.parquet"),
+        vec![
+            ("tweet_id", strings(&["p1"])),
+            ("created_at", at),
+            ("text", strings(&["a good day"])),
+            ("source", strings(&["x"])),
+            ("text", strings(&["an awful day"])),
+        ],
+    );
+    std::fs::write(
+        input.join("two_texts.csv"),
+        "tweet_id,created_at,text,source,text\nc1,2025-02-10 10:00:00,good,x,bad\n",
+    )
+    .unwrap();
+    std::fs::write(input.join("fine.jsonl"), good(2, 10)).unwrap();
+    let out = d.path().join("out");
+    let summary = ok(&["score", "--input", &s(&input), "--out", &s(&out)]);
+    assert_eq!((figure(&summary, "scored"), figure(&summary, "files rejected")), (2, 1), "{summary}");
+    let rejects = sql_csv(&s(&out), "SELECT regexp_replace(file, '.*/', '') AS f, reason FROM rejected ORDER BY f");
+    let lines: Vec<&str> = rejects.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{rejects}");
+    assert!(lines[0].starts_with("two_texts.csv,") && lines[0].contains("more than one column named text (2 columns)"));
+    assert!(
+        lines[1].starts_with("two_texts.parquet,") && lines[1].contains("more than one column named text (2 columns)")
+    );
+}
+
+/// Issue 24 #18: names from the data (ignored fields, a hidden file) reach the terminal escaped, so a
+/// field named with an escape sequence cannot drive it.
+#[test]
+fn score_summary_escapes_control_characters_in_names_from_the_data() {
+    let d = tmp();
+    let input = mkdir(d.path(), "in");
+    let rec = "{\"tweet_id\":\"e1\",\"created_at\":\"2025-02-10T10:00:00Z\",\"text\":\"ok\",\"source\":\"x\",\
+               \"\\u001b]0;pwned\\u0007\\u001b[2J\":1}\n";
+    std::fs::write(input.join("esc.jsonl"), rec).unwrap();
+    std::fs::write(input.join("_\u{1b}[31mhidden.jsonl"), rec).unwrap();
+    let out = d.path().join("out");
+    let summary = ok(&["score", "--input", &s(&input), "--out", &s(&out)]);
+    assert!(!summary.contains('\u{1b}') && !summary.contains('\u{7}'), "{summary:?}");
+    assert!(summary.contains("ignored fields    \\u{1b}]0;pwned\\u{7}\\u{1b}[2J"), "{summary}");
+    assert!(summary.contains("_\\u{1b}[31mhidden.jsonl"), "{summary}");
+}

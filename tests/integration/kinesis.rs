@@ -349,6 +349,51 @@ fn poisoned_records_go_to_rejected_with_shard_and_sequence() {
     assert!(out.contains("ingested 0 records"), "{out}");
 }
 
+/// Issue 24 #20: a record is read as a file is. Gzip (as CloudWatch Logs
+/// subscriptions send) is decompressed and a byte-order mark dropped; UTF-16
+/// and broken gzip are rejected with the reason and the fix, not "malformed JSON".
+#[test]
+fn gzip_bom_and_utf16_records_are_read_or_named_as_files_are() {
+    use std::io::Write;
+    let Some(_) = kinesis_endpoint("kinesis encodings") else { return };
+    let rt = rt();
+    let stream = create_stream(&rt, "encodings", 1);
+    let good = |id: &str| {
+        format!(r#"{{"tweet_id":"{id}","created_at":"2025-02-10T10:00:00Z","text":"great day","source":"twitter"}}"#)
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(good("gz1").as_bytes()).unwrap();
+    let gzipped = gz.finish().unwrap();
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend(good("u16").encode_utf16().flat_map(|u| u.to_le_bytes()));
+    let records: Vec<Vec<u8>> = vec![
+        gzipped.clone(),
+        [&b"\xEF\xBB\xBF"[..], good("bom1").as_bytes()].concat(),
+        utf16,
+        gzipped[..gzipped.len() / 2].to_vec(),
+    ];
+    rt.block_on(async {
+        let c = client().await;
+        for data in &records {
+            let blob = aws_sdk_kinesis::primitives::Blob::new(data.clone());
+            c.put_record().stream_name(&stream).partition_key("k").data(blob).send().await.unwrap();
+        }
+    });
+    let d = tmp();
+    let raw = format!("{}/raw", s(d.path()));
+    let out = run_ok(ingest_cmd(&stream, &raw, &["--until-caught-up"]));
+    assert!(out.contains("ingested 4 records (2 rows, 2 rejected"), "{out}");
+    let (rows, _) = ingested(&raw);
+    assert_eq!(rows.keys().collect::<Vec<_>>(), vec!["bom1", "gz1"]);
+    let rej = rt.block_on(query(&raw, &[Table::Rejected], "SELECT reason FROM rejected ORDER BY reason"));
+    let reasons: Vec<String> =
+        (0..rej[0].num_rows()).map(|r| rej[0].column(0).as_string::<i32>().value(r).into()).collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    // ordered by reason: "the record is UTF-16 …" sorts before "the record is gzip …"
+    assert!(reasons[0].contains("UTF-16 text, not UTF-8") && reasons[0].contains("encode records as UTF-8"));
+    assert!(reasons[1].contains("gzip data that does not decompress"), "{reasons:?}");
+}
+
 #[test]
 fn two_workers_split_the_shards_without_double_reading() {
     let Some(_) = kinesis_endpoint("kinesis two workers") else { return };

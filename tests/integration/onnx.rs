@@ -127,6 +127,50 @@ fn eval_names_bad_gold_labels() {
     assert!(err.contains("--label-names negative,positive"), "{err}");
 }
 
+/// Issue 24 #13: a gold label is a class name, not any word that starts like one.
+#[test]
+fn eval_refuses_words_that_only_start_like_a_class() {
+    let d = tmp();
+    let f = d.path().join("prefix.tsv");
+    for word in ["possibly", "negligible", "neutralized"] {
+        std::fs::write(&f, format!("text\tlabel\nfine\tneutral\nhmm\t{word}\n")).unwrap();
+        let (code, err) = fails(&["eval", "--data", &s(&f)]);
+        assert_eq!(code, 2, "{word}: {err}");
+        assert!(err.contains(&format!("{word:?}")) && err.contains("not a sentiment class"), "{word}: {err}");
+    }
+    // the short names stay classes
+    std::fs::write(&f, "text\tlabel\nI love it\tPOS\nawful\tneg\nit is a chair\tneu\n").unwrap();
+    let j: serde_json::Value = serde_json::from_str(ok(&["eval", "--data", &s(&f), "--json"]).trim()).unwrap();
+    assert_eq!((j["rows"].as_u64(), j["evaluated"].as_u64()), (Some(3), Some(3)), "{j}");
+}
+
+/// Issue 24 #17: a labels file (TweetEval's layout) that opens with a byte-order
+/// mark or has spaces after a label reads every label, as the TSV path does.
+#[test]
+fn eval_labels_file_with_a_bom_and_trailing_spaces() {
+    let d = tmp();
+    let (texts, labels) = (d.path().join("texts.txt"), d.path().join("labels.txt"));
+    std::fs::write(&texts, "\u{feff}I love it\nawful day\nit is a chair\n").unwrap();
+    std::fs::write(&labels, "\u{feff}2 \n0\t\n1  \r\n").unwrap();
+    let out = ok(&[
+        "eval",
+        "--data",
+        &s(&texts),
+        "--labels-file",
+        &s(&labels),
+        "--label-names",
+        "negative,neutral,positive",
+        "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((j["rows"].as_u64(), j["evaluated"].as_u64()), (Some(3), Some(3)), "{j}");
+    // a TSV whose header opens with a byte-order mark finds its first column
+    let f = d.path().join("bom.tsv");
+    std::fs::write(&f, "\u{feff}text\tlabel\nI love it\tpositive \n").unwrap();
+    let j: serde_json::Value = serde_json::from_str(ok(&["eval", "--data", &s(&f), "--json"]).trim()).unwrap();
+    assert_eq!(j["evaluated"].as_u64(), Some(1), "{j}");
+}
+
 /// Issue 24 #10: a valid CSV whose quoted texts span lines is read as its records.
 #[test]
 fn eval_reads_a_csv_with_multi_line_quoted_texts() {

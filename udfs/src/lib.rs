@@ -62,19 +62,22 @@ pub enum Label {
 }
 
 impl Label {
-    /// The class a label name means: `negative`/`NEG`, `neutral`, `Positive`, ...
-    /// (case-insensitive prefix, surrounding spaces ignored); `None` for other names.
+    /// The class a label name means: `negative`/`neg`, `neutral`/`neu`,
+    /// `positive`/`pos`, in any case, surrounding spaces and a byte-order mark
+    /// ignored; `None` for any other name (`possibly`, `negligible` and
+    /// `neutralized` are not classes, whatever they start with).
     pub fn from_name(name: &str) -> Option<Label> {
-        let l = name.trim().to_ascii_lowercase();
-        if l.starts_with("neg") {
-            Some(Label::Negative)
-        } else if l.starts_with("neu") {
-            Some(Label::Neutral)
-        } else if l.starts_with("pos") {
-            Some(Label::Positive)
-        } else {
-            None
+        match Label::bare(name).to_ascii_lowercase().as_str() {
+            "negative" | "neg" => Some(Label::Negative),
+            "neutral" | "neu" => Some(Label::Neutral),
+            "positive" | "pos" => Some(Label::Positive),
+            _ => None,
         }
+    }
+
+    /// A label as written, without surrounding spaces or a byte-order mark.
+    pub fn bare(name: &str) -> &str {
+        name.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
     }
 
     pub fn as_str(self) -> &'static str {
@@ -180,5 +183,9 @@ mod tests {
         assert_eq!(Label::from_name(" pos"), Some(Label::Positive));
         assert_eq!(Label::from_name("neutral"), Some(Label::Neutral));
         assert_eq!(Label::from_name("2"), None);
+        assert_eq!(Label::from_name("\u{feff}NEG "), Some(Label::Negative));
+        for not_a_class in ["possibly", "negligible", "neutralized", "posh", "neg.", ""] {
+            assert_eq!(Label::from_name(not_a_class), None, "{not_a_class}");
+        }
     }
 }

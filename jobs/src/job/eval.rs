@@ -123,10 +123,14 @@ fn data_err(path: &Path, reason: impl Into<String>) -> Error {
 async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String)>> {
     let path = &a.data;
     let io = |p: &Path, source| Error::Io { path: p.display().to_string(), source };
+    // a text file may open with a byte-order mark (Excel, Notepad): not part of the first field
+    let read_text = |p: &Path| -> Result<String> {
+        let s = std::fs::read_to_string(p).map_err(|e| io(p, e))?;
+        Ok(s.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(s))
+    };
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if let Some(lf) = &a.labels_file {
-        let texts = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-        let labels = std::fs::read_to_string(lf).map_err(|e| io(lf, e))?;
+        let (texts, labels) = (read_text(path)?, read_text(lf)?);
         let (t, l): (Vec<&str>, Vec<&str>) = (texts.lines().collect(), labels.lines().collect());
         if t.len() != l.len() {
             return Err(data_err(path, format!("{} texts but {} labels in {}", t.len(), l.len(), lf.display())));
@@ -134,7 +138,7 @@ async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String
         return Ok(t.into_iter().zip(l).map(|(t, l)| (t.to_string(), l.to_string())).collect());
     }
     if ext == "tsv" {
-        let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+        let text = read_text(path)?;
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
         let col = |name: &str| {
@@ -158,7 +162,7 @@ async fn read_pairs(jc: &JobContext, a: &EvalArgs) -> Result<Vec<(String, String
             .collect();
     }
     if matches!(ext.as_str(), "jsonl" | "ndjson" | "json") {
-        let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+        let text = read_text(path)?;
         let field = |v: &serde_json::Value, name: &str, line: usize| -> Result<String> {
             match v.get(name) {
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),
@@ -278,6 +282,8 @@ fn gold_labels(args: &EvalArgs, pairs: &[(String, String)], model_labels: Option
     pairs
         .iter()
         .map(|(_, l)| {
+            // as every reader of the labels: spaces and a byte-order mark around a label are not part of it
+            let l = Label::bare(l).to_string();
             let name = match (l.parse::<usize>(), &names) {
                 (Ok(i), Some(n)) => n.get(i).cloned().unwrap_or_else(|| l.clone()),
                 _ => l.clone(),

@@ -34,6 +34,15 @@ pub(super) fn parse_csv(file: &str, data: &[u8], max_text_bytes: usize, b: &mut 
     if headers.iter().all(|h| h.is_empty()) {
         return;
     }
+    let doubled = super::doubled_raw_columns(headers.iter().map(String::as_str));
+    if !doubled.is_empty() {
+        let reason = format!(
+            "CSV header has more than one column named {}; which one to read is ambiguous: rename or drop the others",
+            doubled.join(", ")
+        );
+        out.rejects.push(Reject::new(file, Some(1), reason, headers.join(",").as_bytes()));
+        return;
+    }
     let required: Vec<&str> = schema::RAW.iter().filter(|c| !c.nullable).map(|c| c.name).collect();
     let missing: Vec<&str> = required.iter().copied().filter(|c| !headers.iter().any(|h| h == c)).collect();
     if !missing.is_empty() {

@@ -27,6 +27,9 @@ pub const DEFAULT_MAX_TEXT_BYTES: usize = 64 * 1024;
 /// How much of a rejected record is kept in `_rejected/`.
 pub const REJECT_EXCERPT_BYTES: usize = 4096;
 const BATCH_ROWS: usize = 8192;
+/// Most text a gzip stream record may decompress to (a Kinesis record is at
+/// most 1 MiB, so a larger text is a decompression bomb or a mistake).
+const MAX_RECORD_TEXT_BYTES: u64 = 64 << 20;
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +123,11 @@ impl RecordParser {
                 data,
             ));
         } else {
-            ndjson::parse_ndjson(&self.origin, data, &mut self.b, &mut self.out);
+            // as a file's bytes: gzip (CloudWatch Logs subscriptions send it) and a BOM are read, UTF-16 named
+            match text_bytes(data, Some(MAX_RECORD_TEXT_BYTES)) {
+                Ok(text) => ndjson::parse_ndjson(&self.origin, &text, &mut self.b, &mut self.out),
+                Err(problem) => self.out.rejects.push(Reject::new(&self.origin, None, problem.reason("record"), data)),
+            }
         }
         self.b.default_ingested_at = None;
         // one reject per record: a binary blob has many "lines", each unreadable
@@ -193,27 +200,14 @@ pub fn parse_file(file: &str, bytes: Bytes, opts: ReadOptions) -> ParsedFile {
         b.finish_into(&mut out);
         return out;
     }
-    let data: Vec<u8> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut d = Vec::new();
-        match flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut d) {
-            Ok(_) => d,
-            Err(e) => {
-                out.rejects.push(Reject::file_level(
-                    file,
-                    format!("gzip data is corrupt ({e}); re-deliver or delete the file"),
-                ));
-                return out;
-            }
+    let data = match text_bytes(&bytes, None) {
+        Ok(data) => data,
+        Err(problem) => {
+            out.rejects.push(Reject::file_level(file, problem.reason("file")));
+            return out;
         }
-    } else {
-        bytes.to_vec()
     };
-    if let Some(reason) = wrong_encoding(&data) {
-        out.rejects.push(Reject::file_level(file, reason));
-        return out;
-    }
-    // a UTF-8 byte order mark (Windows editors write one) is not part of the first record
-    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&data);
+    let data = &data[..];
     match format {
         Format::Ndjson => ndjson::parse_ndjson(file, data, &mut b, &mut out),
         Format::Csv => csv::parse_csv(file, data, opts.max_text_bytes, &mut b, &mut out),
@@ -224,9 +218,77 @@ pub fn parse_file(file: &str, bytes: Bytes, opts: ReadOptions) -> ParsedFile {
     out
 }
 
-/// Says why a text file is not UTF-8 when it is UTF-16 or UTF-32 (a byte
-/// order mark, or NUL bytes in every other position), with the fix.
-fn wrong_encoding(data: &[u8]) -> Option<String> {
+/// The raw columns named more than once among a file's columns (`text` twice:
+/// which one is the text cannot be told, so the file is rejected, not read by
+/// the first).
+fn doubled_raw_columns<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let names: Vec<&str> = names.into_iter().collect();
+    crate::schema::RAW
+        .iter()
+        .filter(|c| names.iter().filter(|n| **n == c.name).count() > 1)
+        .map(|c| format!("{} ({} columns)", c.name, names.iter().filter(|n| **n == c.name).count()))
+        .collect()
+}
+
+/// Why bytes cannot be read as UTF-8 text.
+enum Undecodable {
+    Gzip(String),
+    Encoding(&'static str),
+}
+
+impl Undecodable {
+    /// The reason for a reject of a `what` (file or record), with the fix.
+    fn reason(&self, what: &str) -> String {
+        match (self, what) {
+            (Undecodable::Gzip(e), "file") => format!("gzip data is corrupt ({e}); re-deliver or delete the file"),
+            (Undecodable::Gzip(e), _) => {
+                format!("the {what} is gzip data that does not decompress ({e}); producers must put whole gzip members")
+            }
+            (Undecodable::Encoding(enc), "file") => format!(
+                "the file is {enc} text, not UTF-8; convert it (iconv -f {enc} -t UTF-8 IN > OUT) and deliver it again"
+            ),
+            (Undecodable::Encoding(enc), _) => {
+                format!("the {what} is {enc} text, not UTF-8; producers must encode records as UTF-8")
+            }
+        }
+    }
+}
+
+/// The UTF-8 text of a file's or a record's bytes, as every reader takes it:
+/// gzip decompressed (at most `max_bytes` of it, when given), a UTF-8 byte
+/// order mark (Windows editors write one) dropped; UTF-16 and UTF-32 named.
+fn text_bytes(bytes: &[u8], max_bytes: Option<u64>) -> std::result::Result<std::borrow::Cow<'_, [u8]>, Undecodable> {
+    let data: std::borrow::Cow<'_, [u8]> = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut d = Vec::new();
+        let gz = flate2::read::MultiGzDecoder::new(bytes);
+        let read = match max_bytes {
+            Some(max) => gz.take(max + 1).read_to_end(&mut d),
+            None => {
+                let mut gz = gz;
+                gz.read_to_end(&mut d)
+            }
+        };
+        read.map_err(|e| Undecodable::Gzip(e.to_string()))?;
+        if let Some(max) = max_bytes.filter(|&max| d.len() as u64 > max) {
+            return Err(Undecodable::Gzip(format!("it decompresses to more than {max} bytes")));
+        }
+        d.into()
+    } else {
+        bytes.into()
+    };
+    if let Some(enc) = wrong_encoding(&data) {
+        return Err(Undecodable::Encoding(enc));
+    }
+    Ok(match data {
+        std::borrow::Cow::Borrowed(d) => d.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(d).into(),
+        std::borrow::Cow::Owned(d) if d.starts_with(b"\xEF\xBB\xBF") => d[3..].to_vec().into(),
+        owned => owned,
+    })
+}
+
+/// The encoding of text that is UTF-16 or UTF-32 (a byte order mark, or NUL
+/// bytes in every other position), not UTF-8.
+fn wrong_encoding(data: &[u8]) -> Option<&'static str> {
     let bom = [
         (&b"\xFF\xFE\x00\x00"[..], "UTF-32"),
         (&b"\x00\x00\xFE\xFF"[..], "UTF-32"),
@@ -239,10 +301,7 @@ fn wrong_encoding(data: &[u8]) -> Option<String> {
     let head = &data[..data.len().min(512)];
     let nul_pairs = head.chunks(2).filter(|p| p.len() == 2 && (p[0] == 0) != (p[1] == 0)).count();
     let looks_utf16 = head.len() >= 8 && nul_pairs * 10 >= head.len() / 2 * 9;
-    let enc = bom.or(if looks_utf16 { Some("UTF-16") } else { None })?;
-    Some(format!(
-        "the file is {enc} text, not UTF-8; convert it (iconv -f {enc} -t UTF-8 IN > OUT) and deliver it again"
-    ))
+    bom.or(if looks_utf16 { Some("UTF-16") } else { None })
 }
 
 /// Turns rejects into a batch of the `_rejected` table.

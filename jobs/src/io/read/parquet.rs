@@ -212,6 +212,14 @@ fn read_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFi
     };
     let schema = datafusion::arrow::record_batch::RecordBatchReader::schema(&reader);
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let doubled = super::doubled_raw_columns(names.iter().copied());
+    if !doubled.is_empty() {
+        out.rejects.push(file_reject(format!(
+            "Parquet file has more than one column named {}; which one to read is ambiguous: rename or drop the others",
+            doubled.join(", ")
+        )));
+        return;
+    }
     let missing: Vec<&str> =
         schema::RAW.iter().filter(|c| !c.nullable && !names.contains(&c.name)).map(|c| c.name).collect();
     if !missing.is_empty() {
