@@ -174,6 +174,7 @@ impl JobContext {
         loop {
             let df = plan().await?;
             let schema = Arc::new(df.schema().as_arrow().clone());
+            let scope = crate::io::diagnose::QueryScope::of(&df);
             match df.collect().await {
                 Ok(batches) => return Ok(Collected { schema, batches }),
                 Err(e) if self.distributed && attempt < CLUSTER_ATTEMPTS => {
@@ -186,7 +187,7 @@ impl JobContext {
                     let reason = crate::error::chain(&Error::query(e));
                     return Err(Error::Cluster { query: what.to_string(), attempts: attempt, reason });
                 }
-                Err(e) => return Err(Error::query(e)),
+                Err(e) => return Err(scope.error(e).await),
             }
         }
     }

@@ -42,6 +42,18 @@ pub enum Error {
         source: DataFusionError,
     },
 
+    /// A query failed reading a file of a table (found by [`crate::io::diagnose`]).
+    #[error(
+        "the query failed reading {file}: {reason}; move the file out of the table (or delete it) and \
+         re-run the job that wrote it"
+    )]
+    UnreadableFile {
+        file: String,
+        reason: String,
+        #[source]
+        source: DataFusionError,
+    },
+
     #[error("parquet file {location} could not be written")]
     ParquetWrite {
         location: String,

@@ -253,7 +253,11 @@ pub async fn window_terms(
     ];
     let counts = crate::sql::query(&jc.ctx, "window_term_counts", counts).await?;
     let schema = counts.schema().inner().clone();
-    let batches = counts.collect_partitioned().await.map_err(Error::query)?;
+    let scope = crate::io::diagnose::QueryScope::of(&counts);
+    let batches = match counts.collect_partitioned().await {
+        Ok(batches) => batches,
+        Err(e) => return Err(scope.error(e).await),
+    };
     crate::tables::register_batches(jc, WINDOW_TERM_COUNTS, schema, batches)?;
     let (trailing, background) = match terms.background {
         Background::Whole => (false, spec.window),

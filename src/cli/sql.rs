@@ -216,11 +216,23 @@ impl Session<'_> {
             }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("sql failed: {}", short_sql(sql)))),
         };
-        let stream = df.execute_stream().await.with_context(|| format!("query failed: {}", short_sql(sql)))?;
-        let stdout = std::io::stdout();
-        print_stream(stream, self.format, &mut crate::Stdout(stdout.lock()))
-            .await
-            .with_context(|| format!("query failed: {}", short_sql(sql)))
+        // a Parquet error names no file: the scope finds the one that cannot be read
+        let scope = sentiflow_jobs::io::diagnose::QueryScope::of(&df);
+        let printed = match df.execute_stream().await {
+            Ok(stream) => {
+                let stdout = std::io::stdout();
+                print_stream(stream, self.format, &mut crate::Stdout(stdout.lock())).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match printed {
+            Ok(()) => Ok(()),
+            Err(e) => match e.downcast::<datafusion::error::DataFusionError>() {
+                Ok(e) => Err(anyhow::Error::new(scope.error(e).await)),
+                Err(e) => Err(e),
+            }
+            .with_context(|| format!("query failed: {}", short_sql(sql))),
+        }
     }
 }
 

@@ -800,3 +800,61 @@ fn score_summary_escapes_control_characters_in_names_from_the_data() {
     assert!(summary.contains("ignored fields    \\u{1b}]0;pwned\\u{7}\\u{1b}[2J"), "{summary}");
     assert!(summary.contains("_\\u{1b}[31mhidden.jsonl"), "{summary}");
 }
+
+/// Issue 24 #14: a page whose CRC does not match (pyarrow and Spark write page checksums) rejects
+/// the file, naming it, instead of scoring the changed bytes as text. The fixture was written by
+/// pyarrow 26 (`write_page_checksum=True`, uncompressed, no dictionary).
+#[test]
+fn a_page_that_fails_its_checksum_rejects_the_file() {
+    let fixture = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/page_checksums.parquet"))
+        .expect("the fixture");
+    let d = tmp();
+    let intact = mkdir(d.path(), "intact");
+    std::fs::write(intact.join("spark.parquet"), &fixture).unwrap();
+    let summary = ok(&["score", "--input", &s(&intact), "--out", &s(&d.path().join("out1"))]);
+    assert_eq!(figure(&summary, "scored"), 3, "the intact file is read: {summary}");
+
+    let changed = mkdir(d.path(), "changed");
+    let at = fixture.windows(14).position(|w| w == b"an awful crash").expect("the text is stored plain");
+    let mut bad = fixture.clone();
+    bad[at + 3] = b'X'; // "an Xwful crash": still valid UTF-8, only the checksum can tell
+    std::fs::write(changed.join("spark.parquet"), &bad).unwrap();
+    let out = d.path().join("out2");
+    let summary = ok(&["score", "--input", &s(&changed), "--out", &s(&out)]);
+    assert_eq!((figure(&summary, "scored"), figure(&summary, "files rejected")), (0, 1), "{summary}");
+    let rejects = sql_csv(&s(&out), "SELECT file, reason FROM rejected");
+    assert!(rejects.contains("spark.parquet") && rejects.contains("checksum mismatch"), "{rejects}");
+}
+
+/// Issue 24 #15: a corrupt Parquet file inside a table fails `sql` and `aggregate` with an error
+/// that names the file and the fix, not only "Corrupt footer" or "Data corruption detected".
+#[test]
+fn a_corrupt_file_in_a_table_is_named_by_sql_and_aggregate() {
+    let d = tmp();
+    let input = mkdir(d.path(), "in");
+    std::fs::write(input.join("a.jsonl"), format!("{}{}", good(3, 10), good(3, 13))).unwrap();
+    let root = d.path().join("out");
+    ok(&["score", "--input", &s(&input), "--out", &s(&root)]);
+    let hour13 = root.join("scored/dt=2025-02-10/hour=13");
+    let file = std::fs::read_dir(&hour13)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap(); // cut in half: no footer
+    let (code, err) = fails(&["sql", "--data", &s(&root), "-c", "SELECT count(*) FROM scored_tweets"]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("hour=13/{name}")) && err.contains("move the file out of the table"), "{err}");
+    let (code, err) = fails(&["aggregate", "--out", &s(&root)]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("hour=13/{name}")) && err.contains("move the file out of the table"), "{err}");
+    // moved away, both work again on the rest; the failed aggregate let go of its output lock, so
+    // this one does not wait out the lease (60 s) of a run that is gone
+    std::fs::rename(&file, d.path().join(&name)).unwrap();
+    assert_eq!(count(&s(&root), "SELECT count(*) FROM scored_tweets"), 3);
+    let started = std::time::Instant::now();
+    ok(&["aggregate", "--out", &s(&root)]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "waited {:?}", started.elapsed());
+}

@@ -14,6 +14,7 @@ mod pipeline;
 mod rejected;
 mod report;
 mod s3;
+mod s3_faults;
 mod stream;
 mod terms;
 mod windows;

@@ -42,6 +42,11 @@ fn doc(owner: &str, until_ms: i64) -> Value {
     json!({ "owner": owner, "lease_until_ms": until_ms })
 }
 
+/// Whether a lock document is held by `owner` (unique per run: host, pid, start time).
+fn is_owned_by(doc: &Value, owner: &str) -> bool {
+    doc.get("owner").and_then(Value::as_str) == Some(owner)
+}
+
 impl OutputLock {
     /// Takes the lock `name` on the output root `out`, waiting while another
     /// live run holds it.
@@ -51,6 +56,12 @@ impl OutputLock {
         let mut last_note = std::time::Instant::now() - Duration::from_secs(3600);
         let version = loop {
             let current = states.load_doc(name).await?;
+            if let Some((v, version)) = &current
+                && is_owned_by(v, &owner)
+            {
+                // our own write landed though its answer was lost (a 500 after the PUT, then 412 on the retry)
+                break version.clone();
+            }
             let free = match &current {
                 None => true,
                 Some((v, _)) => v.get("lease_until_ms").and_then(Value::as_i64).unwrap_or(0) < now_ms(),
@@ -124,6 +135,13 @@ async fn renew(
         let until = now_ms() + LEASE.as_millis() as i64;
         match states.save_doc(&name, doc(&owner, until), Some(&v)).await {
             Ok(Ok(new)) => *v = new,
+            // a conflict with our own renewal (landed, its answer lost): the lease is still ours
+            Ok(Err(_))
+                if let Ok(Some((d, new))) = states.load_doc(&name).await
+                    && is_owned_by(&d, &owner) =>
+            {
+                *v = new
+            }
             Ok(Err(_)) | Err(_) => {
                 tracing::error!(lock = %name, "lost the output lock; stopping before more is replaced");
                 held.store(false, Ordering::SeqCst);

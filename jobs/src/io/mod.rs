@@ -2,8 +2,10 @@
 
 pub mod aws;
 pub mod checkpoint;
+pub mod diagnose;
 pub mod kinesis;
 pub mod lock;
+pub mod patient;
 pub mod read;
 pub mod retry;
 pub mod store;

@@ -53,21 +53,35 @@ pub fn build_object_store(url: &Url) -> Result<Arc<dyn ObjectStore>> {
             if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
                 b = b.with_region("us-east-1");
             }
-            let retry = RetryConfig {
-                max_retries: 10,
-                retry_timeout: Duration::from_secs(180),
-                backoff: BackoffConfig::default(),
-            };
             let store = b
-                .with_retry(retry)
+                .with_retry(s3_retry())
                 .build()
                 .map_err(|source| Error::StoreBuild { location: url.to_string(), source })?;
-            Ok(Arc::new(store))
+            Ok(Arc::new(crate::io::patient::PatientStore::new(Arc::new(store))))
         }
         other => Err(Error::Location {
             location: url.to_string(),
             reason: format!("unsupported scheme {other:?}: use a local path or s3://bucket/prefix"),
         }),
+    }
+}
+
+/// How S3 requests are retried (a 5xx, a throttle, a failed connection): up
+/// to 10 times, never past 3 minutes from the first try. Each wait is drawn
+/// between 1 s and 3× the one before, at most 30 s: at least 10 s in all, so a
+/// burst of 503s lasting seconds is waited out (object_store's default, from
+/// 100 ms doubling, gave up after 2.4–4.2 s), and about 2–3 minutes when all
+/// 10 are spent. Faults a request retry cannot mend (a listing cut off
+/// mid-body, a timed-out bulk delete) are repeated whole by [`crate::io::patient`].
+pub fn s3_retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 10,
+        retry_timeout: Duration::from_secs(180),
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            base: 3.0,
+        },
     }
 }
 

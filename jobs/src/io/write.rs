@@ -149,9 +149,16 @@ impl PartitionedWriter {
 
     /// Writes every batch of a DataFrame.
     pub async fn write_dataframe(&mut self, df: datafusion::dataframe::DataFrame) -> Result<()> {
-        let mut stream = df.execute_stream().await.map_err(Error::query)?;
+        let scope = crate::io::diagnose::QueryScope::of(&df);
+        let mut stream = match df.execute_stream().await {
+            Ok(stream) => stream,
+            Err(e) => return Err(scope.error(e).await),
+        };
         while let Some(batch) = stream.next().await {
-            self.write(&batch.map_err(Error::query)?).await?;
+            match batch {
+                Ok(batch) => self.write(&batch).await?,
+                Err(e) => return Err(scope.error(e).await),
+            }
         }
         Ok(())
     }

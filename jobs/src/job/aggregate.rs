@@ -106,6 +106,34 @@ pub async fn compute_and_write(
     let store = jc.stores.store(&out.store_url)?;
     // one run at a time replaces windows/ and windows_by_source/ under this root
     let lock = crate::io::lock::OutputLock::acquire(store.clone(), out, "aggregate").await?;
+    // a failed run lets go of the lock at once: the next run need not wait out the lease
+    match compute_and_write_locked(jc, spec, terms, range, out, &store, &lock, params).await {
+        Ok(report) => {
+            lock.release().await?;
+            Ok(report)
+        }
+        Err(e) => {
+            if let Err(release) = lock.release().await {
+                tracing::warn!(error = %release, "could not release the output lock after a failure; it expires by itself");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// [`compute_and_write`] once the output lock is held.
+#[allow(clippy::too_many_arguments)]
+async fn compute_and_write_locked(
+    jc: &JobContext,
+    spec: WindowSpec,
+    terms: &TermSpec,
+    range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    out: &Location,
+    store: &Arc<dyn ObjectStore>,
+    lock: &crate::io::lock::OutputLock,
+    params: Vec<(&str, datafusion::common::ScalarValue)>,
+) -> Result<AggregateReport> {
+    let (from, to) = range.unwrap_or((far_past(), far_future()));
     let partials = jc.collect("window_source_aggs", params).await?;
     // term counts per pane (one scan, on the cluster when there is one); small next to the rows
     let panes = match terms.top_k {
@@ -122,7 +150,7 @@ pub async fn compute_and_write(
     let mut report = AggregateReport { replaced: range, ..Default::default() };
     for (table, sql_name) in [(Table::WindowsBySource, "windows_by_source"), (Table::Windows, "windows")] {
         let df = sql::query(&jc.ctx, sql_name, vec![("window", interval_param(spec.window))]).await?;
-        let rows = write_replacing(&store, &lock, out, table, df, range, &mut report).await?;
+        let rows = write_replacing(store, lock, out, table, df, range, &mut report).await?;
         match table {
             Table::Windows => report.windows = rows,
             _ => report.windows_by_source = rows,
@@ -132,11 +160,10 @@ pub async fn compute_and_write(
     if let Some(panes) = panes {
         register_batches(jc, "term_panes", panes.schema, vec![panes.batches])?;
         let df = window_terms(jc, &spec, terms, from, to).await?;
-        report.window_terms = write_replacing(&store, &lock, out, Table::WindowTerms, df, range, &mut report).await?;
+        report.window_terms = write_replacing(store, lock, out, Table::WindowTerms, df, range, &mut report).await?;
         let _ = jc.ctx.deregister_table("term_panes");
     }
     let _ = jc.ctx.deregister_table("window_source_aggs");
-    lock.release().await?;
     tracing::info!(
         windows = report.windows,
         windows_by_source = report.windows_by_source,

@@ -41,7 +41,7 @@ pub async fn run(jc: &JobContext, input: &str, out: &str, task: BenchTask) -> Re
     let t0 = Instant::now();
     match task {
         BenchTask::Scan => {
-            let batches = sql::query(&jc.ctx, "bench_scan", vec![]).await?.collect().await.map_err(Error::query)?;
+            let batches = crate::io::diagnose::collect(sql::query(&jc.ctx, "bench_scan", vec![]).await?).await?;
             let b = batches.first().ok_or_else(|| Error::Internal("scan returned no rows".into()))?;
             let count = b.column(0).as_any().downcast_ref::<Int64Array>().filter(|a| !a.is_empty()).map(|a| a.value(0));
             let avg = b.column(1).as_any().downcast_ref::<Float64Array>().filter(|a| !a.is_empty()).map(|a| a.value(0));

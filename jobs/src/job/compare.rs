@@ -86,7 +86,7 @@ pub async fn run(jc: &JobContext, args: CompareArgs) -> Result<CompareReport> {
         }
         register_parquet_table(jc, name, Table::Scored, &loc)?;
     }
-    let batches = sql::query(&jc.ctx, "compare", vec![]).await?.collect().await.map_err(Error::query)?;
+    let batches = crate::io::diagnose::collect(sql::query(&jc.ctx, "compare", vec![]).await?).await?;
     let mut r = CompareReport::default();
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     let (mut same_label, mut signs, mut same_sign) = (0usize, 0usize, 0usize);

@@ -323,7 +323,7 @@ async fn score_timed(
         // every pass scores every text: nothing reused from the pass before
         scorer.start_run();
         let (cpu0, t0) = (process_cpu_seconds(), Instant::now());
-        let b = sql::query(&jc.ctx, name, vec![]).await?.collect().await.map_err(Error::query)?;
+        let b = crate::io::diagnose::collect(sql::query(&jc.ctx, name, vec![]).await?).await?;
         let (w, c) = (t0.elapsed().as_secs_f64(), process_cpu_seconds() - cpu0);
         if w < wall_s {
             (wall_s, cpu_s) = (w, c);

@@ -50,7 +50,7 @@ pub(super) async fn load(
     let params =
         vec![("from", timestamp_param(from)), ("to", timestamp_param(to)), ("min_n", ScalarValue::Int64(Some(MIN_N)))];
     let mut picked: Vec<(i64, Vec<String>)> = Vec::new();
-    for b in sql::query(&jc.ctx, "report_driver_windows", params).await?.collect().await.map_err(Error::query)? {
+    for b in crate::io::diagnose::collect(sql::query(&jc.ctx, "report_driver_windows", params).await?).await? {
         for start in super::times(&b, "window_start")?.into_iter().flatten() {
             picked.push((start, Vec::new()));
         }
@@ -89,7 +89,7 @@ pub(super) async fn load(
         return Ok(out);
     }
     register_windows(jc, &out)?;
-    for b in sql::query(&jc.ctx, "report_drivers", Vec::new()).await?.collect().await.map_err(Error::query)? {
+    for b in crate::io::diagnose::collect(sql::query(&jc.ctx, "report_drivers", Vec::new()).await?).await? {
         let (start, what) = (super::times(&b, "window_start")?, strs(&b, "what")?);
         let (term, kind, n) = (strs(&b, "term")?, strs(&b, "kind")?, i64s(&b, "n")?);
         let (share, lift, neg_lift) = (f64s(&b, "share_negative")?, f64s(&b, "lift")?, f64s(&b, "neg_lift")?);

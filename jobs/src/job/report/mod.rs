@@ -90,11 +90,8 @@ fn pct(n: i64, d: i64) -> String {
 }
 
 async fn rows(jc: &JobContext, name: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<RecordBatch>> {
-    sql::query(&jc.ctx, name, vec![("from", timestamp_param(from)), ("to", timestamp_param(to))])
-        .await?
-        .collect()
-        .await
-        .map_err(Error::query)
+    let df = sql::query(&jc.ctx, name, vec![("from", timestamp_param(from)), ("to", timestamp_param(to))]).await?;
+    crate::io::diagnose::collect(df).await
 }
 
 /// Renders an SVG document to PNG with the embedded font.
@@ -221,7 +218,7 @@ async fn register_tables(jc: &JobContext, root: &Location) -> Result<(i64, bool,
     let rejected = root.child(Table::Rejected.dir());
     let n_rejected = if jc.has_files(&rejected).await? {
         register_parquet_table(jc, "rejected", Table::Rejected, &rejected)?;
-        let b = sql::query(&jc.ctx, "report_rejected", vec![]).await?.collect().await.map_err(Error::query)?;
+        let b = crate::io::diagnose::collect(sql::query(&jc.ctx, "report_rejected", vec![]).await?).await?;
         b.first().map(|b| i64s(b, "n")).transpose()?.and_then(|v| v.first().copied().flatten()).unwrap_or(0)
     } else {
         0
@@ -265,7 +262,7 @@ async fn load_points(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) ->
 async fn load_summary(jc: &JobContext, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Summary> {
     let prefix = ScalarValue::Utf8(Some(sentiflow_udfs::text::LANGUAGE_REASON_PREFIX.to_string()));
     let params = vec![("from", timestamp_param(from)), ("to", timestamp_param(to)), ("language_prefix", prefix)];
-    let summary = sql::query(&jc.ctx, "report_summary", params).await?.collect().await.map_err(Error::query)?;
+    let summary = crate::io::diagnose::collect(sql::query(&jc.ctx, "report_summary", params).await?).await?;
     let sb = summary.first().ok_or_else(|| Error::Internal("summary query returned nothing".into()))?;
     let get = |name: &str| i64s(sb, name).map(|v| v.first().copied().flatten().unwrap_or(0));
     Ok(Summary {

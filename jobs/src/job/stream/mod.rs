@@ -288,7 +288,7 @@ async fn collect(
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let df = sql::query(&jc.ctx, name, params).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
-    Ok((schema, df.collect().await.map_err(Error::query)?))
+    Ok((schema, crate::io::diagnose::collect(df).await?))
 }
 
 fn percentiles(mut v: Vec<u64>) -> Option<[u64; 4]> {
@@ -834,7 +834,7 @@ impl<'a> Streamer<'a> {
             ("scorer", ScalarValue::Utf8(Some(self.scorer_id.clone()))),
             ("scored_at", ScalarValue::TimestampMicrosecond(Some(scored_at), Some("UTC".into()))),
         ];
-        let out = sql::query(&self.jc.ctx, "score", params).await?.collect().await.map_err(Error::query)?;
+        let out = crate::io::diagnose::collect(sql::query(&self.jc.ctx, "score", params).await?).await?;
         untag_batches(&out, n)
     }
 

@@ -77,7 +77,7 @@ impl StreamTerms {
         let from = emitted.map_or_else(far_past, |e| at(e - window_us + 1));
         let to = at(target - window_us + 1);
         register_parquet_files(jc, "term_panes", term_panes_schema(), Vec::new(), &self.dir)?;
-        let rows = window_terms(jc, &self.window, &self.spec, from, to).await?.collect().await.map_err(Error::query);
+        let rows = crate::io::diagnose::collect(window_terms(jc, &self.window, &self.spec, from, to).await?).await;
         let _ = jc.ctx.deregister_table("term_panes");
         rows
     }
