@@ -251,7 +251,19 @@ impl StateStore {
         match self.store.put_opts(&path, PutPayload::from(bytes), opts).await {
             Ok(r) => Ok(Ok(Version { e_tag: r.e_tag, rev })),
             Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                Ok(Err(Conflict))
+                // a conflict can be our own write: it landed, its answer was lost (a 500) and the
+                // retried PUT found the document changed. The stored document then is exactly ours.
+                match self.load_doc(name).await {
+                    Ok(Some((stored, version))) if stored == doc => {
+                        tracing::info!(
+                            doc = name,
+                            rev,
+                            "a conditional write answered with an error had landed: it stands"
+                        );
+                        Ok(Ok(version))
+                    }
+                    _ => Ok(Err(Conflict)),
+                }
             }
             Err(source) => Err(Error::Store { op: "conditional put", location: self.dir.url_of(&path), source }),
         }

@@ -59,7 +59,7 @@ impl OutputLock {
             if let Some((v, version)) = &current
                 && is_owned_by(v, &owner)
             {
-                // our own write landed though its answer was lost (a 500 after the PUT, then 412 on the retry)
+                // ours already (one owner id per run): a write of ours landed though its answer was lost
                 break version.clone();
             }
             let free = match &current {
@@ -135,13 +135,6 @@ async fn renew(
         let until = now_ms() + LEASE.as_millis() as i64;
         match states.save_doc(&name, doc(&owner, until), Some(&v)).await {
             Ok(Ok(new)) => *v = new,
-            // a conflict with our own renewal (landed, its answer lost): the lease is still ours
-            Ok(Err(_))
-                if let Ok(Some((d, new))) = states.load_doc(&name).await
-                    && is_owned_by(&d, &owner) =>
-            {
-                *v = new
-            }
             Ok(Err(_)) | Err(_) => {
                 tracing::error!(lock = %name, "lost the output lock; stopping before more is replaced");
                 held.store(false, Ordering::SeqCst);
