@@ -266,7 +266,7 @@ fn ingest_figures_hold_when_checkpoint_writes_are_answered_500() {
         // every other checkpoint write lands but is answered 500, up to 10 of them
         if r.method == "PUT" && r.target.contains("_checkpoints/") && conditional {
             let n = h.fetch_add(1, Ordering::SeqCst);
-            if n % 2 == 0 && n < 20 {
+            if n.is_multiple_of(2) && n < 20 {
                 return Fault::PassThenAnswer(500);
             }
         }
