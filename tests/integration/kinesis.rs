@@ -739,6 +739,51 @@ fn until_caught_up_takes_over_dead_workers_shards() {
     assert_eq!(rows.len(), n);
 }
 
+/// Issue 24 #8: a crashed worker whose clock ran 2 h fast left a lease ending 2 h from now. Liveness
+/// is judged by renewals seen on this worker's clock (as KCL does), so the lease is taken over after
+/// one lease length without a renewal, with a word in the log, not after 2 h.
+#[test]
+fn a_lease_dated_hours_ahead_by_a_fast_clock_is_taken_over_after_one_lease() {
+    let Some(_) = kinesis_endpoint("kinesis skewed lease") else { return };
+    let rt = rt();
+    let stream = create_stream(&rt, "skew", 1);
+    let d = tmp();
+    let raw = format!("{}/raw", s(d.path()));
+    let states = d.path().join(format!("raw/_checkpoints/ingest/{stream}"));
+    let first = produce(&stream, 200, 31, "2025-02-10T00:00:00Z");
+    run_ok(ingest_cmd(&stream, &raw, &["--until-caught-up", "--worker-id", "ghost"]));
+    let more = produce(&stream, 100, 32, "2025-02-11T00:00:00Z");
+    // the ghost "crashed" holding the lease; its clock was 2 h fast
+    let path = std::fs::read_dir(&states)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("a shard state");
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    state["owner"] = "ghost".into();
+    state["lease_until_ms"] = (chrono::Utc::now().timestamp_millis() + 2 * 3_600_000).into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+
+    let t0 = Instant::now();
+    let mut c = ingest_cmd(&stream, &raw, &["--until-caught-up", "--lease", "3s", "--worker-id", "w2", "-v"]);
+    let child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(90));
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    });
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "killed after 90 s: it waited for the 2 h lease\n{out}\n{err}");
+    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
+    assert!(err.contains("taking over a lease its holder has not renewed"), "{err}");
+    assert!(out.contains("ingested 100 records"), "{out}");
+    let (rows, n) = ingested(&raw);
+    assert_eq!(n, first.len() + more.len());
+    assert_eq!(rows.len(), n);
+    drop(watchdog);
+}
+
 /// Shard leases in a local checkpoint directory that have not expired.
 fn live_leases(dir: &std::path::Path) -> usize {
     let now = chrono::Utc::now().timestamp_millis();

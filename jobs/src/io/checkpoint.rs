@@ -136,6 +136,13 @@ pub struct Version {
     rev: u64,
 }
 
+impl Version {
+    /// The document's revision: one more on every write.
+    pub fn rev(&self) -> u64 {
+        self.rev
+    }
+}
+
 /// A conditional write lost: someone else wrote the state since we read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conflict;

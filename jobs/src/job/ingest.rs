@@ -272,7 +272,7 @@ impl Workers {
     /// Leases what is free (or expired) and starts a reader task per shard taken.
     async fn take_free_shards(&mut self, shared: &Arc<Shared>) {
         let acquired = match shared.reader.list_shards().await {
-            Ok(shards) => shared.leases.acquire(&shards, &self.running, &self.done_here).await,
+            Ok(shards) => shared.leases.acquire(&shards, &self.running, &self.done_here, &self.foreign).await,
             Err(e) => Err(e),
         };
         let acq = match acquired {

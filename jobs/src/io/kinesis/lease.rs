@@ -9,8 +9,12 @@
 //! once), readable (parents read to their end first), up to the worker's share
 //! of ceil(readable shards / live workers); it takes over at most one lease
 //! per call from a worker above its share. [`ForeignLeases`] remembers other
-//! workers' leases across calls, to tell a live holder (its lease end moves on)
-//! from a dead one (its lease runs out).
+//! workers' leases across calls, to tell a live holder from a dead one as KCL
+//! does: by watching the lease's revision on this host's clock. A lease not
+//! renewed for a whole lease length, as this worker saw it, is expired,
+//! whatever end time its holder wrote (a holder whose clock ran 2 h fast wrote
+//! an end 2 h away; trusting it kept its shards unread for 2 h). A lease first
+//! seen is watched for one lease length before it can be taken over.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -46,8 +50,8 @@ pub struct Taken {
 /// What one [`ShardLeases::acquire`] call found.
 pub struct Acquired {
     pub taken: Vec<Taken>,
-    /// Shards under another worker's live lease: shard → (owner, lease end).
-    pub leased_elsewhere: HashMap<String, (String, i64)>,
+    /// Shards under another worker's live lease: shard → what was seen of it.
+    pub leased_elsewhere: HashMap<String, Seen>,
 }
 
 impl ShardLeases {
@@ -60,11 +64,13 @@ impl ShardLeases {
     /// ceil(readable shards / live workers): one such lease per call is taken
     /// over; its old owner notices at its next conditional write and lets go).
     /// `running` are shards this worker holds; `done` are shards it finished with.
+    /// `watched` says which foreign leases went unrenewed for a lease length (expired).
     pub async fn acquire(
         &self,
         shards: &[ShardInfo],
         running: &HashSet<String>,
         done: &HashSet<String>,
+        watched: &ForeignLeases,
     ) -> Result<Acquired> {
         let ids: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
         let mut states: HashMap<String, Option<(ShardState, Version)>> = HashMap::new();
@@ -80,6 +86,11 @@ impl ShardLeases {
         let mut load: HashMap<String, usize> = HashMap::new();
         let mut readable = 0usize;
         let mut candidates: Vec<(&ShardInfo, Option<(ShardState, Version)>)> = Vec::new();
+        // another worker holds it, and this worker has not seen it go a lease length unrenewed
+        let held_elsewhere = |id: &str, st: &ShardState, v: &Version| match &st.owner {
+            Some(o) if o != &self.worker && st.lease_until_ms != 0 => !watched.expired(id, o, v.rev(), self.lease),
+            _ => false,
+        };
         for s in shards {
             if done.contains(&s.id) {
                 continue;
@@ -96,9 +107,9 @@ impl ShardLeases {
                 *load.entry(self.worker.clone()).or_default() += 1;
                 continue;
             }
-            if let Some((st, _)) = &current
-                && let Some(o) = st.owner.as_ref().filter(|_| st.lease_until_ms >= now)
-                && o != &self.worker
+            if let Some((st, v)) = &current
+                && held_elsewhere(&s.id, st, v)
+                && let Some(o) = &st.owner
             {
                 *load.entry(o.clone()).or_default() += 1;
             }
@@ -110,16 +121,18 @@ impl ShardLeases {
         let mut stole = false;
         for (s, current) in candidates {
             let has_parent = s.parents().next().is_some();
+            let live_elsewhere = current.as_ref().is_some_and(|(st, v)| held_elsewhere(&s.id, st, v));
             let (mut state, prev) = match current {
                 Some((st, v)) => (st, Some(v)),
                 None => (ShardState::new(&s.id), None),
             };
-            if !state.available_to(&self.worker, now) {
+            if live_elsewhere {
                 // another worker's live lease: take one (per call) from a worker above its share
                 let owner = state.owner.clone().unwrap_or_default();
                 let over = load.get(&owner).copied().unwrap_or(0) > target;
                 if stole || mine >= target || !over {
-                    out.leased_elsewhere.insert(s.id.clone(), (owner, state.lease_until_ms));
+                    let rev = prev.as_ref().map_or(0, Version::rev);
+                    out.leased_elsewhere.insert(s.id.clone(), Seen { owner, rev });
                     continue;
                 }
                 tracing::info!(shard = %s.id, from = %owner, mine, target, "taking a lease to balance the shards");
@@ -127,6 +140,9 @@ impl ShardLeases {
                 if let Some(n) = load.get_mut(&owner) {
                     *n -= 1;
                 }
+            } else if let Some(owner) = state.owner.as_ref().filter(|o| *o != &self.worker && state.lease_until_ms != 0)
+            {
+                tracing::warn!(shard = %s.id, holder = %owner, lease_s = self.lease.as_secs_f64(), "taking over a lease its holder has not renewed for a lease length (as this worker's clock saw it)");
             } else if mine >= target && load.len() > 1 {
                 // free, but this worker has its share: leave it for the others this round
                 continue;
@@ -198,12 +214,21 @@ impl ShardLeases {
     }
 }
 
-/// Another worker's lease on a shard, as this worker has seen it.
+/// What one [`ShardLeases::acquire`] call saw of another worker's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub owner: String,
+    /// The shard state's revision: every renewal writes a new one.
+    pub rev: u64,
+}
+
+/// Another worker's lease on a shard, as this worker has watched it.
 #[derive(Debug, Clone)]
 struct ForeignLease {
     owner: String,
-    /// Lease end when first seen.
-    first_until_ms: i64,
+    rev: u64,
+    /// When this worker last saw the revision change (or first saw the lease): its own clock.
+    changed_at: Instant,
     /// The holder renewed it since: a live worker, whose shard is left to it.
     renewed: bool,
 }
@@ -216,17 +241,37 @@ pub struct ForeignLeases {
 }
 
 impl ForeignLeases {
-    /// Tracks what one call saw: a lease whose end moved on was renewed (a live holder).
-    pub fn note(&mut self, seen: HashMap<String, (String, i64)>) {
+    /// Tracks what one call saw: a lease whose revision moved on was renewed (a live holder).
+    pub fn note(&mut self, seen: HashMap<String, Seen>) {
+        self.note_at(seen, Instant::now());
+    }
+
+    fn note_at(&mut self, seen: HashMap<String, Seen>, now: Instant) {
         self.by_shard.retain(|id, _| seen.contains_key(id));
-        for (id, (owner, until)) in seen {
+        for (id, Seen { owner, rev }) in seen {
             match self.by_shard.get_mut(&id) {
-                Some(f) if f.owner == owner => f.renewed |= until > f.first_until_ms,
+                Some(f) if f.owner == owner => {
+                    if rev != f.rev {
+                        (f.rev, f.changed_at, f.renewed) = (rev, now, true);
+                    }
+                }
                 _ => {
-                    self.by_shard.insert(id, ForeignLease { owner, first_until_ms: until, renewed: false });
+                    self.by_shard.insert(id, ForeignLease { owner, rev, changed_at: now, renewed: false });
                 }
             }
         }
+    }
+
+    /// Whether `owner`'s lease on `shard` at revision `rev` went unrenewed for
+    /// `lease` on this worker's clock; a lease never watched is not expired.
+    pub fn expired(&self, shard: &str, owner: &str, rev: u64, lease: Duration) -> bool {
+        self.expired_at(shard, owner, rev, lease, Instant::now())
+    }
+
+    fn expired_at(&self, shard: &str, owner: &str, rev: u64, lease: Duration, now: Instant) -> bool {
+        self.by_shard
+            .get(shard)
+            .is_some_and(|f| f.owner == owner && f.rev == rev && now.duration_since(f.changed_at) >= lease)
     }
 
     /// This worker took the shard.
@@ -250,8 +295,9 @@ impl ForeignLeases {
     }
 
     /// Nothing left to read but shards of live workers: a shard whose holder
-    /// has not renewed yet is waited for (its lease expires, or a renewal
-    /// shows the holder is alive); says so at most every 10 s.
+    /// has not renewed yet is waited for (a lease length without a renewal
+    /// expires it, or a renewal shows the holder is alive); says so at most
+    /// every 10 s, with the time left on this worker's clock.
     pub fn only_live_left(&mut self, lease: Duration) -> bool {
         let waiting: Vec<(&String, &ForeignLease)> = self.by_shard.iter().filter(|(_, f)| !f.renewed).collect();
         if waiting.is_empty() {
@@ -262,13 +308,13 @@ impl ForeignLeases {
         }
         self.last_wait_note = Some(Instant::now());
         for (id, f) in &waiting {
-            let ends_in = (f.first_until_ms - now_ms()).max(0) as f64 / 1000.0;
+            let left = lease.saturating_sub(f.changed_at.elapsed()).as_secs_f64();
             tracing::info!(
                 shard = %id,
                 holder = %f.owner,
-                lease_ends_in_s = ends_in,
+                takeover_in_s = left,
                 lease_s = lease.as_secs(),
-                "waiting: the shard's lease ends unless its holder renews it"
+                "waiting: the shard is taken over unless its holder renews its lease"
             );
         }
         false
@@ -281,18 +327,30 @@ mod tests {
 
     #[test]
     fn foreign_leases_tell_live_from_dead_holders() {
+        let seen = |v: &[(&str, &str, u64)]| -> HashMap<String, Seen> {
+            v.iter().map(|(s, o, rev)| (s.to_string(), Seen { owner: o.to_string(), rev: *rev })).collect()
+        };
+        let (t0, lease) = (Instant::now(), Duration::from_secs(10));
         let mut f = ForeignLeases::default();
-        f.note(HashMap::from([("s1".into(), ("a".into(), 100)), ("s2".into(), ("b".into(), 100))]));
-        assert!(!f.only_live_left(Duration::from_secs(1)), "not renewed yet: waited for");
-        // a renews, b does not
-        f.note(HashMap::from([("s1".into(), ("a".into(), 200)), ("s2".into(), ("b".into(), 100))]));
+        f.note_at(seen(&[("s1", "a", 1), ("s2", "b", 1)]), t0);
+        assert!(!f.only_live_left(lease), "not renewed yet: waited for");
+        assert!(!f.expired_at("s2", "b", 1, lease, t0 + Duration::from_secs(9)), "watched for less than a lease");
+        // a renews (its revision moves on), b does not
+        f.note_at(seen(&[("s1", "a", 2), ("s2", "b", 1)]), t0 + Duration::from_secs(5));
         assert_eq!(f.live(), vec!["s1".to_string()]);
+        // b unrenewed for a lease on this clock: expired, whatever end it wrote; a was renewed at 5 s
+        let t = t0 + Duration::from_secs(11);
+        assert!(f.expired_at("s2", "b", 1, lease, t));
+        assert!(!f.expired_at("s1", "a", 2, lease, t));
+        // a shard never watched is not expired
+        assert!(!f.expired_at("s9", "z", 1, lease, t));
         // b's shard was taken over by this worker: only a's live lease is left
         f.forget("s2");
-        assert!(f.only_live_left(Duration::from_secs(1)));
+        assert!(f.only_live_left(lease));
         assert_eq!(f.len(), 1);
-        // a new holder starts unrenewed again
-        f.note(HashMap::from([("s1".into(), ("c".into(), 300))]));
+        // a new holder starts unrenewed, and is watched anew
+        f.note_at(seen(&[("s1", "c", 3)]), t);
         assert!(f.live().is_empty());
+        assert!(!f.expired_at("s1", "c", 3, lease, t + Duration::from_secs(9)));
     }
 }

@@ -73,7 +73,7 @@ use tokio::sync::watch;
 
 use crate::context::JobContext;
 use crate::io::checkpoint::{Pending, ShardState, StateStore, Version, crash_point};
-use crate::io::kinesis::lease::{ForeignLeases, ShardLeases, now_ms};
+use crate::io::kinesis::lease::{ForeignLeases, Seen, ShardLeases, now_ms};
 use crate::io::kinesis::{KinesisReader, Position, ReadError, ShardInfo, StartPosition, StreamUrl, sleep_or_stop};
 use crate::io::read::RecordParser;
 use crate::io::retry::RetryPolicy;
@@ -552,7 +552,7 @@ impl<'a> Streamer<'a> {
             return Ok(());
         }
         let running: HashSet<String> = self.held.keys().cloned().collect();
-        let acq = self.leases.acquire(&self.shards, &running, &HashSet::new()).await?;
+        let acq = self.leases.acquire(&self.shards, &running, &HashSet::new(), &self.foreign).await?;
         self.foreign.note(acq.leased_elsewhere);
         for t in acq.taken {
             let id = t.shard.id.clone();
@@ -975,10 +975,16 @@ impl<'a> Streamer<'a> {
         let now = now_ms();
         let (doc, version) = self.emitter.clone();
         let me = self.leases.worker.clone();
-        // another worker's live emitter lease: the same live-or-dead test as other workers' shard leases
+        let rev = version.as_ref().map_or(0, crate::io::checkpoint::Version::rev);
+        // another worker's live emitter lease: the same live-or-dead test as other workers' shard
+        // leases (renewed within a lease length, as this worker's clock saw it)
         let held_elsewhere = match &doc.owner {
-            Some(o) if o != &me && doc.lease_until_ms >= now => {
-                HashMap::from([(EMITTER_DOC.to_string(), (o.clone(), doc.lease_until_ms))])
+            Some(o)
+                if o != &me
+                    && doc.lease_until_ms != 0
+                    && !self.other_emitter.expired(EMITTER_DOC, o, rev, self.leases.lease) =>
+            {
+                HashMap::from([(EMITTER_DOC.to_string(), Seen { owner: o.clone(), rev })])
             }
             _ => HashMap::new(),
         };
