@@ -42,7 +42,7 @@ pub enum Error {
         source: DataFusionError,
     },
 
-    /// A query failed reading a file of a table (found by [`crate::io::diagnose`]).
+    /// A query failed reading a file of a table (the file found by io::diagnose).
     #[error(
         "the query failed reading {file}: {reason}; move the file out of the table (or delete it) and \
          re-run the job that wrote it"

@@ -10,8 +10,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use sentiflow_udfs::{AnyLanguage, LexiconScorer, OnnxOptions, OnnxScorer, SharedScorer};
 
 use crate::Result;
-use crate::context::JobContext;
-use crate::io::store::Location;
+use crate::io::store::{Location, StoreRegistry};
 use crate::llm::cache::{AnswerCache, default_dir};
 use crate::llm::fallback::FallbackScorer;
 use crate::llm::udf::LlmScorer;
@@ -248,9 +247,10 @@ pub enum ScorerChoice {
 }
 
 impl ScorerChoice {
-    /// Loads the scorer. `out_root` is the job's data root (for the default
-    /// LLM answer cache); `None` for jobs without one (`sql`, `eval`).
-    pub async fn build(&self, jc: &JobContext, out_root: Option<&str>) -> Result<JobScorer> {
+    /// Loads the scorer. `stores` are the job's object stores (the LLM answer
+    /// cache lives in one); `out_root` is the job's data root (for the default
+    /// LLM answer cache), `None` for jobs without one (`sql`, `eval`).
+    pub async fn build(&self, stores: &StoreRegistry, out_root: Option<&str>) -> Result<JobScorer> {
         match self {
             ScorerChoice::Local { kind, any_language, fallback } => {
                 let scorer = kind.clone().build()?;
@@ -264,20 +264,20 @@ impl ScorerChoice {
                             .into(),
                     }),
                     Some(f) => {
-                        let llm = llm_scorer(jc, &f.llm, &f.cache, out_root).await?;
+                        let llm = llm_scorer(stores, &f.llm, &f.cache, out_root).await?;
                         Ok(JobScorer::Fallback(Arc::new(FallbackScorer::new(scorer, llm))))
                     }
                     None => Ok(JobScorer::Local(if *any_language { Arc::new(AnyLanguage(scorer)) } else { scorer })),
                 }
             }
-            ScorerChoice::Llm { llm, cache } => Ok(JobScorer::Llm(llm_scorer(jc, llm, cache, out_root).await?)),
+            ScorerChoice::Llm { llm, cache } => Ok(JobScorer::Llm(llm_scorer(stores, llm, cache, out_root).await?)),
         }
     }
 }
 
 /// The LLM scorer: its client and answer cache.
 async fn llm_scorer(
-    jc: &JobContext,
+    stores: &StoreRegistry,
     llm: &LlmChoice,
     cache: &LlmCache,
     out_root: Option<&str>,
@@ -290,7 +290,7 @@ async fn llm_scorer(
         LlmCache::Default => out_root.map(Location::parse).transpose()?.map(|l| default_dir(&l)),
     };
     let cache = match dir {
-        Some(d) => Some(AnswerCache::open(&jc.stores, &d, &llm.options.model, SCORE_PROMPT_VERSION)?),
+        Some(d) => Some(AnswerCache::open(stores, &d, &llm.options.model, SCORE_PROMPT_VERSION)?),
         None => None,
     };
     Ok(Arc::new(LlmScorer::new(client, cache)))

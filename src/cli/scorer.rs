@@ -199,6 +199,6 @@ impl ScorerArgs {
                 "--fallback llm takes the texts a local model refuses; --scorer llm already scores every text: drop --fallback"
             );
         }
-        Ok(self.choice().build(jc, out_root).await?)
+        Ok(self.choice().build(&jc.stores, out_root).await?)
     }
 }
