@@ -858,3 +858,52 @@ fn a_corrupt_file_in_a_table_is_named_by_sql_and_aggregate() {
     ok(&["aggregate", "--out", &s(&root)]);
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "waited {:?}", started.elapsed());
 }
+
+/// Issue 24 #1: names a filesystem or S3 allows (non-ASCII, `%`, `#`, `?`, `{}`, spaces) are read and
+/// written as they are: locally, and on S3 where the object keys are checked as written (they were
+/// percent-encoded: `--out s3://b/sortié` landed under `sorti%C3%A9/`).
+#[test]
+fn paths_with_any_allowed_characters_are_read_and_written_as_named() {
+    let d = tmp();
+    let input = mkdir(d.path(), "données");
+    let names = ["ü.json", "a#1.json", "100%.json", "q?x.json", "{b}.json", "sp ace.json", "x%41.json"];
+    for (i, n) in names.iter().enumerate() {
+        std::fs::write(input.join(n), rec(&format!("n{i}"), "2025-02-10T10:00:00Z", "a good day")).unwrap();
+    }
+    let out = d.path().join("sortié#1 x%41");
+    let summary = ok(&["score", "--input", &s(&input), "--out", &s(&out)]);
+    assert_eq!((figure(&summary, "input files"), figure(&summary, "scored")), (7, 7), "{summary}");
+    assert!(out.join("scored/dt=2025-02-10/hour=10").is_dir(), "written under the name as given");
+    assert_eq!(count(&s(&out), "SELECT count(*) FROM scored_tweets"), 7);
+    ok(&["aggregate", "--out", &s(&out)]);
+    assert!(count(&s(&out), "SELECT count(*) FROM windows") > 0);
+    // each name alone, as a file argument (glob characters in a name that exists are that name)
+    for n in names {
+        let summary = ok(&["score", "--input", &s(&input.join(n)), "--out", &s(&d.path().join("one"))]);
+        assert_eq!(figure(&summary, "records read"), 1, "{n}: {summary}");
+    }
+    // the rejects name the file as it is called
+    std::fs::write(input.join("ü.json"), "{not json\n").unwrap();
+    ok(&["score", "--input", &s(&input), "--out", &s(&out)]);
+    let files = sql_csv(&s(&out), "SELECT file FROM rejected");
+    assert!(files.contains("données/ü.json"), "{files}");
+
+    // S3: keys as written, read back by the same names
+    let Some(root) = crate::s3::s3_root("names") else { return };
+    let s3_out = format!("{root}/sortié#1 x%41");
+    let summary = ok(&["score", "--input", &s(&input), "--out", &s3_out]);
+    assert_eq!(figure(&summary, "scored"), 6, "{summary}");
+    assert_eq!(count(&s3_out, "SELECT count(*) FROM scored_tweets"), 6);
+    let summary = ok(&["score", "--input", &format!("{s3_out}/scored"), "--out", &format!("{root}/again")]);
+    assert_eq!(figure(&summary, "records read"), 6, "{summary}");
+    let loc = sentiflow_jobs::io::store::Location::parse(&s3_out).unwrap();
+    let store = sentiflow_jobs::io::store::build_object_store(&loc.store_url).unwrap();
+    let prefix = root.trim_start_matches("s3://").split_once('/').unwrap().1.to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let keys: Vec<String> = rt.block_on(async {
+        use futures::TryStreamExt;
+        let p = object_store::path::Path::parse(&prefix).unwrap();
+        store.list(Some(&p)).map_ok(|m| m.location.to_string()).try_collect().await.unwrap()
+    });
+    assert!(keys.iter().any(|k| k.starts_with(&format!("{prefix}/sortié#1 x%41/scored/dt="))), "{keys:?}");
+}

@@ -18,6 +18,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use percent_encoding::utf8_percent_encode;
 use url::Url;
 
 use crate::{Error, Result};
@@ -132,6 +133,10 @@ pub struct Location {
     pub display: String,
 }
 
+/// What a path part must escape inside a URL: everything but unreserved characters.
+const URL_PART: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'=');
+
 fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
 }
@@ -158,7 +163,15 @@ impl Location {
             let abs = abs.to_str().ok_or_else(|| bad("path is not UTF-8".into()))?.to_string();
             (Url::parse("file:///").map_err(|e| bad(e.to_string()))?, abs.trim_start_matches('/').to_string())
         };
-        let (path, glob) = if has_glob(&raw_path) {
+        // paths are kept as written (object_store's own form for both stores: a local file
+        // `données/ü.json`, an S3 key `sortié#1/x`); Path::from would percent-encode them
+        let literal = |p: &str| {
+            Path::parse(p).map_err(|e| bad(format!("{e}; rename it without control characters or empty parts")))
+        };
+        // a local name holding glob characters (`q?x.json`, `{b}.json`) that exists is that file
+        let exists_literally =
+            store_url.scheme() == "file" && std::fs::symlink_metadata(format!("/{raw_path}")).is_ok();
+        let (path, glob) = if has_glob(&raw_path) && !exists_literally {
             // the literal prefix is every segment before the first one with a glob character
             let segs: Vec<&str> = raw_path.split('/').collect();
             let first = segs.iter().position(|p| has_glob(p)).unwrap_or(segs.len());
@@ -168,9 +181,9 @@ impl Location {
                 .build()
                 .map_err(|e| bad(format!("bad glob: {e}")))?
                 .compile_matcher();
-            (Path::from(prefix), Some((raw_path.clone(), matcher)))
+            (literal(&prefix)?, Some((raw_path.clone(), matcher)))
         } else {
-            (Path::from(raw_path.trim_end_matches('/')), None)
+            (literal(raw_path.trim_end_matches('/'))?, None)
         };
         Ok(Self { store_url, path, glob, display: s.to_string() })
     }
@@ -213,12 +226,17 @@ impl Location {
         }
     }
 
-    /// URL of this location as DataFusion wants it for a directory (trailing slash).
+    /// URL of this location as DataFusion wants it for a directory (trailing
+    /// slash), every part percent-encoded: DataFusion decodes the URL's path
+    /// back into the names as written (`#`, `?`, `%`, `é` and spaces included).
     pub fn dir_url(&self) -> String {
-        match self.store_url.scheme() {
-            "file" => format!("file:///{}/", self.path),
-            _ => format!("{}/{}/", self.store_url.as_str().trim_end_matches('/'), self.path),
-        }
+        let base = match self.store_url.scheme() {
+            "file" => "file://".to_string(),
+            _ => self.store_url.as_str().trim_end_matches('/').to_string(),
+        };
+        let parts: String =
+            self.path.parts().map(|p| format!("/{}", utf8_percent_encode(p.as_ref(), URL_PART))).collect();
+        format!("{base}{parts}/")
     }
 }
 
@@ -385,7 +403,10 @@ fn walk_local(loc: &Location) -> Inputs {
             skipped.push(Skipped { path: shown, reason: "the path is not UTF-8; rename the file".into() });
             continue;
         };
-        let location = Path::from(real_str.trim_start_matches('/'));
+        let Ok(location) = Path::parse(real_str.trim_start_matches('/')) else {
+            skipped.push(Skipped { path: shown, reason: "the name holds control characters; rename the file".into() });
+            continue;
+        };
         let last_modified = meta.modified().map(chrono::DateTime::<chrono::Utc>::from).unwrap_or_default();
         files.entry(location.to_string()).or_insert(ObjectMeta {
             location,

@@ -99,6 +99,9 @@ pub async fn run(stores: &StoreRegistry, args: CompactArgs) -> Result<CompactRep
             continue;
         }
         files.sort_by(|a, b| a.location.cmp(&b.location));
+        // the directory as object_store holds it (its names as written, not re-encoded)
+        let parts: Vec<_> = files[0].location.parts().collect();
+        let dir_path = Path::from_iter(parts[..parts.len() - 1].iter().cloned());
         // groups of about target_bytes
         let mut groups: Vec<Vec<object_store::ObjectMeta>> = vec![Vec::new()];
         let mut size = 0u64;
@@ -115,7 +118,7 @@ pub async fn run(stores: &StoreRegistry, args: CompactArgs) -> Result<CompactRep
         let names: Vec<String> = groups.iter().flatten().map(|m| m.location.to_string()).collect();
         let id = format!("{:016x}", stable_hash(&names.join("\n")));
         let outputs: Vec<Path> =
-            (0..groups.len()).map(|k| Path::from(format!("{dir}/compacted-{id}-{k:03}.parquet"))).collect();
+            (0..groups.len()).map(|k| dir_path.clone().join(format!("compacted-{id}-{k:03}.parquet"))).collect();
         let marker = loc.path.clone().join("_compaction").join(format!("{id}.json"));
         let body =
             serde_json::json!({"inputs": names, "outputs": outputs.iter().map(|p| p.to_string()).collect::<Vec<_>>()});
