@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::io::checkpoint::{Pending, ShardState, StateStore, Version, crash_point};
 use crate::io::kinesis::lease::{ForeignLeases, ShardLeases, Taken};
+use crate::io::kinesis::seq_cmp;
 use crate::io::kinesis::{KinesisReader, Position, ReadError, ShardInfo, StartPosition, StreamUrl, sleep_or_stop};
 use crate::io::read::RecordParser;
 use crate::io::retry::RetryPolicy;
@@ -118,12 +119,6 @@ pub struct IngestReport {
 const MAX_BUFFER_BYTES: usize = 128 * 1024 * 1024;
 /// Kinesis allows 5 GetRecords calls per second per shard.
 const MIN_GET_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Orders Kinesis sequence numbers (decimal strings of up to 128 digits).
-pub fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
-    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-}
 
 /// Everything the shard tasks share.
 struct Shared {
@@ -608,24 +603,4 @@ async fn release(sh: &Shared, state: &mut ShardState, version: &Version, closed:
         true => Outcome::Released,
         false => Outcome::Lost,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequence_numbers_order_numerically() {
-        use std::cmp::Ordering::*;
-        assert_eq!(seq_cmp("9", "10"), Less);
-        assert_eq!(
-            seq_cmp(
-                "49590338271490256608559692538361571095921575989136588898",
-                "49590338271490256608559692538361571095921575989136588899"
-            ),
-            Less
-        );
-        assert_eq!(seq_cmp("007", "7"), Equal);
-        assert_eq!(seq_cmp("100", "99"), Greater);
-    }
 }

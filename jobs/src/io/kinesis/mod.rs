@@ -90,9 +90,30 @@ impl std::fmt::Display for StreamUrl {
     }
 }
 
+/// Orders Kinesis sequence numbers (decimal strings of up to 128 digits).
+pub fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_numbers_order_numerically() {
+        use std::cmp::Ordering::*;
+        assert_eq!(seq_cmp("9", "10"), Less);
+        assert_eq!(
+            seq_cmp(
+                "49590338271490256608559692538361571095921575989136588898",
+                "49590338271490256608559692538361571095921575989136588899"
+            ),
+            Less
+        );
+        assert_eq!(seq_cmp("007", "7"), Equal);
+        assert_eq!(seq_cmp("100", "99"), Greater);
+    }
 
     #[test]
     fn stream_urls() {

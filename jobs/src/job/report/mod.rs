@@ -126,8 +126,8 @@ pub async fn run(jc: &JobContext, args: ReportArgs) -> Result<ReportSummary> {
         });
     }
     let (n_rejected, has_alerts, has_terms) = register_tables(jc, &root).await?;
-    let from = args.from.unwrap_or_else(crate::job::aggregate::far_past);
-    let to = args.to.unwrap_or_else(crate::job::aggregate::far_future);
+    let from = args.from.unwrap_or_else(crate::window::far_past);
+    let to = args.to.unwrap_or_else(crate::window::far_future);
     if from >= to {
         return Err(Error::Option { option: "--from", reason: "must be before --to".into() });
     }
@@ -386,9 +386,8 @@ fn render(d: &ReportData) -> (String, String) {
             })
         })
         .collect();
-    let window_len = points
-        .first()
-        .map(|p| crate::job::aggregate::fmt_duration(chrono::Duration::microseconds(p.end_us - p.start_us)));
+    let window_len =
+        points.first().map(|p| crate::window::fmt_duration(chrono::Duration::microseconds(p.end_us - p.start_us)));
     let period = match (points.first(), points.last()) {
         (Some(a), Some(b)) => format!("{} – {}", fmt_ts(Some(a.start_us)), fmt_ts(Some(b.end_us))),
         _ => "no windows".into(),
