@@ -12,7 +12,6 @@ use sentiflow_jobs::io::store::Location;
 use sentiflow_jobs::job::score;
 use sentiflow_jobs::job::score::ScoreArgs;
 use sentiflow_jobs::llm::LlmSummary;
-use sentiflow_jobs::schema::Table;
 use sentiflow_jobs::scorer::RowsByScorer;
 
 #[derive(clap::Args, Debug)]
@@ -56,8 +55,7 @@ pub(crate) async fn run(jc: &JobContext, s: ScoreCli) -> Result<()> {
         scorer,
         ScoreArgs {
             input: s.input,
-            output: out.child(Table::Scored.dir()).display,
-            rejected: out.child(Table::Rejected.dir()).display,
+            out: out.display.clone(),
             format: s.format.map(|f| match f {
                 InFormat::Ndjson => Format::Ndjson,
                 InFormat::Csv => Format::Csv,

@@ -567,8 +567,7 @@ async fn the_score_job_runs_the_scorer_once_per_row() {
         sentiflow_jobs::JobScorer::Local(counting.clone()),
         ScoreArgs {
             input: sample_tweets(),
-            output: s(&d.path().join("scored")),
-            rejected: s(&d.path().join("_rejected")),
+            out: s(d.path()),
             format: None,
             max_text_bytes: 1 << 20,
         },

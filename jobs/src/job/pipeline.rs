@@ -50,8 +50,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: RunArgs) -> Re
         scorer,
         ScoreArgs {
             input: args.input.clone().unwrap_or_else(|| raw.display.clone()),
-            output: out.child(Table::Scored.dir()).display,
-            rejected: out.child(Table::Rejected.dir()).display,
+            out: out.display.clone(),
             format: None,
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
         },

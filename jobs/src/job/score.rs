@@ -24,10 +24,8 @@ use crate::{Error, Result};
 pub struct ScoreArgs {
     /// A file, a directory or a glob, local or s3://.
     pub input: String,
-    /// Root of the scored table (`…/scored`).
-    pub output: String,
-    /// Root of the dead-letter table (`…/_rejected`).
-    pub rejected: String,
+    /// The data root: the scored table goes to its `scored/`, dead letters to its `_rejected/`.
+    pub out: String,
     pub format: Option<Format>,
     pub max_text_bytes: usize,
 }
@@ -89,19 +87,20 @@ fn output_name(input_url: &str) -> String {
 
 pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> Result<ScoreReport> {
     let input = Location::parse(&args.input)?;
-    let output = Location::parse(&args.output)?;
-    let rejected = Location::parse(&args.rejected)?.child("job=score");
+    let root = Location::parse(&args.out)?;
+    let output = root.child(Table::Scored.dir());
+    let rejected = root.child(Table::Rejected.dir()).child("job=score");
     let in_store = jc.stores.store(&input.store_url)?;
     let out_store = jc.stores.store(&output.store_url)?;
     let rej_store = jc.stores.store(&rejected.store_url)?;
-    check_output_is_a_directory(&output)?;
+    check_output_is_a_directory(&root, &output)?;
 
     let crate::io::store::Inputs { files: listed, skipped, hidden } = list_inputs(in_store.as_ref(), &input).await?;
     if let Some(first) = hidden.first() {
         tracing::warn!(entries = hidden.len(), first = %first, "hidden input entries (names starting with _ or .) are not read");
     }
     // `--input .` above `--out`: the output's own tables are not input
-    let own = own_tables(&output, &input);
+    let own = own_tables(&root, &input);
     let n_listed = listed.len();
     let files: Vec<_> = listed.into_iter().filter(|m| !own.iter().any(|t| t.contains(&m.location))).collect();
     if files.is_empty() && skipped.is_empty() {
@@ -118,7 +117,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
     report.output_files_skipped = n_listed - files.len();
     report.hidden_entries = hidden;
     if report.output_files_skipped > 0 {
-        tracing::warn!(files = report.output_files_skipped, out = %output.parent().display, "the input contains the output's own tables; their files are not read");
+        tracing::warn!(files = report.output_files_skipped, out = %root.display, "the input contains the output's own tables; their files are not read");
     }
     if let Ok(n) = crate::io::store::clean_staging(out_store.as_ref(), &output).await
         && n > 0
@@ -127,9 +126,9 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
     }
     let mut previous = PreviousOutputs::list(out_store.as_ref(), &output).await?;
     // on a cluster, each file's validated rows are staged as Parquet for the executors to read
-    let staging = output.parent().child(CLUSTER_STAGING).child(&format!("score-{scored_at}-{}", std::process::id()));
+    let staging = root.child(CLUSTER_STAGING).child(&format!("score-{scored_at}-{}", std::process::id()));
     if jc.is_distributed() {
-        clean_cluster_staging(jc, &output.parent()).await;
+        clean_cluster_staging(jc, &root).await;
     }
     let opts = ReadOptions { format: args.format, max_text_bytes: args.max_text_bytes };
     let progress = Progress::files("score", report.files as u64);
@@ -297,24 +296,21 @@ async fn clean_cluster_staging(jc: &JobContext, root: &Location) {
 }
 
 /// The output's own table directories that lie under the input location.
-fn own_tables(output: &Location, input: &Location) -> Vec<Location> {
-    let root = output.parent();
+fn own_tables(root: &Location, input: &Location) -> Vec<Location> {
     Table::ALL
         .iter()
         .filter(|t| !matches!(t, Table::Raw))
         .map(|t| root.child(t.dir()))
-        .chain([output.clone()])
         .filter(|t| t.store_url == input.store_url && input.contains(&t.path) && !t.contains(&input.path))
         .collect()
 }
 
 /// `--out` must be a directory (or not exist yet); a file there is named as the problem.
-fn check_output_is_a_directory(output: &Location) -> Result<()> {
+fn check_output_is_a_directory(root: &Location, output: &Location) -> Result<()> {
     if output.is_s3() {
         return Ok(());
     }
-    let root = output.parent();
-    for loc in [&root, output] {
+    for loc in [root, output] {
         if std::fs::metadata(format!("/{}", loc.path)).is_ok_and(|m| !m.is_dir()) {
             return Err(Error::Option {
                 option: "--out",
