@@ -907,3 +907,55 @@ fn paths_with_any_allowed_characters_are_read_and_written_as_named() {
     });
     assert!(keys.iter().any(|k| k.starts_with(&format!("{prefix}/sortié#1 x%41/scored/dt="))), "{keys:?}");
 }
+
+/// Runs the binary and returns (success, stdout, its peak RSS in MiB): the child's VmHWM (its own
+/// high-water mark) read from /proc every 10 ms while it runs.
+fn run_measured(args: &[&str], dir: &Path) -> (bool, String, f64) {
+    let out_file = dir.join("measured.out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sentiflow"))
+        .args(args)
+        .env("SENTIFLOW_NO_PROGRESS", "1")
+        .stdout(std::fs::File::create(&out_file).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Some(hwm) = std::fs::read_to_string(&status_file).ok().and_then(|st| {
+            st.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        }) {
+            peak_kib = peak_kib.max(hwm);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    (status.success(), std::fs::read_to_string(&out_file).unwrap(), peak_kib as f64 / 1024.0)
+}
+
+/// Issue 24 #7: one input file whose rows span 3,000 hours is written partition by partition, one
+/// file open at a time; its memory does not grow by ~300 KB per hour reached (before: 20,000 hours
+/// took 5.8 GB). Measured with the lexicon scorer, so the model's memory does not hide it.
+#[test]
+fn a_file_spanning_thousands_of_hours_is_written_in_bounded_memory() {
+    let d = tmp();
+    let input = mkdir(d.path(), "in");
+    let start = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap();
+    let rows: String = (0..3000)
+        .map(|h| {
+            let at = (start + chrono::Duration::hours(h)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            rec(&format!("h{h}"), &at, "a good day")
+        })
+        .collect();
+    std::fs::write(input.join("hours.jsonl"), rows).unwrap();
+    let out = d.path().join("out");
+    let args = ["score", "--scorer", "lexicon", "--input", &s(&input), "--out", &s(&out)];
+    let (success, summary, peak_mib) = run_measured(&args, d.path());
+    assert!(success, "{summary}");
+    assert_eq!(figure(&summary, "scored"), 3000, "{summary}");
+    assert!(summary.contains("partitions        3000  files 3000"), "{summary}");
+    assert!(peak_mib < 400.0, "peak RSS {peak_mib:.0} MiB for 3,000 hour partitions");
+    assert_eq!(count(&s(&out), "SELECT count(DISTINCT tweet_id) FROM scored_tweets"), 3000);
+}

@@ -478,36 +478,10 @@ pub fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Requ
     Ok(Some((line.trim_end().to_string(), headers, body)))
 }
 
+/// Forwards a request (the S3 fault proxy's forwarding); the answer's status and de-chunked body.
 fn forward(up: &str, line: &str, headers: &[(String, String)], body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(up)?;
-    let mut req = format!("{line}\r\n");
-    for (k, v) in headers {
-        if k != "content-length" && k != "connection" {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    req.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(resp.len());
-    let head = String::from_utf8_lossy(&resp[..split]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(502);
-    let mut body = resp[(split + 4).min(resp.len())..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        while let Some(p) = rest.windows(2).position(|w| w == b"\r\n") {
-            let n = usize::from_str_radix(String::from_utf8_lossy(&rest[..p]).trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[p + 2..p + 2 + n]);
-            rest = &rest[p + 2 + n + 2..];
-        }
-        body = out;
-    }
+    let (head, body) = crate::s3_faults::forward_raw(up, line, headers, body)?;
+    let status = String::from_utf8_lossy(&head).split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(502);
     Ok((status, body))
 }
 

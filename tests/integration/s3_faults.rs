@@ -106,7 +106,12 @@ fn error_answer(code: u16) -> Vec<u8> {
 
 /// Forwards a request; returns the answer's head (with `connection: close`
 /// and the body's length, the body de-chunked) and body.
-fn forward_raw(up: &str, line: &str, headers: &[(String, String)], body: &[u8]) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+pub fn forward_raw(
+    up: &str,
+    line: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let mut s = TcpStream::connect(up)?;
     let mut req = format!("{line}\r\n");
     for (k, v) in headers {

@@ -68,10 +68,53 @@ impl PartitionedWriter {
     }
 
     /// Writes a batch that holds the table's columns plus its partition keys.
+    /// Every partition it reaches stays open until [`PartitionedWriter::finish`]
+    /// (about 300 KB each): for rows already in memory that may reach many
+    /// partitions, [`PartitionedWriter::write_grouped`] holds one at a time.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if batch.num_rows() == 0 {
-            return Ok(());
+        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for (row, dir) in self.partition_dirs(batch)?.into_iter().enumerate() {
+            groups.entry(dir).or_default().push(row as u32);
         }
+        for (dir, rows) in groups {
+            let part = self.rows_of(batch, rows, &dir)?;
+            self.append(&dir, &part).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes batches partition by partition, each file closed (and in place)
+    /// before the next is opened, so memory does not grow with the number of
+    /// partitions the rows reach (one input file spanning 20,000 hours held
+    /// 20,000 open writers, 5.8 GB). Returns the files written, with
+    /// [`PartitionedWriter::finish`]'s guarantees for each.
+    pub async fn write_grouped(mut self, batches: &[RecordBatch]) -> Result<Vec<WrittenFile>> {
+        let mut groups: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
+        for (b, batch) in batches.iter().enumerate() {
+            for (row, dir) in self.partition_dirs(batch)?.into_iter().enumerate() {
+                groups.entry(dir).or_default().push((b, row as u32));
+            }
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (dir, rows) in groups {
+            let mut start = 0;
+            while start < rows.len() {
+                let b = rows[start].0;
+                let end = start + rows[start..].iter().take_while(|(bb, _)| *bb == b).count();
+                let part = self.rows_of(&batches[b], rows[start..end].iter().map(|(_, r)| *r).collect(), &dir)?;
+                self.append(&dir, &part).await?;
+                start = end;
+            }
+            if let Some(f) = self.open.remove(&dir) {
+                out.push(close_file(&self.store, &self.root, dir, f).await?);
+            }
+        }
+        out.extend(self.finish().await?);
+        Ok(out)
+    }
+
+    /// The partition directory (`dt=…/hour=…`) of every row of a batch.
+    fn partition_dirs(&self, batch: &RecordBatch) -> Result<Vec<String>> {
         let keys: Vec<StringArray> = self
             .table
             .partition_keys()
@@ -87,7 +130,7 @@ impl PartitionedWriter {
                     .unwrap_or_else(|| StringArray::from(Vec::<&str>::new())))
             })
             .collect::<Result<_>>()?;
-        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        let mut dirs = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
             let mut dir = String::new();
             for (k, col) in self.table.partition_keys().iter().zip(&keys) {
@@ -99,49 +142,59 @@ impl PartitionedWriter {
                 }
                 dir.push_str(&format!("{k}={}", col.value(row)));
             }
-            groups.entry(dir).or_default().push(row as u32);
+            dirs.push(dir);
         }
+        Ok(dirs)
+    }
+
+    /// The table's columns of some rows of a batch.
+    fn rows_of(&self, batch: &RecordBatch, rows: Vec<u32>, dir: &str) -> Result<RecordBatch> {
         let schema = self.table.schema();
-        for (dir, rows) in groups {
-            let idx = UInt32Array::from(rows);
-            let cols: Vec<ArrayRef> = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    let c = batch.column_by_name(f.name()).ok_or_else(|| {
-                        Error::Internal(format!("query result for {} lacks column {}", self.table.sql_name(), f.name()))
-                    })?;
-                    let c = take(c.as_ref(), &idx, None).map_err(|e| Error::arrow(f.name().to_string(), e))?;
-                    cast(&c, f.data_type()).map_err(|e| Error::arrow(f.name().to_string(), e))
-                })
-                .collect::<Result<_>>()?;
-            let part = RecordBatch::try_new(schema.clone(), cols)
-                .map_err(|e| Error::arrow(format!("{} rows for {dir}", self.table.sql_name()), e))?;
-            if !self.open.contains_key(&dir) {
-                let mut path = self.root.path.clone();
-                for seg in dir.split('/') {
-                    path = path.join(seg);
-                }
-                let path = path.join(self.file_name.as_str());
-                let staged = crate::io::store::staging_path(&self.root, &path);
-                let target = staged.clone().unwrap_or_else(|| path.clone());
-                let writer = AsyncArrowWriter::try_new(
-                    BufWriter::new(self.store.clone(), target),
-                    schema.clone(),
-                    Some(parquet_props()),
-                )
-                .map_err(|source| Error::ParquetWrite { location: self.root.url_of(&path), source })?;
-                self.open.insert(dir.clone(), OpenFile { path, staged, rows: 0, writer });
+        let idx = UInt32Array::from(rows);
+        let cols: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let c = batch.column_by_name(f.name()).ok_or_else(|| {
+                    Error::Internal(format!("query result for {} lacks column {}", self.table.sql_name(), f.name()))
+                })?;
+                let c = take(c.as_ref(), &idx, None).map_err(|e| Error::arrow(f.name().to_string(), e))?;
+                cast(&c, f.data_type()).map_err(|e| Error::arrow(f.name().to_string(), e))
+            })
+            .collect::<Result<_>>()?;
+        RecordBatch::try_new(schema.clone(), cols)
+            .map_err(|e| Error::arrow(format!("{} rows for {dir}", self.table.sql_name()), e))
+    }
+
+    /// Appends rows to the partition's file, opening it first if needed.
+    async fn append(&mut self, dir: &str, part: &RecordBatch) -> Result<()> {
+        if part.num_rows() == 0 {
+            return Ok(());
+        }
+        if !self.open.contains_key(dir) {
+            let mut path = self.root.path.clone();
+            for seg in dir.split('/') {
+                path = path.join(seg);
             }
-            if let Some(f) = self.open.get_mut(&dir) {
-                f.rows += part.num_rows();
-                let perr = |source| Error::ParquetWrite { location: self.root.url_of(&f.path), source };
-                f.writer.write(&part).await.map_err(perr)?;
-                if f.writer.in_progress_size() >= ROW_GROUP_MAX_BYTES {
-                    f.writer.flush().await.map_err(perr)?;
-                    // for the crash tests: dies (as kill -9 would) with a large file half written
-                    crate::io::checkpoint::crash_point("parquet_write");
-                }
+            let path = path.join(self.file_name.as_str());
+            let staged = crate::io::store::staging_path(&self.root, &path);
+            let target = staged.clone().unwrap_or_else(|| path.clone());
+            let writer = AsyncArrowWriter::try_new(
+                BufWriter::new(self.store.clone(), target),
+                part.schema(),
+                Some(parquet_props()),
+            )
+            .map_err(|source| Error::ParquetWrite { location: self.root.url_of(&path), source })?;
+            self.open.insert(dir.to_string(), OpenFile { path, staged, rows: 0, writer });
+        }
+        if let Some(f) = self.open.get_mut(dir) {
+            f.rows += part.num_rows();
+            let perr = |source| Error::ParquetWrite { location: self.root.url_of(&f.path), source };
+            f.writer.write(part).await.map_err(perr)?;
+            if f.writer.in_progress_size() >= ROW_GROUP_MAX_BYTES {
+                f.writer.flush().await.map_err(perr)?;
+                // for the crash tests: dies (as kill -9 would) with a large file half written
+                crate::io::checkpoint::crash_point("parquet_write");
             }
         }
         Ok(())
@@ -165,18 +218,29 @@ impl PartitionedWriter {
 
     /// Closes every file and moves staged ones into place; they are durable
     /// and visible when this returns, and no partial file ever was.
-    pub async fn finish(self) -> Result<Vec<WrittenFile>> {
-        let mut out = Vec::with_capacity(self.open.len());
-        for (partition, f) in self.open {
-            let location = self.root.url_of(&f.path);
-            f.writer.close().await.map_err(|source| Error::ParquetWrite { location, source })?;
-            if let Some(staged) = &f.staged {
-                crate::io::store::publish(self.store.as_ref(), &self.root, staged, &f.path).await?;
-            }
-            out.push(WrittenFile { path: f.path, partition, rows: f.rows });
+    pub async fn finish(mut self) -> Result<Vec<WrittenFile>> {
+        let open = std::mem::take(&mut self.open);
+        let mut out = Vec::with_capacity(open.len());
+        for (partition, f) in open {
+            out.push(close_file(&self.store, &self.root, partition, f).await?);
         }
         Ok(out)
     }
+}
+
+/// Closes one file and moves it into place if it was staged.
+async fn close_file(
+    store: &Arc<dyn ObjectStore>,
+    root: &Location,
+    partition: String,
+    f: OpenFile,
+) -> Result<WrittenFile> {
+    let location = root.url_of(&f.path);
+    f.writer.close().await.map_err(|source| Error::ParquetWrite { location, source })?;
+    if let Some(staged) = &f.staged {
+        crate::io::store::publish(store.as_ref(), root, staged, &f.path).await?;
+    }
+    Ok(WrittenFile { path: f.path, partition, rows: f.rows })
 }
 
 /// Writes one whole batch as a single Parquet file (no partitioning).
@@ -201,11 +265,10 @@ pub async fn write_raw_and_rejects(
     batches: &[RecordBatch],
     rejects: &[crate::io::read::Reject],
 ) -> Result<u64> {
-    let mut writer = PartitionedWriter::new(store.clone(), raw_root.clone(), Table::Raw, name);
-    for b in batches {
-        writer.write(&with_hour_partitions(b, "created_at")?).await?;
-    }
-    let mut files = writer.finish().await?.len() as u64;
+    let writer = PartitionedWriter::new(store.clone(), raw_root.clone(), Table::Raw, name);
+    let batches: Vec<RecordBatch> =
+        batches.iter().map(|b| with_hour_partitions(b, "created_at")).collect::<Result<_>>()?;
+    let mut files = writer.write_grouped(&batches).await?.len() as u64;
     if !rejects.is_empty() {
         let batch = crate::io::read::rejects_batch(rejects, chrono::Utc::now().timestamp_micros())?;
         write_file(store.as_ref(), rejected_dir, &rejected_dir.path.clone().join(name), &batch).await?;

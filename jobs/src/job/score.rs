@@ -195,16 +195,16 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
                 remove_staged(jc, dir).await;
             }
             let batches = scored?.batches;
-            let mut writer = PartitionedWriter::new(out_store.clone(), output.clone(), Table::Scored, name.clone());
             for b in &batches {
                 let unscorable = null_count(b, "sentiment_score");
                 report.rows_unscorable += unscorable;
                 report.rows_other_language += crate::io::write::language_refusals(b);
                 report.by_scorer.add(b);
                 report.rows_scored += b.num_rows() - unscorable;
-                writer.write(b).await?;
             }
-            for f in writer.finish().await? {
+            // one partition's file open at a time: a file spanning 20,000 hours is 20,000 files
+            let writer = PartitionedWriter::new(out_store.clone(), output.clone(), Table::Scored, name.clone());
+            for f in writer.write_grouped(&batches).await? {
                 report.partitions.insert(f.partition);
                 report.output_files += 1;
                 written.push(f.path);

@@ -1411,11 +1411,8 @@ async fn write_table(
     name: &str,
     batches: &[RecordBatch],
 ) -> Result<u64> {
-    let mut w = PartitionedWriter::new(store.clone(), root, table, name.to_string());
-    for b in batches {
-        w.write(b).await?;
-    }
-    Ok(w.finish().await?.iter().map(|f| f.rows as u64).sum())
+    let w = PartitionedWriter::new(store.clone(), root, table, name.to_string());
+    Ok(w.write_grouped(batches).await?.iter().map(|f| f.rows as u64).sum())
 }
 
 /// The figures the alert rules read, from emitted `windows` rows, in time order.
