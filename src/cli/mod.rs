@@ -149,8 +149,7 @@ fn parse_background(s: &str) -> Result<sentiflow_jobs::window::Background, Strin
 /// A location argument with its time templates expanded (see timeexpr); a
 /// local path that exists as written (a file named `{b}.json`) is that path.
 pub(crate) fn expand_location(s: &str) -> Result<String, String> {
-    let local = !s.contains("://") || s.starts_with("file://");
-    if local && s.contains('{') && std::fs::symlink_metadata(s.strip_prefix("file://").unwrap_or(s)).is_ok() {
+    if s.contains('{') && sentiflow_jobs::io::store::is_existing_local(s) {
         return Ok(s.to_string());
     }
     sentiflow_jobs::timeexpr::expand(s).map_err(|e| e.to_string())

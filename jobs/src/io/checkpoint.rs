@@ -118,15 +118,6 @@ impl ShardState {
         }
         Ok(state)
     }
-
-    /// Whether `worker` may take the shard at `now_ms`.
-    pub fn available_to(&self, worker: &str, now_ms: i64) -> bool {
-        match &self.owner {
-            None => true,
-            Some(o) if o == worker => true,
-            Some(_) => self.lease_until_ms < now_ms,
-        }
-    }
 }
 
 /// The version a state was read at: what a conditional write compares against.
@@ -417,9 +408,6 @@ mod tests {
         };
         assert_eq!(ShardState::from_value(&s.to_value()).unwrap(), s);
         assert!(ShardState::from_value(&json!({})).is_err());
-        assert!(s.available_to("w1", 100));
-        assert!(s.available_to("w2", 100), "expired lease");
-        assert!(!s.available_to("w2", 1));
     }
 
     #[tokio::test]

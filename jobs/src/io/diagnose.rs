@@ -105,12 +105,9 @@ fn provider_urls(provider: &dyn TableProvider) -> Vec<ListingTableUrl> {
     Vec::new()
 }
 
-/// A file the table reads: a Parquet file below its location, none of whose
-/// path parts (below the location) starts with `_` or `.`.
+/// A file the table reads: a Parquet file below its location, not hidden (as the tables are registered).
 fn is_visible_parquet(url: &ListingTableUrl, m: &object_store::ObjectMeta) -> bool {
-    let below = m.location.prefix_match(url.prefix()).map(|parts| parts.collect::<Vec<_>>()).unwrap_or_default();
-    m.location.as_ref().ends_with(".parquet")
-        && below.iter().all(|p| !p.as_ref().starts_with('_') && !p.as_ref().starts_with('.'))
+    m.location.as_ref().ends_with(".parquet") && !crate::io::store::is_hidden(url.prefix(), &m.location)
 }
 
 /// Reads every row group of a file; the reader's error as text.

@@ -42,11 +42,6 @@ fn doc(owner: &str, until_ms: i64) -> Value {
     json!({ "owner": owner, "lease_until_ms": until_ms })
 }
 
-/// Whether a lock document is held by `owner` (unique per run: host, pid, start time).
-fn is_owned_by(doc: &Value, owner: &str) -> bool {
-    doc.get("owner").and_then(Value::as_str) == Some(owner)
-}
-
 impl OutputLock {
     /// Takes the lock `name` on the output root `out`, waiting while another
     /// live run holds it.
@@ -56,12 +51,6 @@ impl OutputLock {
         let mut last_note = std::time::Instant::now() - Duration::from_secs(3600);
         let version = loop {
             let current = states.load_doc(name).await?;
-            if let Some((v, version)) = &current
-                && is_owned_by(v, &owner)
-            {
-                // ours already (one owner id per run): a write of ours landed though its answer was lost
-                break version.clone();
-            }
             let free = match &current {
                 None => true,
                 Some((v, _)) => v.get("lease_until_ms").and_then(Value::as_i64).unwrap_or(0) < now_ms(),

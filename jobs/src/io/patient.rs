@@ -22,7 +22,7 @@ use object_store::{
     PutOptions, PutPayload, PutResult,
 };
 
-use crate::io::retry::{Jitter, RetryPolicy};
+use crate::io::retry::{Jitter, RetryPolicy, Retryable, retrying};
 
 /// Whole-operation retries after the first attempt.
 pub const OPERATION_RETRIES: u32 = 4;
@@ -50,37 +50,48 @@ impl std::fmt::Display for PatientStore {
     }
 }
 
-/// Whether a failed operation is worth repeating: a fault object_store did not
-/// retry itself (a body cut off mid-read, a timed-out POST). Not found,
-/// conflicts, permissions and faults it already retried are final.
+/// A failed store operation, judged for [`crate::io::retry::retrying`]: worth
+/// repeating when object_store did not retry it itself (a body cut off
+/// mid-read, a timed-out POST). Not found, conflicts, permissions and faults
+/// it already retried are final.
+struct StoreFault(object_store::Error);
+
+impl Retryable for StoreFault {
+    fn is_retryable(&self) -> bool {
+        is_repeatable(&self.0)
+    }
+    fn message(&self) -> String {
+        crate::error::chain(&self.0)
+    }
+}
+
 fn is_repeatable(e: &object_store::Error) -> bool {
     match e {
-        object_store::Error::Generic { .. } => {
-            let text = crate::error::chain(e);
-            !text.contains("retries, max_retries")
-        }
+        object_store::Error::Generic { .. } => !crate::error::chain(e).contains("retries, max_retries"),
         _ => false,
     }
 }
 
-/// Runs `op` until it succeeds, fails for good, or the retries are spent.
+/// Runs `op` until it succeeds, fails for good, or the retries are spent; a failure to be
+/// repeated is logged as a warning.
 async fn repeat<T, F, Fut>(what: &str, jitter: &Jitter, mut op: F) -> object_store::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = object_store::Result<T>>,
 {
-    let mut retry = 0;
-    loop {
-        match op().await {
-            Err(e) if is_repeatable(&e) && retry < POLICY.max_retries => {
-                retry += 1;
-                let wait = jitter.delay(&POLICY, retry);
-                tracing::warn!(op = what, retry, wait_s = wait.as_secs_f64(), error = %crate::error::chain(&e), "object store operation failed; repeating it");
-                tokio::time::sleep(wait).await;
-            }
-            other => return other,
+    retrying(what, &POLICY, jitter, |retry| {
+        let attempt = op();
+        async move {
+            attempt.await.map_err(|e| {
+                if is_repeatable(&e) && retry < POLICY.max_retries {
+                    tracing::warn!(op = what, retry, error = %crate::error::chain(&e), "object store operation failed; repeating it");
+                }
+                StoreFault(e)
+            })
         }
-    }
+    })
+    .await
+    .map_err(|(StoreFault(e), _)| e)
 }
 
 #[async_trait::async_trait]

@@ -72,19 +72,35 @@ impl Jitter {
     }
 }
 
-/// Calls `attempt` until it succeeds, fails with [`Failure::Fatal`], or the policy's
+/// A failure [`retrying`] can judge: whether another attempt may help, and what to log.
+pub trait Retryable {
+    fn is_retryable(&self) -> bool;
+    fn message(&self) -> String;
+}
+
+impl Retryable for Failure {
+    fn is_retryable(&self) -> bool {
+        Failure::is_retryable(self)
+    }
+    fn message(&self) -> String {
+        Failure::message(self).to_string()
+    }
+}
+
+/// Calls `attempt` until it succeeds, fails for good (a [`Failure::Fatal`]), or the policy's
 /// retries are spent, sleeping a full-jitter backoff before each retry. `attempt`
 /// gets the retry number (0 for the first try). The error is the last failure and
 /// the number of retries made.
-pub async fn retrying<T, F, Fut>(
+pub async fn retrying<T, E, F, Fut>(
     what: &str,
     policy: &RetryPolicy,
     jitter: &Jitter,
     mut attempt: F,
-) -> Result<T, (Failure, u32)>
+) -> Result<T, (E, u32)>
 where
+    E: Retryable,
     F: FnMut(u32) -> Fut,
-    Fut: std::future::Future<Output = Result<T, Failure>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut retry = 0u32;
     loop {

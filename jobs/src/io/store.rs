@@ -137,6 +137,13 @@ pub struct Location {
 const URL_PART: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'=');
 
+/// Whether `s`, a local path or `file://` URL as written, names an existing
+/// entry: such a name is that entry, whatever glob or template characters it holds.
+pub fn is_existing_local(s: &str) -> bool {
+    let local = !s.contains("://") || s.starts_with("file://");
+    local && std::fs::symlink_metadata(s.strip_prefix("file://").unwrap_or(s)).is_ok()
+}
+
 fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
 }
@@ -169,9 +176,9 @@ impl Location {
             Path::parse(p).map_err(|e| bad(format!("{e}; rename it without control characters or empty parts")))
         };
         // a local name holding glob characters (`q?x.json`, `{b}.json`) that exists is that file
-        let exists_literally =
-            store_url.scheme() == "file" && std::fs::symlink_metadata(format!("/{raw_path}")).is_ok();
-        let (path, glob) = if has_glob(&raw_path) && !exists_literally {
+        let is_glob =
+            has_glob(&raw_path) && !(store_url.scheme() == "file" && is_existing_local(&format!("/{raw_path}")));
+        let (path, glob) = if is_glob {
             // the literal prefix is every segment before the first one with a glob character
             let segs: Vec<&str> = raw_path.split('/').collect();
             let first = segs.iter().position(|p| has_glob(p)).unwrap_or(segs.len());
@@ -423,7 +430,7 @@ fn walk_local(loc: &Location) -> Inputs {
 
 /// Returns true when a path below `prefix` is hidden: a segment starts with `_` or `.`
 /// (`_SUCCESS`, `_checkpoints/`, `.crc`, temp files).
-fn is_hidden(prefix: &Path, p: &Path) -> bool {
+pub(crate) fn is_hidden(prefix: &Path, p: &Path) -> bool {
     let skip = prefix.parts().count();
     p.parts().skip(skip).any(|part| hidden_name(part.as_ref()))
 }

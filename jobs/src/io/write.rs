@@ -89,21 +89,18 @@ impl PartitionedWriter {
     /// 20,000 open writers, 5.8 GB). Returns the files written, with
     /// [`PartitionedWriter::finish`]'s guarantees for each.
     pub async fn write_grouped(mut self, batches: &[RecordBatch]) -> Result<Vec<WrittenFile>> {
-        let mut groups: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
+        // partition → batch → its rows there (a partition's rows are copied one batch at a time)
+        let mut groups: BTreeMap<String, BTreeMap<usize, Vec<u32>>> = BTreeMap::new();
         for (b, batch) in batches.iter().enumerate() {
             for (row, dir) in self.partition_dirs(batch)?.into_iter().enumerate() {
-                groups.entry(dir).or_default().push((b, row as u32));
+                groups.entry(dir).or_default().entry(b).or_default().push(row as u32);
             }
         }
         let mut out = Vec::with_capacity(groups.len());
-        for (dir, rows) in groups {
-            let mut start = 0;
-            while start < rows.len() {
-                let b = rows[start].0;
-                let end = start + rows[start..].iter().take_while(|(bb, _)| *bb == b).count();
-                let part = self.rows_of(&batches[b], rows[start..end].iter().map(|(_, r)| *r).collect(), &dir)?;
+        for (dir, by_batch) in groups {
+            for (b, rows) in by_batch {
+                let part = self.rows_of(&batches[b], rows, &dir)?;
                 self.append(&dir, &part).await?;
-                start = end;
             }
             if let Some(f) = self.open.remove(&dir) {
                 out.push(close_file(&self.store, &self.root, dir, f).await?);

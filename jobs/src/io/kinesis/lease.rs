@@ -38,6 +38,9 @@ pub struct ShardLeases {
     pub start: StartPosition,
 }
 
+/// A shard's stored state and its version, if it has one.
+type Stored = Option<(ShardState, Version)>;
+
 /// A shard leased by [`ShardLeases::acquire`].
 pub struct Taken {
     pub shard: ShardInfo,
@@ -85,12 +88,8 @@ impl ShardLeases {
         // live leases per worker, to balance: each of n workers aims at ceil(open shards / n)
         let mut load: HashMap<String, usize> = HashMap::new();
         let mut readable = 0usize;
-        let mut candidates: Vec<(&ShardInfo, Option<(ShardState, Version)>)> = Vec::new();
-        // another worker holds it, and this worker has not seen it go a lease length unrenewed
-        let held_elsewhere = |id: &str, st: &ShardState, v: &Version| match &st.owner {
-            Some(o) if o != &self.worker && st.lease_until_ms != 0 => !watched.expired(id, o, v.rev(), self.lease),
-            _ => false,
-        };
+        // with each: the other worker whose live lease holds it
+        let mut candidates: Vec<(&ShardInfo, Stored, Option<String>)> = Vec::new();
         for s in shards {
             if done.contains(&s.id) {
                 continue;
@@ -107,28 +106,27 @@ impl ShardLeases {
                 *load.entry(self.worker.clone()).or_default() += 1;
                 continue;
             }
-            if let Some((st, v)) = &current
-                && held_elsewhere(&s.id, st, v)
-                && let Some(o) = &st.owner
-            {
+            let holder = current.as_ref().and_then(|(st, v)| {
+                watched.live_holder(&s.id, st.owner.as_ref(), st.lease_until_ms, v.rev(), &self.worker, self.lease)
+            });
+            let holder = holder.cloned();
+            if let Some(o) = &holder {
                 *load.entry(o.clone()).or_default() += 1;
             }
-            candidates.push((s, current));
+            candidates.push((s, current, holder));
         }
         load.entry(self.worker.clone()).or_default();
         let target = readable.div_ceil(load.len().max(1));
         let mut mine = load.get(&self.worker).copied().unwrap_or(0);
         let mut stole = false;
-        for (s, current) in candidates {
+        for (s, current, holder) in candidates {
             let has_parent = s.parents().next().is_some();
-            let live_elsewhere = current.as_ref().is_some_and(|(st, v)| held_elsewhere(&s.id, st, v));
             let (mut state, prev) = match current {
                 Some((st, v)) => (st, Some(v)),
                 None => (ShardState::new(&s.id), None),
             };
-            if live_elsewhere {
+            if let Some(owner) = holder {
                 // another worker's live lease: take one (per call) from a worker above its share
-                let owner = state.owner.clone().unwrap_or_default();
                 let over = load.get(&owner).copied().unwrap_or(0) > target;
                 if stole || mine >= target || !over {
                     let rev = prev.as_ref().map_or(0, Version::rev);
@@ -140,8 +138,7 @@ impl ShardLeases {
                 if let Some(n) = load.get_mut(&owner) {
                     *n -= 1;
                 }
-            } else if let Some(owner) = state.owner.as_ref().filter(|o| *o != &self.worker && state.lease_until_ms != 0)
-            {
+            } else if let Some(owner) = foreign_owner(state.owner.as_ref(), state.lease_until_ms, &self.worker) {
                 tracing::warn!(shard = %s.id, holder = %owner, lease_s = self.lease.as_secs_f64(), "taking over a lease its holder has not renewed for a lease length (as this worker's clock saw it)");
             } else if mine >= target && load.len() > 1 {
                 // free, but this worker has its share: leave it for the others this round
@@ -214,6 +211,12 @@ impl ShardLeases {
     }
 }
 
+/// The other worker that owns a lease: an owner that is not `me`, the lease not given up
+/// (a release writes its end as 0).
+fn foreign_owner<'a>(owner: Option<&'a String>, lease_until_ms: i64, me: &str) -> Option<&'a String> {
+    owner.filter(|o| o.as_str() != me && lease_until_ms != 0)
+}
+
 /// What one [`ShardLeases::acquire`] call saw of another worker's lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
@@ -262,10 +265,19 @@ impl ForeignLeases {
         }
     }
 
-    /// Whether `owner`'s lease on `shard` at revision `rev` went unrenewed for
-    /// `lease` on this worker's clock; a lease never watched is not expired.
-    pub fn expired(&self, shard: &str, owner: &str, rev: u64, lease: Duration) -> bool {
-        self.expired_at(shard, owner, rev, lease, Instant::now())
+    /// The holder of another worker's lease on `key` (`owner`, ended at
+    /// `lease_until_ms`, at revision `rev`) when it is live: not given up, and
+    /// not seen by this worker (`me`) going `lease` unrenewed on its own clock.
+    pub fn live_holder<'a>(
+        &self,
+        key: &str,
+        owner: Option<&'a String>,
+        lease_until_ms: i64,
+        rev: u64,
+        me: &str,
+        lease: Duration,
+    ) -> Option<&'a String> {
+        foreign_owner(owner, lease_until_ms, me).filter(|o| !self.expired_at(key, o, rev, lease, Instant::now()))
     }
 
     fn expired_at(&self, shard: &str, owner: &str, rev: u64, lease: Duration, now: Instant) -> bool {

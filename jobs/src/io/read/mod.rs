@@ -225,8 +225,10 @@ fn doubled_raw_columns<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Stri
     let names: Vec<&str> = names.into_iter().collect();
     crate::schema::RAW
         .iter()
-        .filter(|c| names.iter().filter(|n| **n == c.name).count() > 1)
-        .map(|c| format!("{} ({} columns)", c.name, names.iter().filter(|n| **n == c.name).count()))
+        .filter_map(|c| match names.iter().filter(|n| **n == c.name).count() {
+            n if n > 1 => Some(format!("{} ({n} columns)", c.name)),
+            _ => None,
+        })
         .collect()
 }
 
@@ -260,15 +262,12 @@ impl Undecodable {
 fn text_bytes(bytes: &[u8], max_bytes: Option<u64>) -> std::result::Result<std::borrow::Cow<'_, [u8]>, Undecodable> {
     let data: std::borrow::Cow<'_, [u8]> = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut d = Vec::new();
-        let gz = flate2::read::MultiGzDecoder::new(bytes);
-        let read = match max_bytes {
-            Some(max) => gz.take(max + 1).read_to_end(&mut d),
-            None => {
-                let mut gz = gz;
-                gz.read_to_end(&mut d)
-            }
-        };
-        read.map_err(|e| Undecodable::Gzip(e.to_string()))?;
+        // one byte past the bound, to tell "exactly the bound" from "more"
+        let limit = max_bytes.map_or(u64::MAX, |max| max + 1);
+        flate2::read::MultiGzDecoder::new(bytes)
+            .take(limit)
+            .read_to_end(&mut d)
+            .map_err(|e| Undecodable::Gzip(e.to_string()))?;
         if let Some(max) = max_bytes.filter(|&max| d.len() as u64 > max) {
             return Err(Undecodable::Gzip(format!("it decompresses to more than {max} bytes")));
         }
@@ -281,7 +280,10 @@ fn text_bytes(bytes: &[u8], max_bytes: Option<u64>) -> std::result::Result<std::
     }
     Ok(match data {
         std::borrow::Cow::Borrowed(d) => d.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(d).into(),
-        std::borrow::Cow::Owned(d) if d.starts_with(b"\xEF\xBB\xBF") => d[3..].to_vec().into(),
+        std::borrow::Cow::Owned(mut d) if d.starts_with(b"\xEF\xBB\xBF") => {
+            d.drain(..3); // in place: no second copy of a decompressed file
+            d.into()
+        }
         owned => owned,
     })
 }

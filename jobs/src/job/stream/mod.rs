@@ -978,15 +978,17 @@ impl<'a> Streamer<'a> {
         let rev = version.as_ref().map_or(0, crate::io::checkpoint::Version::rev);
         // another worker's live emitter lease: the same live-or-dead test as other workers' shard
         // leases (renewed within a lease length, as this worker's clock saw it)
-        let held_elsewhere = match &doc.owner {
-            Some(o)
-                if o != &me
-                    && doc.lease_until_ms != 0
-                    && !self.other_emitter.expired(EMITTER_DOC, o, rev, self.leases.lease) =>
-            {
-                HashMap::from([(EMITTER_DOC.to_string(), Seen { owner: o.clone(), rev })])
-            }
-            _ => HashMap::new(),
+        let holder = self.other_emitter.live_holder(
+            EMITTER_DOC,
+            doc.owner.as_ref(),
+            doc.lease_until_ms,
+            rev,
+            &me,
+            self.leases.lease,
+        );
+        let held_elsewhere = match holder {
+            Some(o) => HashMap::from([(EMITTER_DOC.to_string(), Seen { owner: o.clone(), rev })]),
+            None => HashMap::new(),
         };
         let other = !held_elsewhere.is_empty();
         self.other_emitter.note(held_elsewhere);
