@@ -6,8 +6,8 @@ use super::scorer::ScorerArgs;
 use anyhow::Result;
 use clap::ValueEnum;
 use sentiflow_jobs::JobContext;
-use sentiflow_jobs::io::read::DEFAULT_MAX_TEXT_BYTES;
 use sentiflow_jobs::io::read::Format;
+use sentiflow_jobs::io::read::{DEFAULT_CHUNK_BYTES, DEFAULT_MAX_TEXT_BYTES};
 use sentiflow_jobs::io::store::Location;
 use sentiflow_jobs::job::score;
 use sentiflow_jobs::job::score::ScoreArgs;
@@ -29,6 +29,11 @@ pub(crate) struct ScoreCli {
     /// Longer texts are rejected to _rejected/ instead of scored.
     #[arg(long, default_value_t = DEFAULT_MAX_TEXT_BYTES)]
     max_text_bytes: usize,
+    /// A file is read, scored and written in chunks of about this much text, so memory is
+    /// bounded by the chunk, not the file; a file larger than one chunk writes one file per
+    /// chunk and partition.
+    #[arg(long, default_value_t = (DEFAULT_CHUNK_BYTES >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    chunk_mib: u64,
     #[command(flatten)]
     scorer: ScorerArgs,
     #[command(flatten)]
@@ -62,6 +67,7 @@ pub(crate) async fn run(jc: &JobContext, s: ScoreCli) -> Result<()> {
                 InFormat::Parquet => Format::Parquet,
             }),
             max_text_bytes: s.max_text_bytes,
+            chunk_bytes: (s.chunk_mib as usize) << 20,
         },
     )
     .await?;

@@ -959,3 +959,89 @@ fn a_file_spanning_thousands_of_hours_is_written_in_bounded_memory() {
     assert!(peak_mib < 400.0, "peak RSS {peak_mib:.0} MiB for 3,000 hour partitions");
     assert_eq!(count(&s(&out), "SELECT count(DISTINCT tweet_id) FROM scored_tweets"), 3000);
 }
+
+/// Issue 24 #6: a large file is read, scored and written in chunks, so memory follows the chunk,
+/// not the file (before: the file, its rows and their scores all at once; a 2.6 GB NDJSON file
+/// peaked at 6.6 GB). The same file in one chunk (as before) is the control. Rejects in later
+/// chunks keep the file's line numbers; a CSV record spanning lines is never cut between chunks;
+/// a gzip file is decompressed as it is read; a re-run in larger chunks leaves no file of the
+/// smaller ones behind (rows once).
+#[test]
+fn a_large_file_is_scored_in_chunks_in_bounded_memory() {
+    let d = tmp();
+    let input = mkdir(d.path(), "in");
+    // about 48 MB of NDJSON over 24 hours, 2 KB texts; line 20,001 is malformed
+    let words = "a good day, nothing more to say about it than that:".split(' ').collect::<Vec<_>>();
+    let text: String = (0..400).map(|i| words[i % words.len()]).collect::<Vec<_>>().join(" ");
+    let n = 24_000usize;
+    let mut body = String::with_capacity(n * 2200);
+    for i in 0..n {
+        if i == 20_000 {
+            body.push_str("{\"tweet_id\": \"broken\n");
+        }
+        let at = format!("2025-03-01T{:02}:{:02}:{:02}Z", i % 24, (i / 24) % 60, i % 60);
+        body.push_str(&rec(&format!("t{i}"), &at, &format!("{text} {i}")));
+    }
+    let file = input.join("big.jsonl");
+    std::fs::write(&file, &body).unwrap();
+    let head: String = body.lines().take(100).map(|l| format!("{l}\n")).collect();
+    std::fs::write(d.path().join("head.jsonl"), head).unwrap();
+    let file_mib = body.len() as f64 / (1 << 20) as f64;
+    drop(body);
+    let score = |input: &Path, out: &str, chunk_mib: &str| {
+        let args = ["score", "--scorer", "lexicon", "--chunk-mib", chunk_mib, "--input", &s(input), "--out", out];
+        let (success, summary, peak_mib) = run_measured(&args, d.path());
+        assert!(success, "{summary}");
+        (summary, peak_mib)
+    };
+    let (_, base) = score(&d.path().join("head.jsonl"), &s(&d.path().join("head")), "1");
+    let out = d.path().join("out");
+    let data = s(&out);
+    let (summary, chunked) = score(&file, &data, "1");
+    assert_eq!(figure(&summary, "scored"), n, "{summary}");
+    assert_eq!(figure(&summary, "rejected"), 1, "{summary}");
+    assert_eq!(count(&data, "SELECT count(DISTINCT tweet_id) FROM scored_tweets"), n as i64);
+    assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets"), n as i64);
+    assert_eq!(count(&data, "SELECT min(line) FROM rejected WHERE job = 'score'"), 20_001, "the file's own line");
+    let files = |dir: &str| files_below(&out.join(dir)).len();
+    let (scored_files, reject_files) = (files("scored"), files("_rejected"));
+    assert!(scored_files > 24 * 10, "one file per chunk and hour: {scored_files}");
+    // the control, and a re-run in larger chunks: it replaces the smaller chunks' files
+    let (again, whole) = score(&file, &data, "4096");
+    assert_eq!(count(&data, "SELECT count(*) FROM scored_tweets"), n as i64, "{again}");
+    assert_eq!(count(&data, "SELECT count(*) FROM rejected WHERE job = 'score'"), 1);
+    assert_eq!((files("scored"), files("_rejected")), (24, reject_files), "{again}");
+    assert!(figure(&again, "stale removed") >= scored_files - 24, "{again}");
+    let (grown, grown_whole) = (chunked - base, whole - base);
+    eprintln!(
+        "peak RSS: 100 lines {base:.0} MiB; {file_mib:.0} MiB file: 1 MiB chunks {chunked:.0}, one chunk {whole:.0}"
+    );
+    assert!(
+        grown < 32.0 && grown < 0.4 * grown_whole,
+        "peak RSS over a 100-line run's ({base:.0} MiB) for a {file_mib:.0} MiB file: {grown:.0} MiB in 1 MiB \
+         chunks, {grown_whole:.0} MiB in one"
+    );
+
+    // CSV whose quoted texts span lines, with a chunk far smaller than the file; and gzip NDJSON
+    let csv_dir = mkdir(d.path(), "csv");
+    let mut csv = String::from("tweet_id,created_at,text,source\n");
+    let rows = 40_000;
+    for i in 0..rows {
+        csv.push_str(&format!("c{i},2025-03-02T01:00:00Z,\"first line, \"\"quoted\"\"\nsecond line {i}\",x\n"));
+    }
+    csv.push_str("bad,not a time,\"text\",x\n"); // line 1 + 2 x 40,000 + 1
+    std::fs::write(csv_dir.join("multi.csv"), &csv).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, good(30_000, 3).as_bytes()).unwrap();
+    std::fs::write(csv_dir.join("g.jsonl.gz"), gz.finish().unwrap()).unwrap();
+    let out2 = d.path().join("out2");
+    let args = ["score", "--scorer", "lexicon", "--chunk-mib", "1", "--input", &s(&csv_dir), "--out", &s(&out2)];
+    let summary = ok(&args);
+    assert_eq!(figure(&summary, "scored"), rows + 30_000, "{summary}");
+    assert_eq!(figure(&summary, "rejected"), 1, "{summary}");
+    let data2 = s(&out2);
+    let texts = "SELECT count(*) FROM scored_tweets WHERE text LIKE 'first line, \"quoted\"\nsecond line %'";
+    assert_eq!(count(&data2, texts), rows as i64, "every multi-line text whole");
+    assert_eq!(count(&data2, "SELECT min(line) FROM rejected WHERE job = 'score'"), 2 + 2 * rows as i64);
+    assert!(files_below(&out2.join("scored")).len() > 2, "the files were read in several chunks");
+}

@@ -565,7 +565,13 @@ async fn the_score_job_runs_the_scorer_once_per_row() {
     let r = score::run(
         &jc,
         sentiflow_jobs::JobScorer::Local(counting.clone()),
-        ScoreArgs { input: sample_tweets(), out: s(d.path()), format: None, max_text_bytes: 1 << 20 },
+        ScoreArgs {
+            input: sample_tweets(),
+            out: s(d.path()),
+            format: None,
+            max_text_bytes: 1 << 20,
+            chunk_bytes: sentiflow_jobs::io::read::DEFAULT_CHUNK_BYTES,
+        },
     )
     .await
     .unwrap();

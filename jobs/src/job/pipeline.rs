@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::Result;
 use crate::context::JobContext;
-use crate::io::read::DEFAULT_MAX_TEXT_BYTES;
+use crate::io::read::{DEFAULT_CHUNK_BYTES, DEFAULT_MAX_TEXT_BYTES};
 use crate::io::store::Location;
 use crate::job::aggregate::{self, AggregateArgs, AggregateReport, WindowSpec};
 use crate::job::generate::{self, GenerateArgs, GenerateReport};
@@ -53,6 +53,7 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: RunArgs) -> Re
             out: out.display.clone(),
             format: None,
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
         },
     )
     .await?;

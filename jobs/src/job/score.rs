@@ -13,8 +13,8 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::context::JobContext;
-use crate::io::read::{Format, ParsedFile, ReadOptions, Reject, parse_file, rejects_batch};
-use crate::io::store::{Location, delete_if_exists, fetch, list_inputs, stable_hash};
+use crate::io::read::{Format, ParsedFile, ReadOptions, Reject, read_chunks, rejects_batch};
+use crate::io::store::{Location, delete_if_exists, list_inputs, stable_hash};
 use crate::io::write::{PartitionedWriter, null_count, write_file};
 use crate::progress::Progress;
 use crate::schema::Table;
@@ -28,6 +28,9 @@ pub struct ScoreArgs {
     pub out: String,
     pub format: Option<Format>,
     pub max_text_bytes: usize,
+    /// A file is read, scored and written in chunks of about this much text
+    /// (memory is bounded by the chunk); each chunk writes its own files.
+    pub chunk_bytes: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -80,9 +83,26 @@ fn spread(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
     parts
 }
 
-/// Output file name for an input file: stable across runs.
-fn output_name(input_url: &str) -> String {
-    format!("part-{:016x}.parquet", stable_hash(input_url))
+/// The names of an input file's outputs start with this key: stable across runs.
+fn output_key(input_url: &str) -> String {
+    format!("part-{:016x}", stable_hash(input_url))
+}
+
+/// Output file name for chunk `k` of an input file (the first chunk's is the
+/// key alone, as before files were read in chunks).
+fn chunk_name(key: &str, k: usize) -> String {
+    match k {
+        0 => format!("{key}.parquet"),
+        k => format!("{key}-{k:05}.parquet"),
+    }
+}
+
+/// The input key of an output file's name ([`output_key`]), or the name itself.
+fn key_of(file_name: &str) -> &str {
+    match file_name.get(..21) {
+        Some(key) if key.starts_with("part-") && key[5..].bytes().all(|c| c.is_ascii_hexdigit()) => key,
+        _ => file_name,
+    }
 }
 
 pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> Result<ScoreReport> {
@@ -132,87 +152,59 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
     }
     let opts = ReadOptions { format: args.format, max_text_bytes: args.max_text_bytes };
     let progress = Progress::files("score", report.files as u64);
-    let dead = DeadLetters { store: rej_store.as_ref(), loc: &rejected, at: scored_at };
+    let mut dead = DeadLetters {
+        store: rej_store.as_ref(),
+        loc: &rejected,
+        at: scored_at,
+        previous: PreviousOutputs::list(rej_store.as_ref(), &rejected).await?,
+    };
 
     for s in &skipped {
         tracing::warn!(file = %s.path, reason = %s.reason, "input entry not read");
-        dead.write(&output_name(&s.path), &[Reject::file_level(&s.path, s.reason.clone())]).await?;
+        let key = output_key(&s.path);
+        let written = dead.write(&chunk_name(&key, 0), &[Reject::file_level(&s.path, s.reason.clone())]).await?;
+        dead.remove_stale(&key, written.as_slice()).await?;
         report.files_rejected += 1;
         progress.inc(1);
     }
     // where the time goes: reading and validating, staging (cluster), the scoring query, writing
     let mut phases = Phases::default();
+    let chunk = Chunk { jc, scorer: &scorer, scored_at, store: &out_store, output: &output, staging: &staging };
     for meta in &files {
-        let t0 = std::time::Instant::now();
         let url = input.url_of(&meta.location);
-        let name = output_name(&url);
-        let parsed = match fetch(in_store.as_ref(), &input, &meta.location).await {
-            Ok(bytes) => tokio::task::block_in_place(|| parse_file(&url, bytes, opts)),
-            Err(e) if is_bad_input(&input, &e) => {
-                let mut p = ParsedFile::default();
-                p.rejects
-                    .push(Reject::file_level(&url, format!("{}; fix it or remove the file", crate::error::chain(&e))));
-                p
+        let key = output_key(&url);
+        let mut chunks =
+            read_chunks(in_store.clone(), input.clone(), meta.location.clone(), url.clone(), opts, args.chunk_bytes);
+        let (mut written, mut dead_written, mut records) = (Vec::new(), Vec::new(), 0);
+        for k in 0.. {
+            let t0 = std::time::Instant::now();
+            let parsed = match chunks.recv().await {
+                None => break,
+                Some(Ok(parsed)) => parsed,
+                Some(Err(e)) if is_bad_input(&input, &e) => {
+                    let mut p = ParsedFile::default();
+                    let reason = format!("{}; fix it or remove the file", crate::error::chain(&e));
+                    p.rejects.push(Reject::file_level(&url, reason));
+                    p
+                }
+                Some(Err(e)) => return Err(e),
+            };
+            let name = chunk_name(&key, k);
+            records += parsed.rows + parsed.rejects.len();
+            report.count_read(&parsed);
+            dead_written.extend(dead.write(&name, &parsed.rejects).await?);
+            phases.read += t0.elapsed();
+            if parsed.rows > 0 {
+                written.extend(chunk.score(parsed.batches, &name, &mut report, &mut phases).await?);
             }
-            Err(e) => return Err(e),
-        };
-        if parsed.empty {
+        }
+        if records == 0 {
             tracing::warn!(file = %url, "input file holds no records");
             report.empty_files.push(url.clone());
         }
-        let file_level = parsed.rejects.iter().filter(|r| r.line.is_none()).count();
-        report.files_rejected += file_level;
-        report.rows_rejected += parsed.rejects.len() - file_level;
-        report.rows_read += parsed.rows + parsed.rejects.len() - file_level;
-        report.extra_fields.extend(parsed.extra_fields.iter().cloned());
-        for r in parsed.rejects.iter().take(3) {
-            tracing::warn!(file = %r.file, line = ?r.line, reason = %r.reason, "rejected record");
-        }
-        dead.write(&name, &parsed.rejects).await?;
-        phases.read += t0.elapsed();
-
-        let mut written = Vec::new();
-        if parsed.rows > 0 {
-            let t0 = std::time::Instant::now();
-            let parts = spread(parsed.batches, jc.ctx.state().config().target_partitions());
-            let staged = match jc.is_distributed() {
-                true => Some(stage(jc, &staging.child(name.trim_end_matches(".parquet")), parts).await?),
-                false => {
-                    crate::tables::register_batches(jc, "raw_tweets", Table::Raw.schema(), parts)?;
-                    None
-                }
-            };
-            let params = vec![
-                ("scorer", ScalarValue::Utf8(Some(scorer.id().to_string()))),
-                ("scored_at", ScalarValue::TimestampMicrosecond(Some(scored_at), Some("UTC".into()))),
-            ];
-            phases.stage += t0.elapsed();
-            let t0 = std::time::Instant::now();
-            let scored = jc.collect("score", params).await;
-            phases.query += t0.elapsed();
-            let t0 = std::time::Instant::now();
-            if let Some(dir) = &staged {
-                remove_staged(jc, dir).await;
-            }
-            let batches = scored?.batches;
-            for b in &batches {
-                let unscorable = null_count(b, "sentiment_score");
-                report.rows_unscorable += unscorable;
-                report.rows_other_language += crate::io::write::language_refusals(b);
-                report.by_scorer.add(b);
-                report.rows_scored += b.num_rows() - unscorable;
-            }
-            // one partition's file open at a time: a file spanning 20,000 hours is 20,000 files
-            let writer = PartitionedWriter::new(out_store.clone(), output.clone(), Table::Scored, name.clone());
-            for f in writer.write_grouped(&batches).await? {
-                report.partitions.insert(f.partition);
-                report.output_files += 1;
-                written.push(f.path);
-            }
-            phases.write += t0.elapsed();
-        }
-        // this input's files of earlier runs in partitions it no longer reaches
-        report.stale_files_removed += previous.remove_stale(out_store.as_ref(), &output, &name, &written).await?;
+        // this input's files of earlier runs in partitions (or chunks) it no longer reaches
+        report.stale_files_removed += previous.remove_stale(out_store.as_ref(), &output, &key, &written).await?;
+        dead.remove_stale(&key, &dead_written).await?;
         progress.inc(1);
     }
     progress.finish(report.files as u64);
@@ -239,6 +231,89 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
     );
     report.llm = scorer.llm_summary();
     Ok(report)
+}
+
+impl ScoreReport {
+    /// A chunk's records, rejects and fields read.
+    fn count_read(&mut self, parsed: &ParsedFile) {
+        let file_level = parsed.rejects.iter().filter(|r| r.line.is_none()).count();
+        self.files_rejected += file_level;
+        self.rows_rejected += parsed.rejects.len() - file_level;
+        self.rows_read += parsed.rows + parsed.rejects.len() - file_level;
+        self.extra_fields.extend(parsed.extra_fields.iter().cloned());
+        for r in parsed.rejects.iter().take(3) {
+            tracing::warn!(file = %r.file, line = ?r.line, reason = %r.reason, "rejected record");
+        }
+    }
+
+    /// A chunk's scored rows.
+    fn count_scored(&mut self, batches: &[RecordBatch]) {
+        for b in batches {
+            let unscorable = null_count(b, "sentiment_score");
+            self.rows_unscorable += unscorable;
+            self.rows_other_language += crate::io::write::language_refusals(b);
+            self.by_scorer.add(b);
+            self.rows_scored += b.num_rows() - unscorable;
+        }
+    }
+}
+
+/// What scoring one chunk of a file needs.
+struct Chunk<'a> {
+    jc: &'a JobContext,
+    scorer: &'a crate::JobScorer,
+    scored_at: i64,
+    store: &'a std::sync::Arc<dyn ObjectStore>,
+    output: &'a Location,
+    /// On a cluster: where chunks are staged for the executors.
+    staging: &'a Location,
+}
+
+impl Chunk<'_> {
+    /// Scores a chunk's rows (`sql/score.sql`) and writes them as `name` in each
+    /// partition they reach; returns the files written.
+    async fn score(
+        &self,
+        rows: Vec<RecordBatch>,
+        name: &str,
+        report: &mut ScoreReport,
+        phases: &mut Phases,
+    ) -> Result<Vec<Path>> {
+        let jc = self.jc;
+        let t0 = std::time::Instant::now();
+        let parts = spread(rows, jc.ctx.state().config().target_partitions());
+        let staged = match jc.is_distributed() {
+            true => Some(stage(jc, &self.staging.child(name.trim_end_matches(".parquet")), parts).await?),
+            false => {
+                crate::tables::register_batches(jc, "raw_tweets", Table::Raw.schema(), parts)?;
+                None
+            }
+        };
+        let params = vec![
+            ("scorer", ScalarValue::Utf8(Some(self.scorer.id().to_string()))),
+            ("scored_at", ScalarValue::TimestampMicrosecond(Some(self.scored_at), Some("UTC".into()))),
+        ];
+        phases.stage += t0.elapsed();
+        let t0 = std::time::Instant::now();
+        let scored = jc.collect("score", params).await;
+        phases.query += t0.elapsed();
+        let t0 = std::time::Instant::now();
+        if let Some(dir) = &staged {
+            remove_staged(jc, dir).await;
+        }
+        let batches = scored?.batches;
+        report.count_scored(&batches);
+        // one partition's file open at a time: a file spanning 20,000 hours is 20,000 files
+        let writer = PartitionedWriter::new(self.store.clone(), self.output.clone(), Table::Scored, name.to_string());
+        let mut written = Vec::new();
+        for f in writer.write_grouped(&batches).await? {
+            report.partitions.insert(f.partition);
+            report.output_files += 1;
+            written.push(f.path);
+        }
+        phases.write += t0.elapsed();
+        Ok(written)
+    }
 }
 
 /// Time spent per phase of `score`, over all files (logged at the end).
@@ -339,28 +414,35 @@ fn is_bad_input(input: &Location, e: &Error) -> bool {
     }
 }
 
-/// Writes (or, when a re-run finds none, removes) the dead letters of one input.
+/// Writes the dead letters of each input chunk, and removes those an input's
+/// earlier runs left that this run did not write again.
 struct DeadLetters<'a> {
     store: &'a dyn ObjectStore,
     loc: &'a Location,
     at: i64,
+    previous: PreviousOutputs,
 }
 
 impl DeadLetters<'_> {
-    /// `name`: the input's output name ([`output_name`]).
-    async fn write(&self, name: &str, rejects: &[Reject]) -> Result<()> {
-        let path = self.loc.path.clone().join(name);
+    /// `name`: the chunk's output name ([`chunk_name`]); the file written, if any.
+    async fn write(&self, name: &str, rejects: &[Reject]) -> Result<Option<Path>> {
         if rejects.is_empty() {
-            return delete_if_exists(self.store, self.loc, &path).await;
+            return Ok(None);
         }
+        let path = self.loc.path.clone().join(name);
         let batch = rejects_batch(rejects, self.at)?;
-        write_file(self.store, self.loc, &path, &batch).await
+        write_file(self.store, self.loc, &path, &batch).await?;
+        Ok(Some(path))
+    }
+
+    async fn remove_stale(&mut self, key: &str, keep: &[Path]) -> Result<usize> {
+        self.previous.remove_stale(self.store, self.loc, key, keep).await
     }
 }
 
-/// The scored table's files before this run, by file name: an input's rows
-/// may move to other partitions (or vanish) between runs, and its old files
-/// there must go, or the rows would count twice.
+/// A table's files before this run, by input key ([`key_of`]): an input's
+/// rows may move to other partitions or chunks (or vanish) between runs, and
+/// its old files there must go, or the rows would count twice.
 struct PreviousOutputs {
     by_name: std::collections::HashMap<String, Vec<Path>>,
     /// Partial files of older versions (`name#n`), never complete.
@@ -376,7 +458,7 @@ impl PreviousOutputs {
             if name.contains('#') {
                 orphans.push(m.location);
             } else {
-                by_name.entry(name).or_default().push(m.location);
+                by_name.entry(key_of(&name).to_string()).or_default().push(m.location);
             }
         }
         Ok(Self { by_name, orphans })
@@ -386,11 +468,11 @@ impl PreviousOutputs {
         &mut self,
         store: &dyn ObjectStore,
         output: &Location,
-        name: &str,
+        key: &str,
         keep: &[Path],
     ) -> Result<usize> {
         let mut n = 0;
-        for p in self.by_name.remove(name).unwrap_or_default() {
+        for p in self.by_name.remove(key).unwrap_or_default() {
             if !keep.contains(&p) {
                 delete_if_exists(store, output, &p).await?;
                 n += 1;

@@ -19,20 +19,36 @@ fn reader(data: &[u8], delim: u8) -> csv::Reader<&[u8]> {
     csv::ReaderBuilder::new().delimiter(delim).flexible(true).has_headers(false).from_reader(data)
 }
 
-pub(super) fn parse_csv(file: &str, data: &[u8], max_text_bytes: usize, b: &mut RawBuilder, out: &mut ParsedFile) {
-    let delim = if file.to_ascii_lowercase().trim_end_matches(".gz").ends_with(".tsv") { b'\t' } else { b',' };
+/// The field delimiter of a file: a tab for `.tsv`, else a comma.
+pub(super) fn delimiter(file: &str) -> u8 {
+    if file.to_ascii_lowercase().trim_end_matches(".gz").ends_with(".tsv") { b'\t' } else { b',' }
+}
+
+/// Reads a header and the records after it. `data` is the file's text, or a
+/// later piece of it with the header put before it: its rows' line numbers
+/// are shifted by `line_offset`. Whether the header names the raw columns
+/// (false: the file is rejected by its header, or has none).
+pub(super) fn parse_csv(
+    file: &str,
+    data: &[u8],
+    max_text_bytes: usize,
+    line_offset: i64,
+    b: &mut RawBuilder,
+    out: &mut ParsedFile,
+) -> bool {
+    let delim = delimiter(file);
     let mut rdr = reader(data, delim);
     let mut rec = csv::ByteRecord::new();
     let headers: Vec<String> = match rdr.read_byte_record(&mut rec) {
         Ok(true) => rec.iter().map(|f| String::from_utf8_lossy(f).trim().to_string()).collect(),
-        Ok(false) => return, // empty file
+        Ok(false) => return false, // empty file
         Err(e) => {
             out.rejects.push(Reject::new(file, Some(1), format!("unreadable CSV header: {e}"), &[]));
-            return;
+            return false;
         }
     };
     if headers.iter().all(|h| h.is_empty()) {
-        return;
+        return false;
     }
     let doubled = super::doubled_raw_columns(headers.iter().map(String::as_str));
     if !doubled.is_empty() {
@@ -41,7 +57,7 @@ pub(super) fn parse_csv(file: &str, data: &[u8], max_text_bytes: usize, b: &mut 
             doubled.join(", ")
         );
         out.rejects.push(Reject::new(file, Some(1), reason, headers.join(",").as_bytes()));
-        return;
+        return false;
     }
     let required: Vec<&str> = schema::RAW.iter().filter(|c| !c.nullable).map(|c| c.name).collect();
     let missing: Vec<&str> = required.iter().copied().filter(|c| !headers.iter().any(|h| h == c)).collect();
@@ -56,7 +72,7 @@ pub(super) fn parse_csv(file: &str, data: &[u8], max_text_bytes: usize, b: &mut 
             ),
             headers.join(",").as_bytes(),
         ));
-        return;
+        return false;
     }
     for h in &headers {
         if !schema::RAW.iter().any(|c| c.name == h) {
@@ -66,7 +82,7 @@ pub(super) fn parse_csv(file: &str, data: &[u8], max_text_bytes: usize, b: &mut 
     let rows = Rows { file, headers: &headers, delim, max_text_bytes };
     // after a runaway quote, read again from the line after it
     let mut offset = rdr.position().byte() as usize;
-    let mut line = rdr.position().line() as i64;
+    let mut line = rdr.position().line() as i64 + line_offset;
     while offset < data.len() {
         match rows.read(&data[offset..], line, b, out) {
             None => break,
@@ -76,6 +92,39 @@ pub(super) fn parse_csv(file: &str, data: &[u8], max_text_bytes: usize, b: &mut 
             }
         }
     }
+    true
+}
+
+/// Where the first (`last == false`) or the last record of `data` ends: just
+/// after a line break outside quotes (the quote rules of [`unterminated_quote`]).
+pub(super) fn record_end(data: &[u8], delim: u8, last: bool) -> Option<usize> {
+    let (mut in_quotes, mut field_start, mut end) = (false, true, None);
+    let mut i = 0;
+    while i < data.len() {
+        let c = data[i];
+        if in_quotes {
+            if c == b'"' {
+                if data.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    in_quotes = false;
+                }
+            }
+        } else if c == b'"' && field_start {
+            in_quotes = true;
+            field_start = false;
+        } else {
+            if c == b'\n' {
+                end = Some(i + 1);
+                if !last {
+                    return end;
+                }
+            }
+            field_start = c == delim || c == b'\n' || c == b'\r';
+        }
+        i += 1;
+    }
+    end
 }
 
 struct Rows<'a> {
@@ -233,7 +282,16 @@ fn unterminated_quote(raw: &[u8], delim: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::unterminated_quote;
+    use super::{record_end, unterminated_quote};
+
+    #[test]
+    fn records_end_at_line_breaks_outside_quotes() {
+        let data = b"h1,h2\n1,\"two\nlines\"\n2,x\n3,\"open\n";
+        assert_eq!(record_end(data, b',', false), Some(6), "the header");
+        assert_eq!(record_end(data, b',', true), Some(24), "not inside the open quote of the last line");
+        assert_eq!(record_end(b"1,\"a\nb", b',', true), None);
+        assert_eq!(record_end(b"1,my 5\" tv\n2", b',', true), Some(11), "a quote inside a field is literal");
+    }
 
     #[test]
     fn quote_balance() {

@@ -4,6 +4,7 @@
 //! the raw schema, bad ones become [`Reject`]s naming the file, the line and
 //! the reason. Nothing is dropped without a trace, and nothing panics.
 
+mod chunked;
 mod csv;
 mod ndjson;
 mod parquet;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 
+pub use chunked::{DEFAULT_CHUNK_BYTES, read_chunks};
 use record::RawBuilder;
 pub use record::{Cell, parse_timestamp};
 
@@ -125,7 +127,7 @@ impl RecordParser {
         } else {
             // as a file's bytes: gzip (CloudWatch Logs subscriptions send it) and a BOM are read, UTF-16 named
             match text_bytes(data, Some(MAX_RECORD_TEXT_BYTES)) {
-                Ok(text) => ndjson::parse_ndjson(&self.origin, &text, &mut self.b, &mut self.out),
+                Ok(text) => ndjson::parse_ndjson(&self.origin, &text, 0, &mut self.b, &mut self.out),
                 Err(problem) => self.out.rejects.push(Reject::new(&self.origin, None, problem.reason("record"), data)),
             }
         }
@@ -196,7 +198,7 @@ pub fn parse_file(file: &str, bytes: Bytes, opts: ReadOptions) -> ParsedFile {
     }
     let mut b = RawBuilder::new(opts.max_text_bytes);
     if format == Format::Parquet {
-        parquet::parse_parquet(file, bytes, &mut b, &mut out);
+        parquet::parse_parquet(file, bytes, &mut b, &mut out, &mut |_, _| true);
         b.finish_into(&mut out);
         return out;
     }
@@ -209,8 +211,10 @@ pub fn parse_file(file: &str, bytes: Bytes, opts: ReadOptions) -> ParsedFile {
     };
     let data = &data[..];
     match format {
-        Format::Ndjson => ndjson::parse_ndjson(file, data, &mut b, &mut out),
-        Format::Csv => csv::parse_csv(file, data, opts.max_text_bytes, &mut b, &mut out),
+        Format::Ndjson => ndjson::parse_ndjson(file, data, 0, &mut b, &mut out),
+        Format::Csv => {
+            csv::parse_csv(file, data, opts.max_text_bytes, 0, &mut b, &mut out);
+        }
         Format::Parquet => unreachable!("handled above"),
     }
     out.empty = b.total == 0 && out.rejects.is_empty();

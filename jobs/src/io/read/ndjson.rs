@@ -17,9 +17,10 @@ pub(super) fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-pub(super) fn parse_ndjson(file: &str, data: &[u8], b: &mut RawBuilder, out: &mut ParsedFile) {
+/// Reads the records of `data`, whose lines follow `lines_before` lines of the file.
+pub(super) fn parse_ndjson(file: &str, data: &[u8], lines_before: i64, b: &mut RawBuilder, out: &mut ParsedFile) {
     for (i, raw_line) in data.split(|c| *c == b'\n').enumerate() {
-        let line_no = (i + 1) as i64;
+        let line_no = lines_before + (i + 1) as i64;
         let line = raw_line.strip_suffix(b"\r").unwrap_or(raw_line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;

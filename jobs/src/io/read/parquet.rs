@@ -147,9 +147,11 @@ impl Column {
 
 /// Reads a Parquet file; a panic inside the Parquet/Arrow readers (a crafted
 /// file can reach `unimplemented!` in arrow-ipc's schema decoding, found by
-/// fuzzing) becomes a file-level reject instead of ending the job.
-pub(super) fn parse_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFile) {
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_parquet(file, bytes, b, out)));
+/// fuzzing) becomes a file-level reject instead of ending the job. After each
+/// of the file's batches `emit` may take the rows so far as a chunk; it
+/// returns false to stop reading.
+pub(super) fn parse_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFile, emit: Emit<'_>) {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_parquet(file, bytes, b, out, emit)));
     if let Err(panic) = r {
         let msg = panic
             .downcast_ref::<String>()
@@ -191,7 +193,10 @@ fn int96_as_micros(r: &ArrowReaderMetadata) -> Option<SchemaRef> {
     Some(Arc::new(Schema::new_with_metadata(fields, r.schema().metadata().clone())))
 }
 
-fn read_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFile) {
+/// Called after each batch of a file with the rows so far; false stops the read.
+pub(super) type Emit<'a> = &'a mut dyn FnMut(&mut RawBuilder, &mut ParsedFile) -> bool;
+
+fn read_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFile, emit: Emit<'_>) {
     let file_reject = |reason: String| Reject::file_level(file, reason);
     // the embedded Arrow schema is only a type hint, and decoding it is where malformed files panic
     let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
@@ -260,6 +265,9 @@ fn read_parquet(file: &str, bytes: Bytes, b: &mut RawBuilder, out: &mut ParsedFi
             b.maybe_flush(out);
         }
         row_base += batch.num_rows() as i64;
+        if !emit(b, out) {
+            return;
+        }
     }
     out.empty = row_base == 0;
 }

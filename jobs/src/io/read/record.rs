@@ -294,6 +294,13 @@ impl RawBuilder {
     pub(super) fn finish_into(mut self, out: &mut ParsedFile) {
         self.flush(out);
     }
+
+    /// The rows and rejects since the last chunk, as one [`ParsedFile`]
+    /// (`total` keeps counting across chunks).
+    pub(super) fn take_chunk(&mut self, out: &mut ParsedFile) -> ParsedFile {
+        self.flush(out);
+        std::mem::take(out)
+    }
 }
 
 #[cfg(test)]
