@@ -115,26 +115,13 @@ pub async fn run(jc: &JobContext, scorer: crate::JobScorer, args: ScoreArgs) -> 
     let rej_store = jc.stores.store(&rejected.store_url)?;
     check_output_is_a_directory(&root, &output)?;
 
-    let crate::io::store::Inputs { files: listed, skipped, hidden } = list_inputs(in_store.as_ref(), &input).await?;
-    if let Some(first) = hidden.first() {
-        tracing::warn!(entries = hidden.len(), first = %first, "hidden input entries (names starting with _ or .) are not read");
-    }
-    // `--input .` above `--out`: the output's own tables are not input
-    let own = own_tables(&root, &input);
-    let n_listed = listed.len();
-    let files: Vec<_> = listed.into_iter().filter(|m| !own.iter().any(|t| t.contains(&m.location))).collect();
-    if files.is_empty() && skipped.is_empty() {
-        let location = match hidden.first() {
-            Some(first) => format!("{} ({} hidden entries there, e.g. {first})", input.display, hidden.len()),
-            None => input.display.clone(),
-        };
-        return Err(Error::NoInput { location });
-    }
+    let (crate::io::store::Inputs { files, skipped, hidden }, own_files) =
+        list_files(in_store.as_ref(), &input, &root).await?;
     jc.select_scorer(&scorer);
     let scored_at = chrono::Utc::now().timestamp_micros();
     let mut report =
         ScoreReport { scorer: scorer.id().to_string(), files: files.len() + skipped.len(), ..Default::default() };
-    report.output_files_skipped = n_listed - files.len();
+    report.output_files_skipped = own_files;
     report.hidden_entries = hidden;
     if report.output_files_skipped > 0 {
         tracing::warn!(files = report.output_files_skipped, out = %root.display, "the input contains the output's own tables; their files are not read");
@@ -314,6 +301,31 @@ impl Chunk<'_> {
         phases.write += t0.elapsed();
         Ok(written)
     }
+}
+
+/// The input's files, less those of the output's own tables (`--input .` above
+/// `--out`), and how many those were; an input with nothing to read is an error.
+async fn list_files(
+    store: &dyn ObjectStore,
+    input: &Location,
+    root: &Location,
+) -> Result<(crate::io::store::Inputs, usize)> {
+    let crate::io::store::Inputs { files: listed, skipped, hidden } = list_inputs(store, input).await?;
+    if let Some(first) = hidden.first() {
+        tracing::warn!(entries = hidden.len(), first = %first, "hidden input entries (names starting with _ or .) are not read");
+    }
+    let own = own_tables(root, input);
+    let n_listed = listed.len();
+    let files: Vec<_> = listed.into_iter().filter(|m| !own.iter().any(|t| t.contains(&m.location))).collect();
+    if files.is_empty() && skipped.is_empty() {
+        let location = match hidden.first() {
+            Some(first) => format!("{} ({} hidden entries there, e.g. {first})", input.display, hidden.len()),
+            None => input.display.clone(),
+        };
+        return Err(Error::NoInput { location });
+    }
+    let own_files = n_listed - files.len();
+    Ok((crate::io::store::Inputs { files, skipped, hidden }, own_files))
 }
 
 /// Time spent per phase of `score`, over all files (logged at the end).
