@@ -96,34 +96,13 @@ pub(super) fn parse_csv(
 }
 
 /// Where the first (`last == false`) or the last record of `data` ends: just
-/// after a line break outside quotes (the quote rules of [`unterminated_quote`]).
+/// after a line break outside quotes.
 pub(super) fn record_end(data: &[u8], delim: u8, last: bool) -> Option<usize> {
-    let (mut in_quotes, mut field_start, mut end) = (false, true, None);
-    let mut i = 0;
-    while i < data.len() {
-        let c = data[i];
-        if in_quotes {
-            if c == b'"' {
-                if data.get(i + 1) == Some(&b'"') {
-                    i += 1;
-                } else {
-                    in_quotes = false;
-                }
-            }
-        } else if c == b'"' && field_start {
-            in_quotes = true;
-            field_start = false;
-        } else {
-            if c == b'\n' {
-                end = Some(i + 1);
-                if !last {
-                    return end;
-                }
-            }
-            field_start = c == delim || c == b'\n' || c == b'\r';
-        }
-        i += 1;
-    }
+    let mut end = None;
+    scan_quotes(data, delim, |i| {
+        end = Some(i);
+        last
+    });
     end
 }
 
@@ -254,16 +233,23 @@ fn trim_eol(s: &[u8]) -> &[u8] {
     s.strip_suffix(b"\r").unwrap_or(s)
 }
 
-/// Whether a record's bytes end inside a quoted field (CSV rules: a quote
-/// opens a field only at its start; `""` inside is a literal quote).
+/// Whether a record's bytes end inside a quoted field.
 fn unterminated_quote(raw: &[u8], delim: u8) -> bool {
+    scan_quotes(raw, delim, |_| true)
+}
+
+/// Walks `data` with the CSV quote rules (a quote opens a field only at its
+/// start; `""` inside is a literal quote), calling `at_break` with the index
+/// after each line break outside quotes until it returns false; whether the
+/// walk ended inside a quoted field.
+fn scan_quotes(data: &[u8], delim: u8, mut at_break: impl FnMut(usize) -> bool) -> bool {
     let (mut in_quotes, mut field_start) = (false, true);
     let mut i = 0;
-    while i < raw.len() {
-        let c = raw[i];
+    while i < data.len() {
+        let c = data[i];
         if in_quotes {
             if c == b'"' {
-                if raw.get(i + 1) == Some(&b'"') {
+                if data.get(i + 1) == Some(&b'"') {
                     i += 1;
                 } else {
                     in_quotes = false;
@@ -273,6 +259,9 @@ fn unterminated_quote(raw: &[u8], delim: u8) -> bool {
             in_quotes = true;
             field_start = false;
         } else {
+            if c == b'\n' && !at_break(i + 1) {
+                return false;
+            }
             field_start = c == delim || c == b'\n' || c == b'\r';
         }
         i += 1;
