@@ -1044,4 +1044,12 @@ fn a_large_file_is_scored_in_chunks_in_bounded_memory() {
     assert_eq!(count(&data2, texts), rows as i64, "every multi-line text whole");
     assert_eq!(count(&data2, "SELECT min(line) FROM rejected WHERE job = 'score'"), 2 + 2 * rows as i64);
     assert!(files_below(&out2.join("scored")).len() > 2, "the files were read in several chunks");
+    // the same two files read from S3 as a stream
+    let Some(root) = crate::s3::s3_root("chunks") else { return };
+    upload_dir(&csv_dir, &format!("{root}/in"));
+    let args = ["score", "--scorer", "lexicon", "--chunk-mib", "1", "--input", &format!("{root}/in"), "--out", &root];
+    let summary = ok(&args);
+    assert_eq!(figure(&summary, "scored"), rows + 30_000, "{summary}");
+    assert_eq!(count(&root, texts), rows as i64);
+    assert_eq!(count(&root, "SELECT min(line) FROM rejected WHERE job = 'score'"), 2 + 2 * rows as i64);
 }
