@@ -85,8 +85,12 @@ fn spread(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
 
 /// The names of an input file's outputs start with this key: stable across runs.
 fn output_key(input_url: &str) -> String {
-    format!("part-{:016x}", stable_hash(input_url))
+    format!("{KEY_PREFIX}{:016x}", stable_hash(input_url))
 }
+
+/// An output key ([`output_key`]): this prefix and 16 hex digits.
+const KEY_PREFIX: &str = "part-";
+const KEY_LEN: usize = KEY_PREFIX.len() + 16;
 
 /// Output file name for chunk `k` of an input file (the first chunk's is the
 /// key alone, as before files were read in chunks).
@@ -99,8 +103,10 @@ fn chunk_name(key: &str, k: usize) -> String {
 
 /// The input key of an output file's name ([`output_key`]), or the name itself.
 fn key_of(file_name: &str) -> &str {
-    match file_name.get(..21) {
-        Some(key) if key.starts_with("part-") && key[5..].bytes().all(|c| c.is_ascii_hexdigit()) => key,
+    match file_name.get(..KEY_LEN) {
+        Some(key) if key.starts_with(KEY_PREFIX) && key[KEY_PREFIX.len()..].bytes().all(|c| c.is_ascii_hexdigit()) => {
+            key
+        }
         _ => file_name,
     }
 }

@@ -23,7 +23,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::record::RawBuilder;
-use super::{Format, ParsedFile, ReadOptions, Reject, Undecodable, csv, ndjson, parquet, wrong_encoding};
+use super::{Format, GZIP_MAGIC, ParsedFile, ReadOptions, Reject, Undecodable, csv, ndjson, parquet, text_start};
 use crate::io::store::{Location, fetch};
 use crate::{Error, Result};
 
@@ -141,7 +141,7 @@ fn read_text(
     let mut raw =
         BufReader::with_capacity(READ_BLOCK, StreamRead { handle: src.handle, stream, current: Bytes::new() });
     let gzip = match raw.fill_buf() {
-        Ok(head) => head.starts_with(&[0x1f, 0x8b]),
+        Ok(head) => head.starts_with(&GZIP_MAGIC),
         Err(e) => {
             send(Err(io_error(src, e)));
             return;
@@ -169,14 +169,16 @@ fn read_text(
         };
         let mut piece = piece.unwrap_or_default();
         if std::mem::take(&mut first) {
-            if let Some(enc) = wrong_encoding(&piece) {
-                let mut out = ParsedFile::default();
-                out.rejects.push(Reject::file_level(file, Undecodable::Encoding(enc).reason("file")));
-                send(Ok(out));
-                return;
-            }
-            if piece.starts_with(b"\xEF\xBB\xBF") {
-                piece.drain(..3);
+            match text_start(&piece) {
+                Ok(start) => {
+                    piece.drain(..start);
+                }
+                Err(problem) => {
+                    let mut out = ParsedFile::default();
+                    out.rejects.push(Reject::file_level(file, problem.reason("file")));
+                    send(Ok(out));
+                    return;
+                }
             }
         }
         let (chunk, go_on) = text.parse(&piece);

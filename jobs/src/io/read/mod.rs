@@ -32,6 +32,9 @@ const BATCH_ROWS: usize = 8192;
 /// Most text a gzip stream record may decompress to (a Kinesis record is at
 /// most 1 MiB, so a larger text is a decompression bomb or a mistake).
 const MAX_RECORD_TEXT_BYTES: u64 = 64 << 20;
+/// The first bytes of gzip data.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,7 +267,7 @@ impl Undecodable {
 /// gzip decompressed (at most `max_bytes` of it, when given), a UTF-8 byte
 /// order mark (Windows editors write one) dropped; UTF-16 and UTF-32 named.
 fn text_bytes(bytes: &[u8], max_bytes: Option<u64>) -> std::result::Result<std::borrow::Cow<'_, [u8]>, Undecodable> {
-    let data: std::borrow::Cow<'_, [u8]> = if bytes.starts_with(&[0x1f, 0x8b]) {
+    let data: std::borrow::Cow<'_, [u8]> = if bytes.starts_with(&GZIP_MAGIC) {
         let mut d = Vec::new();
         // one byte past the bound, to tell "exactly the bound" from "more"
         let limit = max_bytes.map_or(u64::MAX, |max| max + 1);
@@ -279,17 +282,23 @@ fn text_bytes(bytes: &[u8], max_bytes: Option<u64>) -> std::result::Result<std::
     } else {
         bytes.into()
     };
-    if let Some(enc) = wrong_encoding(&data) {
-        return Err(Undecodable::Encoding(enc));
-    }
+    let start = text_start(&data)?;
     Ok(match data {
-        std::borrow::Cow::Borrowed(d) => d.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(d).into(),
-        std::borrow::Cow::Owned(mut d) if d.starts_with(b"\xEF\xBB\xBF") => {
-            d.drain(..3); // in place: no second copy of a decompressed file
+        std::borrow::Cow::Borrowed(d) => d[start..].into(),
+        std::borrow::Cow::Owned(mut d) => {
+            d.drain(..start); // in place: no second copy of a decompressed file
             d.into()
         }
-        owned => owned,
     })
+}
+
+/// Where the text of (decompressed) bytes starts: after a UTF-8 byte order
+/// mark (Windows editors write one); UTF-16 and UTF-32 are named.
+fn text_start(data: &[u8]) -> std::result::Result<usize, Undecodable> {
+    if let Some(enc) = wrong_encoding(data) {
+        return Err(Undecodable::Encoding(enc));
+    }
+    Ok(if data.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 })
 }
 
 /// The encoding of text that is UTF-16 or UTF-32 (a byte order mark, or NUL
