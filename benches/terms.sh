@@ -83,6 +83,6 @@ PY
   onnx=$(awk -v p="$onnx_per_row" -v n="$n" 'BEGIN { printf "%.0f", p * n }')
   printf '%10s | %9s %9s %9s %8s %8s | %8s %8s | %9s %8s | %7s %7s | %10s %6s | %s\n' "$n" "$c0" "$c1" "$terms" "$extract" "$lift" "$r0" "$r1" "$cp" "$rp" \
     "$(awk -v a="$terms" -v b="$cp" 'BEGIN { printf "%.2f", a / b }')" "$(awk -v a="$lift" -v b="$cp" 'BEGIN { printf "%.2f", a / b }')" "$onnx" \
-    "$(awk -v a="$terms" -v b="$onnx" 'BEGIN { printf "%.1f%%", 100 * a / b }')" "$equal"
+    "$(awk -v a="$terms" -v b="$onnx" 'BEGIN { printf "%.2f%%", 100 * a / b }')" "$equal"
   rm -rf "$root"
 done

@@ -27,7 +27,7 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result as DfResult, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 
-use crate::text::normalize_tweet;
+use crate::text::replace_urls;
 
 /// Name of the SQL function.
 pub const TERMS_UDF: &str = "terms";
@@ -102,12 +102,27 @@ mon ma mes ton ta tes son sa ses notre nos votre vos y c'est j'ai mais si très 
 static STOPWORDS: LazyLock<rustc_hash::FxHashSet<&'static str>> =
     LazyLock::new(|| [EN, ES, PT, DE, FR].iter().flat_map(|l| l.split_whitespace()).collect());
 
-/// Bytes of the longest stopword: a longer word is none.
-static MAX_STOPWORD_BYTES: LazyLock<usize> = LazyLock::new(|| STOPWORDS.iter().map(|w| w.len()).max().unwrap_or(0));
+/// Bytes of a word packed into one integer key: a stopword is at most this long.
+const STOPWORD_KEY_BYTES: usize = 16;
+
+/// The stopwords as packed keys ([`stopword_key`]): hashing one integer is
+/// cheaper than hashing a string, and a word is looked up once per word read.
+static STOPWORD_KEYS: LazyLock<rustc_hash::FxHashSet<u128>> = LazyLock::new(|| {
+    STOPWORDS.iter().map(|w| stopword_key(w.as_bytes()).expect("a stopword is at most 16 bytes")).collect()
+});
+
+/// A word of at most [`STOPWORD_KEY_BYTES`] bytes as an integer (its bytes,
+/// zero-padded: no word holds a zero byte, so two words never share a key).
+#[inline]
+fn stopword_key(word: &[u8]) -> Option<u128> {
+    let mut key = [0u8; STOPWORD_KEY_BYTES];
+    key.get_mut(..word.len())?.copy_from_slice(word);
+    Some(u128::from_le_bytes(key))
+}
 
 /// Whether a case-folded word is on the shipped stopword lists.
 pub fn is_stopword(word: &str) -> bool {
-    word.len() <= *MAX_STOPWORD_BYTES && STOPWORDS.contains(word)
+    stopword_key(word.as_bytes()).is_some_and(|k| STOPWORD_KEYS.contains(&k))
 }
 
 /// The terms of a text, distinct, in order of first appearance (see the module doc).
@@ -154,9 +169,19 @@ fn run_end(s: &str, from: usize, ok: impl Fn(char) -> bool) -> usize {
 }
 
 /// The end of the word starting at byte `i` (a word character): word characters
-/// and inner apostrophes (`'` or `’` followed by a word character).
-fn word_end(s: &str, i: usize) -> usize {
+/// and inner apostrophes (`'` or `’` followed by a word character); and whether
+/// the word is ASCII.
+fn word_end(s: &str, i: usize) -> (usize, bool) {
+    let b = s.as_bytes();
+    // ASCII letters and digits, the common case, a byte at a time
     let mut j = i;
+    while j < b.len() && b[j].is_ascii_alphanumeric() {
+        j += 1;
+    }
+    if j == b.len() || (b[j].is_ascii() && b[j] != b'\'') {
+        return (j, true);
+    }
+    let ascii_to = j;
     while j < s.len() {
         let (c, len) = char_at(s, j);
         let inner_apostrophe =
@@ -166,7 +191,7 @@ fn word_end(s: &str, i: usize) -> usize {
         }
         j += len;
     }
-    j
+    (j, s.as_bytes()[ascii_to..j].is_ascii())
 }
 
 impl Extractor {
@@ -177,8 +202,14 @@ impl Extractor {
 
     /// Appends `text` case-folded (`’` read as `'`) to the arena; its range.
     fn push_folded(&mut self, text: &str) -> (usize, usize) {
+        self.push_folded_known(text, text.is_ascii())
+    }
+
+    /// [`Extractor::push_folded`] of a text known to be ASCII or not.
+    #[inline]
+    fn push_folded_known(&mut self, text: &str, ascii: bool) -> (usize, usize) {
         let start = self.arena.len();
-        if text.is_ascii() {
+        if ascii {
             self.arena.push_str(text);
             self.arena[start..].make_ascii_lowercase();
         } else {
@@ -192,10 +223,9 @@ impl Extractor {
     fn keep(&mut self, (a, b): (usize, usize)) {
         let bytes = self.arena.as_bytes();
         let term = &bytes[a..b];
-        if self.terms.len() < MAX_TERMS_PER_TWEET
-            && term.len() <= MAX_TERM_BYTES
-            && !self.terms.iter().any(|&(x, y)| &bytes[x..y] == term)
-        {
+        // the length and first byte before the bytes: most terms differ there
+        let same = |&(x, y): &(usize, usize)| y - x == term.len() && bytes[x] == term[0] && &bytes[x..y] == term;
+        if self.terms.len() < MAX_TERMS_PER_TWEET && term.len() <= MAX_TERM_BYTES && !self.terms.iter().any(same) {
             self.terms.push((a, b));
         }
     }
@@ -208,8 +238,19 @@ impl Extractor {
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        let s = normalize_tweet(&text[..end]);
-        let s = s.as_str();
+        // What the scan reads is the model's normalisation, without its copies where they
+        // change nothing it reads: a text without `://` has no URL, and a mention `@user…`
+        // is skipped whole by the scan below, as the `@user` it would become.
+        let text = &text[..end];
+        let replaced;
+        let has_scheme =
+            memchr::memchr_iter(b':', text.as_bytes()).any(|k| text.as_bytes()[k + 1..].starts_with(b"//"));
+        let s = if has_scheme {
+            replaced = replace_urls(text);
+            replaced.as_str()
+        } else {
+            text
+        };
         // the last kept word, if only spaces stand between it and the next token
         let mut prev: Option<(usize, usize)> = None;
         let mut adjacent = false;
@@ -248,8 +289,8 @@ impl Extractor {
                 continue;
             }
             if is_word_char(c) {
-                let j = word_end(s, i);
-                let word = self.push_folded(&s[i..j]);
+                let (j, ascii) = word_end(s, i);
+                let word = self.push_folded_known(&s[i..j], ascii);
                 let w = &self.arena[word.0..word.1];
                 i = j;
                 if w == "http" {
@@ -259,7 +300,7 @@ impl Extractor {
                     continue;
                 }
                 let was_adjacent = std::mem::replace(&mut adjacent, true);
-                if !keep_word(w) {
+                if !keep_word(w, ascii) {
                     self.arena.truncate(word.0);
                     prev = None;
                     continue;
@@ -286,8 +327,8 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric()
 }
 
-fn keep_word(w: &str) -> bool {
-    let (long_enough, has_letter) = if w.is_ascii() {
+fn keep_word(w: &str, ascii: bool) -> bool {
+    let (long_enough, has_letter) = if ascii {
         (w.len() > 1, w.bytes().any(|b| b.is_ascii_alphabetic()))
     } else {
         (w.chars().nth(1).is_some(), w.chars().any(char::is_alphabetic))
@@ -366,6 +407,7 @@ mod tests {
     /// The first, simple extractor, kept as the fast one's oracle.
     mod reference {
         use super::super::*;
+        use crate::text::normalize_tweet;
 
         /// One token of the scan: a tag or a word, and whether only spaces stood
         /// between it and the token before it (a bigram needs that).
@@ -580,6 +622,17 @@ mod tests {
             x.run(t);
             let fast: Vec<&str> = x.terms().collect();
             assert_eq!(fast, reference::extract(t), "terms of {t:?}");
+        }
+    }
+
+    #[test]
+    fn stopword_keys_equal_the_lists() {
+        for w in STOPWORDS.iter() {
+            assert!(is_stopword(w), "{w}");
+        }
+        for w in ["exchange", "halted", "yourselves1", "themselvesandmore", "tambien", "dont'", "", "d", "ourselves ok"]
+        {
+            assert_eq!(is_stopword(w), STOPWORDS.contains(w), "{w}");
         }
     }
 

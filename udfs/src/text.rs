@@ -56,7 +56,8 @@ pub fn normalize_tweet(text: &str) -> String {
     replace_mentions(&replace_urls(text))
 }
 
-fn replace_urls(text: &str) -> String {
+/// The URLs of `text` replaced by `http`, as [`normalize_tweet`] does first.
+pub(crate) fn replace_urls(text: &str) -> String {
     let b = text.as_bytes();
     let (mut out, mut i, mut copied) = (String::with_capacity(text.len()), 0, 0);
     while i < b.len() {
