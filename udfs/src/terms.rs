@@ -105,24 +105,55 @@ static STOPWORDS: LazyLock<rustc_hash::FxHashSet<&'static str>> =
 /// Bytes of a word packed into one integer key: a stopword is at most this long.
 const STOPWORD_KEY_BYTES: usize = 16;
 
-/// The stopwords as packed keys ([`stopword_key`]): hashing one integer is
-/// cheaper than hashing a string, and a word is looked up once per word read.
-static STOPWORD_KEYS: LazyLock<rustc_hash::FxHashSet<u128>> = LazyLock::new(|| {
-    STOPWORDS.iter().map(|w| stopword_key(w.as_bytes()).expect("a stopword is at most 16 bytes")).collect()
+/// Slots of [`STOPWORD_TABLE`]: a power of two, about four per stopword.
+const STOPWORD_SLOTS: usize = 2048;
+
+/// The stopwords as packed keys ([`stopword_key`]) in an open-addressed table
+/// (linear probing, 0 = empty: no word has key 0): a lookup is a multiply and
+/// mostly one probe, where a hash set of strings hashed every byte.
+static STOPWORD_TABLE: LazyLock<Vec<u128>> = LazyLock::new(|| {
+    let mut table = vec![0u128; STOPWORD_SLOTS];
+    for w in STOPWORDS.iter() {
+        let key = stopword_key(w.as_bytes()).expect("a stopword is at most 16 bytes");
+        let mut i = stopword_slot(key);
+        while table[i] != 0 && table[i] != key {
+            i = (i + 1) % STOPWORD_SLOTS;
+        }
+        table[i] = key;
+    }
+    assert!(STOPWORDS.len() * 2 < STOPWORD_SLOTS, "the stopword table is at most half full");
+    table
 });
+
+/// The first slot of a key in [`STOPWORD_TABLE`] (Fibonacci hashing).
+#[inline]
+fn stopword_slot(key: u128) -> usize {
+    let folded = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
+    (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - STOPWORD_SLOTS.trailing_zeros())) as usize
+}
 
 /// A word of at most [`STOPWORD_KEY_BYTES`] bytes as an integer (its bytes,
 /// zero-padded: no word holds a zero byte, so two words never share a key).
 #[inline]
 fn stopword_key(word: &[u8]) -> Option<u128> {
-    let mut key = [0u8; STOPWORD_KEY_BYTES];
-    key.get_mut(..word.len())?.copy_from_slice(word);
-    Some(u128::from_le_bytes(key))
+    // shifts, not a copy into a buffer: a copy of a variable length is a call to memcpy
+    (word.len() <= STOPWORD_KEY_BYTES).then(|| word.iter().rev().fold(0u128, |k, &b| (k << 8) | u128::from(b)))
 }
 
 /// Whether a case-folded word is on the shipped stopword lists.
 pub fn is_stopword(word: &str) -> bool {
-    stopword_key(word.as_bytes()).is_some_and(|k| STOPWORD_KEYS.contains(&k))
+    let Some(key) = stopword_key(word.as_bytes()) else {
+        return false;
+    };
+    let table = &*STOPWORD_TABLE;
+    let mut i = stopword_slot(key);
+    loop {
+        match table[i] {
+            0 => return false,
+            k if k == key => return true,
+            _ => i = (i + 1) % STOPWORD_SLOTS,
+        }
+    }
 }
 
 /// The terms of a text, distinct, in order of first appearance (see the module doc).
@@ -140,6 +171,19 @@ pub struct Extractor {
     arena: String,
     /// the terms: ranges of `arena`
     terms: Vec<(usize, usize)>,
+    /// a bit per kept term ([`term_filter_hash`]): most new terms are told from
+    /// the kept ones without comparing bytes
+    seen: u64,
+}
+
+/// A cheap hash of a term for [`Extractor`]'s duplicate filter: its length and
+/// first and last bytes.
+#[inline]
+fn term_filter_hash(term: &[u8]) -> u32 {
+    let (first, last) = (term.first().copied().unwrap_or(0), term.last().copied().unwrap_or(0));
+    let key = ((term.len() as u32) << 16) | (u32::from(first) << 8) | u32::from(last);
+    // Fibonacci hashing: the top 6 bits of the product
+    key.wrapping_mul(0x9e37_79b9) >> 26
 }
 
 /// The character at byte `i` of `s` and its length in bytes.
@@ -210,8 +254,8 @@ impl Extractor {
     fn push_folded_known(&mut self, text: &str, ascii: bool) -> (usize, usize) {
         let start = self.arena.len();
         if ascii {
-            self.arena.push_str(text);
-            self.arena[start..].make_ascii_lowercase();
+            // a byte at a time: words are short, a copy of a variable length is a call to memcpy
+            self.arena.extend(text.bytes().map(|b| char::from(b.to_ascii_lowercase())));
         } else {
             // str::to_lowercase, not per char: a final sigma depends on its neighbours
             self.arena.extend(text.to_lowercase().chars().map(|c| if c == '’' { '\'' } else { c }));
@@ -223,9 +267,14 @@ impl Extractor {
     fn keep(&mut self, (a, b): (usize, usize)) {
         let bytes = self.arena.as_bytes();
         let term = &bytes[a..b];
-        // the length and first byte before the bytes: most terms differ there
-        let same = |&(x, y): &(usize, usize)| y - x == term.len() && bytes[x] == term[0] && &bytes[x..y] == term;
-        if self.terms.len() < MAX_TERMS_PER_TWEET && term.len() <= MAX_TERM_BYTES && !self.terms.iter().any(same) {
+        if self.terms.len() >= MAX_TERMS_PER_TWEET || term.len() > MAX_TERM_BYTES {
+            return;
+        }
+        // a term whose bit in `seen` is clear is new; else compare with the terms kept
+        let bit = 1u64 << term_filter_hash(term);
+        let same = |&(x, y): &(usize, usize)| &bytes[x..y] == term;
+        if self.seen & bit == 0 || !self.terms.iter().any(same) {
+            self.seen |= bit;
             self.terms.push((a, b));
         }
     }
@@ -234,6 +283,7 @@ impl Extractor {
     pub fn run(&mut self, text: &str) {
         self.arena.clear();
         self.terms.clear();
+        self.seen = 0;
         let mut end = text.len().min(MAX_SCAN_BYTES);
         while !text.is_char_boundary(end) {
             end -= 1;
@@ -466,7 +516,7 @@ mod tests {
         }
 
         fn keep_word(w: &str) -> bool {
-            w.chars().count() > 1 && w.chars().any(char::is_alphabetic) && !is_stopword(w)
+            w.chars().count() > 1 && w.chars().any(char::is_alphabetic) && !STOPWORDS.contains(w)
         }
 
         /// Splits a normalised text into tags, words and breaks (punctuation, emoji, the
