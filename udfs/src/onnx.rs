@@ -464,7 +464,7 @@ impl OnnxScorer {
             .iter()
             .enumerate()
             .filter_map(|(i, t)| t.filter(|t| unreadable(t).is_none()).map(|t| (i, t)))
-            .map(|(i, t)| (i, if self.normalize { normalize_tweet(t).into() } else { t.into() }))
+            .map(|(i, t)| (i, if self.normalize { normalize_tweet(t) } else { t.into() }))
             .collect();
         if todo.is_empty() {
             return Ok(out);

@@ -288,19 +288,10 @@ impl Extractor {
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        // What the scan reads is the model's normalisation, without its copies where they
-        // change nothing it reads: a text without `://` has no URL, and a mention `@user…`
-        // is skipped whole by the scan below, as the `@user` it would become.
-        let text = &text[..end];
-        let replaced;
-        let has_scheme =
-            memchr::memchr_iter(b':', text.as_bytes()).any(|k| text.as_bytes()[k + 1..].starts_with(b"//"));
-        let s = if has_scheme {
-            replaced = replace_urls(text);
-            replaced.as_str()
-        } else {
-            text
-        };
+        // What the scan reads is the model's normalisation, less the mentions: a mention
+        // `@user…` is skipped whole by the scan below, as the `@user` it would become.
+        let s = replace_urls(&text[..end]);
+        let s = &*s;
         // the last kept word, if only spaces stand between it and the next token
         let mut prev: Option<(usize, usize)> = None;
         let mut adjacent = false;

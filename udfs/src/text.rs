@@ -13,6 +13,8 @@
 //! whatlang calls reliable. Short or mixed texts are given the benefit of the
 //! doubt and scored.
 
+use std::borrow::Cow;
+
 use whatlang::{Lang, Script};
 
 /// The normalisation named `tweet-v1` in a model's `config.json`
@@ -51,15 +53,38 @@ fn is_ascii_ws(c: char) -> bool {
 }
 
 /// `tweet-v1`: see [`PREPROCESS_TWEET_V1`]. URLs are replaced first, then
-/// mentions, as the Python side's two `re.sub` calls do.
-pub fn normalize_tweet(text: &str) -> String {
-    replace_mentions(&replace_urls(text))
+/// mentions, as the Python side's two `re.sub` calls do. A text with neither
+/// comes back as it is, without a copy.
+pub fn normalize_tweet(text: &str) -> Cow<'_, str> {
+    match replace_urls(text) {
+        Cow::Borrowed(t) => replace_mentions(t),
+        Cow::Owned(t) => Cow::Owned(replace_mentions(&t).into_owned()),
+    }
+}
+
+/// `out` so far with `text[copied..i]` and then `with` appended (the first
+/// replacement allocates it).
+fn push_replaced(out: &mut Option<String>, text: &str, copied: usize, i: usize, with: &str) {
+    let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
+    out.push_str(&text[copied..i]);
+    out.push_str(with);
+}
+
+/// `text` after its last replacement: borrowed when there was none.
+fn finish_replaced(out: Option<String>, text: &str, copied: usize) -> Cow<'_, str> {
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut out) => {
+            out.push_str(&text[copied..]);
+            Cow::Owned(out)
+        }
+    }
 }
 
 /// The URLs of `text` replaced by `http`, as [`normalize_tweet`] does first.
-pub(crate) fn replace_urls(text: &str) -> String {
+pub(crate) fn replace_urls(text: &str) -> Cow<'_, str> {
     let b = text.as_bytes();
-    let (mut out, mut i, mut copied) = (String::with_capacity(text.len()), 0, 0);
+    let (mut out, mut i, mut copied) = (None, 0, 0);
     while i < b.len() {
         if b[i] | 0x20 != b'h' {
             i += 1;
@@ -74,8 +99,7 @@ pub(crate) fn replace_urls(text: &str) -> String {
             i += 1;
             continue;
         };
-        out.push_str(&text[copied..i]);
-        out.push_str("http");
+        push_replaced(&mut out, text, copied, i, "http");
         i += p;
         // a URL ends at ASCII whitespace (always a char boundary) or at the end
         while i < b.len() && !is_ascii_ws(b[i] as char) {
@@ -83,18 +107,16 @@ pub(crate) fn replace_urls(text: &str) -> String {
         }
         copied = i;
     }
-    out.push_str(&text[copied..]);
-    out
+    finish_replaced(out, text, copied)
 }
 
-fn replace_mentions(text: &str) -> String {
+fn replace_mentions(text: &str) -> Cow<'_, str> {
     let b = text.as_bytes();
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    let (mut out, mut i, mut copied) = (String::with_capacity(text.len()), 0, 0);
+    let (mut out, mut i, mut copied) = (None, 0, 0);
     while i < b.len() {
         if b[i] == b'@' && i + 1 < b.len() && word(b[i + 1]) {
-            out.push_str(&text[copied..i]);
-            out.push_str("@user");
+            push_replaced(&mut out, text, copied, i, "@user");
             i += 1;
             while i < b.len() && word(b[i]) {
                 i += 1;
@@ -104,8 +126,7 @@ fn replace_mentions(text: &str) -> String {
             i += 1;
         }
     }
-    out.push_str(&text[copied..]);
-    out
+    finish_replaced(out, text, copied)
 }
 
 /// Characters that carry nothing: whitespace, controls, and the invisible
