@@ -56,8 +56,9 @@ r=$(run_rust 1 8 "$n"); ps=$(run_py "$n" 32 --sort); pu=$(run_py "$n" 32)
 printf '%-8s %-6s | %-30s | %-30s | %-30s | %s / %s\n' "${n}x1" 8/32 "$(fmt "$r") default" "$(fmt "$ps")" "$(fmt "$pu")" "$(ratio "$r" "$ps")" "$(ratio "$r" "$pu")"
 acc=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["accuracy"])' "$r")
 echo "# SST-2 dev accuracy of the run above: $acc"
-# the sample's posts (5,000, of which 3,907 distinct after normalisation: reposts and copies, as
-# real feeds have), every pass a new run: sentiflow runs each distinct text once, Python every row
+# the sample's posts (5,000; reposts and copies, as real feeds have, and texts the uncased
+# tokenizer reads the same), every pass a new run: sentiflow runs each distinct model input (token
+# ids) once, Python every row
 python3 - "$OUT/sample.tsv" sample_data/tweets <<'PY'
 import json, pathlib, sys
 rows = [json.loads(l) for f in sorted(pathlib.Path(sys.argv[2]).rglob("*")) if f.is_file() for l in f.open() if l.strip()]

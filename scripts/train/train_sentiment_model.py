@@ -363,6 +363,9 @@ def main():
         quantize_static_int8(fp32, shipped, tok, [normalize_tweet(t) for t in calib[:a.calibration]], a.max_length)
     else:
         quantize_weights_int8(fp32, shipped)
+    # mean pooling as one MatMul per row, so a text's bits do not depend on its batch (pool_matmul.py)
+    from pool_matmul import pool_as_matmul
+    pool_as_matmul(shipped, shipped)
     for stale in ("model_quantized.onnx",):
         if os.path.exists(os.path.join(a.out, stale)):
             os.remove(os.path.join(a.out, stale))
@@ -428,8 +431,10 @@ sentiflow's score is P(positive) − P(negative) in [-1, 1]; the label is the mo
   {info['seconds'] / 60:.1f} min on {info.get('threads', a.threads)} CPU thread(s). The final weights are exported; no
   checkpoint was picked on an evaluation set.
 - **Quantization**: {QUANT_TEXT[a.quant].format(n=a.calibration)} Unlike dynamic quantization, no
-  scale depends on the batch, so a text scores the same alone or in any batch (sentiflow also pads
-  each text to a width of its own, so the bits are equal, not just close).
+  scale depends on the batch; the mean pooling is written as one MatMul per row
+  (`scripts/train/pool_matmul.py`: ONNX Runtime's ReduceSum sums in an order set by the batch's
+  shape), so a text gets the same bits alone, in any batch and padded to any width (sentiflow
+  checks this when it loads the model).
 - **Files**: `model.onnx` ({r8['bytes'] / 2**20:.1f} MiB), `tokenizer.json`, `config.json`,
   `training.json` (arguments and figures). The fp32 export ({r32['bytes'] / 2**20:.1f} MiB) is rebuilt
   by the script and not committed.

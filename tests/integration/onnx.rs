@@ -36,8 +36,8 @@ fn read_jsonl(p: &std::path::Path) -> Vec<serde_json::Value> {
 }
 
 /// `sentiflow eval` and the Python reference on one labelled set: the same label for
-/// every row, probabilities within 1e-4. Returns eval's JSON summary.
-fn rust_equals_python(data: &[&str], py_data: &[&str]) -> serde_json::Value {
+/// every row, probabilities within 1e-4. Returns eval's JSON summary and its predictions.
+fn rust_equals_python(data: &[&str], py_data: &[&str]) -> (serde_json::Value, Vec<serde_json::Value>) {
     let d = tmp();
     let (rs, py) = (d.path().join("rust.jsonl"), d.path().join("python.jsonl"));
     let mut args = vec!["eval"];
@@ -64,7 +64,19 @@ fn rust_equals_python(data: &[&str], py_data: &[&str]) -> serde_json::Value {
         }
     }
     assert!(max_diff < 1e-4, "probabilities differ by up to {max_diff}");
-    summary
+    (summary, r)
+}
+
+/// `sentiflow eval`'s predictions with every text run alone (`--onnx-batch 1`: one text per
+/// `session.run`, padded to nothing but its own length).
+fn predictions_alone(data: &[&str]) -> Vec<serde_json::Value> {
+    let d = tmp();
+    let path = d.path().join("alone.jsonl");
+    let mut args = vec!["eval"];
+    args.extend_from_slice(data);
+    args.extend_from_slice(&["--predictions", path.to_str().unwrap(), "--onnx-batch", "1", "--json"]);
+    ok(&args);
+    read_jsonl(&path)
 }
 
 #[test]
@@ -72,7 +84,7 @@ fn rust_predictions_equal_the_python_reference_on_the_validation_sets() {
     // SST-2 dev: binary data, judged by P(positive) > P(negative)
     let dev = s(&shared_data().join("sst2/dev.tsv"));
     let names = ["--label-names", "negative,positive"];
-    let j = rust_equals_python(
+    let (j, _) = rust_equals_python(
         &[&["--data", dev.as_str()][..], &names].concat(),
         &[&["--data", dev.as_str()][..], &names].concat(),
     );
@@ -91,7 +103,14 @@ fn rust_predictions_equal_the_python_reference_on_the_validation_sets() {
     let (text, labels) = (s(&te.join("val_text.txt")), s(&te.join("val_labels.txt")));
     let args =
         ["--data", text.as_str(), "--labels-file", labels.as_str(), "--label-names", "negative,neutral,positive"];
-    let j = rust_equals_python(&args, &args);
+    let (j, batched) = rust_equals_python(&args, &args);
+    // every tweet gets the same bits alone as in its batch of 32 (padded to its longest text):
+    // the rule the packed layout relies on, checked on the whole set
+    let alone = predictions_alone(&args);
+    assert_eq!(alone.len(), batched.len());
+    for (a, b) in alone.iter().zip(&batched) {
+        assert_eq!(a["probs"], b["probs"], "row {}: alone {a}, in a batch {b}", a["row"]);
+    }
     assert_eq!(
         (j["rows"].as_u64(), j["evaluated"].as_u64(), j["binary"].as_bool()),
         (Some(2000), Some(2000), Some(false))
@@ -284,36 +303,56 @@ fn eval_of_a_large_file_equals_the_same_file_in_pieces() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_text_scores_the_same_bits_alone_in_any_batch_and_any_order() {
+/// `dir`'s model loads with `layout`, and a text gets the same bits alone as in batches of
+/// several sizes, in any order, among other texts.
+fn same_bits_alone_and_in_any_batch(dir: PathBuf, layout: sentiflow_udfs::Layout, n: usize) {
     // a fresh scorer for every comparison: a scorer reuses what it ran before (the next test)
-    let fresh = || sentiflow_udfs::OnnxScorer::load(OnnxOptions::new(model())).expect("model loads");
+    let fresh = |batch: usize| {
+        let mut o = OnnxOptions::new(&dir);
+        o.batch_size = batch;
+        let scorer = sentiflow_udfs::OnnxScorer::load(o).expect("model loads");
+        assert_eq!(scorer.layout(), layout, "{}", dir.display());
+        scorer
+    };
     let texts: Vec<String> = std::fs::read_to_string(shared_data().join("tweet_eval_sentiment/val_text.txt"))
         .unwrap()
         .lines()
-        .take(150)
+        .take(n)
         .map(str::to_string)
         .collect();
     let all: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
     let bits = |p: &Option<Vec<f32>>| p.as_ref().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-    let together: Vec<Vec<u32>> = fresh().predict(&all).unwrap().iter().map(bits).collect();
-    // reversed, and interleaved with other texts
+    let together: Vec<Vec<u32>> = fresh(8).predict(&all).unwrap().iter().map(bits).collect();
+    // reversed, in batches of 32 and of 3
     let mut rev = all.clone();
     rev.reverse();
-    let reversed: Vec<Vec<u32>> = fresh().predict(&rev).unwrap().iter().rev().map(bits).collect();
-    assert_eq!(together, reversed);
+    for batch in [32, 3] {
+        let reversed: Vec<Vec<u32>> = fresh(batch).predict(&rev).unwrap().iter().rev().map(bits).collect();
+        assert_eq!(together, reversed, "reversed, batches of {batch}");
+    }
+    // interleaved with other texts
     let mixed: Vec<Option<&str>> =
         all.iter().step_by(3).copied().chain([Some("other words entirely, quite long ones")]).collect();
-    let m = fresh().predict(&mixed).unwrap();
+    let m = fresh(8).predict(&mixed).unwrap();
     for (k, p) in m.iter().take(mixed.len() - 1).enumerate() {
         assert_eq!(bits(p), together[k * 3], "text {} in another batch", k * 3);
     }
     // alone, one call per text
-    let alone = fresh();
+    let alone = fresh(8);
     for (i, t) in all.iter().enumerate().take(40) {
         assert_eq!(bits(&alone.predict(&[*t]).unwrap()[0]), together[i], "text {i} alone");
     }
     assert_eq!(alone.stats().texts_reused, 0, "40 distinct texts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_scores_the_same_bits_alone_in_any_batch_and_any_order() {
+    // the shipped model: rows independent of their batch-mates and padding, so batches are
+    // packed in length order (what an ONNX Runtime upgrade could break: then this fails)
+    same_bits_alone_and_in_any_batch(model(), sentiflow_udfs::Layout::Packed, 150);
+    // a model whose pooling (ReduceSum) sums in an order set by the batch's shape: the load-time
+    // probe sees it, and fixed batch shapes keep its bits equal too
+    same_bits_alone_and_in_any_batch(repo().join("tests/fixtures/tiny-3class"), sentiflow_udfs::Layout::Fixed, 150);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -323,28 +362,31 @@ async fn a_duplicated_text_is_run_once_and_gets_the_bits_it_gets_alone() {
     let (a, b) = ("@alice Exchange halted withdrawals again https://t.co/abc", "Bitcoin to the moon today!");
     // the same text after normalisation (another mention, another URL), and one that is not
     let (a2, a3) = ("@bob Exchange halted withdrawals again https://t.co/xyz", "Exchange halted withdrawals again");
+    // another text that the (uncased) tokenizer reads as the same tokens: the same model input
+    let a4 = "@carol EXCHANGE  halted withdrawals AGAIN http://t.co/q";
     let (a_alone, b_alone) =
         (bits(&fresh().predict(&[Some(a)]).unwrap()[0]), bits(&fresh().predict(&[Some(b)]).unwrap()[0]));
     let one = fresh();
-    let batch = [Some(a), Some(b), Some(a2), None, Some(a), Some("")];
+    let batch = [Some(a), Some(b), Some(a2), None, Some(a), Some(""), Some(a4)];
     let p = one.predict(&batch).unwrap();
     assert_eq!(
-        (bits(&p[0]), bits(&p[1]), bits(&p[2]), bits(&p[4])),
-        (a_alone.clone(), b_alone.clone(), a_alone.clone(), a_alone.clone())
+        (bits(&p[0]), bits(&p[1]), bits(&p[2]), bits(&p[4]), bits(&p[6])),
+        (a_alone.clone(), b_alone.clone(), a_alone.clone(), a_alone.clone(), a_alone.clone())
     );
     assert!(p[3].is_none() && p[5].is_none(), "no score for a NULL or an empty text");
     let s = one.stats();
-    assert_eq!((s.texts, s.texts_reused), (4, 2), "{s:?}: 4 readable texts, 2 of them copies");
+    assert_eq!((s.texts, s.texts_reused), (5, 3), "{s:?}: 5 readable texts, 3 of them copies");
+    assert_eq!(bits(&fresh().predict(&[Some(a4)]).unwrap()[0]), a_alone, "a4 alone: a's bits");
     let runs = s.runs;
     // later in the run: a copy takes the earlier result and runs nothing
     let p = one.predict(&[Some(b), Some(a)]).unwrap();
     assert_eq!((bits(&p[0]), bits(&p[1])), (b_alone, a_alone.clone()));
     let s = one.stats();
-    assert_eq!((s.texts, s.texts_reused, s.runs), (6, 4, runs), "{s:?}");
+    assert_eq!((s.texts, s.texts_reused, s.runs), (7, 5, runs), "{s:?}");
     // without the mention it is another model input: run, not reused
     let p = one.predict(&[Some(a3)]).unwrap();
     let s = one.stats();
-    assert_eq!((bits(&p[0]), s.texts_reused), (bits(&fresh().predict(&[Some(a3)]).unwrap()[0]), 4), "{s:?}");
+    assert_eq!((bits(&p[0]), s.texts_reused), (bits(&fresh().predict(&[Some(a3)]).unwrap()[0]), 5), "{s:?}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ pub mod text;
 mod udf;
 
 pub use lexicon::LexiconScorer;
-pub use onnx::{Device, OnnxOptions, OnnxScorer, OnnxStats};
+pub use onnx::{Device, Layout, OnnxOptions, OnnxScorer, OnnxStats};
 pub use terms::{TERMS_UDF, TermKind, TermsUdf};
 pub use udf::{
     GatedScorer, SCORER_ID_UDF, ScoreColumn, ScoreResults, ScorerIdUdf, ScorerUdf, array_present, register_scorer_udfs,

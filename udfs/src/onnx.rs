@@ -12,20 +12,28 @@
 //! normalised as in training, see [`crate::text`]) and the `languages` the
 //! model reads, which the scoring UDFs enforce.
 //!
-//! Speed and determinism: each distinct normalised text is run once per run —
-//! its copies (retweets, reposts) take its probabilities, in the same batch or
-//! later (at most [`MAX_REUSED_TEXTS`] kept) — which is exact because of the
-//! rule below. Texts are tokenized once (no padding, truncation at
-//! the model's max length), sorted by token count, grouped by width bucket
-//! (the token count rounded up to a multiple of [`WIDTH_STEP`]) and cut into
-//! batches of `batch_size`, each padded to its bucket's width, so one
-//! `session.run` per batch does little wasted work. Every run has exactly
-//! `batch_size` rows (a short batch is filled with copies of its first text),
-//! so the shape a text is computed in depends on that text alone: with a model
-//! whose quantization does not depend on the batch (the shipped model's static
-//! int8, whose activation scales are fixed at export), a text gets the same bits alone, in any
-//! batch and in any order (measured: ONNX Runtime's kernels differ in the last
-//! bit between batch sizes and widths otherwise). Sessions are created once and
+//! Speed and determinism: each distinct model input (the token ids of a
+//! normalised text) is run once per run — its copies (retweets, reposts, and
+//! texts the uncased tokenizer reads the same: another case, spacing, accent)
+//! take its probabilities, in the same batch or later (at most
+//! [`MAX_REUSED_TEXTS`] kept) — which is exact because of the rule below. Texts are tokenized once (no padding, truncation at
+//! the model's max length) and sorted by token count; then one of two
+//! [`Layout`]s, chosen when the model loads:
+//! - [`Layout::Packed`], when a row's result does not depend on its batch-mates
+//!   or on its padding (the shipped model: static int8 with fixed scales, mean
+//!   pooling as a MatMul per row): batches of `batch_size` texts in length order,
+//!   each padded to its longest text — what Python's length-sorted pipeline does.
+//!   [`OnnxScorer::load`] checks the rule on probe texts (alone, and together
+//!   padded wider) and a test checks it on whole data sets, so an ONNX Runtime
+//!   upgrade that breaks it is caught.
+//! - [`Layout::Fixed`], for any other model (one with dynamic quantization, or
+//!   whose pooling sums in an order set by the batch's shape): texts grouped by
+//!   width bucket (the token count rounded up to a multiple of [`WIDTH_STEP`]),
+//!   every run exactly `batch_size` rows (a short batch filled with copies of its
+//!   first text), so the shape a text is computed in depends on that text alone.
+//!
+//! Either way a text gets the same bits alone, in any batch and in any order.
+//! Sessions are created once and
 //! shared; with `sessions > 1` several run side by side, each taking the next
 //! batch (on few cores, two 1-thread sessions keep the cores busier than one
 //! 2-thread session, whose threads wait for each other inside every small
@@ -256,13 +264,34 @@ fn model_file(dir: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Texts per `session.run` by default. Every run has exactly this many rows (a
-/// short batch is filled with copies), so a small batch wastes little on small
-/// inputs (a Firehose file of a few rows per width bucket). Measured on an AVX2
-/// EPYC, 2 cores: 8 against 32 cost 0.27× the CPU-s on 400 generated tweets in
-/// 168 hourly files, 0.89× on the sample's 24 files, and gave 1.16× the
-/// sentences per CPU-second on SST-2 dev's 872 sentences (same accuracy).
+/// Texts per `session.run` by default. In the [`Layout::Fixed`] layout every
+/// run has exactly this many rows (a short batch is filled with copies), so a
+/// small batch wastes little on small inputs (a Firehose file of a few rows per
+/// width bucket). Measured on an AVX2 EPYC, 2 cores, fixed layout: 8 against 32
+/// cost 0.27× the CPU-s on 400 generated tweets in 168 hourly files, 0.89× on
+/// the sample's 24 files, and gave 1.16× the sentences per CPU-second on SST-2
+/// dev's 872 sentences (same accuracy).
 pub const DEFAULT_BATCH_SIZE: usize = 8;
+
+/// How texts are put into `session.run` batches (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Batches of `batch_size` texts in length order, each padded to its longest
+    /// text: for a model whose rows do not depend on their batch-mates or padding.
+    Packed,
+    /// Each text in a run of exactly `batch_size` rows of its own width bucket.
+    Fixed,
+}
+
+/// Texts of different lengths that [`OnnxScorer::load`] runs alone and then
+/// together, padded wider than any of them, to choose the [`Layout`].
+const LAYOUT_PROBES: [&str; 4] = [
+    "great",
+    "the service was slow and the food was cold",
+    "@user honestly not sure what to make of the new update, some of it works and some of it really does not",
+    "so the exchange halted withdrawals again this morning and support keeps saying it is routine maintenance while \
+     everyone on here is panicking about their savings, which is not what anyone wanted to hear",
+];
 
 /// Padded widths are multiples of this many tokens (see [`OnnxScorer::width_of`]).
 pub const WIDTH_STEP: usize = 8;
@@ -281,21 +310,22 @@ pub struct OnnxScorer {
     needs_type_ids: bool,
     output: String,
     batch_size: usize,
+    layout: Layout,
     max_length: usize,
     languages: Option<Vec<String>>,
     normalize: bool,
     id: String,
     options: OnnxOptions,
     stats: [AtomicU64; 5],
-    /// Probabilities of the normalised texts this scorer already ran, for the
-    /// run's copies of them (retweets, reposts): at most [`MAX_REUSED_TEXTS`].
-    seen: Mutex<rustc_hash::FxHashMap<String, Probs>>,
+    /// Probabilities of the model inputs (token ids) this scorer already ran,
+    /// for the run's copies of them (retweets, reposts): at most [`MAX_REUSED_TEXTS`].
+    seen: Mutex<rustc_hash::FxHashMap<Vec<u32>, Probs>>,
 }
 
-/// Distinct normalised texts whose probabilities a scorer keeps for their
-/// copies later in the run (about 40 MB of texts and probabilities); when it
-/// holds this many it starts again empty. Exact: a text's probabilities are
-/// the same bits in any batch (see [`OnnxScorer::predict`]).
+/// Distinct model inputs (token ids) whose probabilities a scorer keeps for
+/// their copies later in the run (about 40 MB of ids and probabilities); when
+/// it holds this many it starts again empty. Exact: an input's probabilities
+/// are the same bits in any batch (see [`OnnxScorer::predict`]).
 pub const MAX_REUSED_TEXTS: usize = 200_000;
 
 /// Where the scorer's time went since it was loaded.
@@ -305,8 +335,8 @@ pub struct OnnxStats {
     pub runs: u64,
     pub tokenize_s: f64,
     pub inference_s: f64,
-    /// Of `texts`, those given the result of an equal normalised text scored
-    /// earlier in the run (in the same batch or before), not run again.
+    /// Of `texts`, those given the result of the same model input (token ids)
+    /// run earlier in the run (in the same batch or before), not run again.
     pub texts_reused: u64,
 }
 
@@ -393,10 +423,7 @@ impl OnnxScorer {
         let bytes = std::fs::read(&file).map_err(|e| model_err(e.to_string()))?;
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
         let id = format!("onnx:{name}@{:016x}", stable_hash(&bytes));
-        tracing::info!(model = %file.display(), runtime = %lib.display(), labels = ?config.labels,
-            max_length = config.max_length, device = ?options.device, sessions = n_sessions,
-            threads_per_session = threads, "onnx model loaded");
-        Ok(Self {
+        let mut scorer = Self {
             sessions,
             tokenizer,
             labels: config.labels,
@@ -406,6 +433,7 @@ impl OnnxScorer {
             needs_type_ids,
             output,
             batch_size: options.batch_size.max(1),
+            layout: Layout::Fixed,
             max_length: config.max_length,
             languages: config.languages,
             normalize: config.normalize,
@@ -413,7 +441,44 @@ impl OnnxScorer {
             options,
             stats: Default::default(),
             seen: Default::default(),
-        })
+        };
+        scorer.layout = scorer.choose_layout().unwrap_or_else(|e| {
+            tracing::info!(error = %e, "the layout probe did not run: fixed batch shapes");
+            Layout::Fixed
+        });
+        tracing::info!(model = %file.display(), runtime = %lib.display(), labels = ?scorer.labels,
+            max_length = scorer.max_length, device = ?scorer.options.device, sessions = n_sessions,
+            threads_per_session = threads, layout = ?scorer.layout, "onnx model loaded");
+        Ok(scorer)
+    }
+
+    /// [`Layout::Packed`] if each probe text gets the same logits, bit for bit,
+    /// alone at its own width as in one batch with the others padded wider than
+    /// the longest; else [`Layout::Fixed`].
+    fn choose_layout(&self) -> Result<Layout> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(LAYOUT_PROBES.to_vec(), true)
+            .map_err(|e| Error::Inference { reason: format!("tokenizer: {e}") })?;
+        let rows: Vec<&tokenizers::Encoding> = encodings.iter().collect();
+        let longest = rows.iter().map(|e| e.get_ids().len()).max().unwrap_or(1);
+        let mut session = self.sessions[0].lock().map_err(|_| Error::Inference { reason: "session lock".into() })?;
+        // wider than the longest probe, within the model's max length
+        let together = self.run_batch(&mut session, &rows, (longest + WIDTH_STEP).min(self.max_length.max(longest)))?;
+        let n = self.labels.len();
+        for (r, e) in rows.iter().enumerate() {
+            let alone = self.run_batch(&mut session, &[e], e.get_ids().len())?;
+            if alone.iter().map(|x| x.to_bits()).ne(together[r * n..(r + 1) * n].iter().map(|x| x.to_bits())) {
+                tracing::info!(probe = r, "a row's logits depend on its batch or padding: fixed batch shapes");
+                return Ok(Layout::Fixed);
+            }
+        }
+        Ok(Layout::Packed)
+    }
+
+    /// The batch layout chosen when the model loaded.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     pub fn labels(&self) -> &[String] {
@@ -451,13 +516,14 @@ impl OnnxScorer {
     /// content-free text.
     ///
     /// Deterministic: a text's probabilities are the same bits alone, in any
-    /// batch, in any order. Every `session.run` has the same shape for a given
-    /// text — `batch_size` rows (a short batch is filled with copies of its
-    /// first row, whose results are dropped) of the text's own width bucket
-    /// ([`OnnxScorer::width_of`]) — and the model has no batch-dependent
-    /// quantization, so nothing about a row's result depends on the other rows.
-    /// That is what makes reuse exact: a text equal (after normalisation) to one
-    /// already run takes its probabilities instead of running again.
+    /// batch, in any order — in the [`Layout::Packed`] layout because the model's
+    /// rows do not depend on their batch-mates or padding (checked at load), in
+    /// the [`Layout::Fixed`] one because every `session.run` has the same shape
+    /// for a given text: `batch_size` rows (a short batch is filled with copies
+    /// of its first row, whose results are dropped) of the text's own width
+    /// bucket ([`OnnxScorer::width_of`]). That is what makes reuse exact: a
+    /// text whose token ids equal those of one already run takes its
+    /// probabilities instead of running again.
     pub fn predict(&self, texts: &[Option<&str>]) -> Result<Vec<Option<Probs>>> {
         let mut out: Vec<Option<Probs>> = vec![None; texts.len()];
         let todo: Vec<(usize, std::borrow::Cow<'_, str>)> = texts
@@ -470,38 +536,56 @@ impl OnnxScorer {
             return Ok(out);
         }
         self.add_stat(0, todo.len() as u64);
-        // each distinct text once: equal texts get equal bits, so a copy takes the result of
-        // the first (in this batch, or earlier in the run)
-        let mut distinct: rustc_hash::FxHashMap<&str, usize> = Default::default();
+        // each distinct model input once: the same tokens get the same bits, so a copy (the same
+        // text, or one the tokenizer reads the same: another case, spacing or accent) takes the
+        // result of the first, in this call or earlier in the run
+        let mut distinct_text: rustc_hash::FxHashMap<&str, usize> = Default::default();
         let mut row_text: Vec<usize> = Vec::with_capacity(todo.len());
-        let mut fresh: Vec<&str> = Vec::new();
+        let mut texts: Vec<&str> = Vec::new();
+        for (_, t) in &todo {
+            let next = texts.len();
+            let k = *distinct_text.entry(t.as_ref()).or_insert(next);
+            if k == next {
+                texts.push(t.as_ref());
+            }
+            row_text.push(k);
+        }
+        let t0 = Instant::now();
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.clone(), true)
+            .map_err(|e| Error::Inference { reason: format!("tokenizer: {e}") })?;
+        self.add_stat(2, t0.elapsed().as_nanos() as u64);
+        let mut distinct_input: rustc_hash::FxHashMap<&[u32], usize> = Default::default();
+        let mut text_input: Vec<usize> = Vec::with_capacity(texts.len());
+        let mut fresh: Vec<&tokenizers::Encoding> = Vec::new();
         let mut probs: Vec<Option<Probs>> = Vec::new();
         {
             let seen = self.seen.lock().map_err(|_| Error::Inference { reason: "an earlier run panicked".into() })?;
-            for (_, t) in &todo {
+            for e in &encodings {
                 let next = probs.len();
-                let k = *distinct.entry(t.as_ref()).or_insert(next);
+                let k = *distinct_input.entry(e.get_ids()).or_insert(next);
                 if k == next {
-                    let known = seen.get(t.as_ref()).cloned();
+                    let known = seen.get(e.get_ids()).cloned();
                     if known.is_none() {
-                        fresh.push(t.as_ref());
+                        fresh.push(e);
                     }
                     probs.push(known);
                 }
-                row_text.push(k);
+                text_input.push(k);
             }
         }
         self.add_stat(4, (todo.len() - fresh.len()) as u64);
-        let computed = self.run_texts(&fresh)?;
+        let computed = self.run_encodings(&fresh)?;
         {
             let mut seen =
                 self.seen.lock().map_err(|_| Error::Inference { reason: "an earlier run panicked".into() })?;
             if seen.len() + computed.len() > MAX_REUSED_TEXTS {
                 seen.clear();
             }
-            for (t, p) in fresh.iter().zip(&computed) {
+            for (e, p) in fresh.iter().zip(&computed) {
                 if seen.len() < MAX_REUSED_TEXTS {
-                    seen.insert((*t).to_owned(), p.clone());
+                    seen.insert(e.get_ids().to_vec(), p.clone());
                 }
             }
         }
@@ -510,41 +594,38 @@ impl OnnxScorer {
             *p = computed.next();
         }
         for ((i, _), k) in todo.iter().zip(row_text) {
-            out[*i] = probs[k].clone();
+            out[*i] = probs[text_input[k]].clone();
         }
         Ok(out)
     }
 
-    /// Class probabilities of each text (normalised, readable), in order.
-    fn run_texts(&self, todo: &[&str]) -> Result<Vec<Probs>> {
-        if todo.is_empty() {
+    /// Class probabilities of each tokenized text, in order.
+    fn run_encodings(&self, encodings: &[&tokenizers::Encoding]) -> Result<Vec<Probs>> {
+        if encodings.is_empty() {
             return Ok(Vec::new());
         }
-        let t0 = Instant::now();
-        let encodings = self
-            .tokenizer
-            .encode_batch(todo.to_vec(), true)
-            .map_err(|e| Error::Inference { reason: format!("tokenizer: {e}") })?;
-        // group by width bucket (sorted by token count inside, so batches stay in
-        // length order); each bucket is cut into batches of its own
-        let mut order: Vec<usize> = (0..todo.len()).collect();
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&k| encodings[k].get_ids().len());
-        self.add_stat(2, t0.elapsed().as_nanos() as u64);
-        let mut chunks: Vec<&[usize]> = Vec::new();
-        for bucket in order.chunk_by(|&a, &b| {
-            self.width_of(encodings[a].get_ids().len()) == self.width_of(encodings[b].get_ids().len())
-        }) {
-            chunks.extend(bucket.chunks(self.batch_size));
-        }
+        let chunks: Vec<&[usize]> = match self.layout {
+            // length order, cut into batches
+            Layout::Packed => order.chunks(self.batch_size).collect(),
+            // grouped by width bucket (in length order inside); each bucket cut into batches of its own
+            Layout::Fixed => order
+                .chunk_by(|&a, &b| {
+                    self.width_of(encodings[a].get_ids().len()) == self.width_of(encodings[b].get_ids().len())
+                })
+                .flat_map(|bucket| bucket.chunks(self.batch_size))
+                .collect(),
+        };
         let results: Vec<Result<Vec<(usize, Probs)>>> = if self.sessions.len() == 1 || chunks.len() == 1 {
-            vec![self.run_chunks(0, &chunks, &AtomicUsize::new(0), &encodings)]
+            vec![self.run_chunks(0, &chunks, &AtomicUsize::new(0), encodings)]
         } else {
             // one worker per session; each takes the next batch until none is left
             let next = AtomicUsize::new(0);
             std::thread::scope(|scope| {
                 let workers: Vec<_> = (0..self.sessions.len().min(chunks.len()))
                     .map(|w| {
-                        let (chunks, next, encodings) = (&chunks, &next, &encodings);
+                        let (chunks, next) = (&chunks, &next);
                         scope.spawn(move || self.run_chunks(w, chunks, next, encodings))
                     })
                     .collect();
@@ -557,7 +638,7 @@ impl OnnxScorer {
                     .collect()
             })
         };
-        let mut out: Vec<Probs> = vec![Vec::new(); todo.len()];
+        let mut out: Vec<Probs> = vec![Vec::new(); encodings.len()];
         for r in results {
             for (k, probs) in r? {
                 out[k] = probs;
@@ -572,7 +653,7 @@ impl OnnxScorer {
         w: usize,
         chunks: &[&[usize]],
         next: &AtomicUsize,
-        encodings: &[tokenizers::Encoding],
+        encodings: &[&tokenizers::Encoding],
     ) -> Result<Vec<(usize, Probs)>> {
         let mut session =
             self.sessions[w].lock().map_err(|_| Error::Inference { reason: "an earlier run panicked".into() })?;
@@ -581,52 +662,66 @@ impl OnnxScorer {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(chunk) = chunks.get(i) else { break };
-            let width = self.width_of(encodings[chunk[0]].get_ids().len());
-            // always batch_size rows: a short batch is filled with copies of its first text
-            let rows = self.batch_size;
-            let mut ids = vec![0i64; rows * width];
-            let mut mask = vec![0i64; rows * width];
-            let mut types = vec![0i64; rows * width];
-            for r in 0..rows {
-                let e = &encodings[*chunk.get(r).unwrap_or(&chunk[0])];
-                for (j, ((&id, &m), &t)) in
-                    e.get_ids().iter().zip(e.get_attention_mask()).zip(e.get_type_ids()).enumerate()
-                {
-                    ids[r * width + j] = id as i64;
-                    mask[r * width + j] = m as i64;
-                    types[r * width + j] = t as i64;
+            let mut rows: Vec<&tokenizers::Encoding> = chunk.iter().map(|&k| encodings[k]).collect();
+            let width = match self.layout {
+                Layout::Packed => rows.iter().map(|e| e.get_ids().len()).max().unwrap_or(1),
+                Layout::Fixed => {
+                    // always batch_size rows: a short batch is filled with copies of its first text
+                    rows.resize(self.batch_size, rows[0]);
+                    self.width_of(rows[0].get_ids().len())
                 }
-            }
-            let shape = [rows as i64, width as i64];
-            let tensor =
-                |v: Vec<i64>| Tensor::from_array((shape, v)).map_err(|e| Error::Inference { reason: e.to_string() });
-            let mut inputs = ort::inputs![
-                "input_ids" => tensor(ids)?,
-                "attention_mask" => tensor(mask)?,
-            ];
-            if self.needs_type_ids {
-                inputs.push(("token_type_ids".into(), tensor(types)?.into()));
-            }
+            };
             let t1 = Instant::now();
-            let outputs = session.run(inputs).map_err(|e| Error::Inference { reason: e.to_string() })?;
+            let logits = self.run_batch(&mut session, &rows, width)?;
             self.add_stat(3, t1.elapsed().as_nanos() as u64);
             self.add_stat(1, 1);
-            let (oshape, logits) = outputs[self.output.as_str()]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| Error::Inference { reason: format!("output {}: {e}", self.output) })?;
-            if oshape.len() != 2 || oshape[0] as usize != rows || oshape[1] as usize != n_classes {
-                return Err(Error::Inference {
-                    reason: format!(
-                        "output {} has shape {oshape:?}, expected [{rows}, {n_classes}] (id2label has {n_classes} classes)",
-                        self.output
-                    ),
-                });
-            }
             for (r, &k) in chunk.iter().enumerate() {
                 out.push((k, softmax(&logits[r * n_classes..(r + 1) * n_classes])));
             }
         }
         Ok(out)
+    }
+
+    /// One `session.run` of `rows`, each padded to `width` tokens: the logits,
+    /// row after row.
+    fn run_batch(&self, session: &mut Session, rows: &[&tokenizers::Encoding], width: usize) -> Result<Vec<f32>> {
+        let n_classes = self.labels.len();
+        let n = rows.len();
+        let width = width.max(1);
+        let mut ids = vec![0i64; n * width];
+        let mut mask = vec![0i64; n * width];
+        let mut types = vec![0i64; n * width];
+        for (r, e) in rows.iter().enumerate() {
+            for (j, ((&id, &m), &t)) in e.get_ids().iter().zip(e.get_attention_mask()).zip(e.get_type_ids()).enumerate()
+            {
+                ids[r * width + j] = id as i64;
+                mask[r * width + j] = m as i64;
+                types[r * width + j] = t as i64;
+            }
+        }
+        let shape = [n as i64, width as i64];
+        let tensor =
+            |v: Vec<i64>| Tensor::from_array((shape, v)).map_err(|e| Error::Inference { reason: e.to_string() });
+        let mut inputs = ort::inputs![
+            "input_ids" => tensor(ids)?,
+            "attention_mask" => tensor(mask)?,
+        ];
+        if self.needs_type_ids {
+            inputs.push(("token_type_ids".into(), tensor(types)?.into()));
+        }
+        let outputs = session.run(inputs).map_err(|e| Error::Inference { reason: e.to_string() })?;
+        let (oshape, logits) = outputs[self.output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::Inference { reason: format!("output {}: {e}", self.output) })?;
+        if oshape.len() != 2 || oshape[0] as usize != n || oshape[1] as usize != n_classes {
+            return Err(Error::Inference {
+                reason: format!(
+                    "output {} has shape {oshape:?}, expected [{n}, {n_classes}] (id2label has {n_classes} classes)",
+                    self.output
+                ),
+            });
+        }
+        Ok(logits.to_vec())
     }
 
     /// The score (P(positive) − P(negative)) and label of one probability vector.
