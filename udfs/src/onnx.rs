@@ -16,9 +16,10 @@
 //! normalised text) is run once per run — its copies (retweets, reposts, and
 //! texts the uncased tokenizer reads the same: another case, spacing, accent)
 //! take its probabilities, in the same batch or later (at most
-//! [`MAX_REUSED_TEXTS`] kept) — which is exact because of the rule below. Texts are tokenized once (no padding, truncation at
-//! the model's max length) and sorted by token count; then one of two
-//! [`Layout`]s, chosen when the model loads:
+//! [`MAX_REUSED_TEXTS`] kept) — which is exact because of the rule below.
+//! Texts are tokenized once (no padding, truncation at the model's max length)
+//! and sorted by token count; then one of two [`Layout`]s, chosen when the
+//! model loads:
 //! - [`Layout::Packed`], when a row's result does not depend on its batch-mates
 //!   or on its padding (the shipped model: static int8 with fixed scales, mean
 //!   pooling as a MatMul per row): batches of `batch_size` texts in length order,
