@@ -286,12 +286,10 @@ pub enum Layout {
 
 /// Texts of different lengths that [`OnnxScorer::load`] runs alone and then
 /// together, padded wider than any of them, to choose the [`Layout`].
-const LAYOUT_PROBES: [&str; 4] = [
+const LAYOUT_PROBES: [&str; 3] = [
     "great",
     "the service was slow and the food was cold",
-    "@user honestly not sure what to make of the new update, some of it works and some of it really does not",
-    "so the exchange halted withdrawals again this morning and support keeps saying it is routine maintenance while \
-     everyone on here is panicking about their savings, which is not what anyone wanted to hear",
+    "@user not sure what to make of the update, some of it works and some does not",
 ];
 
 /// Padded widths are multiples of this many tokens (see [`OnnxScorer::width_of`]).
@@ -540,32 +538,21 @@ impl OnnxScorer {
         // each distinct model input once: the same tokens get the same bits, so a copy (the same
         // text, or one the tokenizer reads the same: another case, spacing or accent) takes the
         // result of the first, in this call or earlier in the run
-        let mut distinct_text: rustc_hash::FxHashMap<&str, usize> = Default::default();
-        let mut row_text: Vec<usize> = Vec::with_capacity(todo.len());
-        let mut texts: Vec<&str> = Vec::new();
-        for (_, t) in &todo {
-            let next = texts.len();
-            let k = *distinct_text.entry(t.as_ref()).or_insert(next);
-            if k == next {
-                texts.push(t.as_ref());
-            }
-            row_text.push(k);
-        }
         let t0 = Instant::now();
         let encodings = self
             .tokenizer
-            .encode_batch(texts.clone(), true)
+            .encode_batch(todo.iter().map(|(_, t)| t.as_ref()).collect::<Vec<&str>>(), true)
             .map_err(|e| Error::Inference { reason: format!("tokenizer: {e}") })?;
         self.add_stat(2, t0.elapsed().as_nanos() as u64);
-        let mut distinct_input: rustc_hash::FxHashMap<&[u32], usize> = Default::default();
-        let mut text_input: Vec<usize> = Vec::with_capacity(texts.len());
+        let mut distinct: rustc_hash::FxHashMap<&[u32], usize> = Default::default();
+        let mut row_input: Vec<usize> = Vec::with_capacity(todo.len());
         let mut fresh: Vec<&tokenizers::Encoding> = Vec::new();
         let mut probs: Vec<Option<Probs>> = Vec::new();
         {
             let seen = self.seen.lock().map_err(|_| Error::Inference { reason: "an earlier run panicked".into() })?;
             for e in &encodings {
                 let next = probs.len();
-                let k = *distinct_input.entry(e.get_ids()).or_insert(next);
+                let k = *distinct.entry(e.get_ids()).or_insert(next);
                 if k == next {
                     let known = seen.get(e.get_ids()).cloned();
                     if known.is_none() {
@@ -573,7 +560,7 @@ impl OnnxScorer {
                     }
                     probs.push(known);
                 }
-                text_input.push(k);
+                row_input.push(k);
             }
         }
         self.add_stat(4, (todo.len() - fresh.len()) as u64);
@@ -594,8 +581,8 @@ impl OnnxScorer {
         for p in probs.iter_mut().filter(|p| p.is_none()) {
             *p = computed.next();
         }
-        for ((i, _), k) in todo.iter().zip(row_text) {
-            out[*i] = probs[text_input[k]].clone();
+        for ((i, _), k) in todo.iter().zip(row_input) {
+            out[*i] = probs[k].clone();
         }
         Ok(out)
     }
