@@ -106,7 +106,9 @@ fn escape_controls(batch: &RecordBatch) -> Result<RecordBatch> {
             cols.push(c.clone());
         }
     }
-    Ok(RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), cols)?)
+    // the row count too: a batch of no columns has rows but no column to say how many
+    let opts = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(std::sync::Arc::new(Schema::new(fields)), cols, &opts)?)
 }
 
 /// Rows of one table in `--format table`: a longer result prints as several
@@ -118,6 +120,13 @@ const TABLE_ROWS: usize = 5_000;
 /// at its first write (see [`crate::Stdout`]), so nothing runs on unread.
 async fn print_stream(mut stream: SendableRecordBatchStream, format: OutFormat, out: &mut impl Write) -> Result<()> {
     let schema = stream.schema();
+    if schema.fields().is_empty() {
+        // a statement with no result (CREATE EXTERNAL TABLE, CREATE VIEW, SET): nothing to print
+        while let Some(batch) = stream.next().await {
+            batch?;
+        }
+        return Ok(());
+    }
     match format {
         OutFormat::Table => {
             let mut piece: Vec<RecordBatch> = Vec::new();
@@ -339,5 +348,20 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains("a\\u{1b}[2Jb\\u{7}\\u{d}c"), "{s}");
         assert!(!s.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn a_result_without_columns_prints_nothing_in_every_format() {
+        use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+        let schema = std::sync::Arc::new(datafusion::arrow::datatypes::Schema::empty());
+        let opts = RecordBatchOptions::new().with_row_count(Some(1));
+        let b = RecordBatch::try_new_with_options(schema, vec![], &opts).unwrap();
+        for format in [super::OutFormat::Table, super::OutFormat::Csv, super::OutFormat::Json] {
+            let mut out = Vec::new();
+            super::print(std::slice::from_ref(&b), format, &mut out).unwrap();
+            assert!(out.is_empty(), "{format:?}: {}", String::from_utf8_lossy(&out));
+        }
+        // and a table view of such a batch has its row count
+        assert_eq!(super::escape_controls(&b).unwrap().num_rows(), 1);
     }
 }

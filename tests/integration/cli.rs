@@ -59,6 +59,18 @@ fn sql_command_formats_and_files() {
     let path = d.path().join("windows").join(file);
     let out = sql_csv(&root, &format!("SELECT count(*) AS n FROM '{}'", s(&path)));
     assert_eq!(out, "n\n288\n");
+    // and a statement without a result (a DDL) runs and prints nothing, in the default table view
+    let out = ok(&[
+        "sql",
+        "--data",
+        &root,
+        "-c",
+        &format!(
+            "CREATE EXTERNAL TABLE w STORED AS PARQUET LOCATION '{}'; CREATE VIEW v AS SELECT count(*) AS n FROM w; SELECT n FROM v",
+            s(&path)
+        ),
+    ]);
+    assert!(out.starts_with("+-----+\n| n   |\n+-----+\n| 288 |"), "{out}");
 
     let (code, err) = fails(&["sql", "--data", &root, "-c", "SELECT nope FROM windows"]);
     assert_eq!(code, 2);
