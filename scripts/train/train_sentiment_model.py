@@ -110,7 +110,11 @@ def training_rows(a):
     te_t, te_y = read_tweeteval(os.path.join(a.data, "tweet_eval_sentiment"), "train")
     whole, frac = int(a.tweeteval_epochs), a.tweeteval_epochs - int(a.tweeteval_epochs)
     idx = list(range(len(te_t))) * whole + rng.sample(range(len(te_t)), int(frac * len(te_t)))
-    rows += [(te_t[i], te_y[i], False, 1.0) for i in idx]
+    # --class-balance: TweetEval's classes weighted by inverse frequency (mean weight 1), so the
+    # loss counts each class equally, as its metric (macro recall) does
+    freq = np.bincount(te_y, minlength=3) / len(te_y)
+    cw = [1.0 / (3 * f) if a.class_balance else 1.0 for f in freq]
+    rows += [(te_t[i], te_y[i], False, cw[te_y[i]]) for i in idx]
     for name, (t, y), n, w in (("sst2", read_sst2(os.path.join(a.data, "sst2/train.tsv")), a.sst2, 1.0),
                                ("s140", read_s140(os.path.join(a.data, "sentiment140_sample/train.csv")), a.s140, a.s140_weight)):
         pick = rng.sample(range(len(t)), min(n, len(t)))
@@ -315,6 +319,8 @@ def main():
     ap.add_argument("--sst2", type=int, default=30000, help="SST-2 train rows sampled (binary signal)")
     ap.add_argument("--s140", type=int, default=20000, help="Sentiment140 rows sampled (binary, noisy)")
     ap.add_argument("--s140-weight", type=float, default=0.5, help="loss weight of the noisy Sentiment140 rows")
+    ap.add_argument("--class-balance", action=argparse.BooleanOptionalAction, default=False,
+                    help="weight TweetEval's classes by inverse frequency (its metric is macro recall)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=6e-5)
     ap.add_argument("--warmup", type=float, default=0.06)
@@ -366,6 +372,9 @@ def main():
     # mean pooling as one MatMul per row, so a text's bits do not depend on its batch (pool_matmul.py)
     from pool_matmul import pool_as_matmul
     pool_as_matmul(shipped, shipped)
+    # embedding rows gathered as int8 and scaled, not the whole table dequantized per run (embed_gather.py)
+    from embed_gather import gather_before_dequant
+    gather_before_dequant(shipped, shipped)
     for stale in ("model_quantized.onnx",):
         if os.path.exists(os.path.join(a.out, stale)):
             os.remove(os.path.join(a.out, stale))
@@ -434,7 +443,8 @@ sentiflow's score is P(positive) − P(negative) in [-1, 1]; the label is the mo
   scale depends on the batch; the mean pooling is written as one MatMul per row
   (`scripts/train/pool_matmul.py`: ONNX Runtime's ReduceSum sums in an order set by the batch's
   shape), so a text gets the same bits alone, in any batch and padded to any width (sentiflow
-  checks this when it loads the model).
+  checks this when it loads the model). An embedding lookup gathers the int8 rows and then scales
+  them (`scripts/train/embed_gather.py`), instead of dequantizing the whole table on every run.
 - **Files**: `model.onnx` ({r8['bytes'] / 2**20:.1f} MiB), `tokenizer.json`, `config.json`,
   `training.json` (arguments and figures). The fp32 export ({r32['bytes'] / 2**20:.1f} MiB) is rebuilt
   by the script and not committed.
