@@ -24,8 +24,17 @@ import re
 import polars as pl
 
 TERMS_RS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "udfs", "src", "terms.rs")
-# udfs/src/terms.rs: MAX_TERMS_PER_TWEET, MAX_TERM_BYTES, MAX_CASHTAG_LETTERS
-MAX_TERMS, MAX_TERM_BYTES, MAX_CASHTAG = 48, 64, 6
+
+
+def rust_const(name):
+    """A `pub const NAME: usize = N;` of udfs/src/terms.rs: the extractor's bounds, read from their one place."""
+    m = re.search(rf"pub const {name}: usize = (\d+);", open(TERMS_RS, encoding="utf-8").read())
+    assert m, f"{name} not found in terms.rs"
+    return int(m.group(1))
+
+
+MAX_TERMS, MAX_TERM_BYTES, MAX_CASHTAG = (rust_const(n) for n in ("MAX_TERMS_PER_TWEET", "MAX_TERM_BYTES",
+                                                                 "MAX_CASHTAG_LETTERS"))
 ALNUM = r"\p{Alphabetic}\p{N}"
 # one token per match, in text order: a tag, a mention, a word (inner apostrophes), or any other
 # character (a break); whitespace is skipped
