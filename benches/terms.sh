@@ -54,6 +54,19 @@ onnx_per_row=$(awk -v c="$onnx_cpu" -v n="$ONNX_SAMPLE" 'BEGIN { printf "%.9f", 
 
 echo "# window_terms bench, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, binary $BIN, Polars $("$VENV/bin/python" -c 'import polars; print(polars.__version__)')"
 echo "# ONNX score: $onnx_cpu CPU-s on $ONNX_SAMPLE rows (scaled to each size below)"
+# equal OURS.csv THEIRS.csv: "k/n" rows of ours equal to theirs (n, lift and neg_lift to 1e-9)
+equal() {
+  "$VENV/bin/python" - "$1" "$2" <<'PY'
+import csv, math, sys
+def rows(p):
+    with open(p) as f:
+        return {(r["window_start"], r["term"]): r for r in csv.DictReader(f)}
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+bad = [k for k in a.keys() | b.keys() if k not in a or k not in b or a[k]["n"] != b[k]["n"]
+       or any(not math.isclose(float(a[k][c]), float(b[k][c]), rel_tol=1e-9, abs_tol=1e-9) for c in ("lift", "neg_lift"))]
+print(f"{len(a) - len([k for k in bad if k in a])}/{len(a)}" + (f" DIFFER e.g. {sorted(bad)[:2]}" if bad else ""))
+PY
+}
 printf '%10s | %9s %9s %9s %8s %8s | %8s %8s | %9s %8s | %7s %7s | %9s %8s %8s | %10s %6s | %s\n' rows "agg CPU-s" "+terms" "terms" \
   "extract" "lift" "RSS MiB" "+terms" "Polars" "RSS MiB" "xPolars" "lift/P" "P+text" "RSS MiB" "xP+text" "ONNX CPU-s" share \
   "equal rows (Polars, P+text)"
@@ -72,19 +85,7 @@ for n in $ROWS; do
   read -r cp rp < <(timed "$VENV/bin/python" benches/terms_polars.py --input "$WORK/terms-$n.parquet" --out "$WORK/polars-$n.csv")
   read -r cq rq < <(timed "$VENV/bin/python" benches/terms_polars.py --from-text "$root/scored" --out "$WORK/polars-text-$n.csv")
   "$BIN" sql --data "$root" --format csv -c "SELECT CAST(arrow_cast(window_start, 'Timestamp(Microsecond, None)') AS BIGINT) AS window_start, term, n, lift, neg_lift FROM window_terms" >"$WORK/ours-$n.csv"
-  equal() {
-    "$VENV/bin/python" - "$WORK/ours-$n.csv" "$1" <<'PY'
-import csv, math, sys
-def rows(p):
-    with open(p) as f:
-        return {(r["window_start"], r["term"]): r for r in csv.DictReader(f)}
-a, b = rows(sys.argv[1]), rows(sys.argv[2])
-bad = [k for k in a.keys() | b.keys() if k not in a or k not in b or a[k]["n"] != b[k]["n"]
-       or any(not math.isclose(float(a[k][c]), float(b[k][c]), rel_tol=1e-9, abs_tol=1e-9) for c in ("lift", "neg_lift"))]
-print(f"{len(a) - len([k for k in bad if k in a])}/{len(a)}" + (f" DIFFER e.g. {sorted(bad)[:2]}" if bad else ""))
-PY
-  }
-  equal="$(equal "$WORK/polars-$n.csv"), $(equal "$WORK/polars-text-$n.csv")"
+  equal="$(equal "$WORK/ours-$n.csv" "$WORK/polars-$n.csv"), $(equal "$WORK/ours-$n.csv" "$WORK/polars-text-$n.csv")"
   terms=$(awk -v a="$c1" -v b="$c0" 'BEGIN { printf "%.2f", a - b }')
   extract=$(awk -v a="$cx" -v b="$cs" 'BEGIN { printf "%.2f", a - b }')
   lift=$(awk -v a="$terms" -v b="$extract" 'BEGIN { printf "%.2f", a - b }')

@@ -24,11 +24,13 @@ import re
 import polars as pl
 
 TERMS_RS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "udfs", "src", "terms.rs")
+# the extractor's source: its stopword lists and bounds are read from it, not restated here
+TERMS_SRC = open(TERMS_RS, encoding="utf-8").read()
 
 
 def rust_const(name):
     """A `pub const NAME: usize = N;` of udfs/src/terms.rs: the extractor's bounds, read from their one place."""
-    m = re.search(rf"pub const {name}: usize = (\d+);", open(TERMS_RS, encoding="utf-8").read())
+    m = re.search(rf"pub const {name}: usize = (\d+);", TERMS_SRC)
     assert m, f"{name} not found in terms.rs"
     return int(m.group(1))
 
@@ -44,8 +46,7 @@ URL = r"(?i)https?://[^ \t\n\r\x0b\x0c]+"
 
 def stopwords():
     """The shipped stopword lists, read from udfs/src/terms.rs so both sides drop the same words."""
-    src = open(TERMS_RS, encoding="utf-8").read()
-    lists = re.findall(r'const (?:EN|ES|PT|DE|FR): &str = "(.*?)";', src, re.S)
+    lists = re.findall(r'const (?:EN|ES|PT|DE|FR): &str = "(.*?)";', TERMS_SRC, re.S)
     assert len(lists) == 5, "stopword lists not found in terms.rs"
     return sorted({w for l in lists for w in l.replace("\\", " ").split()})
 
