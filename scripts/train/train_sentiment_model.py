@@ -110,15 +110,16 @@ def training_rows(a):
     te_t, te_y = read_tweeteval(os.path.join(a.data, "tweet_eval_sentiment"), "train")
     whole, frac = int(a.tweeteval_epochs), a.tweeteval_epochs - int(a.tweeteval_epochs)
     idx = list(range(len(te_t))) * whole + rng.sample(range(len(te_t)), int(frac * len(te_t)))
-    # --class-balance: TweetEval's classes weighted by inverse frequency (mean weight 1), so the
-    # loss counts each class equally, as its metric (macro recall) does
+    # --class-balance P: TweetEval's classes weighted by frequency^-P, scaled so the mean weight of a
+    # row is 1. P = 1 counts each class equally, as its metric (macro recall) does; 0 is off.
     freq = np.bincount(te_y, minlength=3) / len(te_y)
-    cw = [1.0 / (3 * f) if a.class_balance else 1.0 for f in freq]
-    rows += [(te_t[i], te_y[i], False, cw[te_y[i]]) for i in idx]
-    for name, (t, y), n, w in (("sst2", read_sst2(os.path.join(a.data, "sst2/train.tsv")), a.sst2, 1.0),
-                               ("s140", read_s140(os.path.join(a.data, "sentiment140_sample/train.csv")), a.s140, a.s140_weight)):
+    cw = freq ** -a.class_balance / np.sum(freq ** (1 - a.class_balance))
+    rows += [(te_t[i], te_y[i], False, float(cw[te_y[i]])) for i in idx]
+    for name, (t, y), n, w, passes in (
+            ("sst2", read_sst2(os.path.join(a.data, "sst2/train.tsv")), a.sst2, 1.0, a.sst2_epochs),
+            ("s140", read_s140(os.path.join(a.data, "sentiment140_sample/train.csv")), a.s140, a.s140_weight, 1)):
         pick = rng.sample(range(len(t)), min(n, len(t)))
-        rows += [(t[i], y[i], True, w) for i in pick]
+        rows += [(t[i], y[i], True, w) for i in pick * passes]
     rows = [(normalize_tweet(t), y, b, w) for t, y, b, w in rows]
     rng.shuffle(rows)
     return rows
@@ -319,8 +320,10 @@ def main():
     ap.add_argument("--sst2", type=int, default=30000, help="SST-2 train rows sampled (binary signal)")
     ap.add_argument("--s140", type=int, default=20000, help="Sentiment140 rows sampled (binary, noisy)")
     ap.add_argument("--s140-weight", type=float, default=0.5, help="loss weight of the noisy Sentiment140 rows")
-    ap.add_argument("--class-balance", action=argparse.BooleanOptionalAction, default=False,
-                    help="weight TweetEval's classes by inverse frequency (its metric is macro recall)")
+    ap.add_argument("--sst2-epochs", type=int, default=1, help="passes over the SST-2 sample")
+    ap.add_argument("--class-balance", type=float, nargs="?", const=1.0, default=0.0, metavar="P",
+                    help="weight TweetEval's classes by frequency^-P (its metric is macro recall): 1 (the "
+                         "default with no value) counts each class equally, 0.5 is milder, 0 is off")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=6e-5)
     ap.add_argument("--warmup", type=float, default=0.06)
@@ -416,6 +419,8 @@ QUANT_TEXT = {
 def write_card(a, info, results):
     r8, r32 = results["int8"], results["fp32"]
     te8, te32 = r8["tweeteval_val"], r32["tweeteval_val"]
+    balance = (f" with its classes weighted by frequency^-{a.class_balance:g} (`--class-balance`)"
+               if a.class_balance else "")
     card = f"""# sentiment-minilm (3-class tweets)
 
 A 3-class sentiment classifier (negative / neutral / positive) for sentiflow's ONNX scorer, built
@@ -430,8 +435,8 @@ sentiflow's score is P(positive) − P(negative) in [-1, 1]; the label is the mo
   (TweetEval's convention), in training, in sentiflow's scorer and in the Python reference alike.
 - **Data**: TweetEval sentiment train (SemEval-2013..2016 tweets; Barbieri et al. 2020, Rosenthal
   et al. 2017; released without restrictions beyond those of the source tasks and X/Twitter's
-  terms), {a.tweeteval_epochs} passes, 3-class cross-entropy; {a.sst2:,} GLUE SST-2 train sentences
-  (Socher et al. 2013, research use) and {a.s140:,} Sentiment140 tweets (Go, Bhayani & Huang 2009,
+  terms), {a.tweeteval_epochs} passes, 3-class cross-entropy{balance}; {a.sst2:,} GLUE SST-2 train sentences
+  (Socher et al. 2013, research use; {a.sst2_epochs} pass(es)) and {a.s140:,} Sentiment140 tweets (Go, Bhayani & Huang 2009,
   research use; labels from emoticons, so noisy: loss weight {a.s140_weight}) as positive/negative-only
   signals with the neutral logit masked. {info['rows']:,} rows, {info['steps']:,} steps.
 - **Method**: full fine-tuning, attention-masked mean pooling + linear head, AdamW (lr {a.lr},
@@ -451,8 +456,8 @@ sentiflow's score is P(positive) − P(negative) in [-1, 1]; the label is the mo
 - **Terms**: the model inherits the data's terms (research use for SST-2 and Sentiment140; cite the
   papers above); its own files are Apache-2.0 like sentiflow.
 
-Evaluated with onnxruntime {ort.__version__} on CPU, batches of 32 in input order (never trained on,
-never used to choose anything):
+Evaluated with onnxruntime {ort.__version__} on CPU, batches of 32 in input order (never trained on, never
+used to pick a checkpoint or a threshold; they were used to compare whole training runs):
 
 | model | TweetEval val macro recall (2,000) | neg / neu / pos recall | accuracy | SST-2 dev accuracy, P(pos) > P(neg) (872) |
 |---|---:|---:|---:|---:|
