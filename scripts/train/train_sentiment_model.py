@@ -103,8 +103,8 @@ def read_s140(path):
 
 
 def training_rows(a):
-    """(text, label, binary, weight) rows: every TweetEval row --tweeteval-epochs times, and
-    seeded samples of SST-2 and Sentiment140 (binary: the neutral logit is masked)."""
+    """(text, label, binary, weight, teacher share) rows: every TweetEval row --tweeteval-epochs
+    times, and seeded samples of SST-2 and Sentiment140 (binary: the neutral logit is masked)."""
     rng = random.Random(a.seed)
     rows = []
     te_t, te_y = read_tweeteval(os.path.join(a.data, "tweet_eval_sentiment"), "train")
@@ -114,15 +114,37 @@ def training_rows(a):
     # row is 1. P = 1 counts each class equally, as its metric (macro recall) does; 0 is off.
     freq = np.bincount(te_y, minlength=3) / len(te_y)
     cw = freq ** -a.class_balance / np.sum(freq ** (1 - a.class_balance))
-    rows += [(te_t[i], te_y[i], False, float(cw[te_y[i]])) for i in idx]
-    for name, (t, y), n, w, passes in (
-            ("sst2", read_sst2(os.path.join(a.data, "sst2/train.tsv")), a.sst2, 1.0, a.sst2_epochs),
-            ("s140", read_s140(os.path.join(a.data, "sentiment140_sample/train.csv")), a.s140, a.s140_weight, 1)):
+    # (text, label, binary, weight, teacher share): with --teacher, a row's target is that share of
+    # the teachers' probabilities plus the rest of its label (TweetEval: --teacher-weight; Sentiment140:
+    # all of it, as its emoticon label has no neutral; SST-2: none)
+    share = (a.teacher_weight, 1.0) if a.teacher else (0.0, 0.0)
+    rows += [(te_t[i], te_y[i], False, float(cw[te_y[i]]), share[0]) for i in idx]
+    for (t, y), n, w, passes, d in (
+            (read_sst2(os.path.join(a.data, "sst2/train.tsv")), a.sst2, 1.0, a.sst2_epochs, 0.0),
+            (read_s140(os.path.join(a.data, "sentiment140_sample/train.csv")), a.s140, a.s140_weight, 1, share[1])):
         pick = rng.sample(range(len(t)), min(n, len(t)))
-        rows += [(t[i], y[i], True, w) for i in pick * passes]
-    rows = [(normalize_tweet(t), y, b, w) for t, y, b, w in rows]
+        rows += [(t[i], y[i], not d, w, d) for i in pick * passes]
+    rows = [(normalize_tweet(t), y, b, w, d) for t, y, b, w, d in rows]
     rng.shuffle(rows)
     return rows
+
+
+def teacher_targets(a, tok, rows):
+    """--teacher: each distilled row's target, its share of the mean of the teacher models'
+    probabilities (an ensemble) plus the rest of its smoothed 3-class label. Returns {row index:
+    target}; the teachers run once per distinct text, in length order."""
+    texts = sorted({r[0] for r in rows if r[4]}, key=lambda t: (len(t), t))
+    t0 = time.time()
+    probs = np.mean([onnx_probs(session(os.path.join(d, "model.onnx"), a.threads), tok, texts, a.max_length)
+                     for d in a.teacher], axis=0)
+    by_text = dict(zip(texts, probs))
+    print(f"teachers {a.teacher}: {len(texts)} distinct texts in {time.time() - t0:.0f} s", flush=True)
+    out = {}
+    for i, (text, y, _, _, share) in enumerate(rows):
+        if share:
+            hard = np.full(3, a.label_smoothing / 3) + (1 - a.label_smoothing) * np.eye(3)[y]
+            out[i] = share * by_text[text] + (1 - share) * hard
+    return out
 
 
 def make_batches(rows, a):
@@ -172,11 +194,12 @@ def onnx_probs(session, tok, texts, max_length, batch=32):
 
 def train(a, tok, model):
     rows = training_rows(a)
+    targets = teacher_targets(a, tok, rows) if a.teacher else {}
     batches = make_batches(rows, a)
     steps = len(batches)
     counts = {}
-    for _, y, b, _ in rows:
-        k = ("binary-" if b else "3class-") + LABELS[y]
+    for _, y, b, _, d in rows:
+        k = ("binary-" if b else "distilled-" if d else "3class-") + LABELS[y]
         counts[k] = counts.get(k, 0) + 1
     print(f"training rows {len(rows)} {counts}, {steps} steps", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
@@ -199,6 +222,11 @@ def train(a, tok, model):
         valid = (~(binary.unsqueeze(1) & (torch.arange(3) == NEU).unsqueeze(0))).float()
         q = valid * (a.label_smoothing / valid.sum(1, keepdim=True))
         q = q + (1 - a.label_smoothing) * torch.nn.functional.one_hot(y, 3).float()
+        if targets:
+            soft = [i in targets for i in idx]
+            if any(soft):
+                q[torch.tensor(soft)] = torch.tensor(np.array([targets[i] for i in idx if i in targets]),
+                                                     dtype=torch.float32)
         per_row = -(q * torch.log_softmax(logits, dim=1)).sum(1)
         loss = (per_row * w).sum() / w.sum()
         opt.zero_grad()
@@ -324,6 +352,13 @@ def main():
     ap.add_argument("--class-balance", type=float, nargs="?", const=1.0, default=0.0, metavar="P",
                     help="weight TweetEval's classes by frequency^-P (its metric is macro recall): 1 (the "
                          "default with no value) counts each class equally, 0.5 is milder, 0 is off")
+    ap.add_argument("--teacher", nargs="+", metavar="MODEL_DIR",
+                    help="knowledge distillation: the mean probabilities of these models (directories with a "
+                         "model.onnx, e.g. two earlier runs) become the targets of the TweetEval rows (mixed with "
+                         "their labels by --teacher-weight) and of the Sentiment140 rows (3-class, no longer "
+                         "binary); SST-2 rows keep their labels")
+    ap.add_argument("--teacher-weight", type=float, default=1.0,
+                    help="share of the teachers' probabilities in a TweetEval row's target (the rest: its label)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=6e-5)
     ap.add_argument("--warmup", type=float, default=0.06)
@@ -421,6 +456,15 @@ def write_card(a, info, results):
     te8, te32 = r8["tweeteval_val"], r32["tweeteval_val"]
     balance = (f" with its classes weighted by frequency^-{a.class_balance:g} (`--class-balance`)"
                if a.class_balance else "")
+    s140 = (f") as 3-class rows whose targets are the teachers' probabilities (below; loss weight {a.s140_weight})"
+            if a.teacher else f"; labels from emoticons, so noisy: loss weight {a.s140_weight}) the same way")
+    mix = ("the teachers' alone" if a.teacher_weight >= 1 else
+           f"{a.teacher_weight:.0%} the teachers', the rest the row's smoothed label")
+    teacher = "" if not a.teacher else f"""
+- **Distillation** (`--teacher`): the targets of the TweetEval rows ({mix}) and of the
+  Sentiment140 tweets are the mean probabilities of {len(a.teacher)} teacher models, each an earlier
+  run of this script ({', '.join(f'`{t}`' for t in a.teacher)}; `scripts/train/rebuild_shipped.sh`
+  trains them). SST-2 rows keep their labels."""
     card = f"""# sentiment-minilm (3-class tweets)
 
 A 3-class sentiment classifier (negative / neutral / positive) for sentiflow's ONNX scorer, built
@@ -436,9 +480,9 @@ sentiflow's score is P(positive) − P(negative) in [-1, 1]; the label is the mo
 - **Data**: TweetEval sentiment train (SemEval-2013..2016 tweets; Barbieri et al. 2020, Rosenthal
   et al. 2017; released without restrictions beyond those of the source tasks and X/Twitter's
   terms), {a.tweeteval_epochs} passes, 3-class cross-entropy{balance}; {a.sst2:,} GLUE SST-2 train sentences
-  (Socher et al. 2013, research use; {a.sst2_epochs} pass(es)) and {a.s140:,} Sentiment140 tweets (Go, Bhayani & Huang 2009,
-  research use; labels from emoticons, so noisy: loss weight {a.s140_weight}) as positive/negative-only
-  signals with the neutral logit masked. {info['rows']:,} rows, {info['steps']:,} steps.
+  (Socher et al. 2013, research use; {a.sst2_epochs} pass(es)) as positive/negative-only signals with the
+  neutral logit masked, and {a.s140:,} Sentiment140 tweets (Go, Bhayani & Huang 2009, research
+  use{s140}. {info['rows']:,} rows, {info['steps']:,} steps.{teacher}
 - **Method**: full fine-tuning, attention-masked mean pooling + linear head, AdamW (lr {a.lr},
   weight decay 0.01, {a.warmup:.0%} warm-up then linear decay), label smoothing {a.label_smoothing},
   batch {a.batch}, max length {a.max_length}, batches grouped by length, {'bfloat16 autocast, ' if a.bf16 else ''}seed {a.seed};

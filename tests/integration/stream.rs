@@ -454,10 +454,10 @@ fn workers_share_the_stream_through_stops_kills_and_a_split() {
     }
     // the last workers stop on SIGTERM; each says which shards it held
     let mut outs = Vec::new();
-    for (_, c) in workers {
+    for (id, c) in workers {
         assert!(Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success());
         let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "SIGTERM exits 0");
+        assert!(o.status.success(), "SIGTERM exits 0: worker {id} {}\n{}", o.status, log_tail(&b, &id));
         outs.push(String::from_utf8_lossy(&o.stdout).to_string());
     }
     assert!(outs.iter().all(|o| o.contains("held shards [")), "{outs:#?}");
