@@ -129,22 +129,16 @@ def training_rows(a):
     return rows
 
 
-def teacher_targets(a, tok, rows):
-    """--teacher: each distilled row's target, its share of the mean of the teacher models'
-    probabilities (an ensemble) plus the rest of its smoothed 3-class label. Returns {row index:
-    target}; the teachers run once per distinct text, in length order."""
+def teacher_probs(a, tok, rows):
+    """--teacher: the mean of the teacher models' probabilities (an ensemble) for each text of a
+    row with a teacher share, {text: probabilities}; the teachers run once per distinct text, in
+    length order. `train` mixes them into the row's target by its share."""
     texts = sorted({r[0] for r in rows if r[4]}, key=lambda t: (len(t), t))
     t0 = time.time()
     probs = np.mean([onnx_probs(session(os.path.join(d, "model.onnx"), a.threads), tok, texts, a.max_length)
                      for d in a.teacher], axis=0)
-    by_text = dict(zip(texts, probs))
     print(f"teachers {a.teacher}: {len(texts)} distinct texts in {time.time() - t0:.0f} s", flush=True)
-    out = {}
-    for i, (text, y, _, _, share) in enumerate(rows):
-        if share:
-            hard = np.full(3, a.label_smoothing / 3) + (1 - a.label_smoothing) * np.eye(3)[y]
-            out[i] = share * by_text[text] + (1 - share) * hard
-    return out
+    return dict(zip(texts, probs))
 
 
 def make_batches(rows, a):
@@ -194,7 +188,7 @@ def onnx_probs(session, tok, texts, max_length, batch=32):
 
 def train(a, tok, model):
     rows = training_rows(a)
-    targets = teacher_targets(a, tok, rows) if a.teacher else {}
+    teachers = teacher_probs(a, tok, rows) if a.teacher else {}
     batches = make_batches(rows, a)
     steps = len(batches)
     counts = {}
@@ -222,11 +216,11 @@ def train(a, tok, model):
         valid = (~(binary.unsqueeze(1) & (torch.arange(3) == NEU).unsqueeze(0))).float()
         q = valid * (a.label_smoothing / valid.sum(1, keepdim=True))
         q = q + (1 - a.label_smoothing) * torch.nn.functional.one_hot(y, 3).float()
-        if targets:
-            soft = [i in targets for i in idx]
-            if any(soft):
-                q[torch.tensor(soft)] = torch.tensor(np.array([targets[i] for i in idx if i in targets]),
-                                                     dtype=torch.float32)
+        # --teacher: a row's target is its share of the teachers' probabilities, the rest its label
+        share = torch.tensor([rows[i][4] for i in idx], dtype=torch.float32).unsqueeze(1)
+        if share.any():
+            t = torch.tensor(np.array([teachers.get(rows[i][0], np.zeros(3)) for i in idx]), dtype=torch.float32)
+            q = share * t + (1 - share) * q
         per_row = -(q * torch.log_softmax(logits, dim=1)).sum(1)
         loss = (per_row * w).sum() / w.sum()
         opt.zero_grad()
