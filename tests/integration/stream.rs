@@ -1,7 +1,7 @@
 //! Streaming mode against kinesalite: exactly-once windows through kill -9,
 //! late rows, alerts to a webhook, SIGTERM.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -77,9 +77,26 @@ fn stream_windows_are_exactly_once_through_crashes() {
     assert!(out_a.contains("4000 records, 4000 rows, 0 rejected, 0 late rows"), "{out_a}");
 
     // the same stream into b, crashing after outputs and before the commit, then kill -9 at random
+    let terms_dir = d.path().join(format!("b/_checkpoints/stream/{stream}/terms"));
+    let pane_files = || -> BTreeMap<String, u64> {
+        use std::os::unix::fs::MetadataExt;
+        let files = std::fs::read_dir(&terms_dir).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+        files.iter().map(|f| (f.file_name().to_string_lossy().into_owned(), f.metadata().unwrap().ino())).collect()
+    };
+    let mut panes_before_replay = BTreeMap::new();
     for crash in ["stream_outputs:2", "stream_outputs:1"] {
         let o = stream_cmd(&stream, &b, &args).env("SENTIFLOW_TEST_CRASH", crash).output().unwrap();
         assert!(!o.status.success(), "{crash}");
+        if panes_before_replay.is_empty() {
+            panes_before_replay = pane_files();
+        }
+    }
+    // the second run replayed the first one's uncommitted batches: it kept their term pane files
+    // (a file replaced under the emitter while it reads it fails its query)
+    let after = pane_files();
+    assert!(!panes_before_replay.is_empty());
+    for (name, ino) in &panes_before_replay {
+        assert_eq!(after.get(name), Some(ino), "{name} was replaced by the replay");
     }
     let mut rng = sentiflow_jobs::rng::Rng::new(99);
     let (mut kills, deadline) = (0, Instant::now() + Duration::from_secs(180));

@@ -567,6 +567,15 @@ pub async fn delete_except(store: &dyn ObjectStore, loc: &Location, dir: &Path, 
     Ok(n)
 }
 
+/// Whether an object exists (a HEAD request).
+pub async fn exists(store: &dyn ObjectStore, loc: &Location, path: &Path) -> Result<bool> {
+    match store.head(path).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(source) => Err(Error::Store { op: "head", location: loc.url_of(path), source }),
+    }
+}
+
 /// Deletes one object; one that is already gone is no error.
 pub async fn delete_if_exists(store: &dyn ObjectStore, loc: &Location, path: &Path) -> Result<()> {
     match store.delete(path).await {

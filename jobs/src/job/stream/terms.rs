@@ -4,8 +4,11 @@
 //! thousands of terms), so each shard micro-batch writes the term panes of
 //! its on-time rows (`sql/term_panes.sql`) as one Parquet file under the
 //! stream's checkpoint, named after the batch (`p<last pane µs>_<shard>-<first
-//! sequence number>.parquet`): written before the batch commits, and a replay
-//! of the batch's intent rewrites the same name with the same rows. The
+//! sequence number>.parquet`): written before the batch commits. A replay of
+//! the batch's intent computes the same rows and name, and keeps a file an
+//! earlier attempt wrote: replacing it could change its bytes (row order)
+//! under the emitter while it reads the file, whose ranged reads would then
+//! mix two files (a Parquet decode error, seen in the multi-worker test). The
 //! emitter sums every file's panes at emission (`sql/window_terms.sql`, the
 //! batch job's SQL) for the windows it emits, against a trailing background
 //! (a stream knows only the past), and forgets the files no later window or
@@ -19,7 +22,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::context::JobContext;
-use crate::io::store::{Location, delete_if_exists, list_files};
+use crate::io::store::{Location, delete_if_exists, exists, list_files};
 use crate::io::write::write_file;
 use crate::tables::{register_batches, register_parquet_files};
 use crate::window::{
@@ -52,8 +55,9 @@ impl StreamTerms {
         self.spec.top_k > 0
     }
 
-    /// Writes the term panes of one shard batch's on-time rows (before it commits).
-    pub async fn write_batch(&self, jc: &JobContext, name: &str, on_time: &[RecordBatch]) -> Result<()> {
+    /// Writes the term panes of one shard batch's on-time rows (before it
+    /// commits); a `replay` keeps the file an earlier attempt wrote.
+    pub async fn write_batch(&self, jc: &JobContext, name: &str, on_time: &[RecordBatch], replay: bool) -> Result<()> {
         let Some(schema) = on_time.first().map(|b| b.schema()) else { return Ok(()) };
         if !self.enabled() || on_time.iter().all(|b| b.num_rows() == 0) {
             return Ok(());
@@ -64,6 +68,10 @@ impl StreamTerms {
         let batch = datafusion::arrow::compute::concat_batches(&term_panes_schema(), &batches)
             .map_err(|e| Error::arrow("term panes", e))?;
         let path = self.dir.path.clone().join(format!("p{last}_{name}"));
+        if replay && exists(self.store.as_ref(), &self.dir, &path).await? {
+            tracing::debug!(file = %path, "term panes already written by an earlier attempt at this batch");
+            return Ok(());
+        }
         write_file(self.store.as_ref(), &self.dir, &path, &batch).await
     }
 
