@@ -302,7 +302,8 @@ def quantize_weights_int8(src, dst, min_elements=4096):
 def quantize_static_int8(src, dst, tok, texts, max_length):
     """Static int8 (QDQ) for the MatMuls with a constant weight (the linear layers): weights
     symmetric per output channel, activations uint8 with one fixed scale per tensor from a
-    MinMax calibration on `texts` (training tweets); attention, LayerNorm, softmax and GELU stay
+    MinMax calibration on `texts` (training tweets), the first token's rows with scales of their
+    own (first_token.py); attention, LayerNorm, softmax and GELU stay
     fp32. Integer matrix products are exact and the scales are constants, so a row's result
     does not depend on the other rows of its batch (unlike dynamic quantization, whose
     activation scale is the batch's). Then the embedding tables are made int8 too."""
@@ -319,13 +320,48 @@ def quantize_static_int8(src, dst, tok, texts, max_length):
             b = tok(texts[k:k + 32], padding=True, truncation=True, max_length=max_length, return_tensors="np")
             return {n: b[n].astype(np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")}
 
+    # the first token's row of each linear layer apart, with scales of its own (first_token.py)
+    from first_token import split_first_token
+    split = dst + ".split.onnx"
+    split_first_token(src, split)
     tmp = dst + ".qdq.onnx"
-    quantize_static(src, tmp, Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
+    quantize_static(split, tmp, Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={"MatMulConstBOnly": True, "ActivationSymmetric": False, "WeightSymmetric": True})
     quantize_weights_int8(tmp, dst)
     os.remove(tmp)
+    os.remove(split)
+
+
+def neutral_offset(probs, gold):
+    """The amount to add to the neutral logit so that the model calls neutral the share of
+    `probs`' texts that `gold` labels neutral (the smallest such amount, to 1e-6). Training
+    moves the model's prior away from neutral: SST-2 rows train the polar classes only (the
+    neutral logit masked), so the model under-calls neutral tweets; this puts the prior of the
+    tweets it was trained on back. Fitted on training tweets, never on an evaluation set."""
+    logit = np.log(np.clip(probs, 1e-30, None))
+    target = float(np.mean(np.asarray(gold) == NEU))
+    share = lambda b: float(np.mean((logit + np.array([0.0, b, 0.0])).argmax(1) == NEU))
+    lo, hi = -5.0, 5.0
+    while hi - lo > 1e-6:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if share(mid) >= target else (mid, hi)
+    return round(hi, 6)
+
+
+def add_neutral_offset(path, offset):
+    """Adds `offset` to the neutral logit: to the bias of the classifier head (its Gemm)."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(path)
+    head = [n for n in m.graph.node if n.output[0] == "logits"]
+    assert len(head) == 1 and head[0].op_type == "Gemm", "the logits come from the head's Gemm"
+    init = next(i for i in m.graph.initializer if i.name == head[0].input[2])
+    bias = numpy_helper.to_array(init).copy()
+    bias[NEU] += np.float32(offset)
+    init.CopyFrom(numpy_helper.from_array(bias, init.name))
+    onnx.save(m, path)
 
 
 def session(path, threads):
@@ -370,6 +406,12 @@ def main():
                          "speed of fp32); weights: int8 weights only, fp32 compute (0.5 points better on "
                          "TweetEval, half the speed). Both give batch-independent scores.")
     ap.add_argument("--calibration", type=int, default=512, help="TweetEval train tweets for the static scales")
+    ap.add_argument("--match-neutral-share", action=argparse.BooleanOptionalAction, default=True,
+                    help="after quantization, offset the neutral logit so the model calls neutral the share of "
+                         "TweetEval train tweets labelled neutral (--neutral-share-rows of them, after the "
+                         "calibration tweets): SST-2 rows train only the polar classes and move the prior away "
+                         "from neutral")
+    ap.add_argument("--neutral-share-rows", type=int, default=10000)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     random.seed(a.seed)
@@ -407,6 +449,14 @@ def main():
     # embedding rows gathered as int8 and scaled, not the whole table dequantized per run (embed_gather.py)
     from embed_gather import gather_before_dequant
     gather_before_dequant(shipped, shipped)
+    offset = None
+    if a.match_neutral_share:
+        tweets, gold = read_tweeteval(os.path.join(a.data, "tweet_eval_sentiment"), "train")
+        rows = slice(a.calibration, a.calibration + a.neutral_share_rows)  # after the calibration tweets
+        offset = neutral_offset(onnx_probs(session(shipped, a.threads), tok, tweets[rows], a.max_length), gold[rows])
+        for path in (fp32, shipped):
+            add_neutral_offset(path, offset)
+        print(f"neutral logit offset {offset:+.6f} (the share of neutral on {len(gold[rows]):,} TweetEval train tweets)")
     for stale in ("model_quantized.onnx",):
         if os.path.exists(os.path.join(a.out, stale)):
             os.remove(os.path.join(a.out, stale))
@@ -431,6 +481,7 @@ def main():
                          "sst2_dev": metrics(onnx_probs(s, tok, dev_t, a.max_length), dev_y, True),
                          "bytes": os.path.getsize(path)}
     print(json.dumps(results, indent=1))
+    results["neutral_logit_offset"] = offset
     json.dump({"results": results, "args": vars(a), "training": info},
               open(os.path.join(a.out, "training.json"), "w"), indent=1)
     write_card(a, info, results)
@@ -439,10 +490,23 @@ def main():
 QUANT_TEXT = {
     "static": "static int8 (QDQ) for the linear layers' MatMuls: weights symmetric per output channel, "
               "activations uint8 with fixed per-tensor scales calibrated (MinMax) on the first {n} TweetEval "
-              "train tweets; attention, LayerNorm, softmax and GELU in fp32; embedding tables int8 per row.",
+              "train tweets, the first token's ([CLS]) rows with scales of their own (its activations are "
+              "outliers that would set everyone's scale: `scripts/train/first_token.py`); attention, LayerNorm, softmax and GELU in fp32; embedding tables int8 per row.",
     "weights": "int8 weights only (per output channel, symmetric; embedding tables per row), fp32 activations "
                "and compute.",
 }
+
+
+def neutral_prior(a, results):
+    offset = results.get("neutral_logit_offset")
+    if offset is None:
+        return ""
+    return f"""- **Neutral prior** (`--match-neutral-share`): after quantization, {offset:+.4f} is added to the
+  neutral logit (the head's bias, in both files), the amount at which the int8 model calls neutral
+  the share of {a.neutral_share_rows:,} TweetEval train tweets (after the calibration tweets) labelled
+  neutral. SST-2 rows train only the polar classes, which moves the model's prior away from
+  neutral. Fitted on training tweets only.
+"""
 
 
 def write_card(a, info, results):
@@ -488,7 +552,7 @@ sentiflow's score is P(positive) − P(negative) in [-1, 1]; the label is the mo
   shape), so a text gets the same bits alone, in any batch and padded to any width (sentiflow
   checks this when it loads the model). An embedding lookup gathers the int8 rows and then scales
   them (`scripts/train/embed_gather.py`), instead of dequantizing the whole table on every run.
-- **Files**: `model.onnx` ({r8['bytes'] / 2**20:.1f} MiB), `tokenizer.json`, `config.json`,
+{neutral_prior(a, results)}- **Files**: `model.onnx` ({r8['bytes'] / 2**20:.1f} MiB), `tokenizer.json`, `config.json`,
   `training.json` (arguments and figures). The fp32 export ({r32['bytes'] / 2**20:.1f} MiB) is rebuilt
   by the script and not committed.
 - **Terms**: the model inherits the data's terms (research use for SST-2 and Sentiment140; cite the

@@ -92,12 +92,13 @@ fn rust_predictions_equal_the_python_reference_on_the_validation_sets() {
         (j["rows"].as_u64(), j["evaluated"].as_u64(), j["binary"].as_bool()),
         (Some(872), Some(872), Some(true))
     );
-    // below the shipped model's measured figure (0.8773 on the AVX-512 VNNI EPYC it was measured on;
-    // ONNX Runtime's int8 kernels differ by instruction set, and the model before it lost 0.6 points
-    // on an AVX2-only EPYC; the 0.90 is not reached, see the model card), so a broken
-    // tokenizer, padding or label order fails here
+    // below the shipped model's measured figure (0.8956 on the AVX-512 VNNI EPYC it was measured on;
+    // ONNX Runtime's int8 kernels differ by instruction set, and an earlier model lost 0.6 points on
+    // an AVX2-only EPYC; the 0.90 is not reached, see the model card), so a broken
+    // tokenizer, padding or label order fails here, and so does the same model quantized without
+    // the first token's own scales (0.8773)
     let acc = j["accuracy"].as_f64().unwrap();
-    assert!(acc >= 0.86, "SST-2 dev accuracy {acc} below the shipped model's 0.8773");
+    assert!(acc >= 0.88, "SST-2 dev accuracy {acc} below the shipped model's 0.8956");
 
     // TweetEval validation: 3 classes, macro-averaged recall (the benchmark's metric)
     let te = shared_data().join("tweet_eval_sentiment");
@@ -117,9 +118,9 @@ fn rust_predictions_equal_the_python_reference_on_the_validation_sets() {
         (Some(2000), Some(2000), Some(false))
     );
     let mr = j["macro_recall"].as_f64().unwrap();
-    // 0.7306 where it was measured (int8 kernels differ by CPU, as above; the model before it,
+    // 0.7317 where it was measured (int8 kernels differ by CPU, as above; the model before it,
     // distilled into this one, had 0.7092-0.7120 and fails here)
-    assert!(mr >= 0.715, "TweetEval macro recall {mr} below the shipped model's 0.7306");
+    assert!(mr >= 0.715, "TweetEval macro recall {mr} below the shipped model's 0.7317");
     let recall = j["recall"].as_object().unwrap();
     let mean = recall.values().map(|v| v.as_f64().unwrap()).sum::<f64>() / 3.0;
     assert!((mean - mr).abs() < 1e-12 && recall.contains_key("neutral"), "{recall:?}");
