@@ -23,7 +23,8 @@
 //! - [`Layout::Packed`], when a row's result does not depend on its batch-mates
 //!   or on its padding (the shipped model: static int8 with fixed scales, mean
 //!   pooling as a MatMul per row): batches of `batch_size` texts in length order,
-//!   each padded to its longest text — what Python's length-sorted pipeline does.
+//!   each padded to its longest text — what Python's length-sorted pipeline does
+//!   — and cut where a batch would pass [`MAX_BATCH_TOKENS`] padded tokens.
 //!   [`OnnxScorer::load`] checks the rule on probe texts (alone, and together
 //!   padded wider) and a test checks it on whole data sets, so an ONNX Runtime
 //!   upgrade that breaks it is caught.
@@ -274,11 +275,43 @@ fn model_file(dir: &Path) -> Result<PathBuf> {
 /// dev's 872 sentences (same accuracy).
 pub const DEFAULT_BATCH_SIZE: usize = 8;
 
+/// Padded tokens (rows × width) per `session.run` at most in the
+/// [`Layout::Packed`] layout, whatever the batch size: a larger run does the
+/// same work per text, but its activations no longer fit the caches, so it
+/// costs more CPU per text and more memory. Exact: a packed text's bits do not
+/// depend on its batch. 512 = the default batch (8) × the shipped model's
+/// maximum length (64), so the default is never cut. Measured on SST-2 dev
+/// (AVX-512 VNNI EPYC, 2 cores, dev profile, 2 runs each): at `--onnx-batch
+/// 128`, 203–211 sentences per CPU-second and 716–728 MiB peak RSS uncut;
+/// 278–296 and 290 MiB cut at 512 (256 and 1024: 268–294 / 263 MiB and
+/// 253–305 / 330–347 MiB); batches 8 and 32 the same within noise.
+pub const MAX_BATCH_TOKENS: usize = 512;
+
+/// Cuts `order` (sorted by `len`, ascending) into runs of at most `max_rows`
+/// texts whose padded size (rows × the last, longest text's length) stays
+/// within `max_tokens`; a text longer than `max_tokens` runs alone.
+fn packed_chunks(order: &[usize], len: impl Fn(usize) -> usize, max_rows: usize, max_tokens: usize) -> Vec<&[usize]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    for (i, &k) in order.iter().enumerate() {
+        let rows = i - start + 1;
+        if rows > 1 && (rows > max_rows || rows * len(k) > max_tokens) {
+            chunks.push(&order[start..i]);
+            start = i;
+        }
+    }
+    if start < order.len() {
+        chunks.push(&order[start..]);
+    }
+    chunks
+}
+
 /// How texts are put into `session.run` batches (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// Batches of `batch_size` texts in length order, each padded to its longest
-    /// text: for a model whose rows do not depend on their batch-mates or padding.
+    /// Batches of up to `batch_size` texts (and [`MAX_BATCH_TOKENS`] padded
+    /// tokens) in length order, each padded to its longest text: for a model
+    /// whose rows do not depend on their batch-mates or padding.
     Packed,
     /// Each text in a run of exactly `batch_size` rows of its own width bucket.
     Fixed,
@@ -595,8 +628,10 @@ impl OnnxScorer {
         let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&k| encodings[k].get_ids().len());
         let chunks: Vec<&[usize]> = match self.layout {
-            // length order, cut into batches
-            Layout::Packed => order.chunks(self.batch_size).collect(),
+            // length order, cut into batches of at most batch_size rows and MAX_BATCH_TOKENS cells
+            Layout::Packed => {
+                packed_chunks(&order, |k| encodings[k].get_ids().len(), self.batch_size, MAX_BATCH_TOKENS)
+            }
             // grouped by width bucket (in length order inside); each bucket cut into batches of its own
             Layout::Fixed => order
                 .chunk_by(|&a, &b| {
@@ -847,6 +882,25 @@ mod tests {
         assert_eq!(session_layout(2, 0), (2, (cores / 2).max(1)));
         assert_eq!(session_layout(0, 1), (0, 1));
         assert_eq!(session_layout(3, 2), (3, 2));
+    }
+
+    #[test]
+    fn packed_chunks_cap_rows_and_padded_tokens() {
+        let lens = [3, 5, 5, 10, 100, 300, 2000];
+        let order: Vec<usize> = (0..lens.len()).collect();
+        let cut = |rows, tokens| -> Vec<Vec<usize>> {
+            packed_chunks(&order, |k| lens[k], rows, tokens).into_iter().map(<[usize]>::to_vec).collect()
+        };
+        // rows only: the token cap never binds
+        assert_eq!(cut(2, usize::MAX), vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6]]);
+        // padded size rows × longest: 3 rows of 5 = 15 fit 32, 4 rows of 10 = 40 do not
+        assert_eq!(cut(8, 32), vec![vec![0, 1, 2], vec![3], vec![4], vec![5], vec![6]]);
+        // 4 rows of 10 fit 300, 5 of 100 do not; 300 fits alone, 2 rows of 300 do not
+        assert_eq!(cut(8, 300), vec![vec![0, 1, 2, 3], vec![4], vec![5], vec![6]]);
+        // every text is in exactly one run, in order; a text longer than the cap runs alone
+        assert_eq!(cut(8, 1).concat(), order);
+        assert!(cut(8, 1).iter().all(|c| c.len() == 1));
+        assert!(packed_chunks(&[], |_| 1, 8, 8).is_empty());
     }
 
     #[test]
