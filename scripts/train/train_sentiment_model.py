@@ -411,7 +411,8 @@ def main():
                          "TweetEval train tweets labelled neutral (--neutral-share-rows of them, after the "
                          "calibration tweets): SST-2 rows train only the polar classes and move the prior away "
                          "from neutral")
-    ap.add_argument("--neutral-share-rows", type=int, default=10000)
+    ap.add_argument("--neutral-share-rows", type=int, default=10000,
+                    help="TweetEval train tweets the neutral offset is fitted on")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     random.seed(a.seed)
