@@ -169,9 +169,10 @@ def metrics(probs, gold, binary):
         pred = np.where(probs[:, POS] > probs[:, NEG], POS, NEG)
         return {"accuracy": round(float(np.mean(pred == gold)), 4)}
     pred = probs.argmax(1)
-    rec = {LABELS[c]: round(float(np.mean(pred[gold == c] == c)), 4) for c in range(3)}
+    rec = [float(np.mean(pred[gold == c] == c)) for c in range(3)]
     return {"accuracy": round(float(np.mean(pred == gold)), 4),
-            "macro_recall": round(float(np.mean(list(rec.values()))), 4), "recall": rec}
+            "macro_recall": round(float(np.mean(rec)), 4),  # of the unrounded recalls, as sentiflow eval
+            "recall": {LABELS[c]: round(r, 4) for c, r in enumerate(rec)}}
 
 
 def onnx_probs(session, tok, texts, max_length, batch=32):
