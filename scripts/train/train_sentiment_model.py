@@ -52,6 +52,9 @@ LABELS = ["negative", "neutral", "positive"]
 NEG, NEU, POS = 0, 1, 2
 LANGUAGES = ["en"]
 PREPROCESS = "tweet-v1"
+# --sst2-sentence-weight: SST-2 train rows of at least this many words count as whole sentences (the
+# texts sentiflow scores are sentences; most SST-2 train rows are parse-tree phrases of a few words)
+SENTENCE_WORDS = 15
 
 # The one normalisation, mirrored byte for byte by udfs/src/onnx.rs (normalize_tweet)
 # and scripts/onnx_reference.py: a mention is '@' + [A-Za-z0-9_]+, a URL is
@@ -119,11 +122,15 @@ def training_rows(a):
     # all of it, as its emoticon label has no neutral; SST-2: none)
     share = (a.teacher_weight, 1.0) if a.teacher else (0.0, 0.0)
     rows += [(te_t[i], te_y[i], False, float(cw[te_y[i]]), share[0]) for i in idx]
-    for (t, y), n, w, passes, d in (
-            (read_sst2(os.path.join(a.data, "sst2/train.tsv")), a.sst2, 1.0, a.sst2_epochs, 0.0),
-            (read_s140(os.path.join(a.data, "sentiment140_sample/train.csv")), a.s140, a.s140_weight, 1, share[1])):
+    for (t, y), n, w, sw, passes, d in (
+            (read_sst2(os.path.join(a.data, "sst2/train.tsv")), a.sst2, 1.0, a.sst2_sentence_weight, a.sst2_epochs, 0.0),
+            (read_s140(os.path.join(a.data, "sentiment140_sample/train.csv")), a.s140, a.s140_weight, 1.0, 1, share[1])):
         pick = rng.sample(range(len(t)), min(n, len(t)))
-        rows += [(t[i], y[i], not d, w, d) for i in pick * passes]
+        # sw: a whole sentence's (SENTENCE_WORDS words or more) weight relative to a phrase's, scaled
+        # so the rows' mean weight stays w (the same share of the loss against the other data)
+        whole = [len(t[i].split()) >= SENTENCE_WORDS for i in pick]
+        scale = w * len(pick) / max(1e-9, len(pick) + (sw - 1) * sum(whole))
+        rows += [(t[i], y[i], not d, scale * (sw if s else 1.0), d) for i, s in zip(pick, whole)] * passes
     rows = [(normalize_tweet(t), y, b, w, d) for t, y, b, w, d in rows]
     rng.shuffle(rows)
     return rows
@@ -380,6 +387,9 @@ def main():
     ap.add_argument("--s140", type=int, default=20000, help="Sentiment140 rows sampled (binary, noisy)")
     ap.add_argument("--s140-weight", type=float, default=0.5, help="loss weight of the noisy Sentiment140 rows")
     ap.add_argument("--sst2-epochs", type=int, default=1, help="passes over the SST-2 sample")
+    ap.add_argument("--sst2-sentence-weight", type=float, default=1.0,
+                    help=f"loss weight of SST-2 rows of at least {SENTENCE_WORDS} words (whole sentences; "
+                         "most rows are short phrases)")
     ap.add_argument("--class-balance", type=float, nargs="?", const=1.0, default=0.0, metavar="P",
                     help="weight TweetEval's classes by frequency^-P (its metric is macro recall): 1 (the "
                          "default with no value) counts each class equally, 0.5 is milder, 0 is off")
@@ -402,6 +412,9 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--from-checkpoint", help="a .pt written by an earlier run: skip training")
+    ap.add_argument("--init-from", metavar="PT",
+                    help="a .pt written by an earlier run: train on from its weights (a continuation: pass the "
+                         "passes and learning rate of the extra training) instead of the base encoder's")
     ap.add_argument("--quant", choices=["static", "weights"], default="static",
                     help="static: int8 MatMuls with calibrated activation scales (what ships: about 1.8x the "
                          "speed of fp32); weights: int8 weights only, fp32 compute (0.5 points better on "
@@ -431,7 +444,10 @@ def main():
         model.load_state_dict(state["model"])
         info = state["info"]
     else:
+        if a.init_from:
+            model.load_state_dict(torch.load(a.init_from)["model"])
         info = train(a, tok, model)
+        info["init_from"] = a.init_from
         torch.save({"model": model.state_dict(), "info": info}, ckpt)
     model.eval()
 
@@ -525,6 +541,13 @@ def write_card(a, info, results):
   Sentiment140 tweets are the mean probabilities of {len(a.teacher)} teacher models, each an earlier
   run of this script ({', '.join(f'`{t}`' for t in a.teacher)}; `scripts/train/rebuild_shipped.sh`
   trains them). SST-2 rows keep their labels."""
+    if info.get("init_from"):
+        teacher += f"""
+- **Continued training** (`--init-from`): these passes started from the weights of an earlier run
+  of this script (`{info['init_from']}`, whose own card and `training.json` give its data and
+  passes), not from the base encoder; the data and passes above are the extra ones."""
+    sentences = (f"; rows of {SENTENCE_WORDS}+ words, whole sentences, weigh {a.sst2_sentence_weight:g}x a phrase, "
+                 "the mean weight kept 1 (`--sst2-sentence-weight`)" if a.sst2_sentence_weight != 1 else "")
     card = f"""# sentiment-minilm (3-class tweets)
 
 A 3-class sentiment classifier (negative / neutral / positive) for sentiflow's ONNX scorer, built
@@ -540,7 +563,7 @@ sentiflow's score is P(positive) − P(negative) in [-1, 1]; the label is the mo
 - **Data**: TweetEval sentiment train (SemEval-2013..2016 tweets; Barbieri et al. 2020, Rosenthal
   et al. 2017; released without restrictions beyond those of the source tasks and X/Twitter's
   terms), {a.tweeteval_epochs} passes, 3-class cross-entropy{balance}; {a.sst2:,} GLUE SST-2 train sentences
-  (Socher et al. 2013, research use; {a.sst2_epochs} pass(es)) as positive/negative-only signals with the
+  (Socher et al. 2013, research use; {a.sst2_epochs} pass(es){sentences}) as positive/negative-only signals with the
   neutral logit masked, and {a.s140:,} Sentiment140 tweets (Go, Bhayani & Huang 2009, research
   use{s140}. {info['rows']:,} rows, {info['steps']:,} steps.{teacher}
 - **Method**: full fine-tuning, attention-masked mean pooling + linear head, AdamW (lr {a.lr},
