@@ -288,3 +288,42 @@ fn ingest_figures_hold_when_checkpoint_writes_are_answered_500() {
     let q = "SELECT count(*) AS n, count(DISTINCT tweet_id) AS d FROM raw_tweets";
     assert_eq!(sql_csv(&root, q), "n,d\n3000,3000\n");
 }
+
+/// An interrupted compaction whose output is complete and whose inputs are already gone: a HEAD of
+/// the output answered 403 (not "not found") stops `compact` with the object named, and deletes
+/// nothing. Before, any HEAD error counted as "output missing", so `compact` deleted the output,
+/// the only copy of its rows, and reported success. Without the fault the next run finishes it.
+#[test]
+fn compact_recovery_stops_on_a_head_error_instead_of_deleting_the_output() {
+    let Some(root) = s3_root("compact403") else { return };
+    let table = format!("{root}/scored");
+    let key = |p: &str| format!("{}/{p}", table.trim_start_matches("s3://").split_once('/').unwrap().1);
+    let output = "dt=2025-02-10/hour=00/compacted-1.parquet";
+    let row = "SELECT 'c1' AS tweet_id, 0.5 AS sentiment_score";
+    ok(&["sql", "--allow-write", "-c", &format!("COPY ({row}) TO '{table}/{output}' STORED AS PARQUET")]);
+    let marker = format!(
+        "SELECT [{:?}] AS inputs, [{:?}] AS outputs",
+        key("dt=2025-02-10/hour=00/batch-gone.parquet"),
+        key(output)
+    )
+    .replace('"', "'");
+    ok(&["sql", "--allow-write", "-c", &format!("COPY ({marker}) TO '{table}/_compaction/m.json' STORED AS JSON")]);
+    let heads = Arc::new(AtomicU64::new(0));
+    let h = heads.clone();
+    let proxy = start_proxy(Arc::new(move |r: &Req| {
+        if r.method == "HEAD" && r.target.contains("compacted-1.parquet") {
+            h.fetch_add(1, Ordering::SeqCst);
+            return Fault::Answer(403);
+        }
+        Fault::Pass
+    }));
+    let (success, out, err, _) = sentiflow_via(&proxy, &["compact", "--table", &table]);
+    assert!(!success, "a HEAD answered 403 is not 'missing': {out}\n{err}");
+    assert!(heads.load(Ordering::SeqCst) >= 1, "the output's HEAD went through the proxy: {err}");
+    assert!(err.contains("compacted-1.parquet"), "the error names the object: {err}");
+    let q = format!("SELECT tweet_id FROM '{table}/{output}'");
+    assert_eq!(ok(&["sql", "--format", "csv", "-c", &q]), "tweet_id\nc1\n", "the output was kept");
+    let out = ok(&["compact", "--table", &table]);
+    assert!(out.contains("finished 1 interrupted compactions"), "{out}");
+    assert_eq!(ok(&["sql", "--format", "csv", "-c", &q]), "tweet_id\nc1\n", "the output is the rows' one copy");
+}

@@ -17,7 +17,9 @@ use globset::{GlobBuilder, GlobMatcher};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{
+    BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 use percent_encoding::utf8_percent_encode;
 use url::Url;
 
@@ -549,6 +551,39 @@ pub async fn put(store: &dyn ObjectStore, loc: &Location, path: &Path, bytes: Ve
     Ok(())
 }
 
+/// Writes one object unless one is already at `path` (S3: a conditional PUT; local disk: staged,
+/// then hard-linked into place, which fails if the name is taken). Returns `false` when one was:
+/// it is kept, never replaced. For files whose name fixes their rows (a replayed batch writes the
+/// same rows under the same name): a second writer, whether a replay or a worker that lost its
+/// lease and does not know it yet, can then never change the bytes under a reader.
+pub async fn put_if_absent(store: &dyn ObjectStore, loc: &Location, path: &Path, bytes: Vec<u8>) -> Result<bool> {
+    let taken = |e: &object_store::Error| {
+        matches!(e, object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. })
+    };
+    let Some(staged) = staging_path(loc, path) else {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        return match store.put_opts(path, PutPayload::from(bytes), opts).await {
+            Ok(_) => Ok(true),
+            // also a PUT of ours that landed, was answered 500 and retried: the object is there
+            Err(e) if taken(&e) => Ok(false),
+            Err(source) => Err(Error::Store { op: "conditional put", location: loc.url_of(path), source }),
+        };
+    };
+    store.put(&staged, PutPayload::from(bytes)).await.map_err(|source| Error::Store {
+        op: "put",
+        location: loc.url_of(path),
+        source,
+    })?;
+    match store.rename_if_not_exists(&staged, path).await {
+        Ok(()) => Ok(true),
+        Err(e) if taken(&e) => {
+            delete_if_exists(store, loc, &staged).await?;
+            Ok(false)
+        }
+        Err(source) => Err(Error::Store { op: "rename", location: loc.url_of(path), source }),
+    }
+}
+
 /// Deletes every visible file below `dir` that is not in `keep`. Used to
 /// replace a partition: write the new files first, then remove the strays.
 pub async fn delete_except(store: &dyn ObjectStore, loc: &Location, dir: &Path, keep: &[Path]) -> Result<usize> {
@@ -612,6 +647,22 @@ mod tests {
         assert_eq!(l.store_url.as_str(), "file:///");
         assert!(l.path.as_ref().ends_with("some/dir"));
         assert!(l.child("scored").path.as_ref().ends_with("some/dir/scored"));
+    }
+
+    #[tokio::test]
+    async fn put_if_absent_keeps_the_first_object() {
+        let d = std::env::temp_dir().join(format!("sentiflow-put-if-absent-{}", std::process::id()));
+        let loc = Location::parse(&d.join("t").display().to_string()).unwrap();
+        let store = LocalFileSystem::new();
+        let path = loc.path.clone().join("sub/a.parquet");
+        assert!(put_if_absent(&store, &loc, &path, b"first".to_vec()).await.unwrap());
+        assert!(!put_if_absent(&store, &loc, &path, b"second".to_vec()).await.unwrap());
+        let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(got.as_ref(), b"first");
+        // the second attempt's staged copy is gone, and nothing was staged inside the table
+        assert!(list_below(&store, &loc, &staging_dir(&loc)).await.unwrap().is_empty());
+        assert_eq!(list_below(&store, &loc, &loc.path).await.unwrap().len(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -242,13 +242,18 @@ async fn close_file(
 
 /// Writes one whole batch as a single Parquet file (no partitioning).
 pub async fn write_file(store: &dyn ObjectStore, loc: &Location, path: &Path, batch: &RecordBatch) -> Result<()> {
+    crate::io::store::put(store, loc, path, parquet_bytes(loc, path, batch)?).await
+}
+
+/// One Parquet file of `batch`, as the job writes every file, in memory (`loc`/`path` name it in errors).
+pub fn parquet_bytes(loc: &Location, path: &Path, batch: &RecordBatch) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     let perr = |source| Error::ParquetWrite { location: loc.url_of(path), source };
     let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(parquet_props()))
         .map_err(perr)?;
     w.write(batch).map_err(perr)?;
     w.close().map_err(perr)?;
-    crate::io::store::put(store, loc, path, buf).await
+    Ok(buf)
 }
 
 /// Writes raw rows (partitioned `dt=/hour=` by `created_at`) below `raw_root`

@@ -60,11 +60,10 @@ async fn finish_markers(store: &dyn ObjectStore, loc: &Location, report: &mut Co
             v[k].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(Path::from)).collect()).unwrap_or_default()
         };
         let (inputs, outputs) = (paths("inputs"), paths("outputs"));
+        // an error other than NotFound stops the recovery: guessing either way could delete the only copy
         let mut all_out = true;
         for o in &outputs {
-            if store.head(o).await.is_err() {
-                all_out = false;
-            }
+            all_out &= crate::io::store::exists(store, loc, o).await?;
         }
         let doomed = if all_out { inputs } else { outputs };
         for p in doomed {

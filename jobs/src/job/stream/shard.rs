@@ -313,7 +313,7 @@ impl Streamer<'_> {
         let scored = self.score_tagged(raw, scored_at).await?;
         for (s, scored) in staged.iter_mut().zip(scored) {
             self.write_scored(s, scored).await?;
-            self.terms.write_batch(self.jc, &s.name, &s.rows.on_time, s.read.replay).await?;
+            self.terms.write_batch(self.jc, &s.name, &s.rows.on_time).await?;
         }
         let emitted = self.emitter.0.emitted_through_us;
         let priors: Vec<Vec<Value>> =

@@ -4,11 +4,13 @@
 //! thousands of terms), so each shard micro-batch writes the term panes of
 //! its on-time rows (`sql/term_panes.sql`) as one Parquet file under the
 //! stream's checkpoint, named after the batch (`p<last pane µs>_<shard>-<first
-//! sequence number>.parquet`): written before the batch commits. A replay of
-//! the batch's intent computes the same rows and name, and keeps a file an
-//! earlier attempt wrote: replacing it could change its bytes (row order)
-//! under the emitter while it reads the file, whose ranged reads would then
-//! mix two files (a Parquet decode error, seen in the multi-worker test). The
+//! sequence number>.parquet`): written before the batch commits, only if no
+//! file has that name yet. A replay of the batch's intent computes the same
+//! rows and name, and so does a worker that lost the shard's lease and does not
+//! know it yet: each keeps the file written first, as replacing it could change
+//! its bytes (row order) under the emitter while it reads the file, whose
+//! ranged reads would then mix two files (a Parquet decode error, seen in the
+//! multi-worker test). The
 //! emitter sums every file's panes at emission (`sql/window_terms.sql`, the
 //! batch job's SQL) for the windows it emits, against a trailing background
 //! (a stream knows only the past), and forgets the files no later window or
@@ -22,8 +24,8 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::context::JobContext;
-use crate::io::store::{Location, delete_if_exists, exists, list_files};
-use crate::io::write::write_file;
+use crate::io::store::{Location, delete_if_exists, list_files, put_if_absent};
+use crate::io::write::parquet_bytes;
 use crate::tables::{register_batches, register_parquet_files};
 use crate::window::{
     Background, TermSpec, WindowSpec, as_term_panes, far_future, far_past, term_pane_params, term_panes_schema,
@@ -56,8 +58,8 @@ impl StreamTerms {
     }
 
     /// Writes the term panes of one shard batch's on-time rows (before it
-    /// commits); a `replay` keeps the file an earlier attempt wrote.
-    pub async fn write_batch(&self, jc: &JobContext, name: &str, on_time: &[RecordBatch], replay: bool) -> Result<()> {
+    /// commits), unless an earlier attempt at the batch wrote them.
+    pub async fn write_batch(&self, jc: &JobContext, name: &str, on_time: &[RecordBatch]) -> Result<()> {
         let Some(schema) = on_time.first().map(|b| b.schema()) else { return Ok(()) };
         if !self.enabled() || on_time.iter().all(|b| b.num_rows() == 0) {
             return Ok(());
@@ -68,11 +70,11 @@ impl StreamTerms {
         let batch = datafusion::arrow::compute::concat_batches(&term_panes_schema(), &batches)
             .map_err(|e| Error::arrow("term panes", e))?;
         let path = self.dir.path.clone().join(format!("p{last}_{name}"));
-        if replay && exists(self.store.as_ref(), &self.dir, &path).await? {
-            tracing::debug!(file = %path, "term panes already written by an earlier attempt at this batch");
-            return Ok(());
+        let bytes = parquet_bytes(&self.dir, &path, &batch)?;
+        if !put_if_absent(self.store.as_ref(), &self.dir, &path, bytes).await? {
+            tracing::debug!(file = %path, "term panes already written by an earlier attempt at this batch: kept");
         }
-        write_file(self.store.as_ref(), &self.dir, &path, &batch).await
+        Ok(())
     }
 
     /// The `window_terms` rows of the windows ending in (`emitted`, `target`].
