@@ -119,18 +119,22 @@ def training_rows(a):
     cw = freq ** -a.class_balance / np.sum(freq ** (1 - a.class_balance))
     # (text, label, binary, weight, teacher share): with --teacher, a row's target is that share of
     # the teachers' probabilities plus the rest of its label (TweetEval: --teacher-weight; Sentiment140:
-    # all of it, as its emoticon label has no neutral; SST-2: none)
-    share = (a.teacher_weight, 1.0) if a.teacher else (0.0, 0.0)
+    # all of it, as its emoticon label has no neutral; SST-2: --sst2-teacher-share, default none)
+    share = (a.teacher_weight, 1.0, a.sst2_teacher_share) if a.teacher else (0.0, 0.0, 0.0)
     rows += [(te_t[i], te_y[i], False, float(cw[te_y[i]]), share[0]) for i in idx]
     for (t, y), n, w, sw, passes, d in (
-            (read_sst2(os.path.join(a.data, "sst2/train.tsv")), a.sst2, 1.0, a.sst2_sentence_weight, a.sst2_epochs, 0.0),
+            (read_sst2(os.path.join(a.data, "sst2/train.tsv")), a.sst2, 1.0, a.sst2_sentence_weight, a.sst2_epochs,
+             share[2]),
             (read_s140(os.path.join(a.data, "sentiment140_sample/train.csv")), a.s140, a.s140_weight, 1.0, 1, share[1])):
         pick = rng.sample(range(len(t)), min(n, len(t)))
         # sw: a whole sentence's (SENTENCE_WORDS words or more) weight relative to a phrase's, scaled
         # so the rows' mean weight stays w (the same share of the loss against the other data)
         whole = [len(t[i].split()) >= SENTENCE_WORDS for i in pick]
         scale = w * len(pick) / max(1e-9, len(pick) + (sw - 1) * sum(whole))
-        rows += [(t[i], y[i], not d, scale * (sw if s else 1.0), d) for i, s in zip(pick, whole)] * passes
+        # binary: SST-2 always (its rows keep the two polar classes, with or without a teacher share),
+        # Sentiment140 unless the teachers give it a neutral
+        binary = d < 1.0
+        rows += [(t[i], y[i], binary, scale * (sw if s else 1.0), d) for i, s in zip(pick, whole)] * passes
     rows = [(normalize_tweet(t), y, b, w, d) for t, y, b, w, d in rows]
     rng.shuffle(rows)
     return rows
@@ -228,6 +232,9 @@ def train(a, tok, model):
         share = torch.tensor([rows[i][4] for i in idx], dtype=torch.float32).unsqueeze(1)
         if share.any():
             t = torch.tensor(np.array([teachers.get(rows[i][0], np.zeros(3)) for i in idx]), dtype=torch.float32)
+            # a binary row (SST-2 with --sst2-teacher-share) takes the teachers' odds of its two classes
+            polar = t * valid
+            t = torch.where(binary.unsqueeze(1), polar / polar.sum(1, keepdim=True).clamp_min(1e-12), t)
             q = share * t + (1 - share) * q
         per_row = -(q * torch.log_softmax(logits, dim=1)).sum(1)
         loss = (per_row * w).sum() / w.sum()
@@ -397,9 +404,12 @@ def main():
                     help="knowledge distillation: the mean probabilities of these models (directories with a "
                          "model.onnx, e.g. two earlier runs) become the targets of the TweetEval rows (mixed with "
                          "their labels by --teacher-weight) and of the Sentiment140 rows (3-class, no longer "
-                         "binary); SST-2 rows keep their labels")
+                         "binary); SST-2 rows keep their labels unless --sst2-teacher-share")
     ap.add_argument("--teacher-weight", type=float, default=1.0,
                     help="share of the teachers' probabilities in a TweetEval row's target (the rest: its label)")
+    ap.add_argument("--sst2-teacher-share", type=float, default=0.0, metavar="S",
+                    help="with --teacher: share of the teachers' positive/negative odds in an SST-2 row's target "
+                         "(the rest: its label; the row stays binary); 0 keeps the labels alone")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=6e-5)
     ap.add_argument("--warmup", type=float, default=0.06)
@@ -536,11 +546,14 @@ def write_card(a, info, results):
             if a.teacher else f"; labels from emoticons, so noisy: loss weight {a.s140_weight}) the same way")
     mix = ("the teachers' alone" if a.teacher_weight >= 1 else
            f"{a.teacher_weight:.0%} the teachers', the rest the row's smoothed label")
+    sst2_soft = ("SST-2 rows keep their labels." if not a.sst2_teacher_share else
+                 f"An SST-2 row's target is {a.sst2_teacher_share:.0%} the teachers' odds of positive against "
+                 "negative, the rest its smoothed label (`--sst2-teacher-share`); the row stays binary.")
     teacher = "" if not a.teacher else f"""
 - **Distillation** (`--teacher`): the targets of the TweetEval rows ({mix}) and of the
   Sentiment140 tweets are the mean probabilities of {len(a.teacher)} teacher models, each an earlier
   run of this script ({', '.join(f'`{t}`' for t in a.teacher)}; `scripts/train/rebuild_shipped.sh`
-  trains them). SST-2 rows keep their labels."""
+  trains them). {sst2_soft}"""
     if info.get("init_from"):
         teacher += f"""
 - **Continued training** (`--init-from`): these passes started from the weights of an earlier run
