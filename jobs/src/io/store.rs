@@ -652,6 +652,7 @@ mod tests {
     #[tokio::test]
     async fn put_if_absent_keeps_the_first_object() {
         let d = std::env::temp_dir().join(format!("sentiflow-put-if-absent-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d); // what a crashed earlier run left
         let loc = Location::parse(&d.join("t").display().to_string()).unwrap();
         let store = LocalFileSystem::new();
         let path = loc.path.clone().join("sub/a.parquet");
