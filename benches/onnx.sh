@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=3
+PASSES=2 # passes per process: the first warms up, the faster is kept
 BIN=${CARGO_TARGET_DIR:-target}/debug/sentiflow
 while [ $# -gt 0 ]; do
   case $1 in
@@ -33,11 +34,11 @@ trap 'rm -rf "$OUT"' EXIT
 
 run_rust() { # threads batch sessions [data]
   "$BIN" eval --data "${4:-$DATA}" --model "$MODEL" --onnx-threads "$1" --onnx-batch "$2" --onnx-sessions "$3" \
-    --label-col "${LABEL_COL:-label}" --label-names negative,positive --repeat 2 --json
+    --label-col "${LABEL_COL:-label}" --label-names negative,positive --repeat "$PASSES" --json
 }
 run_py() { # threads batch [--sort] [data]
   "$SENTIFLOW_PYTHON" scripts/onnx_reference.py --model "$MODEL" --data "${4:-$DATA}" --threads "$1" --batch "$2" \
-    --label-col "${LABEL_COL:-label}" --label-names negative,positive --repeat 2 ${3:-}
+    --label-col "${LABEL_COL:-label}" --label-names negative,positive --repeat "$PASSES" ${3:-}
 }
 best() { # the JSON line with the most sentences per CPU-second
   python3 -c 'import json,sys; print(max((l for l in sys.stdin if l.strip()), key=lambda l: json.loads(l)["sentences_per_cpu_s"]).strip())'
@@ -85,7 +86,7 @@ PY
 export LABEL_COL=truth_label
 rounds "r:run_rust 1 8 $n $OUT/sample.tsv" "ps:run_py $n 32 --sort $OUT/sample.tsv"
 r=$(<"$OUT/r.best"); ps=$(<"$OUT/ps.best")
-# the scorer's counters add up over a process's 2 passes
-reused=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["scorer_stats"].get("texts_reused", 0)) // 2)' "$r")
+# the scorer's counters add up over a process's passes
+reused=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["scorer_stats"].get("texts_reused", 0)) // int(sys.argv[2]))' "$r" "$PASSES")
 printf '%-8s %-6s | %-30s | %-30s | %-30s | %s\n' "${n}x1" 8/32 "$(fmt "$r") sample" "$(fmt "$ps")" "-" "$(ratio "$r" "$ps")"
 echo "# the sample: $(($(wc -l <"$OUT/sample.tsv") - 1)) posts; in each pass $reused of them were copies of a text run before (reused, not run)"

@@ -122,18 +122,18 @@ def training_rows(a):
     # all of it, as its emoticon label has no neutral; SST-2: --sst2-teacher-share, default none)
     share = (a.teacher_weight, 1.0, a.sst2_teacher_share) if a.teacher else (0.0, 0.0, 0.0)
     rows += [(te_t[i], te_y[i], False, float(cw[te_y[i]]), share[0]) for i in idx]
-    for (t, y), n, w, sw, passes, d in (
+    # binary: SST-2 always (its rows keep the two polar classes, with or without a teacher share),
+    # Sentiment140 unless the teachers give it a neutral
+    for (t, y), n, w, sw, passes, d, binary in (
             (read_sst2(os.path.join(a.data, "sst2/train.tsv")), a.sst2, 1.0, a.sst2_sentence_weight, a.sst2_epochs,
-             share[2]),
-            (read_s140(os.path.join(a.data, "sentiment140_sample/train.csv")), a.s140, a.s140_weight, 1.0, 1, share[1])):
+             share[2], True),
+            (read_s140(os.path.join(a.data, "sentiment140_sample/train.csv")), a.s140, a.s140_weight, 1.0, 1, share[1],
+             not a.teacher)):
         pick = rng.sample(range(len(t)), min(n, len(t)))
         # sw: a whole sentence's (SENTENCE_WORDS words or more) weight relative to a phrase's, scaled
         # so the rows' mean weight stays w (the same share of the loss against the other data)
         whole = [len(t[i].split()) >= SENTENCE_WORDS for i in pick]
         scale = w * len(pick) / max(1e-9, len(pick) + (sw - 1) * sum(whole))
-        # binary: SST-2 always (its rows keep the two polar classes, with or without a teacher share),
-        # Sentiment140 unless the teachers give it a neutral
-        binary = d < 1.0
         rows += [(t[i], y[i], binary, scale * (sw if s else 1.0), d) for i, s in zip(pick, whole)] * passes
     rows = [(normalize_tweet(t), y, b, w, d) for t, y, b, w, d in rows]
     rng.shuffle(rows)
